@@ -1,0 +1,135 @@
+// Weight matrices as the kernels see them, and the reference (plain TypeScript) matrix-vector product.
+// A Matrix keeps its file's encoding: f32, f16/bf16 bits, or ggml blocks; decoding happens inside the
+// product, one row or one block at a time, never into a full f32 copy.
+import type { DType } from '../tensor/dtype.js';
+import { DTYPES, f16ToF32Table } from '../tensor/dtype.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { blockDecoder, QK } from './quant.js';
+
+export interface Matrix {
+  readonly name: string;
+  readonly dtype: DType;
+  /** Output size (PyTorch dim 0). */
+  readonly rows: number;
+  /** Input size (PyTorch dim 1); each row is contiguous. */
+  readonly cols: number;
+  /** Raw bytes, rows × (cols in `dtype`). */
+  readonly bytes: Uint8Array;
+  /** Set for f32. */
+  readonly f32: Float32Array | undefined;
+  /** Set for f16 and bf16 (raw bits). */
+  readonly u16: Uint16Array | undefined;
+}
+
+export function matrixFromTensor(t: Tensor, rows: number, cols: number): Matrix {
+  const aligned2 = t.data.byteOffset % 2 === 0;
+  const aligned4 = t.data.byteOffset % 4 === 0;
+  const f32 = t.dtype === 'f32' && aligned4 ? new Float32Array(t.data.buffer, t.data.byteOffset, rows * cols) : undefined;
+  const u16 =
+    (t.dtype === 'f16' || t.dtype === 'bf16') && aligned2
+      ? new Uint16Array(t.data.buffer, t.data.byteOffset, rows * cols)
+      : undefined;
+  if ((t.dtype === 'f32' && f32 === undefined) || ((t.dtype === 'f16' || t.dtype === 'bf16') && u16 === undefined)) {
+    throw new TypeError(`tensor '${t.name}' is not aligned for ${t.dtype}`);
+  }
+  return { name: t.name, dtype: t.dtype, rows, cols, bytes: t.data, f32, u16 };
+}
+
+/** Bytes one pass over the matrix reads. */
+export function matrixBytes(m: Matrix): number {
+  return m.bytes.byteLength;
+}
+
+const f16 = f16ToF32Table();
+const bf16Bits = new Uint32Array(1);
+const bf16Value = new Float32Array(bf16Bits.buffer);
+
+/** Row `r` of `m` as f32 values into `out` (length cols). */
+export function readRow(m: Matrix, r: number, out: Float32Array): void {
+  const n = m.cols;
+  switch (m.dtype) {
+    case 'f32':
+      out.set(m.f32!.subarray(r * n, r * n + n));
+      return;
+    case 'f16': {
+      const w = m.u16!;
+      for (let j = 0; j < n; j++) out[j] = f16[w[r * n + j]!]!;
+      return;
+    }
+    case 'bf16': {
+      const w = m.u16!;
+      for (let j = 0; j < n; j++) {
+        bf16Bits[0] = w[r * n + j]! << 16;
+        out[j] = bf16Value[0]!;
+      }
+      return;
+    }
+    default: {
+      const decode = blockDecoder(m.dtype);
+      const bb = DTYPES[m.dtype].blockBytes;
+      const base = (r * n) / QK;
+      for (let b = 0; b < n / QK; b++) decode(m.bytes, (base + b) * bb, out, b * QK);
+    }
+  }
+}
+
+const blockScratch = new Float32Array(QK);
+
+/**
+ * y = W·x, the reference kernel: W is rows × cols, x has cols values, y gets rows values.
+ * Sums are accumulated in float64 (JS numbers) and rounded once to f32.
+ */
+export function matvec(m: Matrix, x: Float32Array, y: Float32Array): void {
+  const rows = m.rows;
+  const n = m.cols;
+  switch (m.dtype) {
+    case 'f32': {
+      const w = m.f32!;
+      for (let r = 0; r < rows; r++) {
+        let s = 0;
+        const o = r * n;
+        for (let j = 0; j < n; j++) s += w[o + j]! * x[j]!;
+        y[r] = s;
+      }
+      return;
+    }
+    case 'f16': {
+      const w = m.u16!;
+      for (let r = 0; r < rows; r++) {
+        let s = 0;
+        const o = r * n;
+        for (let j = 0; j < n; j++) s += f16[w[o + j]!]! * x[j]!;
+        y[r] = s;
+      }
+      return;
+    }
+    case 'bf16': {
+      const w = m.u16!;
+      for (let r = 0; r < rows; r++) {
+        let s = 0;
+        const o = r * n;
+        for (let j = 0; j < n; j++) {
+          bf16Bits[0] = w[o + j]! << 16;
+          s += bf16Value[0]! * x[j]!;
+        }
+        y[r] = s;
+      }
+      return;
+    }
+    default: {
+      const decode = blockDecoder(m.dtype);
+      const bb = DTYPES[m.dtype].blockBytes;
+      const blocksPerRow = n / QK;
+      const q = blockScratch;
+      for (let r = 0; r < rows; r++) {
+        let s = 0;
+        for (let b = 0; b < blocksPerRow; b++) {
+          decode(m.bytes, (r * blocksPerRow + b) * bb, q, 0);
+          const xo = b * QK;
+          for (let j = 0; j < QK; j++) s += q[j]! * x[xo + j]!;
+        }
+        y[r] = s;
+      }
+    }
+  }
+}

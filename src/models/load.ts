@@ -1,0 +1,127 @@
+// Turns named tensors into a model: detects the RWKV version from tensor names and shapes, infers the
+// sizes, checks them against what the container declares, and builds that version's blocks.
+import { ModelError } from '../errors.js';
+import { openCheckpoint } from '../formats/open.js';
+import type { TensorAllocator, TensorSource } from '../formats/tensor-source.js';
+import { shapeString, elementCount } from '../tensor/tensor.js';
+import type { ModelConfig, RwkvVersion } from './config.js';
+import type { RwkvModel } from './model.js';
+import { buildV4 } from './v4.js';
+import { buildV5 } from './v5.js';
+import { buildV6 } from './v6.js';
+import { buildV7 } from './v7.js';
+import { Weights } from './weights.js';
+
+export interface LoadOptions {
+  /** Where tensor bytes are placed (plain memory by default). */
+  allocate?: TensorAllocator;
+}
+
+/** Loads a model file of any supported format and version. */
+export function loadModel(path: string, options: LoadOptions = {}): RwkvModel {
+  return modelFromSource(openCheckpoint(path, options.allocate));
+}
+
+/** Which version a set of tensors is, judged from layer 0's time-mix tensor names. */
+export function detectVersion(source: TensorSource): RwkvVersion {
+  const t = source.tensors;
+  const att = 'blocks.0.att.';
+  const has = (n: string): boolean => t.has(att + n);
+  if (!t.has('emb.weight')) {
+    throw new ModelError('MISSING_TENSOR', 'is missing: not an RWKV checkpoint?', { file: source.file, tensor: 'emb.weight' });
+  }
+  if (has('x_rwkvag') || has('x_r') || has('w0')) return '7';
+  if (has('time_maa_x')) return '6';
+  if (has('ln_x.weight')) {
+    if (has('gate.weight') || has('time_faaaa')) return '5.2';
+    if (has('time_first')) return '5.1';
+    throw new ModelError('UNKNOWN_MODEL', `has ${att}ln_x (RWKV v5) but neither a gate (v5.2) nor time_first (v5.1)`, {
+      file: source.file,
+    });
+  }
+  if (has('time_first') && has('time_decay') && has('time_mix_k')) return '4';
+  const names = [...t.keys()].filter((n) => n.startsWith(att)).map((n) => n.slice(att.length));
+  throw new ModelError(
+    'UNKNOWN_MODEL',
+    `cannot tell the RWKV version: layer 0's time mix has [${names.join(', ') || 'no tensors'}]`,
+    { file: source.file },
+  );
+}
+
+function countLayers(source: TensorSource): number {
+  let n = 0;
+  while (source.tensors.has(`blocks.${n}.ln1.weight`)) n++;
+  if (n === 0) throw new ModelError('MISSING_TENSOR', 'is missing', { file: source.file, tensor: 'blocks.0.ln1.weight' });
+  return n;
+}
+
+/** Infers sizes from shapes and checks them against the container's declared values. */
+export function inferConfig(source: TensorSource, version: RwkvVersion): ModelConfig {
+  const file = source.file;
+  const emb = source.tensors.get('emb.weight')!;
+  if (emb.shape.length !== 2) {
+    throw new ModelError('BAD_SHAPE', `has shape ${shapeString(emb.shape)}, expected [n_vocab, n_embd]`, {
+      file,
+      tensor: 'emb.weight',
+    });
+  }
+  const [nVocab, nEmbd] = emb.shape as [number, number];
+  const nLayer = countLayers(source);
+  const d = source.declared;
+  const mismatch = (field: string, declared: number, found: number, how: string): ModelError =>
+    new ModelError('BAD_SHAPE', `the header says ${field} = ${declared} but ${how} gives ${found}`, {
+      file,
+      tensor: 'emb.weight',
+    });
+  if (d.nEmbd !== undefined && d.nEmbd !== nEmbd) throw mismatch('n_embd', d.nEmbd, nEmbd, 'emb.weight');
+  if (d.nVocab !== undefined && d.nVocab !== nVocab) throw mismatch('n_vocab', d.nVocab, nVocab, 'emb.weight');
+  if (d.nLayer !== undefined && d.nLayer !== nLayer) {
+    throw new ModelError('BAD_SHAPE', `the header says n_layer = ${d.nLayer} but the file has ${nLayer} layers`, {
+      file,
+      tensor: `blocks.${nLayer}.ln1.weight`,
+    });
+  }
+  const ffnKey = source.tensors.get('blocks.0.ffn.key.weight');
+  if (ffnKey === undefined) {
+    throw new ModelError('MISSING_TENSOR', 'is missing from the model', { file, tensor: 'blocks.0.ffn.key.weight' });
+  }
+  const ffnSize = ffnKey.shape[0]!;
+  const { nHead, headSize } = headsOf(source, version, nEmbd);
+  return { version, nLayer, nEmbd, nVocab, nHead, headSize, ffnSize };
+}
+
+/** Heads: v4 has none; v5.1 counts them by time_decay (one per head); v5.2/v6 by time_faaaa's first dim; v7 by r_k's. */
+function headsOf(source: TensorSource, version: RwkvVersion, c: number): { nHead: number; headSize: number } {
+  if (version === '4') return { nHead: 1, headSize: 1 };
+  const name =
+    version === '5.1' ? 'blocks.0.att.time_decay' : version === '7' ? 'blocks.0.att.r_k' : 'blocks.0.att.time_faaaa';
+  const t = source.tensors.get(name);
+  if (t === undefined) throw new ModelError('MISSING_TENSOR', 'is missing from the model', { file: source.file, tensor: name });
+  const nHead = version === '5.1' ? elementCount(t.shape) : t.shape[0]!;
+  if (nHead <= 0 || c % nHead !== 0 || (version !== '5.1' && elementCount(t.shape) !== c)) {
+    throw new ModelError('BAD_SHAPE', `has shape ${shapeString(t.shape)}, which does not split n_embd ${c} into heads`, {
+      file: source.file,
+      tensor: name,
+    });
+  }
+  return { nHead, headSize: c / nHead };
+}
+
+export function modelFromSource(source: TensorSource): RwkvModel {
+  const version = detectVersion(source);
+  const config = inferConfig(source, version);
+  const w = new Weights(source);
+  // rwkv.cpp stores some parameters pre-transformed; official checkpoints store them raw.
+  const rwkvcpp = source.format === 'rwkv.cpp';
+  switch (version) {
+    case '4':
+      return buildV4(w, config, rwkvcpp ? 'negexp' : 'raw');
+    case '5.1':
+    case '5.2':
+      return buildV5(w, config, rwkvcpp ? 'rwkvcpp' : 'official');
+    case '6':
+      return buildV6(w, config, rwkvcpp ? 'rwkvcpp' : 'official');
+    case '7':
+      return buildV7(w, config, rwkvcpp ? 'rwkvcpp' : 'official');
+  }
+}

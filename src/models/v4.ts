@@ -1,0 +1,113 @@
+// RWKV-4, the paper's architecture, in RNN mode.
+//
+// Time mix per channel, with the WKV in the numerically stable form (state aa, bb, pp: numerator,
+// denominator, and the exponent they are scaled by):
+//   ww = u + k;  q = max(pp, ww)
+//   wkv = (e^(pp−q)·aa + e^(ww−q)·v) / (e^(pp−q)·bb + e^(ww−q))
+//   ww = w + pp; q = max(ww, k)
+//   aa ← e^(ww−q)·aa + e^(k−q)·v;  bb ← e^(ww−q)·bb + e^(k−q);  pp ← q
+// with the decay w = −exp(time_decay) and the bonus u = time_first. rwkv.cpp files store time_decay
+// already as −exp(·); official checkpoints store the raw parameter (the loader's `decayStored` says which).
+import { sigmoid } from '../kernels/activations.js';
+import { matvec, type Matrix } from '../kernels/matrix.js';
+import { ChannelMix, mixLerp } from './blocks.js';
+import type { ModelConfig } from './config.js';
+import { RnnModel, type Block } from './model.js';
+import type { Weights } from './weights.js';
+
+/** How a file stores v4's time_decay: the raw parameter, or rwkv.cpp's −exp(parameter). */
+export type V4DecayEncoding = 'raw' | 'negexp';
+
+class V4Block implements Block {
+  private readonly c: number;
+  private readonly decay: Float32Array; // w = −exp(time_decay), C
+  private readonly bonus: Float32Array; // u = time_first, C
+  private readonly muK: Float32Array;
+  private readonly muV: Float32Array;
+  private readonly muR: Float32Array;
+  private readonly key: Matrix;
+  private readonly value: Matrix;
+  private readonly receptance: Matrix;
+  private readonly output: Matrix;
+  private readonly ffn: ChannelMix;
+  private readonly xk: Float32Array;
+  private readonly xv: Float32Array;
+  private readonly xr: Float32Array;
+  private readonly k: Float32Array;
+  private readonly v: Float32Array;
+  private readonly r: Float32Array;
+
+  constructor(w: Weights, layer: number, config: ModelConfig, decayEncoding: V4DecayEncoding) {
+    const c = config.nEmbd;
+    const p = `blocks.${layer}.att`;
+    this.c = c;
+    const decay = w.vector(`${p}.time_decay`, c, 'n_embd');
+    if (decayEncoding === 'raw') for (let i = 0; i < c; i++) decay[i] = -Math.exp(decay[i]!);
+    this.decay = decay;
+    this.bonus = w.vector(`${p}.time_first`, c, 'n_embd');
+    this.muK = w.vector(`${p}.time_mix_k`, c, 'n_embd');
+    this.muV = w.vector(`${p}.time_mix_v`, c, 'n_embd');
+    this.muR = w.vector(`${p}.time_mix_r`, c, 'n_embd');
+    this.key = w.matrix(`${p}.key.weight`, c, c, 'n_embd × n_embd');
+    this.value = w.matrix(`${p}.value.weight`, c, c, 'n_embd × n_embd');
+    this.receptance = w.matrix(`${p}.receptance.weight`, c, c, 'n_embd × n_embd');
+    this.output = w.matrix(`${p}.output.weight`, c, c, 'n_embd × n_embd');
+    this.ffn = new ChannelMix(w, `blocks.${layer}.ffn`, c, config.ffnSize, {
+      muK: 'time_mix_k',
+      muR: 'time_mix_r',
+      style: 'mix',
+    });
+    this.xk = new Float32Array(c);
+    this.xv = new Float32Array(c);
+    this.xr = new Float32Array(c);
+    this.k = new Float32Array(c);
+    this.v = new Float32Array(c);
+    this.r = new Float32Array(c);
+  }
+
+  // Layer state: [ffn_x, att_x, aa, bb, pp], C each.
+  timeMix(xa: Float32Array, s: Float32Array, out: Float32Array): void {
+    const c = this.c;
+    const prev = s.subarray(c, 2 * c);
+    mixLerp(xa, prev, this.muK, this.xk);
+    mixLerp(xa, prev, this.muV, this.xv);
+    mixLerp(xa, prev, this.muR, this.xr);
+    prev.set(xa);
+    matvec(this.key, this.xk, this.k);
+    matvec(this.value, this.xv, this.v);
+    matvec(this.receptance, this.xr, this.r);
+    const { k, v, r } = this;
+    const rwkv = this.xk; // reuse: r ⊙ wkv
+    for (let i = 0; i < c; i++) {
+      const aa = s[2 * c + i]!;
+      const bb = s[3 * c + i]!;
+      const pp = s[4 * c + i]!;
+      const ki = k[i]!;
+      const vi = v[i]!;
+      let ww = this.bonus[i]! + ki;
+      let q = Math.max(pp, ww);
+      let e1 = Math.exp(pp - q);
+      let e2 = Math.exp(ww - q);
+      const wkv = (e1 * aa + e2 * vi) / (e1 * bb + e2);
+      ww = this.decay[i]! + pp;
+      q = Math.max(ww, ki);
+      e1 = Math.exp(ww - q);
+      e2 = Math.exp(ki - q);
+      s[2 * c + i] = e1 * aa + e2 * vi;
+      s[3 * c + i] = e1 * bb + e2;
+      s[4 * c + i] = q;
+      rwkv[i] = sigmoid(r[i]!) * wkv;
+    }
+    matvec(this.output, rwkv, out);
+  }
+
+  channelMix(xf: Float32Array, s: Float32Array, out: Float32Array): void {
+    this.ffn.run(xf, s.subarray(0, this.c), out);
+  }
+}
+
+export function buildV4(w: Weights, config: ModelConfig, decayEncoding: V4DecayEncoding): RnnModel {
+  const blocks: Block[] = [];
+  for (let l = 0; l < config.nLayer; l++) blocks.push(new V4Block(w, l, config, decayEncoding));
+  return new RnnModel(config, w, blocks);
+}

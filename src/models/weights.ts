@@ -1,0 +1,93 @@
+// Looks up a model's tensors by name and checks their shapes, turning a missing or misshapen tensor into
+// a ModelError that names the file and the tensor.
+import { ModelError } from '../errors.js';
+import type { TensorSource } from '../formats/tensor-source.js';
+import { matrixFromTensor, type Matrix } from '../kernels/matrix.js';
+import { dequantize } from '../kernels/quant.js';
+import { DTYPES, decodeBF16, f16ToF32Table } from '../tensor/dtype.js';
+import { elementCount, f32View, shapeString, u16View, type Tensor } from '../tensor/tensor.js';
+
+export class Weights {
+  readonly source: TensorSource;
+  /** Names read so far, to report tensors a model did not use. */
+  private readonly used = new Set<string>();
+
+  constructor(source: TensorSource) {
+    this.source = source;
+  }
+
+  get file(): string {
+    return this.source.file;
+  }
+
+  has(name: string): boolean {
+    return this.source.tensors.has(name);
+  }
+
+  tensor(name: string): Tensor {
+    const t = this.source.tensors.get(name);
+    if (t === undefined) throw new ModelError('MISSING_TENSOR', 'is missing from the model', { file: this.file, tensor: name });
+    this.used.add(name);
+    return t;
+  }
+
+  /** A tensor of `length` values in any shape with that many elements (e.g. [C], [1, 1, C], [H, N]). */
+  vector(name: string, length: number, meaning = ''): Float32Array {
+    const t = this.tensor(name);
+    const n = elementCount(t.shape);
+    if (n !== length) {
+      const why = meaning !== '' ? ` (${meaning})` : '';
+      throw new ModelError('BAD_SHAPE', `has shape ${shapeString(t.shape)} (${n} values), expected ${length}${why}`, {
+        file: this.file,
+        tensor: name,
+      });
+    }
+    return toF32(t);
+  }
+
+  /** A rows × cols weight matrix (PyTorch order [out, in]), kept in its stored encoding. */
+  matrix(name: string, rows: number, cols: number, meaning = ''): Matrix {
+    const t = this.tensor(name);
+    if (t.shape.length !== 2 || t.shape[0] !== rows || t.shape[1] !== cols) {
+      const why = meaning !== '' ? ` (${meaning})` : '';
+      throw new ModelError('BAD_SHAPE', `has shape ${shapeString(t.shape)}, expected [${rows}, ${cols}]${why}`, {
+        file: this.file,
+        tensor: name,
+      });
+    }
+    return matrixFromTensor(t, rows, cols);
+  }
+
+  /** Tensors present in the file that no lookup asked for. */
+  unused(): string[] {
+    return [...this.source.tensors.keys()].filter((k) => !this.used.has(k));
+  }
+}
+
+/** A small tensor's values as a fresh f32 array (vectors and LoRA factors; not for big matrices). */
+export function toF32(t: Tensor): Float32Array {
+  const n = elementCount(t.shape);
+  switch (t.dtype) {
+    case 'f32':
+      return f32View(t).slice(0, n);
+    case 'f16': {
+      const table = f16ToF32Table();
+      const bits = u16View(t);
+      const out = new Float32Array(n);
+      for (let i = 0; i < n; i++) out[i] = table[bits[i]!]!;
+      return out;
+    }
+    case 'bf16': {
+      const bits = u16View(t);
+      const out = new Float32Array(n);
+      for (let i = 0; i < n; i++) out[i] = decodeBF16(bits[i]!);
+      return out;
+    }
+    default: {
+      if (!DTYPES[t.dtype].quantized) throw new TypeError(`unexpected dtype ${t.dtype}`);
+      const out = new Float32Array(n);
+      dequantize(t.dtype, t.data, 0, n, out);
+      return out;
+    }
+  }
+}
