@@ -5,6 +5,7 @@ import { matvec, readRow, type Matrix } from '../kernels/matrix.js';
 import { layerNorm } from '../kernels/norm.js';
 import type { ModelConfig } from './config.js';
 import { State, stateSize } from './state.js';
+import type { Tensor } from '../tensor/tensor.js';
 import type { Weights } from './weights.js';
 
 export const LN_EPS = 1e-5;
@@ -44,12 +45,15 @@ export interface RwkvModel {
   forward(token: number, state: State, logits?: Float32Array): Float32Array;
   /** Bytes of weights held in memory. */
   readonly weightBytes: number;
+  /** Every tensor of the file, by name, as stored. */
+  readonly tensors: ReadonlyMap<string, Tensor>;
 }
 
 export class RnnModel implements RwkvModel {
   readonly config: ModelConfig;
   readonly file: string;
   readonly weightBytes: number;
+  readonly tensors: ReadonlyMap<string, Tensor>;
   private readonly emb: Matrix;
   private readonly ln0: LayerNormWeights;
   private readonly blocks: readonly Block[];
@@ -76,6 +80,7 @@ export class RnnModel implements RwkvModel {
     this.ln2 = blocks.map((_, i) => loadLayerNorm(w, `blocks.${i}.ln2`, c));
     this.lnOut = loadLayerNorm(w, 'ln_out', c);
     this.head = w.matrix('head.weight', config.nVocab, c, 'n_vocab × n_embd');
+    this.tensors = w.source.tensors;
     let bytes = 0;
     for (const t of w.source.tensors.values()) bytes += t.data.byteLength;
     this.weightBytes = bytes;

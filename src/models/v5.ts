@@ -1,11 +1,169 @@
-// RWKV v5 in RNN mode — not implemented yet.
-import { ModelError } from '../errors.js';
+// RWKV v5 in RNN mode: rwkv.cpp's "5.1" (ChatRWKV's v5.0) and "5.2" (Eagle).
+//
+// Time mix per head h (H heads of size N, C = H·N), with r, k, v the head's slices of Wr·xr, Wk·xk, Wv·xv
+// (no σ on r, unlike v4) and a matrix state S (N × N, row i = key channel, column j = value channel):
+//   y_j = Σ_i r_i·(u_i·k_i·v_j + S_ij)
+//   S_ij ← k_i·v_j + w_i·S_ij
+// then y = GroupNorm over the H heads (ln_x, eps 64e-5), 5.2 multiplies by silu(Wg·xg), and out = Wo·y.
+// The decay is w = exp(−exp(time_decay)); the bonus u is exp(time_first) in 5.1 and time_faaaa as is in
+// 5.2. 5.1 has one decay and one bonus per head, 5.2 one per channel. rwkv.cpp files store time_decay
+// already as exp(−exp(·)) and 5.1's time_first already as exp(·); official checkpoints store them raw.
+import { silu } from '../kernels/activations.js';
+import { matvec, type Matrix } from '../kernels/matrix.js';
+import { groupNorm } from '../kernels/norm.js';
+import { elementCount } from '../tensor/tensor.js';
+import { ChannelMix, mixLerp } from './blocks.js';
 import type { ModelConfig } from './config.js';
-import type { RnnModel } from './model.js';
+import { loadLayerNorm, RnnModel, type Block, type LayerNormWeights } from './model.js';
 import type { Weights } from './weights.js';
 
 /** `rwkvcpp`: parameters stored pre-transformed as rwkv.cpp does; `official`: as RWKV-LM / ChatRWKV store them. */
-export function buildV5(w: Weights, config: ModelConfig, encoding: 'rwkvcpp' | 'official'): RnnModel {
-  void encoding;
-  throw new ModelError('UNKNOWN_MODEL', `RWKV v${config.version} is not implemented yet`, { file: w.file });
+export type V5Encoding = 'rwkvcpp' | 'official';
+
+/**
+ * ln_x's eps. The training code normalises x / head_size_divisor (8) with eps 1e-5, which is the same as
+ * normalising x with eps 1e-5·8² — ChatRWKV's 64e-5. (rwkv.cpp uses 1e-5, hence its different logits.)
+ */
+const LN_X_EPS = 64e-5;
+
+/**
+ * A per-head or per-channel parameter (H or C values, any shape) as C values: a per-head value is repeated
+ * over its head's N channels so that the WKV loop indexes every parameter by channel.
+ */
+function perChannel(w: Weights, name: string, config: ModelConfig): Float32Array {
+  const { nEmbd: c, nHead: h, headSize: n } = config;
+  const perHead = elementCount(w.tensor(name).shape) === h && h !== c;
+  const values = w.vector(name, perHead ? h : c, perHead ? 'n_head' : 'n_embd');
+  if (!perHead) return values;
+  const out = new Float32Array(c);
+  for (let i = 0; i < c; i++) out[i] = values[Math.floor(i / n)]!;
+  return out;
+}
+
+class V5Block implements Block {
+  private readonly c: number;
+  private readonly nHead: number;
+  private readonly headSize: number;
+  private readonly decay: Float32Array; // w = exp(−exp(time_decay)), C
+  private readonly bonus: Float32Array; // u, C
+  private readonly muK: Float32Array;
+  private readonly muV: Float32Array;
+  private readonly muR: Float32Array;
+  private readonly muG: Float32Array | undefined; // 5.2 only
+  private readonly key: Matrix; // C × C
+  private readonly value: Matrix; // C × C
+  private readonly receptance: Matrix; // C × C
+  private readonly gate: Matrix | undefined; // C × C, 5.2 only
+  private readonly output: Matrix; // C × C
+  private readonly lnX: LayerNormWeights;
+  private readonly ffn: ChannelMix;
+  // Scratch, C each unless noted.
+  private readonly xk: Float32Array;
+  private readonly xv: Float32Array;
+  private readonly xr: Float32Array;
+  private readonly xg: Float32Array;
+  private readonly k: Float32Array;
+  private readonly v: Float32Array;
+  private readonly r: Float32Array;
+  private readonly g: Float32Array;
+  private readonly y: Float32Array;
+  private readonly acc: Float64Array; // N: one head's y, summed in doubles
+
+  constructor(w: Weights, layer: number, config: ModelConfig, encoding: V5Encoding) {
+    const c = config.nEmbd;
+    const p = `blocks.${layer}.att`;
+    this.c = c;
+    this.nHead = config.nHead;
+    this.headSize = config.headSize;
+    const gated = config.version === '5.2';
+
+    const decay = perChannel(w, `${p}.time_decay`, config);
+    if (encoding === 'official') for (let i = 0; i < c; i++) decay[i] = Math.exp(-Math.exp(decay[i]!));
+    this.decay = decay;
+    if (gated) {
+      this.bonus = perChannel(w, `${p}.time_faaaa`, config);
+    } else {
+      const bonus = perChannel(w, `${p}.time_first`, config);
+      if (encoding === 'official') for (let i = 0; i < c; i++) bonus[i] = Math.exp(bonus[i]!);
+      this.bonus = bonus;
+    }
+
+    this.muK = w.vector(`${p}.time_mix_k`, c, 'n_embd');
+    this.muV = w.vector(`${p}.time_mix_v`, c, 'n_embd');
+    this.muR = w.vector(`${p}.time_mix_r`, c, 'n_embd');
+    this.muG = gated ? w.vector(`${p}.time_mix_g`, c, 'n_embd') : undefined;
+    this.key = w.matrix(`${p}.key.weight`, c, c, 'n_embd × n_embd');
+    this.value = w.matrix(`${p}.value.weight`, c, c, 'n_embd × n_embd');
+    this.receptance = w.matrix(`${p}.receptance.weight`, c, c, 'n_embd × n_embd');
+    this.gate = gated ? w.matrix(`${p}.gate.weight`, c, c, 'n_embd × n_embd') : undefined;
+    this.output = w.matrix(`${p}.output.weight`, c, c, 'n_embd × n_embd');
+    this.lnX = loadLayerNorm(w, `${p}.ln_x`, c);
+    this.ffn = new ChannelMix(w, `blocks.${layer}.ffn`, c, config.ffnSize, {
+      muK: 'time_mix_k',
+      muR: 'time_mix_r',
+      style: 'mix',
+    });
+
+    this.xk = new Float32Array(c);
+    this.xv = new Float32Array(c);
+    this.xr = new Float32Array(c);
+    this.xg = new Float32Array(c);
+    this.k = new Float32Array(c);
+    this.v = new Float32Array(c);
+    this.r = new Float32Array(c);
+    this.g = new Float32Array(c);
+    this.y = new Float32Array(c);
+    this.acc = new Float64Array(config.headSize);
+  }
+
+  // Layer state: [ffn_x (C), att_x (C), S (H × N × N)], S[h][key i][value j] as rwkv.cpp lays it out.
+  timeMix(xa: Float32Array, s: Float32Array, out: Float32Array): void {
+    const { c, nHead, headSize: n } = this;
+    const prev = s.subarray(c, 2 * c);
+    mixLerp(xa, prev, this.muK, this.xk);
+    mixLerp(xa, prev, this.muV, this.xv);
+    mixLerp(xa, prev, this.muR, this.xr);
+    if (this.gate !== undefined) mixLerp(xa, prev, this.muG!, this.xg);
+    prev.set(xa);
+    matvec(this.key, this.xk, this.k);
+    matvec(this.value, this.xv, this.v);
+    matvec(this.receptance, this.xr, this.r);
+    const { k, v, r, y, acc, decay, bonus } = this;
+    const heads = s.subarray(2 * c);
+    for (let h = 0; h < nHead; h++) {
+      const base = h * n; // this head's first channel
+      acc.fill(0);
+      for (let i = 0; i < n; i++) {
+        const ki = k[base + i]!;
+        const ri = r[base + i]!;
+        const ui = bonus[base + i]!;
+        const wi = decay[base + i]!;
+        const row = (h * n + i) * n; // S[h][i][·]
+        for (let j = 0; j < n; j++) {
+          const kv = ki * v[base + j]!;
+          const sij = heads[row + j]!;
+          acc[j] = acc[j]! + ri * (ui * kv + sij);
+          heads[row + j] = kv + wi * sij;
+        }
+      }
+      for (let j = 0; j < n; j++) y[base + j] = acc[j]!;
+    }
+    groupNorm(y, this.lnX.weight, this.lnX.bias, y, nHead, LN_X_EPS);
+    if (this.gate !== undefined) {
+      matvec(this.gate, this.xg, this.g);
+      const g = this.g;
+      for (let i = 0; i < c; i++) y[i] = y[i]! * silu(g[i]!);
+    }
+    matvec(this.output, y, out);
+  }
+
+  channelMix(xf: Float32Array, s: Float32Array, out: Float32Array): void {
+    this.ffn.run(xf, s.subarray(0, this.c), out);
+  }
+}
+
+export function buildV5(w: Weights, config: ModelConfig, encoding: V5Encoding): RnnModel {
+  const blocks: Block[] = [];
+  for (let l = 0; l < config.nLayer; l++) blocks.push(new V5Block(w, l, config, encoding));
+  return new RnnModel(config, w, blocks);
 }

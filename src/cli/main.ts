@@ -1,0 +1,102 @@
+#!/usr/bin/env node
+// The `rwkv` command. Parses arguments, calls the library, prints. A user error is one line on stderr and
+// exit status 1; `--verbose` adds the stack trace.
+import { Command, CommanderError, Option } from 'commander';
+import { RwkvError } from '../errors.js';
+import { runGenerate } from './generate.js';
+import { runInfo } from './info.js';
+import { runLogits } from './logits.js';
+
+function parseIntArg(name: string) {
+  return (v: string): number => {
+    if (!/^-?\d+$/.test(v.trim())) throw new CommanderError(1, 'rwkv.invalidArgument', `${name} must be an integer, got '${v}'`);
+    return Number.parseInt(v, 10);
+  };
+}
+
+function parseFloatArg(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n)) {
+      throw new CommanderError(1, 'rwkv.invalidArgument', `${name} must be a number, got '${v}'`);
+    }
+    return n;
+  };
+}
+
+export function buildProgram(): Command {
+  const program = new Command('rwkv')
+    .description('RWKV language models in TypeScript: run, generate, inspect')
+    .option('--verbose', 'print stack traces of errors')
+    .exitOverride();
+
+  program
+    .command('logits')
+    .description("feed a file's bytes as token ids from a fresh state and write float32 little-endian logits")
+    .requiredOption('--model <file>', 'model file (rwkv.cpp .bin)')
+    .requiredOption('--input <file>', 'text file whose bytes are the token ids')
+    .requiredOption('--out <file>', 'where to write the logits')
+    .option('--all', 'write the logits of every position (positions × vocab, row-major), not just the last')
+    .action((opts: { model: string; input: string; out: string; all?: boolean }) => runLogits(opts));
+
+  program
+    .command('generate')
+    .description('generate text after a prompt; streams the text to stdout and tokens/s to stderr')
+    .argument('[prompt]', 'the prompt (or use --prompt)')
+    .requiredOption('--model <file>', 'model file (rwkv.cpp .bin)')
+    .option('--prompt <text>', 'the prompt')
+    .option('--max-tokens <n>', 'tokens to generate', parseIntArg('--max-tokens'), 100)
+    .option('--temperature <t>', 'sampling temperature (0 = always the most likely token)', parseFloatArg('--temperature'), 1)
+    .option('--top-p <p>', 'nucleus sampling: keep the most likely tokens up to this probability, in (0, 1]', parseFloatArg('--top-p'), 0.85)
+    .addOption(new Option('--seed <s>', 'random seed; the same seed gives the same text').argParser(parseIntArg('--seed')))
+    .action(
+      async (
+        positional: string | undefined,
+        opts: { model: string; prompt?: string; maxTokens: number; temperature: number; topP: number; seed?: number },
+      ) => runGenerate({ ...opts, positional }),
+    );
+
+  program
+    .command('info')
+    .description("print a model's version, sizes, tensor types and memory use")
+    .requiredOption('--model <file>', 'model file (rwkv.cpp .bin)')
+    .action((opts: { model: string }) => runInfo(opts));
+
+  return program;
+}
+
+function reportError(e: unknown, verbose: boolean): void {
+  const message = e instanceof Error ? e.message : String(e);
+  process.stderr.write(`rwkv: ${message.split('\n')[0]}\n`);
+  if (verbose && e instanceof Error && e.stack !== undefined) process.stderr.write(`${e.stack}\n`);
+  else if (!(e instanceof RwkvError)) process.stderr.write('rwkv: (this looks like a bug; run with --verbose for details)\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  // Commander writes its own one-line messages for parse errors; we only set the exit status.
+  program.configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  const verbose = argv.includes('--verbose');
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.exitCode === 0) return 0;
+      if (e.code === 'rwkv.invalidArgument') return 1; // already printed by commander
+      return 1;
+    }
+    reportError(e, verbose);
+    return 1;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    reportError(e, process.argv.includes('--verbose'));
+    process.exitCode = 1;
+  },
+);
