@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The `rwkv` command. Parses arguments, calls the library, prints. A user error is one line on stderr and
 // exit status 1; `--verbose` adds the stack trace.
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { RwkvError } from '../errors.js';
 import { runGenerate } from './generate.js';
 import { runInfo } from './info.js';
@@ -9,7 +9,7 @@ import { runLogits } from './logits.js';
 
 function parseIntArg(name: string) {
   return (v: string): number => {
-    if (!/^-?\d+$/.test(v.trim())) throw new CommanderError(1, 'rwkv.invalidArgument', `${name} must be an integer, got '${v}'`);
+    if (!/^-?\d+$/.test(v.trim())) throw new InvalidArgumentError(`${name} must be an integer`);
     return Number.parseInt(v, 10);
   };
 }
@@ -18,7 +18,7 @@ function parseFloatArg(name: string) {
   return (v: string): number => {
     const n = Number(v);
     if (v.trim() === '' || !Number.isFinite(n)) {
-      throw new CommanderError(1, 'rwkv.invalidArgument', `${name} must be a number, got '${v}'`);
+      throw new InvalidArgumentError(`${name} must be a number`);
     }
     return n;
   };
@@ -82,9 +82,8 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   } catch (e) {
     if (e instanceof CommanderError) {
-      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.exitCode === 0) return 0;
-      if (e.code === 'rwkv.invalidArgument') return 1; // already printed by commander
-      return 1;
+      // Commander has already printed its one-line message.
+      return e.exitCode === 0 ? 0 : 1;
     }
     reportError(e, verbose);
     return 1;
