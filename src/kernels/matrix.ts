@@ -133,3 +133,39 @@ export function matvec(m: Matrix, x: Float32Array, y: Float32Array): void {
     }
   }
 }
+
+let rowScratch = new Float32Array(0);
+
+/**
+ * Y = X·Wᵀ for a block of `t` input rows, the reference matrix-matrix kernel of parallel mode:
+ * X is t × cols (row-major), Y gets t × rows. Each weight row is decoded once per call and dotted with
+ * every input row, so a quantized or 16-bit matrix is read once for the whole block, not once per token.
+ */
+export function matmul(m: Matrix, x: Float32Array, t: number, y: Float32Array): void {
+  const rows = m.rows;
+  const n = m.cols;
+  if (m.dtype === 'f32') {
+    const w = m.f32!;
+    for (let r = 0; r < rows; r++) {
+      const o = r * n;
+      for (let i = 0; i < t; i++) {
+        let s = 0;
+        const xo = i * n;
+        for (let j = 0; j < n; j++) s += w[o + j]! * x[xo + j]!;
+        y[i * rows + r] = s;
+      }
+    }
+    return;
+  }
+  if (rowScratch.length < n) rowScratch = new Float32Array(n);
+  const wr = rowScratch;
+  for (let r = 0; r < rows; r++) {
+    readRow(m, r, wr);
+    for (let i = 0; i < t; i++) {
+      let s = 0;
+      const xo = i * n;
+      for (let j = 0; j < n; j++) s += wr[j]! * x[xo + j]!;
+      y[i * rows + r] = s;
+    }
+  }
+}

@@ -98,6 +98,7 @@ export function dequantize(
   out: Float32Array,
   outOffset = 0,
 ): void {
+  if (count % QK !== 0) throw new RangeError(`dequantize: count ${count} is not a multiple of ${QK}`);
   const decode = blockDecoder(dtype);
   const bb = DTYPES[dtype].blockBytes;
   for (let i = 0; i < count / QK; i++) decode(bytes, (firstBlock + i) * bb, out, outOffset + i * QK);

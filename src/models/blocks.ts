@@ -1,6 +1,6 @@
 // Pieces shared by several versions: token-shift interpolation and the channel mix (the FFN).
 import { reluSquared, sigmoid } from '../kernels/activations.js';
-import { matvec, type Matrix } from '../kernels/matrix.js';
+import { matmul, matvec, type Matrix } from '../kernels/matrix.js';
 import type { Weights } from './weights.js';
 
 /** v4/v5 token shift: out = x·μ + prev·(1−μ). */
@@ -11,6 +11,31 @@ export function mixLerp(x: Float32Array, prev: Float32Array, mu: Float32Array, o
 /** v6/v7 token shift: out = x + (prev − x)·μ. */
 export function shiftLerp(x: Float32Array, prev: Float32Array, mu: Float32Array, out: Float32Array): void {
   for (let i = 0; i < x.length; i++) out[i] = x[i]! + (prev[i]! - x[i]!) * mu[i]!;
+}
+
+/**
+ * Token shift over a T × C block: `prevRows` gets row t−1 of `x` for t ≥ 1 and `first` (the state's
+ * previous token) for t = 0. The state's slot is then updated to x's last row.
+ */
+export function shiftRows(x: Float32Array, t: number, first: Float32Array, prevRows: Float32Array): void {
+  const c = first.length;
+  prevRows.set(first, 0);
+  prevRows.set(x.subarray(0, (t - 1) * c), c);
+  first.set(x.subarray((t - 1) * c, t * c));
+}
+
+/** Applies a per-channel interpolation row by row over T × C blocks. */
+export function lerpRows(
+  lerp: typeof mixLerp,
+  x: Float32Array,
+  prev: Float32Array,
+  mu: Float32Array,
+  out: Float32Array,
+): void {
+  const c = mu.length;
+  for (let o = 0; o < x.length; o += c) {
+    lerp(x.subarray(o, o + c), prev.subarray(o, o + c), mu, out.subarray(o, o + c));
+  }
 }
 
 /** Which interpolation a version's channel mix uses. */
@@ -54,6 +79,28 @@ export class ChannelMix {
     this.xr = new Float32Array(c);
     this.k = new Float32Array(f);
     this.r = new Float32Array(c);
+  }
+
+  /** Parallel mode: `xf` is T × C (ln2-normed rows), `out` T × C; `prev` is the state's ffn_x. */
+  runSequence(xf: Float32Array, t: number, prev: Float32Array, out: Float32Array): void {
+    const c = this.muK.length;
+    const f = this.k.length;
+    const lerp = this.style === 'mix' ? mixLerp : shiftLerp;
+    const shifted = new Float32Array(t * c);
+    shiftRows(xf, t, prev, shifted);
+    const xk = new Float32Array(t * c);
+    lerpRows(lerp, xf, shifted, this.muK, xk);
+    const k = new Float32Array(t * f);
+    matmul(this.key, xk, t, k);
+    for (let i = 0; i < k.length; i++) k[i] = reluSquared(k[i]!);
+    matmul(this.value, k, t, out);
+    if (this.receptance !== undefined) {
+      const xr = xk; // reuse
+      lerpRows(lerp, xf, shifted, this.muR!, xr);
+      const r = shifted; // reuse: the shifted rows are no longer needed
+      matmul(this.receptance, xr, t, r);
+      for (let i = 0; i < out.length; i++) out[i] = out[i]! * sigmoid(r[i]!);
+    }
   }
 
   /** `xf`: ln2-normed input (C). `prev`: the state's ffn_x (C), updated to `xf`. */

@@ -48,10 +48,18 @@ export function detectVersion(source: TensorSource): RwkvVersion {
   );
 }
 
+/** Layers are blocks.0 … blocks.(n−1), each with an ln1; a gap is a missing tensor, not fewer layers. */
 function countLayers(source: TensorSource): number {
   let n = 0;
   while (source.tensors.has(`blocks.${n}.ln1.weight`)) n++;
-  if (n === 0) throw new ModelError('MISSING_TENSOR', 'is missing', { file: source.file, tensor: 'blocks.0.ln1.weight' });
+  let highest = -1;
+  for (const name of source.tensors.keys()) {
+    const m = /^blocks\.(\d+)\./.exec(name);
+    if (m !== null) highest = Math.max(highest, Number(m[1]));
+  }
+  if (n === 0 || highest >= n) {
+    throw new ModelError('MISSING_TENSOR', 'is missing', { file: source.file, tensor: `blocks.${n}.ln1.weight` });
+  }
   return n;
 }
 
@@ -78,7 +86,7 @@ export function inferConfig(source: TensorSource, version: RwkvVersion): ModelCo
   if (d.nLayer !== undefined && d.nLayer !== nLayer) {
     throw new ModelError('BAD_SHAPE', `the header says n_layer = ${d.nLayer} but the file has ${nLayer} layers`, {
       file,
-      tensor: `blocks.${nLayer}.ln1.weight`,
+      tensor: `blocks.${Math.min(d.nLayer, nLayer)}.ln1.weight`,
     });
   }
   const ffnKey = source.tensors.get('blocks.0.ffn.key.weight');

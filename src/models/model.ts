@@ -1,7 +1,7 @@
 // The shape every RWKV version shares: embed → ln0 → blocks (time mix, channel mix, each with a residual)
 // → ln_out → head. A version supplies only its blocks.
 import { ArgumentError } from '../errors.js';
-import { matvec, readRow, type Matrix } from '../kernels/matrix.js';
+import { matmul, matvec, readRow, type Matrix } from '../kernels/matrix.js';
 import { layerNorm } from '../kernels/norm.js';
 import type { ModelConfig } from './config.js';
 import { State, stateSize } from './state.js';
@@ -16,10 +16,30 @@ export interface TokenContext {
   vFirst: Float32Array;
 }
 
-/** One layer of a given version. `x*` inputs are already normed (ln1 / ln2); outputs have length C. */
+/** Per-sequence values that flow between layers in parallel mode. */
+export interface SequenceContext {
+  /** v7: the first layer's value vectors, T × C. */
+  vFirst: Float32Array;
+  /** Chunk length of the chunked WKV (v5/v6/v7); v4's scan ignores it. */
+  chunk: number;
+}
+
+/**
+ * One layer of a given version. `x*` inputs are already normed (ln1 / ln2); outputs have length C (RNN
+ * mode) or T × C (parallel mode, rows are positions). Both modes update the layer's state identically.
+ */
 export interface Block {
   timeMix(xa: Float32Array, layerState: Float32Array, out: Float32Array, ctx: TokenContext): void;
   channelMix(xf: Float32Array, layerState: Float32Array, out: Float32Array): void;
+  timeMixSequence?(xa: Float32Array, t: number, layerState: Float32Array, out: Float32Array, ctx: SequenceContext): void;
+  channelMixSequence?(xf: Float32Array, t: number, layerState: Float32Array, out: Float32Array): void;
+}
+
+export interface SequenceOptions {
+  /** Return the logits of every position (T × nVocab) instead of the last one only. */
+  allLogits?: boolean;
+  /** Chunk length of the chunked WKV of v5/v6/v7 (default 64). */
+  chunk?: number;
 }
 
 export interface LayerNormWeights {
@@ -43,6 +63,12 @@ export interface RwkvModel {
    * when given. The returned array is reused by the next call unless `logits` is passed.
    */
   forward(token: number, state: State, logits?: Float32Array): Float32Array;
+  /**
+   * Parallel ("transformer") mode: feeds all `tokens` at once, each projection one matrix-matrix product
+   * over the T × C block. Updates `state` exactly as feeding them one by one would, and returns the
+   * logits of the last position (nVocab) or, with `allLogits`, of every position (T × nVocab, row-major).
+   */
+  forwardSequence(tokens: readonly number[], state: State, options?: SequenceOptions): Float32Array;
   /** Bytes of weights held in memory. */
   readonly weightBytes: number;
   /** Every tensor of the file, by name, as stored. */
@@ -96,14 +122,66 @@ export class RnnModel implements RwkvModel {
     return new State(this.config);
   }
 
-  forward(token: number, state: State, logits?: Float32Array): Float32Array {
-    const { nVocab, nLayer } = this.config;
-    if (!Number.isInteger(token) || token < 0 || token >= nVocab) {
-      throw new ArgumentError(`token id ${token} is outside the vocabulary (0..${nVocab - 1})`);
+  private checkInputs(tokens: readonly number[], state: State): void {
+    const { nVocab } = this.config;
+    for (const token of tokens) {
+      if (!Number.isInteger(token) || token < 0 || token >= nVocab) {
+        throw new ArgumentError(`token id ${token} is outside the vocabulary (0..${nVocab - 1})`);
+      }
     }
     if (state.data.length !== this.stateFloats) {
       throw new ArgumentError(`the state has ${state.data.length} floats; this model's has ${this.stateFloats}`);
     }
+  }
+
+  forwardSequence(tokens: readonly number[], state: State, options: SequenceOptions = {}): Float32Array {
+    const { nVocab, nLayer, nEmbd: c } = this.config;
+    this.checkInputs(tokens, state);
+    const t = tokens.length;
+    if (t === 0) throw new ArgumentError('parallel mode needs at least one token');
+    const chunk = options.chunk ?? 64;
+    if (!Number.isInteger(chunk) || chunk < 1) throw new ArgumentError(`chunk length must be an integer ≥ 1, got ${chunk}`);
+    for (const block of this.blocks) {
+      if (block.timeMixSequence === undefined || block.channelMixSequence === undefined) {
+        throw new ArgumentError(`parallel mode is not implemented for RWKV v${this.config.version} yet; use RNN mode`);
+      }
+    }
+    // x: T × C residual stream; xn: its normed rows; dx: a block's output.
+    const x = new Float32Array(t * c);
+    const xn = new Float32Array(t * c);
+    const dx = new Float32Array(t * c);
+    const ctx: SequenceContext = { vFirst: new Float32Array(t * c), chunk };
+    const rows = (a: Float32Array, i: number): Float32Array => a.subarray(i * c, (i + 1) * c);
+    for (let i = 0; i < t; i++) {
+      readRow(this.emb, tokens[i]!, rows(x, i));
+      layerNorm(rows(x, i), this.ln0.weight, this.ln0.bias, rows(x, i), LN_EPS);
+    }
+    for (let l = 0; l < nLayer; l++) {
+      const block = this.blocks[l]!;
+      const s = state.layer(l);
+      for (let i = 0; i < t; i++) layerNorm(rows(x, i), this.ln1[l]!.weight, this.ln1[l]!.bias, rows(xn, i), LN_EPS);
+      block.timeMixSequence!(xn, t, s, dx, ctx);
+      for (let i = 0; i < x.length; i++) x[i] = x[i]! + dx[i]!;
+      for (let i = 0; i < t; i++) layerNorm(rows(x, i), this.ln2[l]!.weight, this.ln2[l]!.bias, rows(xn, i), LN_EPS);
+      block.channelMixSequence!(xn, t, s, dx);
+      for (let i = 0; i < x.length; i++) x[i] = x[i]! + dx[i]!;
+    }
+    if (options.allLogits === true) {
+      for (let i = 0; i < t; i++) layerNorm(rows(x, i), this.lnOut.weight, this.lnOut.bias, rows(xn, i), LN_EPS);
+      const out = new Float32Array(t * nVocab);
+      matmul(this.head, xn, t, out);
+      return out;
+    }
+    const last = rows(xn, t - 1);
+    layerNorm(rows(x, t - 1), this.lnOut.weight, this.lnOut.bias, last, LN_EPS);
+    const out = new Float32Array(nVocab);
+    matmul(this.head, last, 1, out);
+    return out;
+  }
+
+  forward(token: number, state: State, logits?: Float32Array): Float32Array {
+    const { nLayer } = this.config;
+    this.checkInputs([token], state);
     const { x, xn, dx } = this;
     readRow(this.emb, token, x);
     layerNorm(x, this.ln0.weight, this.ln0.bias, x, LN_EPS);

@@ -9,8 +9,8 @@
 // with the decay w = −exp(time_decay) and the bonus u = time_first. rwkv.cpp files store time_decay
 // already as −exp(·); official checkpoints store the raw parameter (the loader's `decayStored` says which).
 import { sigmoid } from '../kernels/activations.js';
-import { matvec, type Matrix } from '../kernels/matrix.js';
-import { ChannelMix, mixLerp } from './blocks.js';
+import { matmul, matvec, type Matrix } from '../kernels/matrix.js';
+import { ChannelMix, lerpRows, mixLerp, shiftRows } from './blocks.js';
 import type { ModelConfig } from './config.js';
 import { RnnModel, type Block } from './model.js';
 import type { Weights } from './weights.js';
@@ -103,6 +103,60 @@ class V4Block implements Block {
 
   channelMix(xf: Float32Array, s: Float32Array, out: Float32Array): void {
     this.ffn.run(xf, s.subarray(0, this.c), out);
+  }
+
+  // Parallel mode: xa and out are T × C. The projections are matrix-matrix products over the block; the
+  // WKV is the same stable recurrence, scanned over time channel by channel.
+  timeMixSequence(xa: Float32Array, t: number, s: Float32Array, out: Float32Array): void {
+    const c = this.c;
+    const shifted = new Float32Array(t * c);
+    shiftRows(xa, t, s.subarray(c, 2 * c), shifted);
+    const xk = new Float32Array(t * c);
+    const xv = new Float32Array(t * c);
+    const xr = new Float32Array(t * c);
+    lerpRows(mixLerp, xa, shifted, this.muK, xk);
+    lerpRows(mixLerp, xa, shifted, this.muV, xv);
+    lerpRows(mixLerp, xa, shifted, this.muR, xr);
+    const k = shifted; // reuse: T × C each
+    const v = new Float32Array(t * c);
+    const r = new Float32Array(t * c);
+    matmul(this.key, xk, t, k);
+    matmul(this.value, xv, t, v);
+    matmul(this.receptance, xr, t, r);
+    const rwkv = xk; // reuse: σ(r) ⊙ wkv, T × C
+    for (let i = 0; i < c; i++) {
+      let aa = s[2 * c + i]!;
+      let bb = s[3 * c + i]!;
+      let pp = s[4 * c + i]!;
+      const u = this.bonus[i]!;
+      const w = this.decay[i]!;
+      for (let p = 0; p < t; p++) {
+        const o = p * c + i;
+        const ki = k[o]!;
+        const vi = v[o]!;
+        let ww = u + ki;
+        let q = Math.max(pp, ww);
+        let e1 = Math.exp(pp - q);
+        let e2 = Math.exp(ww - q);
+        rwkv[o] = sigmoid(r[o]!) * ((e1 * aa + e2 * vi) / (e1 * bb + e2));
+        ww = w + pp;
+        q = Math.max(ww, ki);
+        e1 = Math.exp(ww - q);
+        e2 = Math.exp(ki - q);
+        // The state is f32: round as the RNN path does when it stores, so both modes agree exactly.
+        aa = Math.fround(e1 * aa + e2 * vi);
+        bb = Math.fround(e1 * bb + e2);
+        pp = Math.fround(q);
+      }
+      s[2 * c + i] = aa;
+      s[3 * c + i] = bb;
+      s[4 * c + i] = pp;
+    }
+    matmul(this.output, rwkv, t, out);
+  }
+
+  channelMixSequence(xf: Float32Array, t: number, s: Float32Array, out: Float32Array): void {
+    this.ffn.runSequence(xf, t, s.subarray(0, this.c), out);
   }
 }
 
