@@ -169,3 +169,17 @@ export function matmul(m: Matrix, x: Float32Array, t: number, y: Float32Array): 
     }
   }
 }
+
+/** A Matrix over values already in an f32 array (small matrices decoded at load, e.g. LoRA factors). */
+export function f32Matrix(name: string, values: Float32Array, rows: number, cols: number): Matrix {
+  if (values.length !== rows * cols) throw new RangeError(`${name}: ${values.length} values for ${rows} × ${cols}`);
+  return {
+    name,
+    dtype: 'f32',
+    rows,
+    cols,
+    bytes: new Uint8Array(values.buffer, values.byteOffset, values.byteLength),
+    f32: values,
+    u16: undefined,
+  };
+}
