@@ -5,7 +5,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { RwkvError } from '../errors.js';
 import { runGenerate } from './generate.js';
 import { runInfo } from './info.js';
-import { runLogits } from './logits.js';
+import { runLogits, type LogitsArgs } from './logits.js';
 
 function parseIntArg(name: string) {
   return (v: string): number => {
@@ -37,7 +37,13 @@ export function buildProgram(): Command {
     .requiredOption('--input <file>', 'text file whose bytes are the token ids')
     .requiredOption('--out <file>', 'where to write the logits')
     .option('--all', 'write the logits of every position (positions × vocab, row-major), not just the last')
-    .action((opts: { model: string; input: string; out: string; all?: boolean }) => runLogits(opts));
+    .addOption(
+      new Option('--mode <mode>', 'parallel: the whole input at once (matrix-matrix); rnn: one token at a time')
+        .choices(['parallel', 'rnn'])
+        .default('parallel'),
+    )
+    .option('--chunk <n>', 'chunk length of the chunked WKV in parallel mode (v5, v6, v7)', parseIntArg('--chunk'), 64)
+    .action((opts: LogitsArgs) => runLogits(opts));
 
   program
     .command('generate')

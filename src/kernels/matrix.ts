@@ -144,27 +144,44 @@ let rowScratch = new Float32Array(0);
 export function matmul(m: Matrix, x: Float32Array, t: number, y: Float32Array): void {
   const rows = m.rows;
   const n = m.cols;
+  let w: Float32Array;
+  let wBase = 0; // offset of row r in w
   if (m.dtype === 'f32') {
-    const w = m.f32!;
-    for (let r = 0; r < rows; r++) {
-      const o = r * n;
-      for (let i = 0; i < t; i++) {
-        let s = 0;
-        const xo = i * n;
-        for (let j = 0; j < n; j++) s += w[o + j]! * x[xo + j]!;
-        y[i * rows + r] = s;
-      }
-    }
-    return;
+    w = m.f32!;
+  } else {
+    if (rowScratch.length < n) rowScratch = new Float32Array(n);
+    w = rowScratch;
   }
-  if (rowScratch.length < n) rowScratch = new Float32Array(n);
-  const wr = rowScratch;
   for (let r = 0; r < rows; r++) {
-    readRow(m, r, wr);
-    for (let i = 0; i < t; i++) {
+    if (m.dtype === 'f32') wBase = r * n;
+    else readRow(m, r, w);
+    // Four input rows at a time share each weight load.
+    let i = 0;
+    for (; i + 4 <= t; i += 4) {
+      const x0 = i * n;
+      const x1 = x0 + n;
+      const x2 = x1 + n;
+      const x3 = x2 + n;
+      let s0 = 0;
+      let s1 = 0;
+      let s2 = 0;
+      let s3 = 0;
+      for (let j = 0; j < n; j++) {
+        const wj = w[wBase + j]!;
+        s0 += wj * x[x0 + j]!;
+        s1 += wj * x[x1 + j]!;
+        s2 += wj * x[x2 + j]!;
+        s3 += wj * x[x3 + j]!;
+      }
+      y[i * rows + r] = s0;
+      y[(i + 1) * rows + r] = s1;
+      y[(i + 2) * rows + r] = s2;
+      y[(i + 3) * rows + r] = s3;
+    }
+    for (; i < t; i++) {
       let s = 0;
       const xo = i * n;
-      for (let j = 0; j < n; j++) s += wr[j]! * x[xo + j]!;
+      for (let j = 0; j < n; j++) s += w[wBase + j]! * x[xo + j]!;
       y[i * rows + r] = s;
     }
   }

@@ -1,4 +1,4 @@
-// RWKV v5 in RNN mode: rwkv.cpp's "5.1" (ChatRWKV's v5.0) and "5.2" (Eagle).
+// RWKV v5, RNN and parallel mode: rwkv.cpp's "5.1" (ChatRWKV's v5.0) and "5.2" (Eagle).
 //
 // Time mix per head h (H heads of size N, C = H·N), with r, k, v the head's slices of Wr·xr, Wk·xk, Wv·xv
 // (no σ on r, unlike v4) and a matrix state S (N × N, row i = key channel, column j = value channel):
@@ -8,13 +8,16 @@
 // The decay is w = exp(−exp(time_decay)); the bonus u is exp(time_first) in 5.1 and time_faaaa as is in
 // 5.2. 5.1 has one decay and one bonus per head, 5.2 one per channel. rwkv.cpp files store time_decay
 // already as exp(−exp(·)) and 5.1's time_first already as exp(·); official checkpoints store them raw.
+//
+// Parallel mode computes the same WKV in chunks (see `wkvChunked`), each projection one matrix-matrix
+// product over the T × C block.
 import { silu } from '../kernels/activations.js';
-import { matvec, type Matrix } from '../kernels/matrix.js';
+import { matmul, matvec, type Matrix } from '../kernels/matrix.js';
 import { groupNorm } from '../kernels/norm.js';
 import { elementCount } from '../tensor/tensor.js';
-import { ChannelMix, mixLerp } from './blocks.js';
+import { ChannelMix, lerpRows, mixLerp, shiftRows } from './blocks.js';
 import type { ModelConfig } from './config.js';
-import { loadLayerNorm, RnnModel, type Block, type LayerNormWeights } from './model.js';
+import { loadLayerNorm, RnnModel, type Block, type LayerNormWeights, type SequenceContext } from './model.js';
 import type { Weights } from './weights.js';
 
 /** `rwkvcpp`: parameters stored pre-transformed as rwkv.cpp does; `official`: as RWKV-LM / ChatRWKV store them. */
@@ -25,6 +28,12 @@ export type V5Encoding = 'rwkvcpp' | 'official';
  * normalising x with eps 1e-5·8² — ChatRWKV's 64e-5. (rwkv.cpp uses 1e-5, hence its different logits.)
  */
 const LN_X_EPS = 64e-5;
+
+/**
+ * Floor of the log-decay. A decay of exactly 0 has log −Infinity, and −Inf·0 or −Inf − (−Inf) is NaN;
+ * any exponent this negative already gives exp(d·lw) = 0 for d ≥ 1 and exactly 1 for d = 0.
+ */
+const LOG_DECAY_FLOOR = -1e4;
 
 /**
  * A per-head or per-channel parameter (H or C values, any shape) as C values: a per-head value is repeated
@@ -159,6 +168,137 @@ class V5Block implements Block {
 
   channelMix(xf: Float32Array, s: Float32Array, out: Float32Array): void {
     this.ffn.run(xf, s.subarray(0, this.c), out);
+  }
+
+  // Parallel mode: xa and out are T × C (rows = positions). Token shift as a shifted copy, the
+  // projections as matrix-matrix products, the WKV chunked, then GroupNorm, gate and output row-wise.
+  timeMixSequence(xa: Float32Array, t: number, s: Float32Array, out: Float32Array, ctx: SequenceContext): void {
+    const { c, nHead } = this;
+    const shifted = new Float32Array(t * c); // T × C: row p = x of position p − 1 (row 0 = the state's att_x)
+    shiftRows(xa, t, s.subarray(c, 2 * c), shifted);
+    const xk = new Float32Array(t * c);
+    const xv = new Float32Array(t * c);
+    const xr = new Float32Array(t * c);
+    lerpRows(mixLerp, xa, shifted, this.muK, xk);
+    lerpRows(mixLerp, xa, shifted, this.muV, xv);
+    lerpRows(mixLerp, xa, shifted, this.muR, xr);
+    let xg: Float32Array | undefined;
+    if (this.gate !== undefined) {
+      xg = shifted; // reuse: the shifted rows are not needed after this mix
+      lerpRows(mixLerp, xa, shifted, this.muG!, xg);
+    }
+    const k = new Float32Array(t * c); // T × C each
+    const v = new Float32Array(t * c);
+    const r = new Float32Array(t * c);
+    matmul(this.key, xk, t, k);
+    matmul(this.value, xv, t, v);
+    matmul(this.receptance, xr, t, r);
+    const y = xk; // reuse: the WKV output, T × C
+    this.wkvChunked(r, k, v, t, s.subarray(2 * c), y, ctx.chunk);
+    for (let p = 0; p < t; p++) {
+      const row = y.subarray(p * c, (p + 1) * c);
+      groupNorm(row, this.lnX.weight, this.lnX.bias, row, nHead, LN_X_EPS);
+    }
+    if (this.gate !== undefined) {
+      const g = xv; // reuse: T × C
+      matmul(this.gate, xg!, t, g);
+      for (let i = 0; i < y.length; i++) y[i] = y[i]! * silu(g[i]!);
+    }
+    matmul(this.output, y, t, out);
+  }
+
+  /**
+   * The WKV over T positions in chunks of `chunk` (the last may be shorter); r, k, v, y are T × C and
+   * `heads` is the state's S (H × N × N, S[h][key i][value j]), updated in place. Per head, within a chunk
+   * of length L starting from state S0, with lw_i = log w_i and positions p, q = 0..L−1:
+   *   y_p,j = Σ_i r_p,i·u_i·k_p,i·v_p,j                                    (bonus)
+   *         + Σ_{q<p} [Σ_i r_p,i·k_q,i·w_i^(p−1−q)]·v_q,j                  (inside the chunk)
+   *         + Σ_i r_p,i·w_i^p·S0_ij                                        (from earlier chunks)
+   *   S_ij  = w_i^L·S0_ij + Σ_q w_i^(L−1−q)·k_q,i·v_q,j
+   * Every power is exp(d·lw_i) with d ≥ 0, so its exponent is ≤ 0: decays that compound below f32's range
+   * (0.28^1024) underflow to 0 harmlessly, where dividing by a cumulative decay would overflow. Sums are
+   * in float64 and S is stored back as f32 at each chunk's end, as RNN mode stores it every token.
+   */
+  private wkvChunked(
+    r: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    t: number,
+    heads: Float32Array,
+    y: Float32Array,
+    chunk: number,
+  ): void {
+    const { c, nHead, headSize: n, decay, bonus } = this;
+    const maxL = Math.min(chunk, t);
+    const pow = new Float64Array((maxL + 1) * n); // row d: w_i^d = exp(d·lw_i) for this head, (L+1) × N
+    const rc = new Float64Array(maxL * n); // this chunk's slices of one head, L × N each
+    const kc = new Float64Array(maxL * n);
+    const vc = new Float64Array(maxL * n);
+    const s0 = new Float64Array(n * n); // S at the chunk's start, N × N
+    const acc = new Float64Array(n); // one position's y, N
+    for (let h = 0; h < nHead; h++) {
+      const base = h * n; // this head's first channel
+      const hs = h * n * n; // this head's S in `heads`
+      for (let i = 0; i < n; i++) {
+        const lw = Math.max(Math.log(decay[base + i]!), LOG_DECAY_FLOOR);
+        for (let d = 0; d <= maxL; d++) pow[d * n + i] = Math.exp(d * lw);
+      }
+      for (let p0 = 0; p0 < t; p0 += chunk) {
+        const len = Math.min(chunk, t - p0);
+        for (let p = 0; p < len; p++) {
+          const o = (p0 + p) * c + base;
+          for (let i = 0; i < n; i++) {
+            rc[p * n + i] = r[o + i]!;
+            kc[p * n + i] = k[o + i]!;
+            vc[p * n + i] = v[o + i]!;
+          }
+        }
+        for (let x = 0; x < n * n; x++) s0[x] = heads[hs + x]!;
+        for (let p = 0; p < len; p++) {
+          const rp = p * n;
+          // Bonus: the current token's own k·v, weighted by u.
+          let bonusDot = 0;
+          for (let i = 0; i < n; i++) bonusDot += rc[rp + i]! * bonus[base + i]! * kc[rp + i]!;
+          for (let j = 0; j < n; j++) acc[j] = bonusDot * vc[rp + j]!;
+          // Earlier positions of this chunk: attention weight a_pq, then a_pq·v_q.
+          for (let q = 0; q < p; q++) {
+            const qn = q * n;
+            const dn = (p - 1 - q) * n;
+            let a = 0;
+            for (let i = 0; i < n; i++) a += rc[rp + i]! * kc[qn + i]! * pow[dn + i]!;
+            if (a === 0) continue;
+            for (let j = 0; j < n; j++) acc[j] = acc[j]! + a * vc[qn + j]!;
+          }
+          // The state carried in from earlier chunks, decayed p times.
+          const dn = p * n;
+          for (let i = 0; i < n; i++) {
+            const ri = rc[rp + i]! * pow[dn + i]!;
+            if (ri === 0) continue;
+            const row = i * n;
+            for (let j = 0; j < n; j++) acc[j] = acc[j]! + ri * s0[row + j]!;
+          }
+          const yo = (p0 + p) * c + base;
+          for (let j = 0; j < n; j++) y[yo + j] = acc[j]!;
+        }
+        // S after the chunk, rounded to f32 as it is stored.
+        for (let i = 0; i < n; i++) {
+          const row = i * n;
+          const wl = pow[len * n + i]!;
+          for (let j = 0; j < n; j++) acc[j] = wl * s0[row + j]!;
+          for (let q = 0; q < len; q++) {
+            const kq = kc[q * n + i]! * pow[(len - 1 - q) * n + i]!;
+            if (kq === 0) continue;
+            const qn = q * n;
+            for (let j = 0; j < n; j++) acc[j] = acc[j]! + kq * vc[qn + j]!;
+          }
+          for (let j = 0; j < n; j++) heads[hs + row + j] = acc[j]!;
+        }
+      }
+    }
+  }
+
+  channelMixSequence(xf: Float32Array, t: number, s: Float32Array, out: Float32Array): void {
+    this.ffn.runSequence(xf, t, s.subarray(0, this.c), out);
   }
 }
 

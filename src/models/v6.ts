@@ -1,4 +1,4 @@
-// RWKV v6 (Finch) in RNN mode.
+// RWKV v6 (Finch) in RNN mode and in parallel ("transformer") mode.
 //
 // Time mix for one token (x: the ln1-normed input, prev: the previous token's; C = H·N; D, D2: the ranks of
 // the token-shift and decay LoRAs):
@@ -17,14 +17,23 @@
 // rwkv.cpp's converter stores each transposed — (5D, C), (5, C, D), (D2, C), (C, D2) — which is already
 // our [out, in] matrix order. Both store time_decay raw (rwkv.cpp applies exp(−exp(·)) in its graph) and
 // time_faaaa as is. rwkv.cpp files may hold the 2-D LoRA matrices quantized; they are kept so here.
+//
+// Parallel mode computes the same quantities over a T × C block (rows = positions): every projection and
+// LoRA factor is one matrix-matrix product, and the WKV runs in chunks of ctx.chunk positions. Within a
+// chunk of length L (per head, state S0, log-decays lw_m = −exp(d_m) ≤ 0, A_t = Σ_{m≤t} lw_m, A_0 = 0):
+//   y_t,j = Σ_i r_t,i·u_i·k_t,i·v_t,j + Σ_{s<t} [Σ_i r_t,i·k_s,i·e^(A_{t−1,i} − A_{s,i})]·v_s,j
+//           + Σ_i r_t,i·e^(A_{t−1,i})·S0_ij
+//   S_L,ij = e^(A_{L,i})·S0_ij + Σ_{s≤L} e^(A_{L,i} − A_{s,i})·k_s,i·v_s,j
+// Every exponent is ≤ 0: a decay product is never formed by dividing by a cumulative decay, which would
+// overflow once the cumulative decay leaves f32/f64 range (0.28^1024 ≈ 1e−566).
 import { ModelError } from '../errors.js';
 import { silu } from '../kernels/activations.js';
-import { matrixFromTensor, matvec, type Matrix } from '../kernels/matrix.js';
+import { f32Matrix, matmul, matvec, type Matrix } from '../kernels/matrix.js';
 import { groupNorm } from '../kernels/norm.js';
 import { shapeString, type Tensor } from '../tensor/tensor.js';
-import { ChannelMix } from './blocks.js';
+import { ChannelMix, shiftRows } from './blocks.js';
 import type { ModelConfig } from './config.js';
-import { RnnModel, type Block } from './model.js';
+import { RnnModel, type Block, type SequenceContext } from './model.js';
 import { toF32, type Weights } from './weights.js';
 
 export type V6Encoding = 'rwkvcpp' | 'official';
@@ -35,12 +44,13 @@ const LN_X_EPS = 64e-5;
 /** The token-shift interpolations the mix LoRA produces, in its chunk order. */
 const MIX_CHUNKS = 5;
 
-/** An f32 rows × cols matrix over `values` (row-major, [out, in]). */
-function f32Matrix(name: string, rows: number, cols: number, values: Float32Array): Matrix {
-  const data = new Uint8Array(values.buffer, values.byteOffset, rows * cols * 4);
-  const t: Tensor = { name, dtype: 'f32', shape: [rows, cols], data };
-  return matrixFromTensor(t, rows, cols);
-}
+/**
+ * Parallel mode's floor for a log-decay −exp(d). exp(d) overflows to Infinity for d > 709, and −Infinity
+ * in a cumulative sum gives NaN (−∞ − −∞); huge finite values would swamp the small decays summed after
+ * them. Any log-decay below −746 already makes e^(·) exactly 0 in float64 (and w = 0 in f32 RNN mode), so
+ * clamping there changes no result.
+ */
+const LOG_DECAY_MIN = -1000;
 
 /** `a` (rows × cols, row-major) transposed. */
 function transpose(a: Float32Array, rows: number, cols: number): Float32Array {
@@ -64,7 +74,7 @@ function loraMatrix(w: Weights, name: string, out: number, inp: number, encoding
   if (encoding === 'rwkvcpp') return w.matrix(name, out, inp);
   const t = w.tensor(name);
   if (t.shape.length !== 2 || t.shape[0] !== inp || t.shape[1] !== out) throw badShape(w, t, `[${inp}, ${out}]`);
-  return f32Matrix(name, out, inp, transpose(toF32(t), inp, out));
+  return f32Matrix(name, transpose(toF32(t), inp, out), out, inp);
 }
 
 /** The rank of a LoRA whose first factor `name` maps C to rank·`multiple` values. */
@@ -91,7 +101,7 @@ function mixLoraOut(w: Weights, name: string, c: number, d: number, encoding: V6
   const out: Matrix[] = [];
   for (let i = 0; i < MIX_CHUNKS; i++) {
     const chunk = all.subarray(i * c * d, (i + 1) * c * d);
-    out.push(f32Matrix(`${name}[${i}]`, c, d, encoding === 'rwkvcpp' ? chunk : transpose(chunk, d, c)));
+    out.push(f32Matrix(`${name}[${i}]`, encoding === 'rwkvcpp' ? chunk : transpose(chunk, d, c), c, d));
   }
   return out;
 }
@@ -241,6 +251,179 @@ class V6Block implements Block {
       }
       for (let j = 0; j < n; j++) y[o + j] = acc[j]!;
     }
+  }
+
+  // Parallel mode: xa and out are T × C (rows = positions). Same state layout and final state as RNN mode.
+  timeMixSequence(xa: Float32Array, t: number, s: Float32Array, out: Float32Array, ctx: SequenceContext): void {
+    const c = this.c;
+    const tc = t * c;
+    // dx = prev − x per row, prev being the row above (the state's att_x for row 0; shiftRows then leaves
+    // att_x = the last row). xxx = x + dx·maa_x. All T × C.
+    const dx = new Float32Array(tc);
+    shiftRows(xa, t, s.subarray(c, 2 * c), dx);
+    const xxx = new Float32Array(tc);
+    for (let o = 0; o < tc; o += c) {
+      for (let i = 0; i < c; i++) {
+        const d = dx[o + i]! - xa[o + i]!;
+        dx[o + i] = d;
+        xxx[o + i] = xa[o + i]! + d * this.maaX[i]!;
+      }
+    }
+
+    // Data-dependent token shift: m = tanh(xxx·W1ᵀ) (T × 5D); each D-wide column chunk, gathered into a
+    // contiguous T × D block, goes through its W2_c (C × D) in one product: mix = T × C.
+    const d5 = this.maaW1.rows;
+    const d = d5 / MIX_CHUNKS;
+    const m = new Float32Array(t * d5);
+    matmul(this.maaW1, xxx, t, m);
+    for (let i = 0; i < m.length; i++) m[i] = Math.tanh(m[i]!);
+    const mc = new Float32Array(t * d);
+    const mix = xxx; // reuse: xxx is consumed
+    const xs: Float32Array[] = [];
+    for (let ch = 0; ch < MIX_CHUNKS; ch++) {
+      for (let p = 0; p < t; p++) mc.set(m.subarray(p * d5 + ch * d, p * d5 + (ch + 1) * d), p * d);
+      matmul(this.maaW2[ch]!, mc, t, mix);
+      const mu = this.maa[ch]!;
+      const x = new Float32Array(tc);
+      for (let o = 0; o < tc; o += c) {
+        for (let i = 0; i < c; i++) x[o + i] = xa[o + i]! + dx[o + i]! * (mu[i]! + mix[o + i]!);
+      }
+      xs.push(x);
+    }
+    const [xw, xk, xv, xr, xg] = xs as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array];
+
+    // Projections, T × C each (outputs reuse the consumed inputs where the shapes allow).
+    const r = new Float32Array(tc);
+    const k = new Float32Array(tc);
+    const v = new Float32Array(tc);
+    const g = new Float32Array(tc);
+    matmul(this.receptance, xr, t, r);
+    matmul(this.key, xk, t, k);
+    matmul(this.value, xv, t, v);
+    matmul(this.gate, xg, t, g);
+
+    // Log-decay per position and channel: lw = −exp(time_decay + tanh(xw·Wd1ᵀ)·Wd2ᵀ) (T × C, float64),
+    // computed directly rather than as log(w), and clamped (see LOG_DECAY_MIN).
+    const d2 = this.decayW1.rows;
+    const dd = new Float32Array(t * d2);
+    matmul(this.decayW1, xw, t, dd);
+    for (let i = 0; i < dd.length; i++) dd[i] = Math.tanh(dd[i]!);
+    const wd = xw; // reuse: xw is consumed
+    matmul(this.decayW2, dd, t, wd);
+    const lw = new Float64Array(tc);
+    for (let o = 0; o < tc; o += c) {
+      for (let i = 0; i < c; i++) lw[o + i] = Math.max(-Math.exp(this.decay[i]! + wd[o + i]!), LOG_DECAY_MIN);
+    }
+
+    const y = xr; // reuse: T × C WKV output
+    const chunk = ctx.chunk;
+    for (let p0 = 0; p0 < t; p0 += chunk) this.wkvChunk(r, k, v, lw, s, y, p0, Math.min(chunk, t - p0));
+
+    for (let o = 0; o < tc; o += c) {
+      const row = y.subarray(o, o + c);
+      groupNorm(row, this.lnXWeight, this.lnXBias, row, this.nHead, LN_X_EPS);
+      for (let i = 0; i < c; i++) row[i] = row[i]! * silu(g[o + i]!);
+    }
+    matmul(this.output, y, t, out);
+  }
+
+  /**
+   * The WKV over positions p0 .. p0+len−1 in the closed form of the header, every head: reads r, k, v
+   * (T × C, f32) and lw (T × C, float64), writes y's rows (T × C) and replaces each head's S in `s` with
+   * the state after the chunk. Works in float64; S is rounded to f32 once, at the chunk's end.
+   */
+  private wkvChunk(
+    r: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    lw: Float64Array,
+    s: Float32Array,
+    y: Float32Array,
+    p0: number,
+    len: number,
+  ): void {
+    const c = this.c;
+    const n = this.headSize;
+    const u = this.bonus;
+    // Per head, chunk-local: R, K, V are len × N; A is (len+1) × N with A[m] = Σ_{q<m} lw_q (A[0] = 0),
+    // so position q (0-based) reads A_{t−1} as A[q] and its own A_s as A[q+1].
+    const R = new Float64Array(len * n);
+    const K = new Float64Array(len * n);
+    const V = new Float64Array(len * n);
+    const A = new Float64Array((len + 1) * n);
+    const S0 = new Float64Array(n * n); // S0[key i][value j]
+    const S = new Float64Array(n * n);
+    const rq = new Float64Array(n); // r_t,i·e^(A_{t−1,i})
+    const score = new Float64Array(len); // Σ_i r_t,i·k_s,i·e^(A_{t−1,i} − A_{s,i}) for s < t
+    const acc = new Float64Array(n);
+    for (let h = 0; h < this.nHead; h++) {
+      const ho = h * n;
+      const base = 2 * c + h * n * n;
+      for (let q = 0; q < len; q++) {
+        const src = (p0 + q) * c + ho;
+        for (let i = 0; i < n; i++) {
+          R[q * n + i] = r[src + i]!;
+          K[q * n + i] = k[src + i]!;
+          V[q * n + i] = v[src + i]!;
+          A[(q + 1) * n + i] = A[q * n + i]! + lw[src + i]!;
+        }
+      }
+      for (let i = 0; i < n * n; i++) S0[i] = s[base + i]!;
+
+      for (let q = 0; q < len; q++) {
+        const aq = q * n; // A_{t−1}
+        // Bonus (current token): (Σ_i r_i·u_i·k_i)·v_t.
+        let bonus = 0;
+        for (let i = 0; i < n; i++) bonus += R[aq + i]! * u[ho + i]! * K[aq + i]!;
+        for (let j = 0; j < n; j++) acc[j] = bonus * V[aq + j]!;
+        // Earlier positions of the chunk: exponent A_{t−1} − A_s ≤ 0 since s ≤ t−1.
+        for (let sp = 0; sp < q; sp++) {
+          const as = (sp + 1) * n;
+          const ks = sp * n;
+          let sc = 0;
+          for (let i = 0; i < n; i++) sc += R[aq + i]! * K[ks + i]! * Math.exp(A[aq + i]! - A[as + i]!);
+          score[sp] = sc;
+        }
+        for (let sp = 0; sp < q; sp++) {
+          const sc = score[sp]!;
+          const vs = sp * n;
+          for (let j = 0; j < n; j++) acc[j] = acc[j]! + sc * V[vs + j]!;
+        }
+        // The chunk's initial state, decayed through positions 1..t−1.
+        for (let i = 0; i < n; i++) rq[i] = R[aq + i]! * Math.exp(A[aq + i]!);
+        for (let i = 0; i < n; i++) {
+          const ri = rq[i]!;
+          if (ri === 0) continue;
+          const row = i * n;
+          for (let j = 0; j < n; j++) acc[j] = acc[j]! + ri * S0[row + j]!;
+        }
+        const dst = (p0 + q) * c + ho;
+        for (let j = 0; j < n; j++) y[dst + j] = acc[j]!;
+      }
+
+      // State after the chunk: S_L = e^(A_L)·S0 + Σ_s e^(A_L − A_s)·k_s ⊗ v_s (decay on key rows).
+      const al = len * n;
+      for (let i = 0; i < n; i++) {
+        const e = Math.exp(A[al + i]!);
+        const row = i * n;
+        for (let j = 0; j < n; j++) S[row + j] = e * S0[row + j]!;
+      }
+      for (let sp = 0; sp < len; sp++) {
+        const as = (sp + 1) * n;
+        const ks = sp * n;
+        for (let i = 0; i < n; i++) {
+          const f = Math.exp(A[al + i]! - A[as + i]!) * K[ks + i]!;
+          if (f === 0) continue;
+          const row = i * n;
+          for (let j = 0; j < n; j++) S[row + j] = S[row + j]! + f * V[ks + j]!;
+        }
+      }
+      for (let i = 0; i < n * n; i++) s[base + i] = S[i]!;
+    }
+  }
+
+  channelMixSequence(xf: Float32Array, t: number, s: Float32Array, out: Float32Array): void {
+    this.ffn.runSequence(xf, t, s.subarray(0, this.c), out);
   }
 
   channelMix(xf: Float32Array, s: Float32Array, out: Float32Array): void {

@@ -22,12 +22,12 @@
 // at 2C + h·N² + i·N + j — the official orientation, the transpose of v5/v6's.
 import { ModelError } from '../errors.js';
 import { sigmoid } from '../kernels/activations.js';
-import { matvec, type Matrix } from '../kernels/matrix.js';
+import { f32Matrix, matmul, matvec, type Matrix } from '../kernels/matrix.js';
 import { groupNorm } from '../kernels/norm.js';
 import { shapeString } from '../tensor/tensor.js';
-import { ChannelMix } from './blocks.js';
+import { ChannelMix, lerpRows, shiftLerp, shiftRows } from './blocks.js';
 import type { ModelConfig } from './config.js';
-import { RnnModel, type Block, type TokenContext } from './model.js';
+import { RnnModel, type Block, type SequenceContext, type TokenContext } from './model.js';
 import { toF32, type Weights } from './weights.js';
 
 export type V7Encoding = 'rwkvcpp' | 'official';
@@ -37,28 +37,10 @@ const L2_EPS = 1e-12;
 /** w = exp(DECAY_SCALE·σ(·)): the decay's exponent lies in (−e^(−0.5), 0). */
 const DECAY_SCALE = -Math.exp(-0.5);
 
-/** A small f32 matrix, [out, in] row-major (a LoRA factor, decoded once at load). */
-interface SmallMatrix {
-  readonly rows: number;
-  readonly cols: number;
-  readonly data: Float32Array;
-}
-
-/** y = M·x, summed in doubles. (A candidate for blocks.ts if v6 wants the same.) */
-function smallMatvec(m: SmallMatrix, x: Float32Array, y: Float32Array): void {
-  const { rows, cols, data } = m;
-  for (let r = 0; r < rows; r++) {
-    let s = 0;
-    const o = r * cols;
-    for (let j = 0; j < cols; j++) s += data[o + j]! * x[j]!;
-    y[r] = s;
-  }
-}
-
 /** A LoRA pair: `down` [D, C] then `up` [C, D], both as [out, in]. */
 interface Lora {
-  readonly down: SmallMatrix;
-  readonly up: SmallMatrix;
+  readonly down: Matrix;
+  readonly up: Matrix;
 }
 
 function transpose(data: Float32Array, rows: number, cols: number): Float32Array {
@@ -92,9 +74,10 @@ function loadLora(w: Weights, p: string, tag: string, c: number, encoding: V7Enc
   }
   const downData = toF32(down);
   const upData = toF32(up);
+  // f32 Matrix objects, so RNN mode (matvec) and parallel mode (matmul) share one kernel path.
   return {
-    down: { rows: d, cols: c, data: official ? transpose(downData, c, d) : downData },
-    up: { rows: c, cols: d, data: official ? transpose(upData, d, c) : upData },
+    down: f32Matrix(downName, official ? transpose(downData, c, d) : downData, d, c),
+    up: f32Matrix(upName, official ? transpose(upData, d, c) : upData, c, d),
   };
 }
 
@@ -242,22 +225,22 @@ class V7Block implements Block {
 
     // Decay: w = exp(−e^(−0.5)·σ(w0 + W2·tanh(W1·xw))).
     const lw = low.subarray(0, this.wLora.down.rows);
-    smallMatvec(this.wLora.down, this.xw, lw);
+    matvec(this.wLora.down, this.xw, lw);
     for (let i = 0; i < lw.length; i++) lw[i] = Math.tanh(lw[i]!);
-    smallMatvec(this.wLora.up, lw, t);
+    matvec(this.wLora.up, lw, t);
     for (let i = 0; i < c; i++) w[i] = Math.exp(DECAY_SCALE * sigmoid(this.w0[i]! + t[i]!));
 
     // In-context learning rate: a = σ(a0 + A2·A1·xa).
     const la = low.subarray(0, this.aLora.down.rows);
-    smallMatvec(this.aLora.down, this.xa, la);
-    smallMatvec(this.aLora.up, la, t);
+    matvec(this.aLora.down, this.xa, la);
+    matvec(this.aLora.up, la, t);
     for (let i = 0; i < c; i++) a[i] = sigmoid(this.a0[i]! + t[i]!);
 
     // Gate: g = G2·σ(G1·xg).
     const lg = low.subarray(0, this.gLora.down.rows);
-    smallMatvec(this.gLora.down, this.xg, lg);
+    matvec(this.gLora.down, this.xg, lg);
     for (let i = 0; i < lg.length; i++) lg[i] = sigmoid(lg[i]!);
-    smallMatvec(this.gLora.up, lg, g);
+    matvec(this.gLora.up, lg, g);
 
     // Value residual: layer 0 publishes its raw v; later layers lerp towards it.
     if (this.first) {
@@ -265,8 +248,8 @@ class V7Block implements Block {
     } else {
       const vLora = this.vLora!;
       const lv = low.subarray(0, vLora.down.rows);
-      smallMatvec(vLora.down, this.xv, lv);
-      smallMatvec(vLora.up, lv, t);
+      matvec(vLora.down, this.xv, lv);
+      matvec(vLora.up, lv, t);
       const vFirst = ctx.vFirst;
       for (let i = 0; i < c; i++) v[i] = v[i]! + (vFirst[i]! - v[i]!) * sigmoid(this.v0![i]! + t[i]!);
     }
@@ -320,6 +303,316 @@ class V7Block implements Block {
   channelMix(xf: Float32Array, s: Float32Array, out: Float32Array): void {
     this.ffn.run(xf, s.subarray(0, this.c), out);
   }
+
+  channelMixSequence(xf: Float32Array, t: number, s: Float32Array, out: Float32Array): void {
+    this.ffn.runSequence(xf, t, s.subarray(0, this.c), out);
+  }
+
+  /**
+   * Parallel mode: `xa` and `out` are T × C (rows are positions). Every projection, LoRA factors included,
+   * is one matrix-matrix product over the block; the WKV runs in chunks of `ctx.chunk` positions (see
+   * `wkvChunk`). Leaves the state exactly as T calls of `timeMix` would, up to rounding.
+   */
+  timeMixSequence(xa: Float32Array, t: number, s: Float32Array, out: Float32Array, ctx: SequenceContext): void {
+    const c = this.c;
+    const n = this.headSize;
+    const nHead = this.nHead;
+    const tc = t * c;
+
+    // Token shift as a shifted copy (T × C); att_x becomes the last row of xa.
+    const shifted = new Float32Array(tc);
+    shiftRows(xa, t, s.subarray(c, 2 * c), shifted);
+    const lerp = (mu: Float32Array): Float32Array => {
+      const o = new Float32Array(tc);
+      lerpRows(shiftLerp, xa, shifted, mu, o);
+      return o;
+    };
+    const xr = lerp(this.muR);
+    const xw = lerp(this.muW);
+    const xk = lerp(this.muK);
+    const xv = lerp(this.muV);
+    const xA = lerp(this.muA);
+    const xg = lerp(this.muG);
+
+    // Projections, T × C each.
+    const r = new Float32Array(tc);
+    const k = new Float32Array(tc);
+    const v = new Float32Array(tc);
+    matmul(this.receptance, xr, t, r);
+    matmul(this.key, xk, t, k);
+    matmul(this.value, xv, t, v);
+
+    // LoRA: down-projection into T × D, then up-projection into T × C (`up`, reused).
+    const maxRank = Math.max(...[this.wLora, this.aLora, this.gLora, this.vLora].map((l) => l?.down.rows ?? 0));
+    const low = new Float32Array(t * maxRank);
+    const up = new Float32Array(tc);
+    const lora = (l: Lora, x: Float32Array, act: ((z: number) => number) | undefined, y: Float32Array): void => {
+      const lo = low.subarray(0, t * l.down.rows);
+      matmul(l.down, x, t, lo);
+      if (act !== undefined) for (let i = 0; i < lo.length; i++) lo[i] = act(lo[i]!);
+      matmul(l.up, lo, t, y);
+    };
+
+    // Log-decay, T × C in float64, taken directly: log w = −e^(−0.5)·σ(w0 + W2·tanh(W1·xw)) ∈ (−0.61, 0).
+    // Never log(w) of a rounded w: the chunked WKV sums these exponents.
+    lora(this.wLora, xw, Math.tanh, up);
+    const lw = new Float64Array(tc);
+    for (let p = 0; p < t; p++) {
+      for (let i = 0; i < c; i++) lw[p * c + i] = DECAY_SCALE * sigmoid(this.w0[i]! + up[p * c + i]!);
+    }
+
+    // a = σ(a0 + A2·A1·xa), T × C.
+    const a = new Float32Array(tc);
+    lora(this.aLora, xA, undefined, up);
+    for (let p = 0; p < t; p++) for (let i = 0; i < c; i++) a[p * c + i] = sigmoid(this.a0[i]! + up[p * c + i]!);
+
+    // g = G2·σ(G1·xg), T × C.
+    const g = new Float32Array(tc);
+    lora(this.gLora, xg, sigmoid, g);
+
+    // Value residual: layer 0 publishes its raw v rows (T × C); later layers lerp towards them.
+    if (this.first) {
+      ctx.vFirst.set(v);
+    } else {
+      lora(this.vLora!, xv, undefined, up);
+      const vFirst = ctx.vFirst;
+      for (let p = 0; p < t; p++) {
+        for (let i = 0; i < c; i++) {
+          const q = p * c + i;
+          v[q] = v[q]! + (vFirst[q]! - v[q]!) * sigmoid(this.v0![i]! + up[q]!);
+        }
+      }
+    }
+
+    // kk (T × C) from the unscaled k, L2-normalised per row and head; then k's rescaling by a.
+    const kk = new Float32Array(tc);
+    for (let p = 0; p < t; p++) {
+      for (let i = 0; i < c; i++) kk[p * c + i] = k[p * c + i]! * this.kK[i]!;
+      for (let h = 0; h < nHead; h++) {
+        const o = p * c + h * n;
+        let sq = 0;
+        for (let i = 0; i < n; i++) sq += kk[o + i]! * kk[o + i]!;
+        const inv = 1 / Math.max(Math.sqrt(sq), L2_EPS);
+        for (let i = 0; i < n; i++) kk[o + i] = kk[o + i]! * inv;
+      }
+      for (let i = 0; i < c; i++) {
+        const q = p * c + i;
+        k[q] = k[q]! * (1 + (a[q]! - 1) * this.kA[i]!);
+      }
+    }
+
+    // Chunked WKV, head by head: y (T × C).
+    const y = new Float32Array(tc);
+    const chunk = ctx.chunk;
+    const scratch = new WkvScratch(Math.min(chunk, t), n);
+    for (let h = 0; h < nHead; h++) {
+      const state = s.subarray(2 * c + h * n * n, 2 * c + (h + 1) * n * n);
+      for (let p0 = 0; p0 < t; p0 += chunk) {
+        const len = Math.min(chunk, t - p0);
+        scratch.load(p0, len, h * n, c, r, k, v, kk, a, lw);
+        wkvChunk(scratch, len, n, state, y, p0, h * n, c);
+      }
+    }
+
+    // GroupNorm per row, the per-head bonus (Σ r·k·r_k)·v, the gate; then the output projection.
+    for (let p = 0; p < t; p++) {
+      const row = y.subarray(p * c, (p + 1) * c);
+      groupNorm(row, this.lnxWeight, this.lnxBias, row, nHead, GROUP_NORM_EPS);
+      for (let h = 0; h < nHead; h++) {
+        const o = p * c + h * n;
+        let rk = 0;
+        for (let i = 0; i < n; i++) rk += r[o + i]! * k[o + i]! * this.rK[h * n + i]!;
+        for (let i = 0; i < n; i++) y[o + i] = (y[o + i]! + rk * v[o + i]!) * g[o + i]!;
+      }
+    }
+    matmul(this.output, y, t, out);
+  }
+}
+
+/**
+ * One head's inputs over one chunk, in float64, L × N row-major (row = position within the chunk), and
+ * the chunk's working arrays. Sized once per call for the longest chunk.
+ */
+class WkvScratch {
+  readonly r: Float64Array;
+  readonly k: Float64Array;
+  readonly v: Float64Array;
+  readonly alpha: Float64Array; // α = −kk
+  readonly beta: Float64Array; // β = kk ⊙ a
+  readonly cum: Float64Array; // (L + 1) × N: cum[t] = Σ_{m<t} log w_m (A_t in 1-based positions), cum[0] = 0
+  readonly u: Float64Array; // L × N: u_t = S_{t−1}·α_t (over values)
+  readonly s0: Float64Array; // N × N: the chunk's initial state, S0[value][key]
+  readonly e: Float64Array; // N: decay factors of one (s, t) pair
+  readonly sv: Float64Array; // N: S0·(…) of one position
+  readonly cu: Float64Array; // L: coefficients of u_s in u_t
+  readonly cv: Float64Array; // L: coefficients of v_s in u_t
+  readonly du: Float64Array; // L: coefficients of u_s in y_t
+  readonly dv: Float64Array; // L: coefficients of v_s in y_t
+
+  constructor(l: number, n: number) {
+    this.r = new Float64Array(l * n);
+    this.k = new Float64Array(l * n);
+    this.v = new Float64Array(l * n);
+    this.alpha = new Float64Array(l * n);
+    this.beta = new Float64Array(l * n);
+    this.cum = new Float64Array((l + 1) * n);
+    this.u = new Float64Array(l * n);
+    this.s0 = new Float64Array(n * n);
+    this.e = new Float64Array(n);
+    this.sv = new Float64Array(n);
+    this.cu = new Float64Array(l);
+    this.cv = new Float64Array(l);
+    this.du = new Float64Array(l);
+    this.dv = new Float64Array(l);
+  }
+
+  /** Gathers positions p0 … p0+len−1 of channels ho … ho+N−1 from the T × C arrays. */
+  load(
+    p0: number,
+    len: number,
+    ho: number,
+    c: number,
+    r: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    kk: Float32Array,
+    a: Float32Array,
+    lw: Float64Array,
+  ): void {
+    const n = this.e.length;
+    for (let t = 0; t < len; t++) {
+      const src = (p0 + t) * c + ho;
+      const dst = t * n;
+      for (let i = 0; i < n; i++) {
+        const q = src + i;
+        this.r[dst + i] = r[q]!;
+        this.k[dst + i] = k[q]!;
+        this.v[dst + i] = v[q]!;
+        this.alpha[dst + i] = -kk[q]!;
+        this.beta[dst + i] = kk[q]! * a[q]!;
+        this.cum[dst + n + i] = this.cum[dst + i]! + lw[q]!;
+      }
+    }
+  }
+}
+
+/**
+ * The WKV of one head over one chunk of `len` positions (1-based t = 1 … L below), from the initial state
+ * S0 = `state` (N × N f32, S[value][key]); writes y rows into `y` (T × C, at row p0 + t − 1, channel ho)
+ * and the chunk's final state back into `state`.
+ *
+ * The RNN step S_t = S_{t−1}·D_t + u_t·β_tᵀ + v_t·k_tᵀ with D_t = diag(w_t), u_t = S_{t−1}·α_t unrolls,
+ * with λ(s, t) = exp(A_t − A_s) (the decay from after step s through step t, elementwise over keys), to
+ *   S_t = S0·diag(exp(A_t)) + Σ_{s≤t} (u_s·(β_s ⊙ λ(s,t))ᵀ + v_s·(k_s ⊙ λ(s,t))ᵀ),
+ * so u_t = S_{t−1}·α_t is a lower-triangular system in u_1 … u_{t−1} (forward substitution), and
+ * y_t = S_t·r_t follows from the same sum. Decay products are always exp of a difference A_t − A_s ≤ 0
+ * never a division by a cumulative decay: over long chunks exp(A_t) drops
+ * far below what even float64 can divide by safely (0.28^1024 in float32 is 0). O(L²·N + L·N²).
+ */
+function wkvChunk(
+  sc: WkvScratch,
+  len: number,
+  n: number,
+  state: Float32Array,
+  y: Float32Array,
+  p0: number,
+  ho: number,
+  c: number,
+): void {
+  const { r, k, v, alpha, beta, cum, u, s0, e, sv, cu, cv, du, dv } = sc;
+  for (let i = 0; i < n * n; i++) s0[i] = state[i]!;
+  for (let t = 0; t < len; t++) {
+    // Local row t is 1-based position t+1: A_{t} = cum[t], A_{t+1} = cum[t+1]; source s has A = cum[s+1].
+    const to = t * n;
+    // Coefficients of the earlier positions s < t in u_t (decay λ(s, t−1)) and in y_t (decay λ(s, t)).
+    for (let s = 0; s < t; s++) {
+      const so = s * n;
+      const ao = (s + 1) * n;
+      let cuS = 0;
+      let cvS = 0;
+      let duS = 0;
+      let dvS = 0;
+      for (let i = 0; i < n; i++) {
+        const lam = Math.exp(cum[to + i]! - cum[ao + i]!); // λ(s, t−1) ≤ 1
+        const lamY = Math.exp(cum[to + n + i]! - cum[ao + i]!); // λ(s, t) ≤ 1
+        const ea = lam * alpha[to + i]!;
+        const er = lamY * r[to + i]!;
+        cuS += beta[so + i]! * ea;
+        cvS += k[so + i]! * ea;
+        duS += beta[so + i]! * er;
+        dvS += k[so + i]! * er;
+      }
+      cu[s] = cuS;
+      cv[s] = cvS;
+      du[s] = duS;
+      dv[s] = dvS;
+    }
+
+    // u_t = S0·(exp(A_{t−1}) ⊙ α_t) + Σ_{s<t} (cu_s·u_s + cv_s·v_s).
+    for (let j = 0; j < n; j++) e[j] = Math.exp(cum[to + j]!) * alpha[to + j]!;
+    for (let i = 0; i < n; i++) {
+      let acc = 0;
+      const row = i * n;
+      for (let j = 0; j < n; j++) acc += s0[row + j]! * e[j]!;
+      sv[i] = acc;
+    }
+    for (let s = 0; s < t; s++) {
+      const so = s * n;
+      const a1 = cu[s]!;
+      const a2 = cv[s]!;
+      for (let i = 0; i < n; i++) sv[i] = sv[i]! + a1 * u[so + i]! + a2 * v[so + i]!;
+    }
+    for (let i = 0; i < n; i++) u[to + i] = sv[i]!;
+
+    // The s = t terms of y_t (λ(t, t) = 1).
+    let duT = 0;
+    let dvT = 0;
+    for (let i = 0; i < n; i++) {
+      duT += beta[to + i]! * r[to + i]!;
+      dvT += k[to + i]! * r[to + i]!;
+    }
+    du[t] = duT;
+    dv[t] = dvT;
+
+    // y_t = S0·(exp(A_t) ⊙ r_t) + Σ_{s≤t} (du_s·u_s + dv_s·v_s).
+    for (let j = 0; j < n; j++) e[j] = Math.exp(cum[to + n + j]!) * r[to + j]!;
+    for (let i = 0; i < n; i++) {
+      let acc = 0;
+      const row = i * n;
+      for (let j = 0; j < n; j++) acc += s0[row + j]! * e[j]!;
+      sv[i] = acc;
+    }
+    for (let s = 0; s <= t; s++) {
+      const so = s * n;
+      const b1 = du[s]!;
+      const b2 = dv[s]!;
+      for (let i = 0; i < n; i++) sv[i] = sv[i]! + b1 * u[so + i]! + b2 * v[so + i]!;
+    }
+    const yo = (p0 + t) * c + ho;
+    for (let i = 0; i < n; i++) y[yo + i] = sv[i]!;
+  }
+
+  // S_L = S0·diag(exp(A_L)) + Σ_s (u_s·(β_s ⊙ λ(s,L))ᵀ + v_s·(k_s ⊙ λ(s,L))ᵀ), stored back as f32.
+  const lo = len * n;
+  for (let j = 0; j < n; j++) e[j] = Math.exp(cum[lo + j]!);
+  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) s0[i * n + j] = s0[i * n + j]! * e[j]!;
+  const bl = sv; // β_s ⊙ λ(s, L), N
+  for (let s = 0; s < len; s++) {
+    const so = s * n;
+    const ao = (s + 1) * n;
+    for (let j = 0; j < n; j++) {
+      const lam = Math.exp(cum[lo + j]! - cum[ao + j]!);
+      bl[j] = beta[so + j]! * lam;
+      e[j] = k[so + j]! * lam;
+    }
+    for (let i = 0; i < n; i++) {
+      const ui = u[so + i]!;
+      const vi = v[so + i]!;
+      const row = i * n;
+      for (let j = 0; j < n; j++) s0[row + j] = s0[row + j]! + ui * bl[j]! + vi * e[j]!;
+    }
+  }
+  for (let i = 0; i < n * n; i++) state[i] = s0[i]!;
 }
 
 /** `rwkvcpp`: parameters stored as rwkv.cpp's converter writes them; `official`: as RWKV-LM / ChatRWKV store them. */
