@@ -192,6 +192,7 @@ function readAll(reader: FileReader, allocate: TensorAllocator): RwkvCppFile {
   return {
     format: 'rwkv.cpp',
     file,
+    encoding: 'rwkvcpp',
     header,
     tensors,
     declared: { nVocab: header.nVocab, nEmbd: header.nEmbd, nLayer: header.nLayer },

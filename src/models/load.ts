@@ -120,7 +120,7 @@ export function modelFromSource(source: TensorSource): RwkvModel {
   const config = inferConfig(source, version);
   const w = new Weights(source);
   // rwkv.cpp stores some parameters pre-transformed; official checkpoints store them raw.
-  const rwkvcpp = source.format === 'rwkv.cpp';
+  const rwkvcpp = source.encoding === 'rwkvcpp';
   switch (version) {
     case '4':
       return buildV4(w, config, rwkvcpp ? 'negexp' : 'raw');

@@ -59,5 +59,5 @@ export function randomV4Source(shape: RandomV4Shape, seed = 1): TensorSource {
   }
   ln('ln_out');
   matrix('head.weight', shape.nVocab, c);
-  return { format: 'memory', file: `random RWKV-4 ${shape.nLayer}×${c} (seed ${seed})`, tensors, declared: {} };
+  return { format: 'memory', encoding: 'official', file: `random RWKV-4 ${shape.nLayer}×${c} (seed ${seed})`, tensors, declared: {} };
 }
