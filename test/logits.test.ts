@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { loadModel } from '../src/models/load.js';
+import { testBackend } from './helpers/backend.js';
 import { fixture, maxAbsDiff, PROMPT_IN, readF32 } from './helpers/fixtures.js';
 
 const TOLERANCE = 1e-4;
@@ -25,12 +26,14 @@ for (const fmt of ['Q5_0', 'Q5_1']) {
   CASES.push({ model: '6v0-3m', file: `tiny-rwkv-6v0-3m-${fmt}.bin`, expected: `expected-logits-official-6v0-3m-${fmt}.bin` });
 }
 
-for (const c of CASES) {
-  test(`${c.file}: logits after "in within ${TOLERANCE} of ${c.expected}`, (t) => {
+const backend = await testBackend();
+
+for (const c of CASES) for (const kernels of ['wasm', 'reference'] as const) {
+  test(`${c.file} (${kernels} kernels): logits after "in within ${TOLERANCE} of ${c.expected}`, (t) => {
     const modelPath = fixture(t, c.file);
     const expectedPath = fixture(t, c.expected);
     if (modelPath === undefined || expectedPath === undefined) return;
-    const model = loadModel(modelPath);
+    const model = loadModel(modelPath, kernels === 'wasm' ? { backend } : {});
     const state = model.createState();
     let logits: Float32Array | undefined;
     for (const token of PROMPT_IN) logits = model.forward(token, state);

@@ -5,9 +5,13 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { test } from 'node:test';
 import { loadModel } from '../src/models/load.js';
+import { testBackend } from './helpers/backend.js';
 import type { RwkvModel } from '../src/models/model.js';
 import type { State } from '../src/models/state.js';
 import { fixture, maxAbsDiff } from './helpers/fixtures.js';
+
+// The default (fast) path: WebAssembly kernels.
+const backend = await testBackend();
 
 const LOGITS_TOLERANCE = 1e-4;
 /** Final states agree within this fraction of the state's largest magnitude. */
@@ -33,7 +37,7 @@ for (const m of MODELS) {
     const modelPath = fixture(t, `tiny-rwkv-${m}-FP32.bin`);
     const inputPath = fixture(t, 'input-1024.txt');
     if (modelPath === undefined || inputPath === undefined) return;
-    const model = loadModel(modelPath);
+    const model = loadModel(modelPath, { backend });
     const ids = Array.from(fs.readFileSync(inputPath));
     const rnnState = model.createState();
     const reference = rnn(model, ids, rnnState);
@@ -52,7 +56,7 @@ for (const m of MODELS) {
     const modelPath = fixture(t, `tiny-rwkv-${m}-FP32.bin`);
     const inputPath = fixture(t, 'input-1024.txt');
     if (modelPath === undefined || inputPath === undefined) return;
-    const model = loadModel(modelPath);
+    const model = loadModel(modelPath, { backend });
     const ids = Array.from(fs.readFileSync(inputPath)).slice(0, 300);
     const split = 211;
     const reference = rnn(model, ids, model.createState());
@@ -69,7 +73,7 @@ for (const m of MODELS) {
 test('parallel mode refuses an empty sequence, a bad chunk length and out-of-vocabulary ids', (t) => {
   const modelPath = fixture(t, 'tiny-rwkv-4v0-660K-FP32.bin');
   if (modelPath === undefined) return;
-  const model = loadModel(modelPath);
+  const model = loadModel(modelPath, { backend });
   assert.throws(() => model.forwardSequence([], model.createState()), /at least one token/);
   assert.throws(() => model.forwardSequence([1, 2], model.createState(), { chunk: 0 }), /chunk length/);
   assert.throws(() => model.forwardSequence([1, 256], model.createState()), /outside the vocabulary/);

@@ -5,8 +5,12 @@ import * as fs from 'node:fs';
 import { test } from 'node:test';
 import { StateError } from '../src/errors.js';
 import { loadModel } from '../src/models/load.js';
+import { testBackend } from './helpers/backend.js';
 import { State } from '../src/models/state.js';
 import { fixture } from './helpers/fixtures.js';
+
+// The default (fast) path: WebAssembly kernels.
+const backend = await testBackend();
 
 const MODELS = ['4v0-660K', '5v1-730K', '5v2-730K', '6v0-1m', '7v0-834K'];
 
@@ -15,7 +19,7 @@ for (const m of MODELS) {
     const modelPath = fixture(t, `tiny-rwkv-${m}-FP32.bin`);
     const inputPath = fixture(t, 'input-1024.txt');
     if (modelPath === undefined || inputPath === undefined) return;
-    const model = loadModel(modelPath);
+    const model = loadModel(modelPath, { backend });
     const ids = Array.from(fs.readFileSync(inputPath));
     assert.equal(ids.length, 1024);
     const vocab = model.config.nVocab;
@@ -44,7 +48,7 @@ for (const m of MODELS) {
 test('a cloned state continues independently of the original', (t) => {
   const modelPath = fixture(t, 'tiny-rwkv-4v0-660K-FP32.bin');
   if (modelPath === undefined) return;
-  const model = loadModel(modelPath);
+  const model = loadModel(modelPath, { backend });
   const a = model.createState();
   model.forward(65, a);
   const b = a.clone();
@@ -58,7 +62,7 @@ test('a cloned state continues independently of the original', (t) => {
 test('a fresh v4 state has pp = -1e30 and zeros elsewhere (rwkv.cpp layout [ffn_x, att_x, aa, bb, pp])', (t) => {
   const modelPath = fixture(t, 'tiny-rwkv-4v0-660K-FP32.bin');
   if (modelPath === undefined) return;
-  const model = loadModel(modelPath);
+  const model = loadModel(modelPath, { backend });
   const s = model.createState();
   const c = model.config.nEmbd;
   assert.equal(s.data.length, model.config.nLayer * 5 * c);
@@ -72,7 +76,7 @@ test('a fresh v4 state has pp = -1e30 and zeros elsewhere (rwkv.cpp layout [ffn_
 test('State.fromBytes refuses a state of the wrong size or with NaN', (t) => {
   const modelPath = fixture(t, 'tiny-rwkv-4v0-660K-FP32.bin');
   if (modelPath === undefined) return;
-  const model = loadModel(modelPath);
+  const model = loadModel(modelPath, { backend });
   const bytes = model.createState().toBytes();
   assert.throws(() => State.fromBytes(model.config, bytes.subarray(4)), StateError);
   const bad = bytes.slice();

@@ -1,11 +1,12 @@
 // `rwkv generate`: streams generated text to stdout, speed to stderr.
 import { ArgumentError } from '../errors.js';
 import { feed, generateTokens, validateGenerateOptions } from '../generation/generate.js';
-import { loadModel } from '../models/load.js';
+import type { RwkvModel } from '../models/model.js';
+import { openModel, type KernelArgs } from './open-model.js';
 import { ByteTokenizer } from '../tokenizers/bytes.js';
 import { StreamDecoder } from '../tokenizers/tokenizer.js';
 
-export interface GenerateArgs {
+export interface GenerateArgs extends KernelArgs {
   model: string;
   positional: string | undefined;
   prompt?: string;
@@ -21,7 +22,15 @@ export async function runGenerate(args: GenerateArgs): Promise<void> {
   }
   const prompt = args.prompt ?? args.positional ?? '';
   validateGenerateOptions(args);
-  const model = loadModel(args.model);
+  const opened = await openModel(args.model, args);
+  try {
+    await generate(opened.model, prompt, args);
+  } finally {
+    await opened.close();
+  }
+}
+
+async function generate(model: RwkvModel, prompt: string, args: GenerateArgs): Promise<void> {
   const tokenizer = new ByteTokenizer();
   if (model.config.nVocab !== tokenizer.vocabSize) {
     throw new ArgumentError(

@@ -1,9 +1,10 @@
 // `rwkv logits`: the model's logits over a file's bytes, as raw float32 little-endian.
 import * as fs from 'node:fs';
 import { ArgumentError, RwkvError } from '../errors.js';
-import { loadModel } from '../models/load.js';
+import type { RwkvModel } from '../models/model.js';
+import { openModel, type KernelArgs } from './open-model.js';
 
-export interface LogitsArgs {
+export interface LogitsArgs extends KernelArgs {
   model: string;
   input: string;
   out: string;
@@ -23,9 +24,17 @@ export function readInputFile(path: string): Uint8Array {
   }
 }
 
-export function runLogits(args: LogitsArgs): void {
-  const model = loadModel(args.model);
+export async function runLogits(args: LogitsArgs): Promise<void> {
   const bytes = readInputFile(args.input);
+  const opened = await openModel(args.model, args);
+  try {
+    writeLogits(opened.model, bytes, args);
+  } finally {
+    await opened.close();
+  }
+}
+
+function writeLogits(model: RwkvModel, bytes: Uint8Array, args: LogitsArgs): void {
   if (bytes.length === 0) throw new RwkvError('BAD_ARGUMENT', 'is empty: there is no position to compute logits for', { file: args.input });
   const vocab = model.config.nVocab;
   const state = model.createState();

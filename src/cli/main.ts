@@ -3,9 +3,10 @@
 // exit status 1; `--verbose` adds the stack trace.
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { RwkvError } from '../errors.js';
-import { runGenerate } from './generate.js';
+import { runGenerate, type GenerateArgs } from './generate.js';
 import { runInfo } from './info.js';
 import { runLogits, type LogitsArgs } from './logits.js';
+import type { KernelArgs } from './open-model.js';
 
 function parseIntArg(name: string) {
   return (v: string): number => {
@@ -24,14 +25,24 @@ function parseFloatArg(name: string) {
   };
 }
 
+/** --threads and --kernels, on every command that runs a model. */
+function withKernelOptions(cmd: Command): Command {
+  return cmd
+    .option('--threads <n>', 'threads for the matrix products (default: every core)', parseIntArg('--threads'))
+    .addOption(
+      new Option('--kernels <kind>', 'wasm: WebAssembly SIMD; reference: plain TypeScript (slow, for checking)')
+        .choices(['wasm', 'reference'])
+        .default('wasm'),
+    );
+}
+
 export function buildProgram(): Command {
   const program = new Command('rwkv')
     .description('RWKV language models in TypeScript: run, generate, inspect')
     .option('--verbose', 'print stack traces of errors')
     .exitOverride();
 
-  program
-    .command('logits')
+  withKernelOptions(program.command('logits'))
     .description("feed a file's bytes as token ids from a fresh state and write float32 little-endian logits")
     .requiredOption('--model <file>', 'model file (rwkv.cpp .bin)')
     .requiredOption('--input <file>', 'text file whose bytes are the token ids')
@@ -45,8 +56,7 @@ export function buildProgram(): Command {
     .option('--chunk <n>', 'chunk length of the chunked WKV in parallel mode (v5, v6, v7)', parseIntArg('--chunk'), 64)
     .action((opts: LogitsArgs) => runLogits(opts));
 
-  program
-    .command('generate')
+  withKernelOptions(program.command('generate'))
     .description('generate text after a prompt; streams the text to stdout and tokens/s to stderr')
     .argument('[prompt]', 'the prompt (or use --prompt)')
     .requiredOption('--model <file>', 'model file (rwkv.cpp .bin)')
@@ -58,15 +68,14 @@ export function buildProgram(): Command {
     .action(
       async (
         positional: string | undefined,
-        opts: { model: string; prompt?: string; maxTokens: number; temperature: number; topP: number; seed?: number },
+        opts: Omit<GenerateArgs, 'positional'>,
       ) => runGenerate({ ...opts, positional }),
     );
 
-  program
-    .command('info')
+  withKernelOptions(program.command('info'))
     .description("print a model's version, sizes, tensor types and memory use")
     .requiredOption('--model <file>', 'model file (rwkv.cpp .bin)')
-    .action((opts: { model: string }) => runInfo(opts));
+    .action((opts: { model: string } & KernelArgs) => runInfo(opts));
 
   return program;
 }

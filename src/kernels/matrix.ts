@@ -6,6 +6,12 @@ import { DTYPES, f16ToF32Table } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { blockDecoder, QK } from './quant.js';
 
+/** Fast kernels that can read a matrix's bytes where they live (e.g. in a WebAssembly memory). */
+export interface MatrixKernels {
+  matvec(m: Matrix, x: Float32Array, y: Float32Array): void;
+  matmul(m: Matrix, x: Float32Array, t: number, y: Float32Array): void;
+}
+
 export interface Matrix {
   readonly name: string;
   readonly dtype: DType;
@@ -19,9 +25,11 @@ export interface Matrix {
   readonly f32: Float32Array | undefined;
   /** Set for f16 and bf16 (raw bits). */
   readonly u16: Uint16Array | undefined;
+  /** The fast kernels for this matrix, when its bytes live where they can read them; else the reference. */
+  readonly kernels?: MatrixKernels | undefined;
 }
 
-export function matrixFromTensor(t: Tensor, rows: number, cols: number): Matrix {
+export function matrixFromTensor(t: Tensor, rows: number, cols: number, kernels?: MatrixKernels): Matrix {
   const aligned2 = t.data.byteOffset % 2 === 0;
   const aligned4 = t.data.byteOffset % 4 === 0;
   const f32 = t.dtype === 'f32' && aligned4 ? new Float32Array(t.data.buffer, t.data.byteOffset, rows * cols) : undefined;
@@ -32,7 +40,7 @@ export function matrixFromTensor(t: Tensor, rows: number, cols: number): Matrix 
   if ((t.dtype === 'f32' && f32 === undefined) || ((t.dtype === 'f16' || t.dtype === 'bf16') && u16 === undefined)) {
     throw new TypeError(`tensor '${t.name}' is not aligned for ${t.dtype}`);
   }
-  return { name: t.name, dtype: t.dtype, rows, cols, bytes: t.data, f32, u16 };
+  return { name: t.name, dtype: t.dtype, rows, cols, bytes: t.data, f32, u16, kernels };
 }
 
 /** Bytes one pass over the matrix reads. */
@@ -80,6 +88,15 @@ const blockScratch = new Float32Array(QK);
  * Sums are accumulated in float64 (JS numbers) and rounded once to f32.
  */
 export function matvec(m: Matrix, x: Float32Array, y: Float32Array): void {
+  if (m.kernels !== undefined) {
+    m.kernels.matvec(m, x, y);
+    return;
+  }
+  referenceMatvec(m, x, y);
+}
+
+/** The plain TypeScript matrix-vector product (float64 sums). */
+export function referenceMatvec(m: Matrix, x: Float32Array, y: Float32Array): void {
   const rows = m.rows;
   const n = m.cols;
   switch (m.dtype) {
@@ -142,6 +159,15 @@ let rowScratch = new Float32Array(0);
  * every input row, so a quantized or 16-bit matrix is read once for the whole block, not once per token.
  */
 export function matmul(m: Matrix, x: Float32Array, t: number, y: Float32Array): void {
+  if (m.kernels !== undefined) {
+    m.kernels.matmul(m, x, t, y);
+    return;
+  }
+  referenceMatmul(m, x, t, y);
+}
+
+/** The plain TypeScript matrix-matrix product (float64 sums, four input rows per weight load). */
+export function referenceMatmul(m: Matrix, x: Float32Array, t: number, y: Float32Array): void {
   const rows = m.rows;
   const n = m.cols;
   let w: Float32Array;

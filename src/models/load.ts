@@ -10,16 +10,19 @@ import { buildV4 } from './v4.js';
 import { buildV5 } from './v5.js';
 import { buildV6 } from './v6.js';
 import { buildV7 } from './v7.js';
-import { Weights } from './weights.js';
+import { Weights, type KernelProvider } from './weights.js';
 
 export interface LoadOptions {
-  /** Where tensor bytes are placed (plain memory by default). */
-  allocate?: TensorAllocator;
+  /**
+   * The fast kernels (e.g. a `WasmBackend`): weights are read straight into its memory and every matrix
+   * product runs there. Without one, weights stay in plain memory and the reference kernels run.
+   */
+  backend?: KernelProvider & { allocate: TensorAllocator };
 }
 
 /** Loads a model file of any supported format and version. */
 export function loadModel(path: string, options: LoadOptions = {}): RwkvModel {
-  return modelFromSource(openCheckpoint(path, options.allocate));
+  return modelFromSource(openCheckpoint(path, options.backend?.allocate), options.backend);
 }
 
 /** Which version a set of tensors is, judged from layer 0's time-mix tensor names. */
@@ -115,10 +118,10 @@ function headsOf(source: TensorSource, version: RwkvVersion, c: number): { nHead
   return { nHead, headSize: c / nHead };
 }
 
-export function modelFromSource(source: TensorSource): RwkvModel {
+export function modelFromSource(source: TensorSource, kernels?: KernelProvider): RwkvModel {
   const version = detectVersion(source);
   const config = inferConfig(source, version);
-  const w = new Weights(source);
+  const w = new Weights(source, kernels);
   // rwkv.cpp stores some parameters pre-transformed; official checkpoints store them raw.
   const rwkvcpp = source.encoding === 'rwkvcpp';
   switch (version) {

@@ -292,7 +292,7 @@ class V6Block implements Block {
     }
     const [xw, xk, xv, xr, xg] = xs as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array];
 
-    // Projections, T × C each (outputs reuse the consumed inputs where the shapes allow).
+    // Projections: T × C each.
     const r = new Float32Array(tc);
     const k = new Float32Array(tc);
     const v = new Float32Array(tc);

@@ -1,4 +1,4 @@
-// RWKV v7 (Goose) in RNN mode.
+// RWKV v7 (Goose), RNN and parallel mode.
 //
 // Time mix, per token (x = ln1-normed input, prev = the previous token's x, C = H·N):
 //   x? = x + (prev − x)·μ?                     for ? in r, w, k, v, a, g
@@ -12,6 +12,8 @@
 //   per head, S (value × key):  S ← S·diag(w) − (S·kk)(kk ⊙ a)ᵀ + v·kᵀ;  y = S·r
 //   y = GroupNorm_H(y) (eps 64e-5) + (Σ_i r_i·k_i·r_k_i)·v per head;  out = Wo·(y ⊙ g)
 // Channel mix: Wv·relu(Wk·(x + (prev − x)·x_k))², no receptance.
+// Parallel mode (timeMixSequence) computes the same over a T × C block: every projection and LoRA factor
+// as one matmul, the WKV in chunks (wkvChunk) in float64 with the state stored back as f32 per chunk.
 //
 // How the two encodings store the time-mix parameters (shapes in PyTorch order, D = LoRA rank):
 //   official (RWKV-LM, ChatRWKV): x_r, x_w, x_k, x_v, x_a, x_g each [1, 1, C]; W1, A1, V1, G1 as
@@ -443,11 +445,9 @@ class WkvScratch {
   readonly u: Float64Array; // L × N: u_t = S_{t−1}·α_t (over values)
   readonly s0: Float64Array; // N × N: the chunk's initial state, S0[value][key]
   readonly e: Float64Array; // N: decay factors of one (s, t) pair
-  readonly sv: Float64Array; // N: S0·(…) of one position
-  readonly cu: Float64Array; // L: coefficients of u_s in u_t
-  readonly cv: Float64Array; // L: coefficients of v_s in u_t
-  readonly du: Float64Array; // L: coefficients of u_s in y_t
-  readonly dv: Float64Array; // L: coefficients of v_s in y_t
+  readonly sv: Float64Array; // N: u_t being accumulated
+  readonly sy: Float64Array; // N: y_t being accumulated
+  readonly wt: Float64Array; // N: w_t of one position (first S0·(exp(A_t) ⊙ r_t)'s factor)
 
   constructor(l: number, n: number) {
     this.r = new Float64Array(l * n);
@@ -460,10 +460,8 @@ class WkvScratch {
     this.s0 = new Float64Array(n * n);
     this.e = new Float64Array(n);
     this.sv = new Float64Array(n);
-    this.cu = new Float64Array(l);
-    this.cv = new Float64Array(l);
-    this.du = new Float64Array(l);
-    this.dv = new Float64Array(l);
+    this.sy = new Float64Array(n);
+    this.wt = new Float64Array(n);
   }
 
   /** Gathers positions p0 … p0+len−1 of channels ho … ho+N−1 from the T × C arrays. */
@@ -506,8 +504,9 @@ class WkvScratch {
  *   S_t = S0·diag(exp(A_t)) + Σ_{s≤t} (u_s·(β_s ⊙ λ(s,t))ᵀ + v_s·(k_s ⊙ λ(s,t))ᵀ),
  * so u_t = S_{t−1}·α_t is a lower-triangular system in u_1 … u_{t−1} (forward substitution), and
  * y_t = S_t·r_t follows from the same sum. Decay products are always exp of a difference A_t − A_s ≤ 0
- * never a division by a cumulative decay: over long chunks exp(A_t) drops
- * far below what even float64 can divide by safely (0.28^1024 in float32 is 0). O(L²·N + L·N²).
+ * (or such a factor times w_t ≤ 1), never a division by a cumulative decay: over a long chunk exp(A_t)
+ * underflows (0.28^1024 is 0 in float32), and exp(A_t)/exp(A_s) would be 0/0 or inf. Cost per chunk:
+ * O(L²·N + L·N²).
  */
 function wkvChunk(
   sc: WkvScratch,
@@ -519,77 +518,63 @@ function wkvChunk(
   ho: number,
   c: number,
 ): void {
-  const { r, k, v, alpha, beta, cum, u, s0, e, sv, cu, cv, du, dv } = sc;
+  const { r, k, v, alpha, beta, cum, u, s0, e, sv, sy, wt } = sc;
   for (let i = 0; i < n * n; i++) s0[i] = state[i]!;
   for (let t = 0; t < len; t++) {
     // Local row t is 1-based position t+1: A_{t} = cum[t], A_{t+1} = cum[t+1]; source s has A = cum[s+1].
     const to = t * n;
-    // Coefficients of the earlier positions s < t in u_t (decay λ(s, t−1)) and in y_t (decay λ(s, t)).
+    // S0 terms: sv = S0·(exp(A_{t−1}) ⊙ α_t) for u_t, sy = S0·(exp(A_t) ⊙ r_t) for y_t.
+    for (let j = 0; j < n; j++) {
+      e[j] = Math.exp(cum[to + j]!) * alpha[to + j]!;
+      wt[j] = Math.exp(cum[to + n + j]!) * r[to + j]!;
+    }
+    for (let i = 0; i < n; i++) {
+      let au = 0;
+      let ay = 0;
+      const row = i * n;
+      for (let j = 0; j < n; j++) {
+        au += s0[row + j]! * e[j]!;
+        ay += s0[row + j]! * wt[j]!;
+      }
+      sv[i] = au;
+      sy[i] = ay;
+    }
+    // w_t = exp(log w_t) ≤ 1, so λ(s, t) = λ(s, t−1)·w_t: a product of factors ≤ 1, no division.
+    for (let i = 0; i < n; i++) wt[i] = Math.exp(cum[to + n + i]! - cum[to + i]!);
+    // Earlier positions s < t: u_t += cu·u_s + cv·v_s (decay λ(s, t−1)), y_t += du·u_s + dv·v_s (λ(s, t)).
     for (let s = 0; s < t; s++) {
       const so = s * n;
       const ao = (s + 1) * n;
-      let cuS = 0;
-      let cvS = 0;
-      let duS = 0;
-      let dvS = 0;
+      let cu = 0;
+      let cv = 0;
+      let du = 0;
+      let dv = 0;
       for (let i = 0; i < n; i++) {
         const lam = Math.exp(cum[to + i]! - cum[ao + i]!); // λ(s, t−1) ≤ 1
-        const lamY = Math.exp(cum[to + n + i]! - cum[ao + i]!); // λ(s, t) ≤ 1
         const ea = lam * alpha[to + i]!;
-        const er = lamY * r[to + i]!;
-        cuS += beta[so + i]! * ea;
-        cvS += k[so + i]! * ea;
-        duS += beta[so + i]! * er;
-        dvS += k[so + i]! * er;
+        const er = lam * wt[i]! * r[to + i]!; // λ(s, t)·r
+        cu += beta[so + i]! * ea;
+        cv += k[so + i]! * ea;
+        du += beta[so + i]! * er;
+        dv += k[so + i]! * er;
       }
-      cu[s] = cuS;
-      cv[s] = cvS;
-      du[s] = duS;
-      dv[s] = dvS;
+      for (let i = 0; i < n; i++) {
+        const us = u[so + i]!;
+        const vs = v[so + i]!;
+        sv[i] = sv[i]! + cu * us + cv * vs;
+        sy[i] = sy[i]! + du * us + dv * vs;
+      }
     }
-
-    // u_t = S0·(exp(A_{t−1}) ⊙ α_t) + Σ_{s<t} (cu_s·u_s + cv_s·v_s).
-    for (let j = 0; j < n; j++) e[j] = Math.exp(cum[to + j]!) * alpha[to + j]!;
+    // u_t solved (forward substitution); then the s = t terms of y_t (λ(t, t) = 1).
+    let du = 0;
+    let dv = 0;
     for (let i = 0; i < n; i++) {
-      let acc = 0;
-      const row = i * n;
-      for (let j = 0; j < n; j++) acc += s0[row + j]! * e[j]!;
-      sv[i] = acc;
-    }
-    for (let s = 0; s < t; s++) {
-      const so = s * n;
-      const a1 = cu[s]!;
-      const a2 = cv[s]!;
-      for (let i = 0; i < n; i++) sv[i] = sv[i]! + a1 * u[so + i]! + a2 * v[so + i]!;
-    }
-    for (let i = 0; i < n; i++) u[to + i] = sv[i]!;
-
-    // The s = t terms of y_t (λ(t, t) = 1).
-    let duT = 0;
-    let dvT = 0;
-    for (let i = 0; i < n; i++) {
-      duT += beta[to + i]! * r[to + i]!;
-      dvT += k[to + i]! * r[to + i]!;
-    }
-    du[t] = duT;
-    dv[t] = dvT;
-
-    // y_t = S0·(exp(A_t) ⊙ r_t) + Σ_{s≤t} (du_s·u_s + dv_s·v_s).
-    for (let j = 0; j < n; j++) e[j] = Math.exp(cum[to + n + j]!) * r[to + j]!;
-    for (let i = 0; i < n; i++) {
-      let acc = 0;
-      const row = i * n;
-      for (let j = 0; j < n; j++) acc += s0[row + j]! * e[j]!;
-      sv[i] = acc;
-    }
-    for (let s = 0; s <= t; s++) {
-      const so = s * n;
-      const b1 = du[s]!;
-      const b2 = dv[s]!;
-      for (let i = 0; i < n; i++) sv[i] = sv[i]! + b1 * u[so + i]! + b2 * v[so + i]!;
+      u[to + i] = sv[i]!;
+      du += beta[to + i]! * r[to + i]!;
+      dv += k[to + i]! * r[to + i]!;
     }
     const yo = (p0 + t) * c + ho;
-    for (let i = 0; i < n; i++) y[yo + i] = sv[i]!;
+    for (let i = 0; i < n; i++) y[yo + i] = sy[i]! + du * sv[i]! + dv * v[to + i]!;
   }
 
   // S_L = S0·diag(exp(A_L)) + Σ_s (u_s·(β_s ⊙ λ(s,L))ᵀ + v_s·(k_s ⊙ λ(s,L))ᵀ), stored back as f32.

@@ -2,18 +2,26 @@
 // a ModelError that names the file and the tensor.
 import { ModelError } from '../errors.js';
 import type { TensorSource } from '../formats/tensor-source.js';
-import { matrixFromTensor, type Matrix } from '../kernels/matrix.js';
+import { matrixFromTensor, type Matrix, type MatrixKernels } from '../kernels/matrix.js';
 import { dequantize } from '../kernels/quant.js';
 import { DTYPES, decodeBF16, f16ToF32Table } from '../tensor/dtype.js';
 import { elementCount, f32View, shapeString, u16View, type Tensor } from '../tensor/tensor.js';
 
+/** Fast kernels together with the memory they read from. */
+export interface KernelProvider extends MatrixKernels {
+  /** Whether these kernels can read `bytes` where they are. */
+  owns(bytes: Uint8Array): boolean;
+}
+
 export class Weights {
   readonly source: TensorSource;
+  private readonly kernels: KernelProvider | undefined;
   /** Names read so far, to report tensors a model did not use. */
   private readonly used = new Set<string>();
 
-  constructor(source: TensorSource) {
+  constructor(source: TensorSource, kernels?: KernelProvider) {
     this.source = source;
+    this.kernels = kernels;
   }
 
   get file(): string {
@@ -55,7 +63,8 @@ export class Weights {
         tensor: name,
       });
     }
-    return matrixFromTensor(t, rows, cols);
+    const fast = this.kernels !== undefined && this.kernels.owns(t.data) ? this.kernels : undefined;
+    return matrixFromTensor(t, rows, cols, fast);
   }
 
   /** Tensors present in the file that no lookup asked for. */

@@ -1,0 +1,396 @@
+// WebAssembly SIMD kernels (AssemblyScript). Built twice: plain SIMD, and with relaxed SIMD (fused
+// multiply-add) when the runtime allows it. Every pointer is a byte offset into the one shared memory the
+// JS side imports; the kernels allocate nothing. Each kernel works on a range of output rows [r0, r1) so
+// that threads can split a product by rows.
+//
+// Dtype codes (must match src/kernels/wasm-backend.ts): 0 f32, 1 f16, 2 bf16, 3 q4_0, 4 q4_1, 5 q5_0,
+// 6 q5_1, 7 q8_0, 8 int8 rows (i8 values, one f32 scale per row, stored after the values).
+
+// --- helpers -----------------------------------------------------------------------------------------
+
+@inline function fma(a: v128, b: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
+  return f32x4.add(f32x4.mul(a, b), c);
+}
+
+@inline function hsum(v: v128): f32 {
+  return f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1) + f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3);
+}
+
+/** IEEE half → f32 for one value (exact for finite values). */
+@inline function half(bits: u32): f32 {
+  const mag = reinterpret<f32>((bits & 0x7fff) << 13) * reinterpret<f32>(0x77800000); // × 2^112
+  return reinterpret<f32>(reinterpret<u32>(mag) | ((bits & 0x8000) << 16));
+}
+
+/** Four u16 half values (zero-extended into i32 lanes) → f32x4 (exact for finite values). */
+@inline function halfx4(h: v128): v128 {
+  const mag = f32x4.mul(i32x4.shl(v128.and(h, i32x4.splat(0x7fff)), 13), f32x4.splat(reinterpret<f32>(0x77800000)));
+  return v128.or(mag, i32x4.shl(v128.and(h, i32x4.splat(0x8000)), 16));
+}
+
+/** Sixteen i8 lanes → four f32x4 (lanes 0-3, 4-7, 8-11, 12-15). */
+@inline function i8x16ToF32(q: v128, out: usize): void {
+  const lo = i16x8.extend_low_i8x16_s(q);
+  const hi = i16x8.extend_high_i8x16_s(q);
+  v128.store(out, f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(lo)));
+  v128.store(out, f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(lo)), 16);
+  v128.store(out, f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(hi)), 32);
+  v128.store(out, f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(hi)), 48);
+}
+
+/** Dot of 16 i8 lanes (as values) with 16 f32 at x, added to acc. */
+@inline function dotI8x16(q: v128, x: usize, acc: v128): v128 {
+  const lo = i16x8.extend_low_i8x16_s(q);
+  const hi = i16x8.extend_high_i8x16_s(q);
+  acc = fma(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(lo)), v128.load(x), acc);
+  acc = fma(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(lo)), v128.load(x, 16), acc);
+  acc = fma(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(hi)), v128.load(x, 32), acc);
+  acc = fma(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(hi)), v128.load(x, 48), acc);
+  return acc;
+}
+
+/** The fifth bits of a Q5 block as 0x10/0x00 bytes: `half` 0 gives values 0-15 (qh bits 0-15), 1 gives 16-31. */
+@inline function q5HighBits(qh: u32, upper: bool): v128 {
+  const v = i32x4.splat(qh);
+  const spread = upper
+    ? i8x16.swizzle(v, i8x16(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3))
+    : i8x16.swizzle(v, i8x16(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
+  const bits = i8x16(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
+  return v128.and(i8x16.eq(v128.and(spread, bits), bits), i8x16.splat(0x10));
+}
+
+// --- dot products of one stored row with an f32 vector ---------------------------------------------------
+
+function dotF32(row: usize, x: usize, n: i32): f32 {
+  let a0 = f32x4.splat(0);
+  let a1 = f32x4.splat(0);
+  let a2 = f32x4.splat(0);
+  let a3 = f32x4.splat(0);
+  let j = 0;
+  for (; j + 16 <= n; j += 16) {
+    const o = (j as usize) << 2;
+    a0 = fma(v128.load(row + o), v128.load(x + o), a0);
+    a1 = fma(v128.load(row + o, 16), v128.load(x + o, 16), a1);
+    a2 = fma(v128.load(row + o, 32), v128.load(x + o, 32), a2);
+    a3 = fma(v128.load(row + o, 48), v128.load(x + o, 48), a3);
+  }
+  for (; j + 4 <= n; j += 4) {
+    const o = (j as usize) << 2;
+    a0 = fma(v128.load(row + o), v128.load(x + o), a0);
+  }
+  let s = hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
+  for (; j < n; j++) s += load<f32>(row + ((j as usize) << 2)) * load<f32>(x + ((j as usize) << 2));
+  return s;
+}
+
+function dotF16(row: usize, x: usize, n: i32): f32 {
+  let a0 = f32x4.splat(0);
+  let a1 = f32x4.splat(0);
+  let j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const h = v128.load(row + ((j as usize) << 1));
+    const xo = x + ((j as usize) << 2);
+    a0 = fma(halfx4(i32x4.extend_low_i16x8_u(h)), v128.load(xo), a0);
+    a1 = fma(halfx4(i32x4.extend_high_i16x8_u(h)), v128.load(xo, 16), a1);
+  }
+  let s = hsum(f32x4.add(a0, a1));
+  for (; j < n; j++) s += half(load<u16>(row + ((j as usize) << 1))) * load<f32>(x + ((j as usize) << 2));
+  return s;
+}
+
+function dotBF16(row: usize, x: usize, n: i32): f32 {
+  let a0 = f32x4.splat(0);
+  let a1 = f32x4.splat(0);
+  let j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const h = v128.load(row + ((j as usize) << 1));
+    const xo = x + ((j as usize) << 2);
+    a0 = fma(i32x4.shl(i32x4.extend_low_i16x8_u(h), 16), v128.load(xo), a0);
+    a1 = fma(i32x4.shl(i32x4.extend_high_i16x8_u(h), 16), v128.load(xo, 16), a1);
+  }
+  let s = hsum(f32x4.add(a0, a1));
+  for (; j < n; j++) s += reinterpret<f32>((load<u16>(row + ((j as usize) << 1)) as u32) << 16) * load<f32>(x + ((j as usize) << 2));
+  return s;
+}
+
+// Quantized rows: `n` is a multiple of 32; block b covers x[32b .. 32b+32).
+
+function dotQ8_0(row: usize, x: usize, n: i32): f32 {
+  let s = f32x4.splat(0);
+  const blocks = n >> 5;
+  for (let b = 0; b < blocks; b++) {
+    const blk = row + (b as usize) * 34;
+    const xb = x + ((b as usize) << 7);
+    let acc = f32x4.splat(0);
+    acc = dotI8x16(v128.load(blk, 2), xb, acc);
+    acc = dotI8x16(v128.load(blk, 18), xb + 64, acc);
+    s = fma(acc, f32x4.splat(half(load<u16>(blk))), s);
+  }
+  return hsum(s);
+}
+
+function dotQ4(row: usize, x: usize, n: i32, withMin: bool): f32 {
+  let s = f32x4.splat(0);
+  const blocks = n >> 5;
+  const bytes: usize = withMin ? 20 : 18;
+  const qOff: usize = withMin ? 4 : 2;
+  for (let b = 0; b < blocks; b++) {
+    const blk = row + (b as usize) * bytes;
+    const xb = x + ((b as usize) << 7);
+    const q = v128.load(blk + qOff);
+    let lo = v128.and(q, i8x16.splat(0x0f));
+    let hi = i8x16.shr_u(q, 4);
+    if (!withMin) {
+      lo = i8x16.sub(lo, i8x16.splat(8));
+      hi = i8x16.sub(hi, i8x16.splat(8));
+    }
+    let acc = f32x4.splat(0);
+    acc = dotI8x16(lo, xb, acc);
+    acc = dotI8x16(hi, xb + 64, acc);
+    s = fma(acc, f32x4.splat(half(load<u16>(blk))), s);
+    if (withMin) {
+      // Σ (q·d + m)·x = d·Σ q·x + m·Σ x
+      let xs = f32x4.add(f32x4.add(v128.load(xb), v128.load(xb, 16)), f32x4.add(v128.load(xb, 32), v128.load(xb, 48)));
+      xs = f32x4.add(xs, f32x4.add(f32x4.add(v128.load(xb, 64), v128.load(xb, 80)), f32x4.add(v128.load(xb, 96), v128.load(xb, 112))));
+      s = fma(xs, f32x4.splat(half(load<u16>(blk, 2))), s);
+    }
+  }
+  return hsum(s);
+}
+
+function dotQ5(row: usize, x: usize, n: i32, withMin: bool): f32 {
+  let s = f32x4.splat(0);
+  const blocks = n >> 5;
+  const bytes: usize = withMin ? 24 : 22;
+  const hOff: usize = withMin ? 4 : 2;
+  for (let b = 0; b < blocks; b++) {
+    const blk = row + (b as usize) * bytes;
+    const xb = x + ((b as usize) << 7);
+    const qh = load<u32>(blk + hOff);
+    const q = v128.load(blk + hOff + 4);
+    let lo = v128.or(v128.and(q, i8x16.splat(0x0f)), q5HighBits(qh, false));
+    let hi = v128.or(i8x16.shr_u(q, 4), q5HighBits(qh, true));
+    if (!withMin) {
+      lo = i8x16.sub(lo, i8x16.splat(16));
+      hi = i8x16.sub(hi, i8x16.splat(16));
+    }
+    let acc = f32x4.splat(0);
+    acc = dotI8x16(lo, xb, acc);
+    acc = dotI8x16(hi, xb + 64, acc);
+    s = fma(acc, f32x4.splat(half(load<u16>(blk))), s);
+    if (withMin) {
+      let xs = f32x4.add(f32x4.add(v128.load(xb), v128.load(xb, 16)), f32x4.add(v128.load(xb, 32), v128.load(xb, 48)));
+      xs = f32x4.add(xs, f32x4.add(f32x4.add(v128.load(xb, 64), v128.load(xb, 80)), f32x4.add(v128.load(xb, 96), v128.load(xb, 112))));
+      s = fma(xs, f32x4.splat(half(load<u16>(blk, 2))), s);
+    }
+  }
+  return hsum(s);
+}
+
+/** Bytes of one stored row of `n` values. */
+function rowBytes(dtype: i32, n: i32): usize {
+  const u = n as usize;
+  switch (dtype) {
+    case 0: return u << 2;
+    case 1: case 2: return u << 1;
+    case 3: return (u >> 5) * 18;
+    case 4: return (u >> 5) * 20;
+    case 5: return (u >> 5) * 22;
+    case 6: return (u >> 5) * 24;
+    case 7: return (u >> 5) * 34;
+    default: return u; // int8 rows (scales stored apart)
+  }
+}
+
+@inline function dotRow(dtype: i32, row: usize, x: usize, n: i32): f32 {
+  switch (dtype) {
+    case 0: return dotF32(row, x, n);
+    case 1: return dotF16(row, x, n);
+    case 2: return dotBF16(row, x, n);
+    case 3: return dotQ4(row, x, n, false);
+    case 4: return dotQ4(row, x, n, true);
+    case 5: return dotQ5(row, x, n, false);
+    case 6: return dotQ5(row, x, n, true);
+    case 7: return dotQ8_0(row, x, n);
+    default: return 0;
+  }
+}
+
+/** y[r] = W[r]·x for r in [r0, r1). W: rows of `cols` values in `dtype`. */
+export function matvec(dtype: i32, w: usize, x: usize, y: usize, cols: i32, r0: i32, r1: i32): void {
+  const rb = rowBytes(dtype, cols);
+  for (let r = r0; r < r1; r++) {
+    store<f32>(y + ((r as usize) << 2), dotRow(dtype, w + (r as usize) * rb, x, cols));
+  }
+}
+
+// --- int8 mode: i8 weights with one f32 scale per row, activations rounded to i16 ------------------------
+
+/**
+ * Activations → i16 with one scale for the whole vector: xq[j] = round(x[j] / s), s = max|x| / 32767.
+ * Returns s. `n` is padded with zeros up to a multiple of 16 by the caller's buffer size.
+ */
+export function quantizeActivations(x: usize, xq: usize, n: i32): f32 {
+  let m: f32 = 0;
+  for (let j = 0; j < n; j++) m = max(m, abs(load<f32>(x + ((j as usize) << 2))));
+  const s: f32 = m > 0 ? m / 32767 : 1;
+  const inv: f32 = 1 / s;
+  for (let j = 0; j < n; j++) store<i16>(xq + ((j as usize) << 1), <i16>nearest(load<f32>(x + ((j as usize) << 2)) * inv));
+  for (let j = n; j < ((n + 15) & ~15); j++) store<i16>(xq + ((j as usize) << 1), 0);
+  return s;
+}
+
+/**
+ * y[r] = scale[r] · xScale · Σ w8[r][j]·xq[j] for r in [r0, r1). Rows are padded to a multiple of 16
+ * values (`stride` bytes); `scales` holds one f32 per row. Products are summed exactly in i32 lanes.
+ */
+export function matvecInt8(w: usize, scales: usize, xq: usize, xScale: f32, y: usize, stride: i32, r0: i32, r1: i32): void {
+  for (let r = r0; r < r1; r++) {
+    const row = w + (r as usize) * (stride as usize);
+    let acc = i32x4.splat(0);
+    for (let j = 0; j < stride; j += 16) {
+      const q = v128.load(row + (j as usize));
+      acc = i32x4.add(acc, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(q), v128.load(xq + ((j as usize) << 1))));
+      acc = i32x4.add(acc, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(q), v128.load(xq + ((j as usize) << 1), 16)));
+    }
+    const total = i32x4.extract_lane(acc, 0) + i32x4.extract_lane(acc, 1) + i32x4.extract_lane(acc, 2) + i32x4.extract_lane(acc, 3);
+    store<f32>(y + ((r as usize) << 2), (total as f32) * load<f32>(scales + ((r as usize) << 2)) * xScale);
+  }
+}
+
+// --- matrix-matrix: packed panels of 16 output rows, 3 × 16 register blocks --------------------------------
+
+/** Decodes row `r` of W into f32 at `dst`. */
+function decodeRow(dtype: i32, row: usize, dst: usize, n: i32): void {
+  switch (dtype) {
+    case 0:
+      memory.copy(dst, row, (n as usize) << 2);
+      return;
+    case 1:
+      for (let j = 0; j < n; j++) store<f32>(dst + ((j as usize) << 2), half(load<u16>(row + ((j as usize) << 1))));
+      return;
+    case 2:
+      for (let j = 0; j < n; j++) store<u32>(dst + ((j as usize) << 2), (load<u16>(row + ((j as usize) << 1)) as u32) << 16);
+      return;
+    case 7: {
+      for (let b = 0; b < n >> 5; b++) {
+        const blk = row + (b as usize) * 34;
+        const d = f32x4.splat(half(load<u16>(blk)));
+        const o = dst + ((b as usize) << 7);
+        i8x16ToF32(v128.load(blk, 2), o);
+        i8x16ToF32(v128.load(blk, 18), o + 64);
+        for (let k: usize = 0; k < 128; k += 16) v128.store(o + k, f32x4.mul(v128.load(o + k), d));
+      }
+      return;
+    }
+    default: {
+      // Q4/Q5 families: build the 32 small integers, then scale (and offset).
+      const withMin = dtype == 4 || dtype == 6;
+      const five = dtype == 5 || dtype == 6;
+      const bytes: usize = dtype == 3 ? 18 : dtype == 4 ? 20 : dtype == 5 ? 22 : 24;
+      for (let b = 0; b < n >> 5; b++) {
+        const blk = row + (b as usize) * bytes;
+        const d = f32x4.splat(half(load<u16>(blk)));
+        const m = f32x4.splat(withMin ? half(load<u16>(blk, 2)) : 0);
+        const qOff: usize = (withMin ? 4 : 2) + (five ? 4 : 0);
+        const q = v128.load(blk + qOff);
+        let lo = v128.and(q, i8x16.splat(0x0f));
+        let hi = i8x16.shr_u(q, 4);
+        if (five) {
+          const qh = load<u32>(blk + (withMin ? 4 : 2));
+          lo = v128.or(lo, q5HighBits(qh, false));
+          hi = v128.or(hi, q5HighBits(qh, true));
+        }
+        if (!withMin) {
+          const bias = i8x16.splat(five ? 16 : 8);
+          lo = i8x16.sub(lo, bias);
+          hi = i8x16.sub(hi, bias);
+        }
+        const o = dst + ((b as usize) << 7);
+        i8x16ToF32(lo, o);
+        i8x16ToF32(hi, o + 64);
+        // q·d (+ m), rounded once as ggml's reference dequantizer does.
+        for (let k: usize = 0; k < 128; k += 16) v128.store(o + k, f32x4.add(f32x4.mul(v128.load(o + k), d), m));
+      }
+    }
+  }
+}
+
+/**
+ * Y = X·Wᵀ for output rows [r0, r1): X is t × cols (row-major f32), Y is t × rows. For each panel of 16
+ * rows, the rows are decoded to f32 and packed as cols × 16 at `pack` (cols·64 bytes), with `tmp` (cols·4
+ * bytes) as a decode buffer; then 3 input rows × 16 outputs are accumulated in 12 registers.
+ */
+export function matmul(dtype: i32, w: usize, x: usize, y: usize, t: i32, rows: i32, cols: i32, r0: i32, r1: i32, pack: usize, tmp: usize): void {
+  const rb = rowBytes(dtype, cols);
+  const kBytes = (cols as usize) << 2;
+  for (let p = r0; p < r1; p += 16) {
+    const width = min(16, r1 - p);
+    // Pack: pack[k][i] = W[p + i][k], zero for i ≥ width.
+    for (let i = 0; i < 16; i++) {
+      if (i < width) {
+        decodeRow(dtype, w + ((p + i) as usize) * rb, tmp, cols);
+        for (let k = 0; k < cols; k++) store<f32>(pack + (((k << 4) + i) as usize) * 4, load<f32>(tmp + ((k as usize) << 2)));
+      } else {
+        for (let k = 0; k < cols; k++) store<f32>(pack + (((k << 4) + i) as usize) * 4, 0);
+      }
+    }
+    let i = 0;
+    for (; i + 3 <= t; i += 3) {
+      const x0 = x + (i as usize) * kBytes;
+      const x1 = x0 + kBytes;
+      const x2 = x1 + kBytes;
+      let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c02 = f32x4.splat(0), c03 = f32x4.splat(0);
+      let c10 = f32x4.splat(0), c11 = f32x4.splat(0), c12 = f32x4.splat(0), c13 = f32x4.splat(0);
+      let c20 = f32x4.splat(0), c21 = f32x4.splat(0), c22 = f32x4.splat(0), c23 = f32x4.splat(0);
+      for (let k = 0; k < cols; k++) {
+        const pk = pack + ((k as usize) << 6);
+        const b0 = v128.load(pk);
+        const b1 = v128.load(pk, 16);
+        const b2 = v128.load(pk, 32);
+        const b3 = v128.load(pk, 48);
+        const ko = (k as usize) << 2;
+        const a0 = f32x4.splat(load<f32>(x0 + ko));
+        const a1 = f32x4.splat(load<f32>(x1 + ko));
+        const a2 = f32x4.splat(load<f32>(x2 + ko));
+        c00 = fma(a0, b0, c00); c01 = fma(a0, b1, c01); c02 = fma(a0, b2, c02); c03 = fma(a0, b3, c03);
+        c10 = fma(a1, b0, c10); c11 = fma(a1, b1, c11); c12 = fma(a1, b2, c12); c13 = fma(a1, b3, c13);
+        c20 = fma(a2, b0, c20); c21 = fma(a2, b1, c21); c22 = fma(a2, b2, c22); c23 = fma(a2, b3, c23);
+      }
+      storePanelRow(y, i, rows, p, width, c00, c01, c02, c03, tmp);
+      storePanelRow(y, i + 1, rows, p, width, c10, c11, c12, c13, tmp);
+      storePanelRow(y, i + 2, rows, p, width, c20, c21, c22, c23, tmp);
+    }
+    for (; i < t; i++) {
+      const x0 = x + (i as usize) * kBytes;
+      let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c02 = f32x4.splat(0), c03 = f32x4.splat(0);
+      for (let k = 0; k < cols; k++) {
+        const pk = pack + ((k as usize) << 6);
+        const a0 = f32x4.splat(load<f32>(x0 + ((k as usize) << 2)));
+        c00 = fma(a0, v128.load(pk), c00);
+        c01 = fma(a0, v128.load(pk, 16), c01);
+        c02 = fma(a0, v128.load(pk, 32), c02);
+        c03 = fma(a0, v128.load(pk, 48), c03);
+      }
+      storePanelRow(y, i, rows, p, width, c00, c01, c02, c03, tmp);
+    }
+  }
+}
+
+@inline function storePanelRow(y: usize, i: i32, rows: i32, p: i32, width: i32, c0: v128, c1: v128, c2: v128, c3: v128, tmp: usize): void {
+  const base = y + (((i as usize) * (rows as usize) + (p as usize)) << 2);
+  if (width == 16) {
+    v128.store(base, c0);
+    v128.store(base, c1, 16);
+    v128.store(base, c2, 32);
+    v128.store(base, c3, 48);
+  } else {
+    // A partial panel at the end of the rows: store lane by lane via the (now free) decode buffer.
+    v128.store(tmp, c0);
+    v128.store(tmp, c1, 16);
+    v128.store(tmp, c2, 32);
+    v128.store(tmp, c3, 48);
+    for (let j = 0; j < width; j++) store<f32>(base + ((j as usize) << 2), load<f32>(tmp + ((j as usize) << 2)));
+  }
+}

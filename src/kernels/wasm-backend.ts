@@ -1,0 +1,287 @@
+// The fast CPU backend: WebAssembly SIMD kernels (asm/kernels.ts) over one shared WebAssembly.Memory that
+// holds the weights once, run by the calling thread plus a pool of workers that split each product by rows.
+//
+// Memory map (bytes): [0, 64 KiB) reserved for the module's own data; [CTRL, CTRL + 256) the control block
+// the threads synchronise on; weights and scratch after HEAP_START, handed out by a bump allocator.
+// wasm32 addresses end at 4 GiB: a model whose weights exceed ~3.5 GiB needs several memories (one per
+// group of layers, each with its own kernel instances), which this backend does not do yet — see
+// docs/performance.md.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as v8 from 'node:v8';
+import { Worker } from 'node:worker_threads';
+import { ArgumentError } from '../errors.js';
+import type { DType } from '../tensor/dtype.js';
+import type { Matrix, MatrixKernels } from './matrix.js';
+
+export const DTYPE_CODES: Readonly<Record<DType, number>> = {
+  f32: 0,
+  f16: 1,
+  bf16: 2,
+  q4_0: 3,
+  q4_1: 4,
+  q5_0: 5,
+  q5_1: 6,
+  q8_0: 7,
+};
+
+const PAGE = 65536;
+const CTRL = 4096; // control block: 64 i32
+const HEAP_START = PAGE;
+const MAX_PAGES = 65536; // 4 GiB
+
+/** Operations in the control block. */
+export const enum Op {
+  Matvec = 1,
+  Matmul = 2,
+  Exit = 99,
+}
+
+/** Control block slots (i32 indices). */
+export const enum Ctrl {
+  Generation = 0,
+  Done = 1,
+  Op = 2,
+  Args = 3, // up to 12 u32 args
+  Threads = 20,
+}
+
+export interface KernelExports {
+  matvec(dtype: number, w: number, x: number, y: number, cols: number, r0: number, r1: number): void;
+  matmul(
+    dtype: number,
+    w: number,
+    x: number,
+    y: number,
+    t: number,
+    rows: number,
+    cols: number,
+    r0: number,
+    r1: number,
+    pack: number,
+    tmp: number,
+  ): void;
+}
+
+/** Splits [0, n) into `parts` contiguous ranges whose starts are multiples of `align`; returns part `i`. */
+export function splitRows(n: number, parts: number, i: number, align: number): [number, number] {
+  const units = Math.ceil(n / align);
+  const per = Math.floor(units / parts);
+  const extra = units % parts;
+  const start = i * per + Math.min(i, extra);
+  const end = start + per + (i < extra ? 1 : 0);
+  return [Math.min(n, start * align), Math.min(n, end * align)];
+}
+
+/** Runs this thread's share of the operation described in the control block. */
+export function runShare(k: KernelExports, ctrl: Int32Array, index: number, threads: number): void {
+  const op = ctrl[Ctrl.Op]!;
+  const a = (i: number): number => ctrl[Ctrl.Args + i]! >>> 0;
+  if (op === Op.Matvec) {
+    const [r0, r1] = splitRows(a(5), threads, index, 4);
+    if (r1 > r0) k.matvec(a(0), a(1), a(2), a(3), a(4), r0, r1);
+  } else if (op === Op.Matmul) {
+    const rows = a(5);
+    const [r0, r1] = splitRows(rows, threads, index, 16);
+    // Per-thread pack and decode buffers, laid out one after another from a(7).
+    const cols = a(6);
+    const per = cols * 68;
+    const pack = a(7) + index * per;
+    if (r1 > r0) k.matmul(a(0), a(1), a(2), a(3), a(4), rows, cols, r0, r1, pack, pack + cols * 64);
+  }
+}
+
+let cachedModules: { simd: WebAssembly.Module; relaxed: WebAssembly.Module | undefined } | undefined;
+
+function wasmPath(name: string): URL {
+  // dist/src/kernels/ → dist/wasm/
+  return new URL(`../../wasm/${name}`, import.meta.url);
+}
+
+/** Compiles the kernels once per process: the relaxed-SIMD build where the runtime accepts it. */
+export function kernelModules(): { simd: WebAssembly.Module; relaxed: WebAssembly.Module | undefined } {
+  if (cachedModules !== undefined) return cachedModules;
+  const simd = new WebAssembly.Module(fs.readFileSync(wasmPath('kernels-simd.wasm')));
+  let relaxed: WebAssembly.Module | undefined;
+  try {
+    // Node 20 ships relaxed SIMD behind a flag, which is refused in NODE_OPTIONS but may be set at run
+    // time before the module is compiled.
+    v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
+    relaxed = new WebAssembly.Module(fs.readFileSync(wasmPath('kernels-relaxed.wasm')));
+  } catch {
+    relaxed = undefined; // the runtime does not accept relaxed SIMD: plain SIMD it is
+  }
+  cachedModules = { simd, relaxed };
+  return cachedModules;
+}
+
+export interface WasmBackendOptions {
+  /** Threads working on each product, the calling thread included. Default: number of cores. */
+  threads?: number;
+  /** Use the relaxed-SIMD (fused multiply-add) build when available. Default true. */
+  relaxedSimd?: boolean;
+}
+
+export class WasmBackend implements MatrixKernels {
+  readonly memory: WebAssembly.Memory;
+  readonly threads: number;
+  /** 'relaxed-simd' or 'simd'. */
+  readonly flavour: string;
+  private readonly kernels: KernelExports;
+  private readonly workers: Worker[];
+  private top = HEAP_START;
+  private ctrl: Int32Array;
+  private f32: Float32Array;
+  private scratch = 0;
+  private scratchBytes = 0;
+  private closed = false;
+
+  private constructor(memory: WebAssembly.Memory, module: WebAssembly.Module, flavour: string, workers: Worker[], threads: number) {
+    this.memory = memory;
+    this.flavour = flavour;
+    this.workers = workers;
+    this.threads = threads;
+    this.kernels = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as KernelExports;
+    this.ctrl = new Int32Array(memory.buffer, CTRL, 64);
+    this.f32 = new Float32Array(memory.buffer);
+    this.buffers.add(memory.buffer);
+  }
+
+  /** Starts the worker pool and waits until every worker has its instance. */
+  static async create(options: WasmBackendOptions = {}): Promise<WasmBackend> {
+    const threads = options.threads ?? Math.max(1, os.availableParallelism());
+    if (!Number.isInteger(threads) || threads < 1 || threads > 64) {
+      throw new ArgumentError(`threads must be an integer from 1 to 64, got ${threads}`);
+    }
+    const modules = kernelModules();
+    const useRelaxed = options.relaxedSimd !== false && modules.relaxed !== undefined;
+    const module = useRelaxed ? modules.relaxed! : modules.simd;
+    const memory = new WebAssembly.Memory({ initial: 2, maximum: MAX_PAGES, shared: true });
+    const workers: Worker[] = [];
+    const ready: Promise<void>[] = [];
+    for (let i = 1; i < threads; i++) {
+      const worker = new Worker(new URL('./wasm-worker.js', import.meta.url), {
+        workerData: { module, memory, index: i, threads, ctrlOffset: CTRL },
+      });
+      ready.push(
+        new Promise((resolve, reject) => {
+          worker.once('message', () => {
+            // Idle workers must not keep the process alive.
+            worker.unref();
+            resolve();
+          });
+          worker.once('error', reject);
+        }),
+      );
+      workers.push(worker);
+    }
+    await Promise.all(ready);
+    return new WasmBackend(memory, module, useRelaxed ? 'relaxed-simd' : 'simd', workers, threads);
+  }
+
+  /** Allocates `byteLength` bytes of the shared memory, 64-byte aligned (a TensorAllocator). */
+  allocate = (byteLength: number): Uint8Array => {
+    const start = this.reserve(byteLength);
+    return new Uint8Array(this.memory.buffer, start, byteLength);
+  };
+
+  /** Whether `bytes` lives in this backend's memory. */
+  owns(bytes: Uint8Array): boolean {
+    // After memory.grow the memory hands out a new SharedArrayBuffer object over the same memory, and
+    // views made earlier keep the old object: compare against every object seen.
+    return this.buffers.has(bytes.buffer);
+  }
+
+  private readonly buffers = new Set<ArrayBufferLike>();
+
+  private reserve(byteLength: number): number {
+    const start = Math.ceil(this.top / 64) * 64;
+    const end = start + byteLength;
+    if (end > MAX_PAGES * PAGE) {
+      throw new ArgumentError(`the weights do not fit in wasm32's 4 GiB memory (need ${end} bytes)`);
+    }
+    const pages = Math.ceil(end / PAGE);
+    const have = this.memory.buffer.byteLength / PAGE;
+    if (pages > have) this.memory.grow(pages - have);
+    this.top = end;
+    this.refreshViews();
+    return start;
+  }
+
+  private refreshViews(): void {
+    const buffer = this.memory.buffer;
+    this.buffers.add(buffer);
+    if (this.f32.buffer !== buffer) {
+      this.ctrl = new Int32Array(buffer, CTRL, 64);
+      this.f32 = new Float32Array(buffer);
+    }
+  }
+
+  /** A scratch region of at least `bytes` bytes (reused between calls; grows by reallocation). */
+  private scratchRegion(bytes: number): number {
+    if (bytes > this.scratchBytes) {
+      this.scratchBytes = Math.max(bytes, this.scratchBytes * 2);
+      this.scratch = this.reserve(this.scratchBytes);
+    }
+    return this.scratch;
+  }
+
+  private dispatch(op: Op, args: number[]): void {
+    if (this.closed) throw new ArgumentError('the WebAssembly backend has been closed');
+    const ctrl = this.ctrl;
+    ctrl[Ctrl.Op] = op;
+    for (let i = 0; i < args.length; i++) ctrl[Ctrl.Args + i] = args[i]! | 0;
+    if (this.threads === 1) {
+      runShare(this.kernels, ctrl, 0, 1);
+      return;
+    }
+    Atomics.store(ctrl, Ctrl.Done, 0);
+    Atomics.add(ctrl, Ctrl.Generation, 1);
+    Atomics.notify(ctrl, Ctrl.Generation);
+    runShare(this.kernels, ctrl, 0, this.threads);
+    const others = this.threads - 1;
+    let spins = 0;
+    while (Atomics.load(ctrl, Ctrl.Done) < others) {
+      if (++spins > 100_000) {
+        const done = Atomics.load(ctrl, Ctrl.Done);
+        if (done < others) Atomics.wait(ctrl, Ctrl.Done, done, 1);
+      }
+    }
+  }
+
+  matvec(m: Matrix, x: Float32Array, y: Float32Array): void {
+    const xBytes = m.cols * 4;
+    const yBytes = m.rows * 4;
+    const base = this.scratchRegion(xBytes + yBytes + 64);
+    const xPtr = base;
+    const yPtr = base + Math.ceil(xBytes / 64) * 64;
+    this.f32.set(x.subarray(0, m.cols), xPtr / 4);
+    this.dispatch(Op.Matvec, [DTYPE_CODES[m.dtype], m.bytes.byteOffset, xPtr, yPtr, m.cols, m.rows]);
+    y.set(this.f32.subarray(yPtr / 4, yPtr / 4 + m.rows));
+  }
+
+  matmul(m: Matrix, x: Float32Array, t: number, y: Float32Array): void {
+    const xBytes = Math.ceil((t * m.cols * 4) / 64) * 64;
+    const yBytes = Math.ceil((t * m.rows * 4) / 64) * 64;
+    const packBytes = this.threads * m.cols * 68;
+    const base = this.scratchRegion(xBytes + yBytes + packBytes);
+    const xPtr = base;
+    const yPtr = base + xBytes;
+    const packPtr = yPtr + yBytes;
+    this.f32.set(x.subarray(0, t * m.cols), xPtr / 4);
+    this.dispatch(Op.Matmul, [DTYPE_CODES[m.dtype], m.bytes.byteOffset, xPtr, yPtr, t, m.rows, m.cols, packPtr]);
+    y.set(this.f32.subarray(yPtr / 4, yPtr / 4 + t * m.rows));
+  }
+
+  /** Stops the workers. The memory (and the weights in it) stays valid for reading. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.workers.length > 0) {
+      this.ctrl[Ctrl.Op] = Op.Exit;
+      Atomics.add(this.ctrl, Ctrl.Generation, 1);
+      Atomics.notify(this.ctrl, Ctrl.Generation);
+      await Promise.all(this.workers.map((w) => w.terminate()));
+    }
+  }
+}

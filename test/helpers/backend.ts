@@ -1,0 +1,12 @@
+// The fast path the tests run through by default: a WebAssembly backend with $RWKV_TEST_THREADS threads (2).
+import { WasmBackend } from '../../src/kernels/wasm-backend.js';
+
+export const TEST_THREADS = Number(process.env.RWKV_TEST_THREADS ?? 2);
+
+let shared: Promise<WasmBackend> | undefined;
+
+/** One backend per test process; its workers do not keep the process alive. */
+export function testBackend(): Promise<WasmBackend> {
+  shared ??= WasmBackend.create({ threads: TEST_THREADS });
+  return shared;
+}

@@ -1,0 +1,109 @@
+// The WebAssembly kernels against the reference kernels, on random data of awkward sizes (rows and
+// columns that are not multiples of 4 or 16; quantized rows are whole 32-value blocks but odd in number),
+// with 1 and 2 threads.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { Rng } from '../src/generation/rng.js';
+import { WasmBackend } from '../src/kernels/wasm-backend.js';
+import { matrixFromTensor, readRow, referenceMatmul, referenceMatvec, type Matrix } from '../src/kernels/matrix.js';
+import { QK } from '../src/kernels/quant.js';
+import { DTYPES, type DType } from '../src/tensor/dtype.js';
+
+const backends = new Map<number, WasmBackend>();
+before(async () => {
+  for (const threads of [1, 2]) backends.set(threads, await WasmBackend.create({ threads }));
+});
+after(async () => {
+  for (const b of backends.values()) await b.close();
+});
+
+/** Random stored bytes that decode to finite values: random f32/f16/bf16 values, random ggml blocks. */
+function randomBytes(dtype: DType, rows: number, cols: number, rng: Rng): Uint8Array {
+  const info = DTYPES[dtype];
+  const bytes = new Uint8Array(((rows * cols) / info.blockSize) * info.blockBytes);
+  const view = new DataView(bytes.buffer);
+  if (dtype === 'f32') {
+    for (let i = 0; i < rows * cols; i++) view.setFloat32(4 * i, rng.next() * 2 - 1, true);
+  } else if (dtype === 'f16' || dtype === 'bf16') {
+    for (let i = 0; i < rows * cols; i++) {
+      const f = new Float32Array([rng.next() * 2 - 1]);
+      const bits = new Uint32Array(f.buffer)[0]!;
+      // bf16: the top half of an f32; f16: a random finite half (exponent < 31), any sign.
+      const h = dtype === 'bf16' ? bits >>> 16 : ((rng.nextU32() & 0x8000) | (rng.nextU32() % (30 << 10))) & 0xffff;
+      view.setUint16(2 * i, h, true);
+    }
+  } else {
+    for (let i = 0; i < bytes.length; i++) bytes[i] = rng.nextU32() & 0xff;
+    // Scales (and minimums) as small finite halves: exponent field 1..16.
+    for (let b = 0; b < (rows * cols) / QK; b++) {
+      const o = b * info.blockBytes;
+      const half = (): number => ((rng.nextU32() & 0x8000) | ((1 + (rng.nextU32() % 16)) << 10) | (rng.nextU32() & 0x3ff)) & 0xffff;
+      view.setUint16(o, half(), true);
+      if (dtype === 'q4_1' || dtype === 'q5_1') view.setUint16(o + 2, half(), true);
+    }
+  }
+  return bytes;
+}
+
+function placed(backend: WasmBackend, dtype: DType, rows: number, cols: number, rng: Rng): { fast: Matrix; ref: Matrix } {
+  const data = randomBytes(dtype, rows, cols, rng);
+  const inWasm = backend.allocate(data.byteLength);
+  inWasm.set(data);
+  const shape = [rows, cols];
+  return {
+    fast: matrixFromTensor({ name: `${dtype}`, dtype, shape, data: inWasm }, rows, cols, backend),
+    ref: matrixFromTensor({ name: `${dtype}`, dtype, shape, data }, rows, cols),
+  };
+}
+
+function assertClose(actual: Float32Array, expected: Float32Array, scale: number, what: string): void {
+  let worst = 0;
+  for (let i = 0; i < expected.length; i++) worst = Math.max(worst, Math.abs(actual[i]! - expected[i]!));
+  // f32 accumulation against float64: a few ulps of the sum of |w·x| terms.
+  assert.ok(worst <= 1e-5 * scale, `${what}: max abs difference ${worst} (scale ${scale})`);
+}
+
+const CASES: { dtype: DType; rows: number; cols: number }[] = [
+  { dtype: 'f32', rows: 37, cols: 101 },
+  { dtype: 'f32', rows: 3, cols: 7 },
+  { dtype: 'f16', rows: 37, cols: 101 },
+  { dtype: 'bf16', rows: 37, cols: 99 },
+  { dtype: 'q4_0', rows: 37, cols: 160 },
+  { dtype: 'q4_1', rows: 37, cols: 96 },
+  { dtype: 'q5_0', rows: 37, cols: 160 },
+  { dtype: 'q5_1', rows: 19, cols: 224 },
+  { dtype: 'q8_0', rows: 37, cols: 96 },
+];
+
+for (const threads of [1, 2]) {
+  for (const c of CASES) {
+    test(`${c.dtype} ${c.rows}×${c.cols}, ${threads} thread(s): matvec and matmul (t = 1, 2, 5, 17) match the reference`, () => {
+      const backend = backends.get(threads)!;
+      const rng = new Rng(c.rows * 1000 + c.cols + threads);
+      const { fast, ref } = placed(backend, c.dtype, c.rows, c.cols, rng);
+      const x = new Float32Array(c.cols).map(() => rng.next() * 2 - 1);
+      const expected = new Float32Array(c.rows);
+      referenceMatvec(ref, x, expected);
+      // Scale: the largest Σ|w·x| over rows bounds the rounding error of each row's sum.
+      let scale = 1;
+      const row = new Float32Array(c.cols);
+      for (let r = 0; r < c.rows; r++) {
+        readRow(ref, r, row);
+        let s = 0;
+        for (let j = 0; j < c.cols; j++) s += Math.abs(row[j]! * x[j]!);
+        scale = Math.max(scale, s);
+      }
+      const actual = new Float32Array(c.rows);
+      fast.kernels!.matvec(fast, x, actual);
+      assertClose(actual, expected, scale, 'matvec');
+      for (const t of [1, 2, 5, 17]) {
+        const xs = new Float32Array(t * c.cols).map(() => rng.next() * 2 - 1);
+        const want = new Float32Array(t * c.rows);
+        referenceMatmul(ref, xs, t, want);
+        const got = new Float32Array(t * c.rows);
+        fast.kernels!.matmul(fast, xs, t, got);
+        assertClose(got, want, scale * 2, `matmul t=${t}`);
+      }
+    });
+  }
+}
