@@ -320,7 +320,7 @@ function decodeRow(dtype: i32, row: usize, dst: usize, n: i32): void {
 /**
  * Y = X·Wᵀ for output rows [r0, r1): X is t × cols (row-major f32), Y is t × rows. For each panel of 16
  * rows, the rows are decoded to f32 and packed as cols × 16 at `pack` (cols·64 bytes), with `tmp` (cols·4
- * bytes) as a decode buffer; then 3 input rows × 16 outputs are accumulated in 12 registers.
+ * bytes) as a decode buffer; then 4 input rows × 8 outputs are accumulated in 8 registers.
  */
 export function matmul(dtype: i32, w: usize, x: usize, y: usize, t: i32, rows: i32, cols: i32, r0: i32, r1: i32, pack: usize, tmp: usize): void {
   const rb = rowBytes(dtype, cols);
@@ -336,61 +336,82 @@ export function matmul(dtype: i32, w: usize, x: usize, y: usize, t: i32, rows: i
         for (let k = 0; k < cols; k++) store<f32>(pack + (((k << 4) + i) as usize) * 4, 0);
       }
     }
-    let i = 0;
-    for (; i + 3 <= t; i += 3) {
-      const x0 = x + (i as usize) * kBytes;
-      const x1 = x0 + kBytes;
-      const x2 = x1 + kBytes;
-      let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c02 = f32x4.splat(0), c03 = f32x4.splat(0);
-      let c10 = f32x4.splat(0), c11 = f32x4.splat(0), c12 = f32x4.splat(0), c13 = f32x4.splat(0);
-      let c20 = f32x4.splat(0), c21 = f32x4.splat(0), c22 = f32x4.splat(0), c23 = f32x4.splat(0);
-      for (let k = 0; k < cols; k++) {
-        const pk = pack + ((k as usize) << 6);
-        const b0 = v128.load(pk);
-        const b1 = v128.load(pk, 16);
-        const b2 = v128.load(pk, 32);
-        const b3 = v128.load(pk, 48);
-        const ko = (k as usize) << 2;
-        const a0 = f32x4.splat(load<f32>(x0 + ko));
-        const a1 = f32x4.splat(load<f32>(x1 + ko));
-        const a2 = f32x4.splat(load<f32>(x2 + ko));
-        c00 = fma(a0, b0, c00); c01 = fma(a0, b1, c01); c02 = fma(a0, b2, c02); c03 = fma(a0, b3, c03);
-        c10 = fma(a1, b0, c10); c11 = fma(a1, b1, c11); c12 = fma(a1, b2, c12); c13 = fma(a1, b3, c13);
-        c20 = fma(a2, b0, c20); c21 = fma(a2, b1, c21); c22 = fma(a2, b2, c22); c23 = fma(a2, b3, c23);
+    // 4 input rows × 8 outputs (half a panel) per register block: 8 accumulators, 2 panel loads and 4
+    // broadcasts per k, which fits the 16 SIMD registers of x86-64 without spilling.
+    for (let half = 0; half < 16; half += 8) {
+      if (half >= width) break;
+      const ph = pack + ((half as usize) << 2);
+      let i = 0;
+      for (; i + 4 <= t; i += 4) {
+        const x0 = x + (i as usize) * kBytes;
+        const x1 = x0 + kBytes;
+        const x2 = x1 + kBytes;
+        const x3 = x2 + kBytes;
+        let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
+        let c10 = f32x4.splat(0), c11 = f32x4.splat(0);
+        let c20 = f32x4.splat(0), c21 = f32x4.splat(0);
+        let c30 = f32x4.splat(0), c31 = f32x4.splat(0);
+        for (let k = 0; k < cols; k++) {
+          const pk = ph + ((k as usize) << 6);
+          const b0 = v128.load(pk);
+          const b1 = v128.load(pk, 16);
+          const ko = (k as usize) << 2;
+          const a0 = v128.load32_splat(x0 + ko);
+          c00 = fma(a0, b0, c00); c01 = fma(a0, b1, c01);
+          const a1 = v128.load32_splat(x1 + ko);
+          c10 = fma(a1, b0, c10); c11 = fma(a1, b1, c11);
+          const a2 = v128.load32_splat(x2 + ko);
+          c20 = fma(a2, b0, c20); c21 = fma(a2, b1, c21);
+          const a3 = v128.load32_splat(x3 + ko);
+          c30 = fma(a3, b0, c30); c31 = fma(a3, b1, c31);
+        }
+        storeHalfRow(y, i, rows, p + half, width - half, c00, c01, tmp);
+        storeHalfRow(y, i + 1, rows, p + half, width - half, c10, c11, tmp);
+        storeHalfRow(y, i + 2, rows, p + half, width - half, c20, c21, tmp);
+        storeHalfRow(y, i + 3, rows, p + half, width - half, c30, c31, tmp);
       }
-      storePanelRow(y, i, rows, p, width, c00, c01, c02, c03, tmp);
-      storePanelRow(y, i + 1, rows, p, width, c10, c11, c12, c13, tmp);
-      storePanelRow(y, i + 2, rows, p, width, c20, c21, c22, c23, tmp);
-    }
-    for (; i < t; i++) {
-      const x0 = x + (i as usize) * kBytes;
-      let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c02 = f32x4.splat(0), c03 = f32x4.splat(0);
-      for (let k = 0; k < cols; k++) {
-        const pk = pack + ((k as usize) << 6);
-        const a0 = f32x4.splat(load<f32>(x0 + ((k as usize) << 2)));
-        c00 = fma(a0, v128.load(pk), c00);
-        c01 = fma(a0, v128.load(pk, 16), c01);
-        c02 = fma(a0, v128.load(pk, 32), c02);
-        c03 = fma(a0, v128.load(pk, 48), c03);
+      for (; i < t; i++) {
+        const x0 = x + (i as usize) * kBytes;
+        let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
+        for (let k = 0; k < cols; k++) {
+          const pk = ph + ((k as usize) << 6);
+          const a0 = v128.load32_splat(x0 + ((k as usize) << 2));
+          c00 = fma(a0, v128.load(pk), c00);
+          c01 = fma(a0, v128.load(pk, 16), c01);
+        }
+        storeHalfRow(y, i, rows, p + half, width - half, c00, c01, tmp);
       }
-      storePanelRow(y, i, rows, p, width, c00, c01, c02, c03, tmp);
     }
   }
 }
 
-@inline function storePanelRow(y: usize, i: i32, rows: i32, p: i32, width: i32, c0: v128, c1: v128, c2: v128, c3: v128, tmp: usize): void {
+/** Stores 8 outputs of row i (fewer when `width` < 8 at the end of the rows). */
+@inline function storeHalfRow(y: usize, i: i32, rows: i32, p: i32, width: i32, c0: v128, c1: v128, tmp: usize): void {
   const base = y + (((i as usize) * (rows as usize) + (p as usize)) << 2);
-  if (width == 16) {
+  if (width >= 8) {
     v128.store(base, c0);
     v128.store(base, c1, 16);
-    v128.store(base, c2, 32);
-    v128.store(base, c3, 48);
   } else {
-    // A partial panel at the end of the rows: store lane by lane via the (now free) decode buffer.
     v128.store(tmp, c0);
     v128.store(tmp, c1, 16);
-    v128.store(tmp, c2, 32);
-    v128.store(tmp, c3, 48);
     for (let j = 0; j < width; j++) store<f32>(base + ((j as usize) << 2), load<f32>(tmp + ((j as usize) << 2)));
   }
+}
+
+// --- machine figures --------------------------------------------------------------------------------------
+
+/** Reads `bytes` bytes from `ptr` (a multiple of 64) and returns a value that depends on all of them, so the
+ * reads cannot be optimised away: the read-bandwidth probe of the benchmark. */
+export function readSum(ptr: usize, bytes: usize): f32 {
+  let a0 = f32x4.splat(0);
+  let a1 = f32x4.splat(0);
+  let a2 = f32x4.splat(0);
+  let a3 = f32x4.splat(0);
+  for (let p = ptr; p < ptr + bytes; p += 64) {
+    a0 = f32x4.add(a0, v128.load(p));
+    a1 = f32x4.add(a1, v128.load(p, 16));
+    a2 = f32x4.add(a2, v128.load(p, 32));
+    a3 = f32x4.add(a3, v128.load(p, 48));
+  }
+  return hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
 }

@@ -34,6 +34,7 @@ const MAX_PAGES = 65536; // 4 GiB
 export const enum Op {
   Matvec = 1,
   Matmul = 2,
+  ReadSum = 3,
   Exit = 99,
 }
 
@@ -61,6 +62,7 @@ export interface KernelExports {
     pack: number,
     tmp: number,
   ): void;
+  readSum(ptr: number, bytes: number): number;
 }
 
 /** Splits [0, n) into `parts` contiguous ranges whose starts are multiples of `align`; returns part `i`. */
@@ -88,6 +90,9 @@ export function runShare(k: KernelExports, ctrl: Int32Array, index: number, thre
     const per = cols * 68;
     const pack = a(7) + index * per;
     if (r1 > r0) k.matmul(a(0), a(1), a(2), a(3), a(4), rows, cols, r0, r1, pack, pack + cols * 64);
+  } else if (op === Op.ReadSum) {
+    const [b0, b1] = splitRows(a(1), threads, index, 64);
+    if (b1 > b0) k.readSum(a(0) + b0, b1 - b0);
   }
 }
 
@@ -271,6 +276,23 @@ export class WasmBackend implements MatrixKernels {
     this.f32.set(x.subarray(0, t * m.cols), xPtr / 4);
     this.dispatch(Op.Matmul, [DTYPE_CODES[m.dtype], m.bytes.byteOffset, xPtr, yPtr, t, m.rows, m.cols, packPtr]);
     y.set(this.f32.subarray(yPtr / 4, yPtr / 4 + t * m.rows));
+  }
+
+  /**
+   * The machine's read bandwidth as these threads see it: bytes/s of a SIMD read loop over `bytes` bytes
+   * (far beyond the caches), best of `repeats` passes.
+   */
+  measureReadBandwidth(bytes = 512 * 2 ** 20, repeats = 5): number {
+    const buf = this.allocate(bytes);
+    for (let i = 0; i < bytes; i += 4096) buf[i] = 1; // touch every page
+    let best = 0;
+    for (let r = 0; r < repeats; r++) {
+      const t0 = performance.now();
+      this.dispatch(Op.ReadSum, [buf.byteOffset, bytes]);
+      const seconds = (performance.now() - t0) / 1000;
+      best = Math.max(best, bytes / seconds);
+    }
+    return best;
   }
 
   /** Stops the workers. The memory (and the weights in it) stays valid for reading. */

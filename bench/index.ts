@@ -1,0 +1,139 @@
+// `npm run bench`: the speed of rwkv-ts on this machine (a benchmark, not a test).
+//  - the machine's read bandwidth, measured by a WASM SIMD read loop with 1 and 2 threads;
+//  - random-weight models of RWKV-4 169M and RWKV-7 0.1B shape in f32, bf16, Q8_0, Q5_1 and Q4_0, 1 and 2
+//    threads: generation tokens/s (RNN mode) and its % of the bandwidth floor, prompt tokens/s (parallel
+//    mode, logits of the last position), peak RSS;
+//  - the fixture models, parallel vs RNN prompt processing.
+// Each configuration runs in its own process. `npm run bench -- --out FILE.json` writes every figure.
+//   options: --out FILE  --quick (fewer tokens)  --models 169m,v7-0.1b  --dtypes f32,q8_0  --threads 1,2
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { WasmBackend } from '../src/kernels/wasm-backend.js';
+import type { RunResult } from './run-one.js';
+
+/** Figures measured on this machine by others (../shared/DESIGN.md §4, issue 5), RWKV-4 169M. */
+const PEERS = {
+  rwkvCppGenerate: {
+    f32: [45, 70],
+    f16: [80, 100],
+    q8_0: [105, 115],
+    q5_1: [113, 110],
+  } as Record<string, [number, number]>,
+  rwkvCppPromptF32: [200, 290] as [number, number],
+  pytorchPromptF32: [385, 400] as [number, number],
+};
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+function runOne(args: string[]): RunResult | undefined {
+  const r = spawnSync(process.execPath, [path.join(here, 'run-one.js'), ...args], { encoding: 'utf8', maxBuffer: 1 << 20 });
+  if (r.status !== 0) {
+    process.stderr.write(`# ${args.join(' ')} failed: ${r.stderr.trim().split('\n').slice(-3).join(' | ')}\n`);
+    return undefined;
+  }
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as RunResult;
+}
+
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]): string => cells.map((c, i) => c.padStart(widths[i]!)).join('  ');
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      out: { type: 'string' },
+      quick: { type: 'boolean', default: false },
+      models: { type: 'string', default: '169m,v7-0.1b' },
+      dtypes: { type: 'string', default: 'f32,bf16,q8_0,q5_1,q4_0' },
+      threads: { type: 'string', default: '1,2' },
+      fixtures: { type: 'string', default: process.env.RWKV_FIXTURES ?? path.resolve('..', 'shared', 'fixtures') },
+    },
+  });
+  const threadCounts = values.threads!.split(',').map(Number);
+  const gen = values.quick ? 16 : 128;
+  const prompt = values.quick ? 64 : 512;
+
+  // 1. Read bandwidth.
+  const bandwidth: Record<number, number> = {};
+  for (const t of threadCounts) {
+    const b = await WasmBackend.create({ threads: t });
+    bandwidth[t] = b.measureReadBandwidth();
+    await b.close();
+  }
+  console.log(`read bandwidth (WASM SIMD read loop): ${threadCounts.map((t) => `${t} thread(s) ${(bandwidth[t]! / 1e9).toFixed(1)} GB/s`).join(', ')}\n`);
+
+  // 2. Model shapes × dtypes × threads.
+  const results: RunResult[] = [];
+  for (const model of values.models!.split(',')) {
+    for (const dtype of values.dtypes!.split(',')) {
+      for (const t of threadCounts) {
+        const r = runOne(['--model', model, '--dtype', dtype, '--threads', String(t), '--gen', String(gen), '--prompt', String(prompt)]);
+        if (r === undefined) continue;
+        results.push(r);
+        console.error(`# ${model} ${dtype} ×${t}: ${r.generateTokensPerSecond.toFixed(1)} tok/s generating, ${r.promptTokensPerSecond.toFixed(1)} tok/s prompt`);
+      }
+    }
+  }
+  const rows = results.map((r) => {
+    const floor = bandwidth[r.threads]! / r.bytesPerToken;
+    const peer = r.model === '169m' ? PEERS.rwkvCppGenerate[r.dtype]?.[r.threads - 1] : undefined;
+    const promptPeer = r.model === '169m' && r.dtype === 'f32' ? PEERS.rwkvCppPromptF32[r.threads - 1] : undefined;
+    return [
+      r.model,
+      r.dtype,
+      String(r.threads),
+      (r.bytesPerToken / 2 ** 20).toFixed(1),
+      r.generateTokensPerSecond.toFixed(1),
+      floor.toFixed(1),
+      `${((100 * r.generateTokensPerSecond) / floor).toFixed(0)}%`,
+      peer !== undefined ? `${((100 * r.generateTokensPerSecond) / peer).toFixed(0)}%` : '—',
+      r.promptTokensPerSecond.toFixed(1),
+      promptPeer !== undefined ? `${((100 * r.promptTokensPerSecond) / promptPeer).toFixed(0)}%` : '—',
+      (r.peakRssBytes / 2 ** 20).toFixed(0),
+    ];
+  });
+  console.log(
+    table(
+      ['model', 'dtype', 'thr', 'MiB/token', 'gen tok/s', 'floor tok/s', '% floor', 'vs rwkv.cpp', 'prompt tok/s', 'vs rwkv.cpp', 'peak RSS MiB'],
+      rows,
+    ),
+  );
+  console.log('\nfloor = read bandwidth ÷ bytes read per generated token; rwkv.cpp figures from DESIGN.md / issue 5 (169M only).');
+
+  // 3. Fixture models: parallel vs RNN prompt processing.
+  const fixtureRows: string[][] = [];
+  const fixtureResults: RunResult[] = [];
+  for (const m of ['4v0-660K', '5v2-730K', '6v0-1m', '7v0-834K']) {
+    const file = path.join(values.fixtures!, `tiny-rwkv-${m}-FP32.bin`);
+    if (!fs.existsSync(file)) continue;
+    const r = runOne(['--model', file, '--threads', '1', '--gen', '64', '--prompt', '512', '--rnn-prompt', '512']);
+    if (r === undefined) continue;
+    fixtureResults.push(r);
+    fixtureRows.push([m, r.promptRnnTokensPerSecond!.toFixed(0), r.promptTokensPerSecond.toFixed(0)]);
+  }
+  if (fixtureRows.length > 0) {
+    console.log('\nfixture models, 512-token prompt, 1 thread:');
+    console.log(table(['model', 'RNN tok/s', 'parallel tok/s'], fixtureRows));
+  }
+
+  if (values.out !== undefined) {
+    const json = {
+      date: new Date().toISOString(),
+      machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version, totalMemory: os.totalmem() },
+      readBandwidthBytesPerSecond: bandwidth,
+      peers: PEERS,
+      results,
+      fixtures: fixtureResults,
+    };
+    fs.writeFileSync(values.out, JSON.stringify(json, null, 2) + '\n');
+    console.log(`\nwrote ${values.out}`);
+  }
+}
+
+await main();

@@ -1,0 +1,100 @@
+// One benchmark configuration, in its own process so that its peak RSS is its own. Prints one JSON line.
+//   node dist/bench/run-one.js --model 169m|v7-0.1b|FILE --dtype f32 --threads 2 --gen 128 --prompt 512
+import { parseArgs } from 'node:util';
+import { WasmBackend } from '../src/kernels/wasm-backend.js';
+import { loadModel, modelFromSource } from '../src/models/load.js';
+import type { RwkvModel } from '../src/models/model.js';
+import { summarize } from '../src/models/describe.js';
+import { randomSource, RWKV4_169M, RWKV7_0B1 } from '../src/models/random.js';
+import type { DType } from '../src/tensor/dtype.js';
+
+export interface RunResult {
+  model: string;
+  dtype: string;
+  threads: number;
+  kernels: string;
+  bytesPerToken: number;
+  weightBytes: number;
+  loadSeconds: number;
+  /** RNN mode, tokens/s after warm-up. */
+  generateTokensPerSecond: number;
+  generateTokens: number;
+  /** Parallel mode over the prompt, logits of the last position only. */
+  promptTokensPerSecond: number;
+  promptTokens: number;
+  /** Prompt fed one token at a time (RNN mode), for comparison. */
+  promptRnnTokensPerSecond: number | null;
+  peakRssBytes: number;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      model: { type: 'string', default: '169m' },
+      dtype: { type: 'string', default: 'f32' },
+      threads: { type: 'string', default: '1' },
+      gen: { type: 'string', default: '128' },
+      prompt: { type: 'string', default: '512' },
+      'rnn-prompt': { type: 'string', default: '0' },
+    },
+  });
+  const threads = Number(values.threads);
+  const backend = await WasmBackend.create({ threads });
+  const t0 = performance.now();
+  let model: RwkvModel;
+  const dtype = values.dtype as DType;
+  if (values.model === '169m' || values.model === 'v7-0.1b') {
+    const shape = values.model === '169m' ? RWKV4_169M : RWKV7_0B1;
+    model = modelFromSource(randomSource(shape, { dtype, allocate: backend.allocate }), backend);
+  } else {
+    model = loadModel(values.model!, { backend });
+  }
+  const loadSeconds = (performance.now() - t0) / 1000;
+  const vocab = model.config.nVocab;
+  const ids = (n: number): number[] => Array.from({ length: n }, (_, i) => (i * 7919 + 13) % vocab);
+
+  // Warm-up: compile and touch everything once in each mode.
+  const warm = model.createState();
+  for (const id of ids(4)) model.forward(id, warm);
+  model.forwardSequence(ids(Number(values.prompt)), model.createState());
+
+  const genTokens = Number(values.gen);
+  const state = model.createState();
+  let t = performance.now();
+  for (const id of ids(genTokens)) model.forward(id, state);
+  const genSeconds = (performance.now() - t) / 1000;
+
+  const promptTokens = Number(values.prompt);
+  t = performance.now();
+  model.forwardSequence(ids(promptTokens), model.createState(), { chunk: 64 });
+  const promptSeconds = (performance.now() - t) / 1000;
+
+  const rnnPrompt = Number(values['rnn-prompt']);
+  let promptRnn: number | null = null;
+  if (rnnPrompt > 0) {
+    const s = model.createState();
+    t = performance.now();
+    for (const id of ids(rnnPrompt)) model.forward(id, s);
+    promptRnn = rnnPrompt / ((performance.now() - t) / 1000);
+  }
+  const summary = summarize(model);
+  const result: RunResult = {
+    model: values.model!,
+    dtype: values.dtype!,
+    threads,
+    kernels: `wasm ${backend.flavour}`,
+    bytesPerToken: summary.bytesPerToken,
+    weightBytes: summary.weightBytes,
+    loadSeconds,
+    generateTokensPerSecond: genTokens / genSeconds,
+    generateTokens: genTokens,
+    promptTokensPerSecond: promptTokens / promptSeconds,
+    promptTokens,
+    promptRnnTokensPerSecond: promptRnn,
+    peakRssBytes: process.resourceUsage().maxRSS * 1024,
+  };
+  process.stdout.write(JSON.stringify(result) + '\n');
+  await backend.close();
+}
+
+await main();
