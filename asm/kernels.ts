@@ -4,7 +4,7 @@
 // that threads can split a product by rows.
 //
 // Dtype codes (must match src/kernels/wasm-backend.ts): 0 f32, 1 f16, 2 bf16, 3 q4_0, 4 q4_1, 5 q5_0,
-// 6 q5_1, 7 q8_0, 8 int8 rows (i8 values, one f32 scale per row, stored after the values).
+// 6 q5_1, 7 q8_0, 8 int8 rows (per row: an f32 scale padded to 16 bytes, then i8 values padded to 16).
 
 // --- helpers -----------------------------------------------------------------------------------------
 
@@ -199,7 +199,7 @@ function rowBytes(dtype: i32, n: i32): usize {
     case 5: return (u >> 5) * 22;
     case 6: return (u >> 5) * 24;
     case 7: return (u >> 5) * 34;
-    default: return u; // int8 rows (scales stored apart)
+    default: return 16 + ((u + 15) & ~15); // int8 rows: f32 scale (padded to 16 bytes), then the values
   }
 }
 
@@ -213,7 +213,7 @@ function rowBytes(dtype: i32, n: i32): usize {
     case 5: return dotQ5(row, x, n, false);
     case 6: return dotQ5(row, x, n, true);
     case 7: return dotQ8_0(row, x, n);
-    default: return 0;
+    default: return 0; // int8 rows go through matvecInt8
   }
 }
 
@@ -242,20 +242,25 @@ export function quantizeActivations(x: usize, xq: usize, n: i32): f32 {
 }
 
 /**
- * y[r] = scale[r] · xScale · Σ w8[r][j]·xq[j] for r in [r0, r1). Rows are padded to a multiple of 16
- * values (`stride` bytes); `scales` holds one f32 per row. Products are summed exactly in i32 lanes.
+ * y[r] = scale_r · xScale · Σ w8[r][j]·xq[j] for r in [r0, r1). Each row is 16 bytes holding its f32
+ * scale, then the i8 values padded with zeros to a multiple of 16. Products are summed exactly in i32
+ * lanes by `i32x4.dot_i16x8_s` (|w8| ≤ 127, |xq| ≤ 32767, so 2 × 127 × 32767 per lane pair fits).
  */
-export function matvecInt8(w: usize, scales: usize, xq: usize, xScale: f32, y: usize, stride: i32, r0: i32, r1: i32): void {
+export function matvecInt8(w: usize, xq: usize, xScale: f32, y: usize, cols: i32, r0: i32, r1: i32): void {
+  const padded = (cols + 15) & ~15;
+  const rb = rowBytes(8, cols);
   for (let r = r0; r < r1; r++) {
-    const row = w + (r as usize) * (stride as usize);
+    const row = w + (r as usize) * rb;
+    const q = row + 16;
     let acc = i32x4.splat(0);
-    for (let j = 0; j < stride; j += 16) {
-      const q = v128.load(row + (j as usize));
-      acc = i32x4.add(acc, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(q), v128.load(xq + ((j as usize) << 1))));
-      acc = i32x4.add(acc, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(q), v128.load(xq + ((j as usize) << 1), 16)));
+    for (let j = 0; j < padded; j += 16) {
+      const v = v128.load(q + (j as usize));
+      const xo = xq + ((j as usize) << 1);
+      acc = i32x4.add(acc, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(v), v128.load(xo)));
+      acc = i32x4.add(acc, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(v), v128.load(xo, 16)));
     }
     const total = i32x4.extract_lane(acc, 0) + i32x4.extract_lane(acc, 1) + i32x4.extract_lane(acc, 2) + i32x4.extract_lane(acc, 3);
-    store<f32>(y + ((r as usize) << 2), (total as f32) * load<f32>(scales + ((r as usize) << 2)) * xScale);
+    store<f32>(y + ((r as usize) << 2), (total as f32) * load<f32>(row) * xScale);
   }
 }
 
@@ -273,6 +278,19 @@ function decodeRow(dtype: i32, row: usize, dst: usize, n: i32): void {
     case 2:
       for (let j = 0; j < n; j++) store<u32>(dst + ((j as usize) << 2), (load<u16>(row + ((j as usize) << 1)) as u32) << 16);
       return;
+    case 8: {
+      const scale = f32x4.splat(load<f32>(row));
+      for (let j = 0; j < n; j += 16) {
+        const o = dst + ((j as usize) << 2);
+        if (j + 16 <= n) {
+          i8x16ToF32(v128.load(row + 16 + (j as usize)), o);
+          for (let k: usize = 0; k < 64; k += 16) v128.store(o + k, f32x4.mul(v128.load(o + k), scale));
+        } else {
+          for (let jj = j; jj < n; jj++) store<f32>(dst + ((jj as usize) << 2), (load<i8>(row + 16 + (jj as usize)) as f32) * load<f32>(row));
+        }
+      }
+      return;
+    }
     case 7: {
       for (let b = 0; b < n >> 5; b++) {
         const blk = row + (b as usize) * 34;

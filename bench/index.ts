@@ -13,6 +13,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { WasmBackend } from '../src/kernels/wasm-backend.js';
+import { loadModel } from '../src/models/load.js';
 import type { RunResult } from './run-one.js';
 
 /** Figures measured on this machine by others (../shared/DESIGN.md §4, issue 5), RWKV-4 169M. */
@@ -50,7 +51,7 @@ async function main(): Promise<void> {
       out: { type: 'string' },
       quick: { type: 'boolean', default: false },
       models: { type: 'string', default: '169m,v7-0.1b' },
-      dtypes: { type: 'string', default: 'f32,bf16,q8_0,q5_1,q4_0' },
+      dtypes: { type: 'string', default: 'f32,bf16,int8,q8_0,q5_1,q4_0' },
       threads: { type: 'string', default: '1,2' },
       fixtures: { type: 'string', default: process.env.RWKV_FIXTURES ?? path.resolve('..', 'shared', 'fixtures') },
     },
@@ -122,8 +123,45 @@ async function main(): Promise<void> {
     console.log(table(['model', 'RNN tok/s', 'parallel tok/s'], fixtureRows));
   }
 
+  // 4. What the lossy int8 mode does to the logits of the fixture models (128 positions of input-1024.txt).
+  const lossRows: string[][] = [];
+  const loss: { model: string; maxAbsDiff: number; argmaxAgreement: number }[] = [];
+  const input = path.join(values.fixtures!, 'input-1024.txt');
+  if (fs.existsSync(input)) {
+    const ids = Array.from(fs.readFileSync(input)).slice(0, 128);
+    const backend = await WasmBackend.create({ threads: 1 });
+    for (const m of ['4v0-660K', '5v2-730K', '6v0-1m', '7v0-834K']) {
+      const file = path.join(values.fixtures!, `tiny-rwkv-${m}-FP32.bin`);
+      if (!fs.existsSync(file)) continue;
+      const exact = loadModel(file, { backend });
+      const lossy = loadModel(file, { backend, int8: true });
+      const se = exact.createState();
+      const sl = lossy.createState();
+      let worst = 0;
+      let agree = 0;
+      for (const id of ids) {
+        const a = exact.forward(id, se);
+        const b = lossy.forward(id, sl);
+        let ia = 0;
+        let ib = 0;
+        for (let i = 0; i < a.length; i++) {
+          worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
+          if (a[i]! > a[ia]!) ia = i;
+          if (b[i]! > b[ib]!) ib = i;
+        }
+        if (ia === ib) agree++;
+      }
+      loss.push({ model: m, maxAbsDiff: worst, argmaxAgreement: agree / ids.length });
+      lossRows.push([m, worst.toFixed(4), `${((100 * agree) / ids.length).toFixed(1)}%`]);
+    }
+    await backend.close();
+    console.log('\nint8 mode vs exact weights, fixture models (FP32 files), 128 positions:');
+    console.log(table(['model', 'max |Δ logit|', 'same argmax'], lossRows));
+  }
+
   if (values.out !== undefined) {
     const json = {
+      int8Effect: loss,
       date: new Date().toISOString(),
       machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version, totalMemory: os.totalmem() },
       readBandwidthBytesPerSecond: bandwidth,

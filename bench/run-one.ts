@@ -45,7 +45,10 @@ async function main(): Promise<void> {
   const dtype = values.dtype as DType;
   if (values.model === '169m' || values.model === 'v7-0.1b') {
     const shape = values.model === '169m' ? RWKV4_169M : RWKV7_0B1;
-    model = modelFromSource(randomSource(shape, { dtype, allocate: backend.allocate }), backend);
+    model =
+      values.dtype === 'int8'
+        ? modelFromSource(randomSource(shape, { dtype: 'f32' }), backend, backend.allocate)
+        : modelFromSource(randomSource(shape, { dtype, allocate: backend.allocate }), backend);
   } else {
     model = loadModel(values.model!, { backend });
   }

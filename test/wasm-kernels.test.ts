@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Rng } from '../src/generation/rng.js';
 import { WasmBackend } from '../src/kernels/wasm-backend.js';
-import { matrixFromTensor, readRow, referenceMatmul, referenceMatvec, type Matrix } from '../src/kernels/matrix.js';
+import { matrixFromTensor, readRow, referenceMatmul, referenceMatvec, toInt8Rows, type Matrix } from '../src/kernels/matrix.js';
 import { QK } from '../src/kernels/quant.js';
 import { DTYPES, type DType } from '../src/tensor/dtype.js';
 
@@ -106,4 +106,42 @@ for (const threads of [1, 2]) {
       }
     });
   }
+}
+
+for (const threads of [1, 2]) {
+  test(`int8 rows 37×101, ${threads} thread(s): the i16-activation kernel matches the float reference on the same int8 weights`, () => {
+    const backend = backends.get(threads)!;
+    const rng = new Rng(4242 + threads);
+    const { ref } = placed(backend, 'f32', 37, 101, rng);
+    const fast = toInt8Rows(ref, backend.allocate, backend);
+    const plain = toInt8Rows(ref, (n) => new Uint8Array(n));
+    const x = new Float32Array(101).map(() => rng.next() * 2 - 1);
+    const want = new Float32Array(37);
+    referenceMatvec(plain, x, want);
+    const got = new Float32Array(37);
+    fast.kernels!.matvec(fast, x, got);
+    // Activations rounded to i16 with one scale: each term errs by at most |w|·max|x|/65534.
+    let bound = 0;
+    const row = new Float32Array(101);
+    for (let r = 0; r < 37; r++) {
+      readRow(plain, r, row);
+      bound = Math.max(bound, row.reduce((a, w) => a + Math.abs(w), 0) / 65534);
+    }
+    for (let r = 0; r < 37; r++) assert.ok(Math.abs(got[r]! - want[r]!) <= bound * 1.01 + 1e-6, `row ${r}: ${got[r]} vs ${want[r]}`);
+    // And int8 rows stay within half a step of the weights they encode.
+    const orig = new Float32Array(101);
+    for (let r = 0; r < 37; r++) {
+      readRow(ref, r, orig);
+      readRow(plain, r, row);
+      const step = Math.max(...orig.map(Math.abs)) / 127;
+      for (let j = 0; j < 101; j++) assert.ok(Math.abs(orig[j]! - row[j]!) <= step / 2 + 1e-7);
+    }
+    // The parallel-mode kernel decodes the same rows.
+    const xs = new Float32Array(5 * 101).map(() => rng.next() * 2 - 1);
+    const mmWant = new Float32Array(5 * 37);
+    referenceMatmul(plain, xs, 5, mmWant);
+    const mmGot = new Float32Array(5 * 37);
+    fast.kernels!.matmul(fast, xs, 5, mmGot);
+    assertClose(mmGot, mmWant, 10, 'int8 matmul');
+  });
 }

@@ -33,7 +33,8 @@ function withKernelOptions(cmd: Command): Command {
       new Option('--kernels <kind>', 'wasm: WebAssembly SIMD; reference: plain TypeScript (slow, for checking)')
         .choices(['wasm', 'reference'])
         .default('wasm'),
-    );
+    )
+    .option('--int8', 'lossy, faster: hold the big matrices as int8 rows and round activations to int16');
 }
 
 export function buildProgram(): Command {

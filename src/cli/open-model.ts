@@ -8,6 +8,8 @@ import type { RwkvModel } from '../models/model.js';
 export interface KernelArgs {
   threads?: number;
   kernels?: 'wasm' | 'reference';
+  /** Opt-in lossy int8 weights and activations. */
+  int8?: boolean;
 }
 
 export interface OpenedModel {
@@ -23,12 +25,14 @@ export async function openModel(path: string, args: KernelArgs): Promise<OpenedM
     throw new ArgumentError(`--threads must be an integer ≥ 1, got ${args.threads}`);
   }
   if (args.kernels === 'reference') {
-    return { model: loadModel(path), close: async () => {}, kernels: 'reference (TypeScript, 1 thread)' };
+    const model = loadModel(path, { int8: args.int8 === true });
+    return { model, close: async () => {}, kernels: 'reference (TypeScript, 1 thread)' };
   }
   const backend = await WasmBackend.create(args.threads !== undefined ? { threads: args.threads } : {});
   try {
-    const model = loadModel(path, { backend });
-    return { model, close: () => backend.close(), kernels: `wasm ${backend.flavour} × ${backend.threads} thread(s)` };
+    const model = loadModel(path, { backend, int8: args.int8 === true });
+    const mode = args.int8 === true ? ', int8 weights and activations' : '';
+    return { model, close: () => backend.close(), kernels: `wasm ${backend.flavour} × ${backend.threads} thread(s)${mode}` };
   } catch (e) {
     await backend.close();
     throw e;

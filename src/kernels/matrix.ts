@@ -12,9 +12,20 @@ export interface MatrixKernels {
   matmul(m: Matrix, x: Float32Array, t: number, y: Float32Array): void;
 }
 
+/**
+ * How a matrix's values are stored: a file dtype, or 'int8' — rows quantized at load time (opt-in, lossy):
+ * per row, an f32 scale padded to 16 bytes, then the i8 values padded with zeros to a multiple of 16.
+ */
+export type MatrixDType = DType | 'int8';
+
+/** Bytes of one int8 row of `cols` values. */
+export function int8RowBytes(cols: number): number {
+  return 16 + Math.ceil(cols / 16) * 16;
+}
+
 export interface Matrix {
   readonly name: string;
-  readonly dtype: DType;
+  readonly dtype: MatrixDType;
   /** Output size (PyTorch dim 0). */
   readonly rows: number;
   /** Input size (PyTorch dim 1); each row is contiguous. */
@@ -41,6 +52,28 @@ export function matrixFromTensor(t: Tensor, rows: number, cols: number, kernels?
     throw new TypeError(`tensor '${t.name}' is not aligned for ${t.dtype}`);
   }
   return { name: t.name, dtype: t.dtype, rows, cols, bytes: t.data, f32, u16, kernels };
+}
+
+/**
+ * The opt-in int8 mode: `m` re-encoded as int8 rows (scale = max|row| / 127, values rounded to nearest),
+ * in memory from `allocate`. Lossy: about 0.4% of each row's largest weight.
+ */
+export function toInt8Rows(m: Matrix, allocate: (bytes: number) => Uint8Array, kernels?: MatrixKernels): Matrix {
+  const rb = int8RowBytes(m.cols);
+  const bytes = allocate(m.rows * rb);
+  const row = new Float32Array(m.cols);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  for (let r = 0; r < m.rows; r++) {
+    readRow(m, r, row);
+    let max = 0;
+    for (let j = 0; j < m.cols; j++) max = Math.max(max, Math.abs(row[j]!));
+    const scale = max > 0 ? Math.fround(max / 127) : 1;
+    view.setFloat32(r * rb, scale, true);
+    const q = new Int8Array(bytes.buffer, bytes.byteOffset + r * rb + 16, rb - 16);
+    q.fill(0);
+    for (let j = 0; j < m.cols; j++) q[j] = Math.max(-127, Math.min(127, Math.round(row[j]! / scale)));
+  }
+  return { name: m.name, dtype: 'int8', rows: m.rows, cols: m.cols, bytes, f32: undefined, u16: undefined, kernels };
 }
 
 /** Bytes one pass over the matrix reads. */
@@ -70,6 +103,14 @@ export function readRow(m: Matrix, r: number, out: Float32Array): void {
         bf16Bits[0] = w[r * n + j]! << 16;
         out[j] = bf16Value[0]!;
       }
+      return;
+    }
+    case 'int8': {
+      const rb = int8RowBytes(n);
+      const o = m.bytes.byteOffset + r * rb;
+      const scale = new DataView(m.bytes.buffer, o, 4).getFloat32(0, true);
+      const q = new Int8Array(m.bytes.buffer, o + 16, n);
+      for (let j = 0; j < n; j++) out[j] = q[j]! * scale;
       return;
     }
     default: {
@@ -129,6 +170,16 @@ export function referenceMatvec(m: Matrix, x: Float32Array, y: Float32Array): vo
           bf16Bits[0] = w[o + j]! << 16;
           s += bf16Value[0]! * x[j]!;
         }
+        y[r] = s;
+      }
+      return;
+    }
+    case 'int8': {
+      const row = new Float32Array(n);
+      for (let r = 0; r < rows; r++) {
+        readRow(m, r, row);
+        let s = 0;
+        for (let j = 0; j < n; j++) s += row[j]! * x[j]!;
         y[r] = s;
       }
       return;

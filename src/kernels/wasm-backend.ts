@@ -11,10 +11,9 @@ import * as os from 'node:os';
 import * as v8 from 'node:v8';
 import { Worker } from 'node:worker_threads';
 import { ArgumentError } from '../errors.js';
-import type { DType } from '../tensor/dtype.js';
-import type { Matrix, MatrixKernels } from './matrix.js';
+import type { Matrix, MatrixDType, MatrixKernels } from './matrix.js';
 
-export const DTYPE_CODES: Readonly<Record<DType, number>> = {
+export const DTYPE_CODES: Readonly<Record<MatrixDType, number>> = {
   f32: 0,
   f16: 1,
   bf16: 2,
@@ -23,6 +22,7 @@ export const DTYPE_CODES: Readonly<Record<DType, number>> = {
   q5_0: 5,
   q5_1: 6,
   q8_0: 7,
+  int8: 8,
 };
 
 const PAGE = 65536;
@@ -35,6 +35,7 @@ export const enum Op {
   Matvec = 1,
   Matmul = 2,
   ReadSum = 3,
+  MatvecInt8 = 4,
   Exit = 99,
 }
 
@@ -63,6 +64,8 @@ export interface KernelExports {
     tmp: number,
   ): void;
   readSum(ptr: number, bytes: number): number;
+  quantizeActivations(x: number, xq: number, n: number): number;
+  matvecInt8(w: number, xq: number, xScale: number, y: number, cols: number, r0: number, r1: number): void;
 }
 
 /** Splits [0, n) into `parts` contiguous ranges whose starts are multiples of `align`; returns part `i`. */
@@ -90,6 +93,10 @@ export function runShare(k: KernelExports, ctrl: Int32Array, index: number, thre
     const per = cols * 68;
     const pack = a(7) + index * per;
     if (r1 > r0) k.matmul(a(0), a(1), a(2), a(3), a(4), rows, cols, r0, r1, pack, pack + cols * 64);
+  } else if (op === Op.MatvecInt8) {
+    const [r0, r1] = splitRows(a(5), threads, index, 4);
+    const xScale = new Float32Array(ctrl.buffer, ctrl.byteOffset + 4 * (Ctrl.Args + 6), 1)[0]!;
+    if (r1 > r0) k.matvecInt8(a(0), a(1), xScale, a(2), a(3), r0, r1);
   } else if (op === Op.ReadSum) {
     const [b0, b1] = splitRows(a(1), threads, index, 64);
     if (b1 > b0) k.readSum(a(0) + b0, b1 - b0);
@@ -255,6 +262,10 @@ export class WasmBackend implements MatrixKernels {
   }
 
   matvec(m: Matrix, x: Float32Array, y: Float32Array): void {
+    if (m.dtype === 'int8') {
+      this.matvecInt8(m, x, y);
+      return;
+    }
     const xBytes = m.cols * 4;
     const yBytes = m.rows * 4;
     const base = this.scratchRegion(xBytes + yBytes + 64);
@@ -262,6 +273,21 @@ export class WasmBackend implements MatrixKernels {
     const yPtr = base + Math.ceil(xBytes / 64) * 64;
     this.f32.set(x.subarray(0, m.cols), xPtr / 4);
     this.dispatch(Op.Matvec, [DTYPE_CODES[m.dtype], m.bytes.byteOffset, xPtr, yPtr, m.cols, m.rows]);
+    y.set(this.f32.subarray(yPtr / 4, yPtr / 4 + m.rows));
+  }
+
+  /** int8 rows: activations rounded to i16 with one scale, exact integer dot products. */
+  private matvecInt8(m: Matrix, x: Float32Array, y: Float32Array): void {
+    const xBytes = Math.ceil((m.cols * 4) / 64) * 64;
+    const xqBytes = Math.ceil((m.cols * 2 + 32) / 64) * 64;
+    const base = this.scratchRegion(xBytes + xqBytes + m.rows * 4);
+    const xPtr = base;
+    const xqPtr = base + xBytes;
+    const yPtr = xqPtr + xqBytes;
+    this.f32.set(x.subarray(0, m.cols), xPtr / 4);
+    const xScale = this.kernels.quantizeActivations(xPtr, xqPtr, m.cols);
+    new Float32Array(this.ctrl.buffer, this.ctrl.byteOffset + 4 * (Ctrl.Args + 6), 1)[0] = xScale;
+    this.dispatch(Op.MatvecInt8, [m.bytes.byteOffset, xqPtr, yPtr, m.cols, 0, m.rows]);
     y.set(this.f32.subarray(yPtr / 4, yPtr / 4 + m.rows));
   }
 

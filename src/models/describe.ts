@@ -25,11 +25,12 @@ export function summarize(model: RwkvModel): ModelSummary {
   for (const [name, t] of model.tensors) {
     const i = GROUPS.findIndex((g) => g.test(name, t));
     const g = groups[i]!;
-    g.dtypes.add(t.dtype);
+    const held = model.reencoded.get(name) ?? { dtype: t.dtype, bytes: t.data.byteLength };
+    g.dtypes.add(held.dtype);
     g.tensors++;
-    g.bytes += t.data.byteLength;
-    weightBytes += t.data.byteLength;
-    bytesPerToken += name === 'emb.weight' ? t.data.byteLength / t.shape[0]! : t.data.byteLength;
+    g.bytes += held.bytes;
+    weightBytes += held.bytes;
+    bytesPerToken += name === 'emb.weight' ? held.bytes / t.shape[0]! : held.bytes;
   }
   return {
     groups: groups.filter((g) => g.tensors > 0).map((g) => ({ ...g, dtypes: [...g.dtypes].sort() })),

@@ -1,7 +1,7 @@
 // The shape every RWKV version shares: embed → ln0 → blocks (time mix, channel mix, each with a residual)
 // → ln_out → head. A version supplies only its blocks.
 import { ArgumentError } from '../errors.js';
-import { matmul, matvec, readRow, type Matrix } from '../kernels/matrix.js';
+import { matmul, matvec, readRow, type Matrix, type MatrixDType } from '../kernels/matrix.js';
 import { layerNorm } from '../kernels/norm.js';
 import type { ModelConfig } from './config.js';
 import { State, stateSize } from './state.js';
@@ -73,6 +73,8 @@ export interface RwkvModel {
   readonly weightBytes: number;
   /** Every tensor of the file, by name, as stored. */
   readonly tensors: ReadonlyMap<string, Tensor>;
+  /** Tensors held in another encoding than the file's (the opt-in int8 mode), with their bytes in memory. */
+  readonly reencoded: ReadonlyMap<string, { dtype: MatrixDType; bytes: number }>;
 }
 
 export class RnnModel implements RwkvModel {
@@ -80,6 +82,7 @@ export class RnnModel implements RwkvModel {
   readonly file: string;
   readonly weightBytes: number;
   readonly tensors: ReadonlyMap<string, Tensor>;
+  readonly reencoded: ReadonlyMap<string, { dtype: MatrixDType; bytes: number }>;
   private readonly emb: Matrix;
   private readonly ln0: LayerNormWeights;
   private readonly blocks: readonly Block[];
@@ -107,8 +110,9 @@ export class RnnModel implements RwkvModel {
     this.lnOut = loadLayerNorm(w, 'ln_out', c);
     this.head = w.matrix('head.weight', config.nVocab, c, 'n_vocab × n_embd');
     this.tensors = w.source.tensors;
+    this.reencoded = w.reencoded;
     let bytes = 0;
-    for (const t of w.source.tensors.values()) bytes += t.data.byteLength;
+    for (const [name, t] of w.source.tensors) bytes += w.reencoded.get(name)?.bytes ?? t.data.byteLength;
     this.weightBytes = bytes;
     this.x = new Float32Array(c);
     this.xn = new Float32Array(c);

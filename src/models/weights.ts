@@ -2,7 +2,7 @@
 // a ModelError that names the file and the tensor.
 import { ModelError } from '../errors.js';
 import type { TensorSource } from '../formats/tensor-source.js';
-import { matrixFromTensor, type Matrix, type MatrixKernels } from '../kernels/matrix.js';
+import { matrixFromTensor, toInt8Rows, type Matrix, type MatrixDType, type MatrixKernels } from '../kernels/matrix.js';
 import { dequantize } from '../kernels/quant.js';
 import { DTYPES, decodeBF16, f16ToF32Table } from '../tensor/dtype.js';
 import { elementCount, f32View, shapeString, u16View, type Tensor } from '../tensor/tensor.js';
@@ -13,15 +13,23 @@ export interface KernelProvider extends MatrixKernels {
   owns(bytes: Uint8Array): boolean;
 }
 
+/** Matrices smaller than this stay in their stored encoding in int8 mode (LoRA factors, tiny models' matrices are all bigger). */
+const INT8_MIN_ELEMENTS = 4096;
+
 export class Weights {
   readonly source: TensorSource;
   private readonly kernels: KernelProvider | undefined;
+  /** Opt-in int8 mode: big matrices re-encoded as int8 rows here (the backend's memory). */
+  private readonly int8: ((bytes: number) => Uint8Array) | undefined;
+  /** Matrices held in another encoding than the file's (int8 mode), with their bytes in memory. */
+  readonly reencoded = new Map<string, { dtype: MatrixDType; bytes: number }>();
   /** Names read so far, to report tensors a model did not use. */
   private readonly used = new Set<string>();
 
-  constructor(source: TensorSource, kernels?: KernelProvider) {
+  constructor(source: TensorSource, kernels?: KernelProvider, int8?: (bytes: number) => Uint8Array) {
     this.source = source;
     this.kernels = kernels;
+    this.int8 = int8;
   }
 
   get file(): string {
@@ -64,7 +72,14 @@ export class Weights {
       });
     }
     const fast = this.kernels !== undefined && this.kernels.owns(t.data) ? this.kernels : undefined;
-    return matrixFromTensor(t, rows, cols, fast);
+    const m = matrixFromTensor(t, rows, cols, fast);
+    // int8 mode re-encodes the matrices that are streamed every token; the embedding is only looked up.
+    if (this.int8 !== undefined && name !== 'emb.weight' && rows * cols >= INT8_MIN_ELEMENTS) {
+      const q = toInt8Rows(m, this.int8, this.kernels);
+      this.reencoded.set(name, { dtype: q.dtype, bytes: q.bytes.byteLength });
+      return q;
+    }
+    return m;
   }
 
   /** Tensors present in the file that no lookup asked for. */
