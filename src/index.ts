@@ -13,6 +13,10 @@ export { describeModel, summarize, type ModelSummary } from './models/describe.j
 export type { Tokenizer } from './tokenizers/tokenizer.js';
 export { StreamDecoder, decodeText } from './tokenizers/tokenizer.js';
 export { ByteTokenizer } from './tokenizers/bytes.js';
+export { WorldTokenizer, WORLD_END_OF_TEXT } from './tokenizers/world.js';
+export { BpeTokenizer } from './tokenizers/bpe.js';
+export { loadTokenizer, tokenizerForModel, KNOWN_VOCABULARIES } from './tokenizers/load.js';
+export { WasmBackend, type WasmBackendOptions } from './kernels/wasm-backend.js';
 export { feed, generateTokens, validateGenerateOptions, type GenerateOptions, type GeneratedToken } from './generation/generate.js';
 export { sample, softmax, type SamplerOptions } from './generation/sampler.js';
 export { Rng } from './generation/rng.js';

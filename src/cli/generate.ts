@@ -3,7 +3,8 @@ import { ArgumentError } from '../errors.js';
 import { feed, generateTokens, validateGenerateOptions } from '../generation/generate.js';
 import type { RwkvModel } from '../models/model.js';
 import { openModel, type KernelArgs } from './open-model.js';
-import { ByteTokenizer } from '../tokenizers/bytes.js';
+import * as path from 'node:path';
+import { tokenizerForModel } from '../tokenizers/load.js';
 import { StreamDecoder } from '../tokenizers/tokenizer.js';
 
 export interface GenerateArgs extends KernelArgs {
@@ -14,6 +15,7 @@ export interface GenerateArgs extends KernelArgs {
   temperature: number;
   topP: number;
   seed?: number;
+  tokenizer?: string;
 }
 
 export async function runGenerate(args: GenerateArgs): Promise<void> {
@@ -31,12 +33,7 @@ export async function runGenerate(args: GenerateArgs): Promise<void> {
 }
 
 async function generate(model: RwkvModel, prompt: string, args: GenerateArgs): Promise<void> {
-  const tokenizer = new ByteTokenizer();
-  if (model.config.nVocab !== tokenizer.vocabSize) {
-    throw new ArgumentError(
-      `${args.model}: the model has a vocabulary of ${model.config.nVocab}; only byte-level (256) models can be used until a --tokenizer option exists`,
-    );
-  }
+  const tokenizer = tokenizerForModel(model.config.nVocab, args.tokenizer, [path.dirname(args.model), process.cwd()]);
   // An empty prompt starts from token 0, as ChatRWKV does.
   const ids = prompt === '' ? [0] : tokenizer.encode(prompt);
   const state = model.createState();

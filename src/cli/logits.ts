@@ -2,6 +2,7 @@
 import * as fs from 'node:fs';
 import { ArgumentError, RwkvError } from '../errors.js';
 import type { RwkvModel } from '../models/model.js';
+import { loadTokenizer } from '../tokenizers/load.js';
 import { openModel, type KernelArgs } from './open-model.js';
 
 export interface LogitsArgs extends KernelArgs {
@@ -10,6 +11,7 @@ export interface LogitsArgs extends KernelArgs {
   out: string;
   all?: boolean;
   mode?: 'parallel' | 'rnn';
+  tokenizer?: string;
   chunk?: number;
 }
 
@@ -26,15 +28,16 @@ export function readInputFile(path: string): Uint8Array {
 
 export async function runLogits(args: LogitsArgs): Promise<void> {
   const bytes = readInputFile(args.input);
+  const ids = args.tokenizer !== undefined ? loadTokenizer(args.tokenizer).encodeBytes(bytes) : Array.from(bytes);
   const opened = await openModel(args.model, args);
   try {
-    writeLogits(opened.model, bytes, args);
+    writeLogits(opened.model, ids, args);
   } finally {
     await opened.close();
   }
 }
 
-function writeLogits(model: RwkvModel, bytes: Uint8Array, args: LogitsArgs): void {
+function writeLogits(model: RwkvModel, bytes: readonly number[], args: LogitsArgs): void {
   if (bytes.length === 0) throw new RwkvError('BAD_ARGUMENT', 'is empty: there is no position to compute logits for', { file: args.input });
   const vocab = model.config.nVocab;
   const state = model.createState();
@@ -43,7 +46,7 @@ function writeLogits(model: RwkvModel, bytes: Uint8Array, args: LogitsArgs): voi
   if ((args.mode ?? 'parallel') === 'parallel') {
     const chunk = args.chunk ?? 64;
     if (chunk < 1) throw new ArgumentError(`--chunk must be ≥ 1, got ${chunk}`);
-    out = model.forwardSequence(Array.from(bytes), state, { allLogits: all, chunk });
+    out = model.forwardSequence(bytes, state, { allLogits: all, chunk });
   } else {
     out = new Float32Array(all ? bytes.length * vocab : vocab);
     for (let i = 0; i < bytes.length; i++) {

@@ -6,6 +6,7 @@ import { RwkvError } from '../errors.js';
 import { runGenerate, type GenerateArgs } from './generate.js';
 import { runInfo } from './info.js';
 import { runLogits, type LogitsArgs } from './logits.js';
+import { runTokenize } from './tokenize.js';
 import type { KernelArgs } from './open-model.js';
 
 function parseIntArg(name: string) {
@@ -46,7 +47,8 @@ export function buildProgram(): Command {
   withKernelOptions(program.command('logits'))
     .description("feed a file's bytes as token ids from a fresh state and write float32 little-endian logits")
     .requiredOption('--model <file>', 'model file (rwkv.cpp .bin)')
-    .requiredOption('--input <file>', 'text file whose bytes are the token ids')
+    .requiredOption('--input <file>', 'text file (its bytes are the token ids unless --tokenizer is given)')
+    .option('--tokenizer <file>', "tokenize the input first: a World vocabulary, a tokenizer.json, or 'bytes'")
     .requiredOption('--out <file>', 'where to write the logits')
     .option('--all', 'write the logits of every position (positions × vocab, row-major), not just the last')
     .addOption(
@@ -62,6 +64,10 @@ export function buildProgram(): Command {
     .argument('[prompt]', 'the prompt (or use --prompt)')
     .requiredOption('--model <file>', 'model file (rwkv.cpp .bin)')
     .option('--prompt <text>', 'the prompt')
+    .option(
+      '--tokenizer <file>',
+      "a World vocabulary, a tokenizer.json, or 'bytes' (default: chosen by the model's vocabulary size, looked for beside the model)",
+    )
     .option('--max-tokens <n>', 'tokens to generate', parseIntArg('--max-tokens'), 100)
     .option('--temperature <t>', 'sampling temperature (0 = always the most likely token)', parseFloatArg('--temperature'), 1)
     .option('--top-p <p>', 'nucleus sampling: keep the most likely tokens up to this probability, in (0, 1]', parseFloatArg('--top-p'), 0.85)
@@ -77,6 +83,13 @@ export function buildProgram(): Command {
     .description("print a model's version, sizes, tensor types and memory use")
     .requiredOption('--model <file>', 'model file (rwkv.cpp .bin)')
     .action((opts: { model: string } & KernelArgs) => runInfo(opts));
+
+  program
+    .command('tokenize')
+    .description('print the token ids of stdin as a JSON array; with --decode, read a JSON array of ids and print the text')
+    .requiredOption('--tokenizer <file>', "an RWKV World vocabulary, a Hugging Face tokenizer.json, or 'bytes'")
+    .option('--decode', 'read a JSON array of token ids from stdin and print exactly the bytes they stand for')
+    .action((opts: { tokenizer: string; decode?: boolean }) => runTokenize(opts));
 
   return program;
 }

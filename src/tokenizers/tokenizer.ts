@@ -2,11 +2,12 @@
 // character, so streaming output goes through a decoder that holds incomplete sequences back.
 
 export interface Tokenizer {
-  /** Number of ids (the model's n_vocab must be at least this). */
+  /** One more than the largest id (the model's n_vocab must be at least this). */
   readonly vocabSize: number;
   /** A short name for messages, e.g. 'bytes'. */
   readonly name: string;
   encode(text: string): number[];
+  /** Byte-exact; a BPE tokenizer, which works on text, refuses bytes that are not valid UTF-8. */
   encodeBytes(bytes: Uint8Array): number[];
   /** The bytes of a sequence of ids (may be invalid UTF-8 at the ends). */
   decodeBytes(ids: readonly number[]): Uint8Array;
@@ -15,7 +16,8 @@ export interface Tokenizer {
 /** Decodes ids to text one at a time, emitting only complete UTF-8 characters. */
 export class StreamDecoder {
   private readonly tokenizer: Tokenizer;
-  private readonly utf8 = new TextDecoder('utf-8', { fatal: false });
+  // ignoreBOM: a leading U+FEFF is text like any other; by default TextDecoder would drop it.
+  private readonly utf8 = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
 
   constructor(tokenizer: Tokenizer) {
     this.tokenizer = tokenizer;
@@ -32,6 +34,7 @@ export class StreamDecoder {
   }
 }
 
+/** The text of a sequence of ids; invalid UTF-8 (a character cut at either end) becomes U+FFFD. */
 export function decodeText(tokenizer: Tokenizer, ids: readonly number[]): string {
-  return new TextDecoder('utf-8').decode(tokenizer.decodeBytes(ids));
+  return new TextDecoder('utf-8', { ignoreBOM: true }).decode(tokenizer.decodeBytes(ids));
 }
