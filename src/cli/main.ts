@@ -7,6 +7,8 @@ import { runGenerate, type GenerateArgs } from './generate.js';
 import { runInfo } from './info.js';
 import { runLogits, type LogitsArgs } from './logits.js';
 import { runTokenize } from './tokenize.js';
+import { runConvert, type ConvertArgs } from './convert.js';
+import { runQuantize, type QuantizeArgs } from './quantize.js';
 import type { KernelArgs } from './open-model.js';
 
 function parseIntArg(name: string) {
@@ -46,7 +48,7 @@ export function buildProgram(): Command {
 
   withKernelOptions(program.command('logits'))
     .description("feed a file's bytes as token ids from a fresh state and write float32 little-endian logits")
-    .requiredOption('--model <file>', 'model file (rwkv.cpp .bin)')
+    .requiredOption('--model <file>', 'model file (.pth, .safetensors, .gguf or rwkv.cpp .bin)')
     .requiredOption('--input <file>', 'text file (its bytes are the token ids unless --tokenizer is given)')
     .option('--tokenizer <file>', "tokenize the input first: a World vocabulary, a tokenizer.json, or 'bytes'")
     .requiredOption('--out <file>', 'where to write the logits')
@@ -62,7 +64,7 @@ export function buildProgram(): Command {
   withKernelOptions(program.command('generate'))
     .description('generate text after a prompt; streams the text to stdout and tokens/s to stderr')
     .argument('[prompt]', 'the prompt (or use --prompt)')
-    .requiredOption('--model <file>', 'model file (rwkv.cpp .bin)')
+    .requiredOption('--model <file>', 'model file (.pth, .safetensors, .gguf or rwkv.cpp .bin)')
     .option('--prompt <text>', 'the prompt')
     .option(
       '--tokenizer <file>',
@@ -81,8 +83,28 @@ export function buildProgram(): Command {
 
   withKernelOptions(program.command('info'))
     .description("print a model's version, sizes, tensor types and memory use")
-    .requiredOption('--model <file>', 'model file (rwkv.cpp .bin)')
+    .requiredOption('--model <file>', 'model file (.pth, .safetensors, .gguf or rwkv.cpp .bin)')
     .action((opts: { model: string } & KernelArgs) => runInfo(opts));
+
+  program
+    .command('convert')
+    .description('rewrite a checkpoint in the format named by the output extension (.safetensors, .pth, .gguf, .bin)')
+    .requiredOption('--in <file>', 'input checkpoint (.pth, .safetensors, .gguf, rwkv.cpp .bin)')
+    .requiredOption('--out <file>', 'output file; its extension picks the format')
+    .addOption(new Option('--dtype <type>', 'float type of the converted tensors').choices(['f32', 'f16', 'bf16']))
+    .action((opts: ConvertArgs) => {
+      runConvert(opts);
+    });
+
+  program
+    .command('quantize')
+    .description("quantize the matrices rwkv.cpp quantizes (byte-identical to its quantizer); writes .bin or .gguf")
+    .requiredOption('--in <file>', 'input checkpoint (any supported format)')
+    .requiredOption('--out <file>', 'output .bin (rwkv.cpp) or .gguf')
+    .requiredOption('--type <type>', 'Q4_0, Q4_1, Q5_0, Q5_1 or Q8_0')
+    .action((opts: QuantizeArgs) => {
+      runQuantize(opts);
+    });
 
   program
     .command('tokenize')

@@ -1,6 +1,7 @@
 // Pieces shared by several versions: token-shift interpolation and the channel mix (the FFN).
 import { reluSquared, sigmoid } from '../kernels/activations.js';
 import { matmul, matvec, type Matrix } from '../kernels/matrix.js';
+import type { ScratchPool } from './model.js';
 import type { Weights } from './weights.js';
 
 /** v4/v5 token shift: out = x·μ + prev·(1−μ). */
@@ -24,7 +25,7 @@ export function shiftRows(x: Float32Array, t: number, first: Float32Array, prevR
   first.set(x.subarray((t - 1) * c, t * c));
 }
 
-/** Applies a per-channel interpolation row by row over T × C blocks. */
+/** Applies a per-channel interpolation (`mixLerp` or `shiftLerp`) row by row over T × C blocks. */
 export function lerpRows(
   lerp: typeof mixLerp,
   x: Float32Array,
@@ -33,8 +34,15 @@ export function lerpRows(
   out: Float32Array,
 ): void {
   const c = mu.length;
-  for (let o = 0; o < x.length; o += c) {
-    lerp(x.subarray(o, o + c), prev.subarray(o, o + c), mu, out.subarray(o, o + c));
+  const n = x.length;
+  if (lerp === mixLerp) {
+    for (let o = 0; o < n; o += c) {
+      for (let i = 0; i < c; i++) out[o + i] = x[o + i]! * mu[i]! + prev[o + i]! * (1 - mu[i]!);
+    }
+  } else {
+    for (let o = 0; o < n; o += c) {
+      for (let i = 0; i < c; i++) out[o + i] = x[o + i]! + (prev[o + i]! - x[o + i]!) * mu[i]!;
+    }
   }
 }
 
@@ -82,15 +90,15 @@ export class ChannelMix {
   }
 
   /** Parallel mode: `xf` is T × C (ln2-normed rows), `out` T × C; `prev` is the state's ffn_x. */
-  runSequence(xf: Float32Array, t: number, prev: Float32Array, out: Float32Array): void {
+  runSequence(xf: Float32Array, t: number, prev: Float32Array, out: Float32Array, scratch: ScratchPool): void {
     const c = this.muK.length;
     const f = this.k.length;
     const lerp = this.style === 'mix' ? mixLerp : shiftLerp;
-    const shifted = new Float32Array(t * c);
+    const shifted = scratch.get('ffn.shifted', t * c);
     shiftRows(xf, t, prev, shifted);
-    const xk = new Float32Array(t * c);
+    const xk = scratch.get('ffn.xk', t * c);
     lerpRows(lerp, xf, shifted, this.muK, xk);
-    const k = new Float32Array(t * f);
+    const k = scratch.get('ffn.k', t * f);
     matmul(this.key, xk, t, k);
     for (let i = 0; i < k.length; i++) k[i] = reluSquared(k[i]!);
     matmul(this.value, k, t, out);

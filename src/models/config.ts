@@ -1,7 +1,8 @@
 // What a loaded model is: its version and sizes.
 
-/** RWKV generations. rwkv.cpp's "5.1" is ChatRWKV's v5.0; "5.2" is Eagle; "6" Finch; "7" Goose. */
-export type RwkvVersion = '4' | '5.1' | '5.2' | '6' | '7';
+import type { RwkvVersion } from '../formats/version.js';
+
+export type { RwkvVersion };
 
 export interface ModelConfig {
   readonly version: RwkvVersion;

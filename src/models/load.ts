@@ -3,6 +3,7 @@
 import { ModelError } from '../errors.js';
 import { openCheckpoint } from '../formats/open.js';
 import type { TensorAllocator, TensorSource } from '../formats/tensor-source.js';
+import { detectVersion } from '../formats/version.js';
 import { shapeString, elementCount } from '../tensor/tensor.js';
 import type { ModelConfig, RwkvVersion } from './config.js';
 import type { RwkvModel } from './model.js';
@@ -33,32 +34,6 @@ export function loadModel(path: string, options: LoadOptions = {}): RwkvModel {
     return modelFromSource(openCheckpoint(path), options.backend, allocate);
   }
   return modelFromSource(openCheckpoint(path, options.backend?.allocate), options.backend);
-}
-
-/** Which version a set of tensors is, judged from layer 0's time-mix tensor names. */
-export function detectVersion(source: TensorSource): RwkvVersion {
-  const t = source.tensors;
-  const att = 'blocks.0.att.';
-  const has = (n: string): boolean => t.has(att + n);
-  if (!t.has('emb.weight')) {
-    throw new ModelError('MISSING_TENSOR', 'is missing: not an RWKV checkpoint?', { file: source.file, tensor: 'emb.weight' });
-  }
-  if (has('x_rwkvag') || has('x_r') || has('w0')) return '7';
-  if (has('time_maa_x')) return '6';
-  if (has('ln_x.weight')) {
-    if (has('gate.weight') || has('time_faaaa')) return '5.2';
-    if (has('time_first')) return '5.1';
-    throw new ModelError('UNKNOWN_MODEL', `has ${att}ln_x (RWKV v5) but neither a gate (v5.2) nor time_first (v5.1)`, {
-      file: source.file,
-    });
-  }
-  if (has('time_first') && has('time_decay') && has('time_mix_k')) return '4';
-  const names = [...t.keys()].filter((n) => n.startsWith(att)).map((n) => n.slice(att.length));
-  throw new ModelError(
-    'UNKNOWN_MODEL',
-    `cannot tell the RWKV version: layer 0's time mix has [${names.join(', ') || 'no tensors'}]`,
-    { file: source.file },
-  );
 }
 
 /** Layers are blocks.0 … blocks.(n−1), each with an ln1; a gap is a missing tensor, not fewer layers. */

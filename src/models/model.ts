@@ -16,12 +16,32 @@ export interface TokenContext {
   vFirst: Float32Array;
 }
 
+/**
+ * Reusable T × · work buffers for parallel mode, by name: one allocation per name for the model's
+ * lifetime (grown when a longer sequence comes), instead of fresh arrays in every layer of every call.
+ * A buffer's contents are garbage when handed out; names must be distinct among buffers in use at once.
+ */
+export class ScratchPool {
+  private readonly f32 = new Map<string, Float32Array>();
+
+  get(name: string, length: number): Float32Array {
+    let a = this.f32.get(name);
+    if (a === undefined || a.length < length) {
+      a = new Float32Array(Math.max(length, Math.ceil((a?.length ?? 0) * 1.5)));
+      this.f32.set(name, a);
+    }
+    return a.subarray(0, length);
+  }
+}
+
 /** Per-sequence values that flow between layers in parallel mode. */
 export interface SequenceContext {
   /** v7: the first layer's value vectors, T × C. */
   vFirst: Float32Array;
   /** Chunk length of the chunked WKV (v5/v6/v7); v4's scan ignores it. */
   chunk: number;
+  /** Work buffers shared by all layers. */
+  scratch: ScratchPool;
 }
 
 /**
@@ -32,7 +52,7 @@ export interface Block {
   timeMix(xa: Float32Array, layerState: Float32Array, out: Float32Array, ctx: TokenContext): void;
   channelMix(xf: Float32Array, layerState: Float32Array, out: Float32Array): void;
   timeMixSequence?(xa: Float32Array, t: number, layerState: Float32Array, out: Float32Array, ctx: SequenceContext): void;
-  channelMixSequence?(xf: Float32Array, t: number, layerState: Float32Array, out: Float32Array): void;
+  channelMixSequence?(xf: Float32Array, t: number, layerState: Float32Array, out: Float32Array, ctx: SequenceContext): void;
 }
 
 export interface SequenceOptions {
@@ -97,6 +117,7 @@ export class RnnModel implements RwkvModel {
   private readonly out: Float32Array;
   private readonly ctx: TokenContext;
   private readonly stateFloats: number;
+  private readonly scratch = new ScratchPool();
 
   constructor(config: ModelConfig, w: Weights, blocks: readonly Block[]) {
     const c = config.nEmbd;
@@ -151,10 +172,11 @@ export class RnnModel implements RwkvModel {
       }
     }
     // x: T × C residual stream; xn: its normed rows; dx: a block's output.
-    const x = new Float32Array(t * c);
-    const xn = new Float32Array(t * c);
-    const dx = new Float32Array(t * c);
-    const ctx: SequenceContext = { vFirst: new Float32Array(t * c), chunk };
+    const pool = this.scratch;
+    const x = pool.get('model.x', t * c);
+    const xn = pool.get('model.xn', t * c);
+    const dx = pool.get('model.dx', t * c);
+    const ctx: SequenceContext = { vFirst: pool.get('model.vFirst', t * c), chunk, scratch: pool };
     const rows = (a: Float32Array, i: number): Float32Array => a.subarray(i * c, (i + 1) * c);
     for (let i = 0; i < t; i++) {
       readRow(this.emb, tokens[i]!, rows(x, i));
@@ -167,7 +189,7 @@ export class RnnModel implements RwkvModel {
       block.timeMixSequence!(xn, t, s, dx, ctx);
       for (let i = 0; i < x.length; i++) x[i] = x[i]! + dx[i]!;
       for (let i = 0; i < t; i++) layerNorm(rows(x, i), this.ln2[l]!.weight, this.ln2[l]!.bias, rows(xn, i), LN_EPS);
-      block.channelMixSequence!(xn, t, s, dx);
+      block.channelMixSequence!(xn, t, s, dx, ctx);
       for (let i = 0; i < x.length; i++) x[i] = x[i]! + dx[i]!;
     }
     if (options.allLogits === true) {

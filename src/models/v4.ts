@@ -12,7 +12,7 @@ import { sigmoid } from '../kernels/activations.js';
 import { matmul, matvec, type Matrix } from '../kernels/matrix.js';
 import { ChannelMix, lerpRows, mixLerp, shiftRows } from './blocks.js';
 import type { ModelConfig } from './config.js';
-import { RnnModel, type Block } from './model.js';
+import { RnnModel, type Block, type SequenceContext } from './model.js';
 import type { Weights } from './weights.js';
 
 /** How a file stores v4's time_decay: the raw parameter, or rwkv.cpp's −exp(parameter). */
@@ -107,19 +107,20 @@ class V4Block implements Block {
 
   // Parallel mode: xa and out are T × C. The projections are matrix-matrix products over the block; the
   // WKV is the same stable recurrence, scanned over time channel by channel.
-  timeMixSequence(xa: Float32Array, t: number, s: Float32Array, out: Float32Array): void {
+  timeMixSequence(xa: Float32Array, t: number, s: Float32Array, out: Float32Array, ctx: SequenceContext): void {
     const c = this.c;
-    const shifted = new Float32Array(t * c);
+    const pool = ctx.scratch;
+    const shifted = pool.get('v4.shifted', t * c);
     shiftRows(xa, t, s.subarray(c, 2 * c), shifted);
-    const xk = new Float32Array(t * c);
-    const xv = new Float32Array(t * c);
-    const xr = new Float32Array(t * c);
+    const xk = pool.get('v4.xk', t * c);
+    const xv = pool.get('v4.xv', t * c);
+    const xr = pool.get('v4.xr', t * c);
     lerpRows(mixLerp, xa, shifted, this.muK, xk);
     lerpRows(mixLerp, xa, shifted, this.muV, xv);
     lerpRows(mixLerp, xa, shifted, this.muR, xr);
     const k = shifted; // reuse: T × C each
-    const v = new Float32Array(t * c);
-    const r = new Float32Array(t * c);
+    const v = pool.get('v4.v', t * c);
+    const r = pool.get('v4.r', t * c);
     matmul(this.key, xk, t, k);
     matmul(this.value, xv, t, v);
     matmul(this.receptance, xr, t, r);
@@ -155,8 +156,8 @@ class V4Block implements Block {
     matmul(this.output, rwkv, t, out);
   }
 
-  channelMixSequence(xf: Float32Array, t: number, s: Float32Array, out: Float32Array): void {
-    this.ffn.runSequence(xf, t, s.subarray(0, this.c), out);
+  channelMixSequence(xf: Float32Array, t: number, s: Float32Array, out: Float32Array, ctx: SequenceContext): void {
+    this.ffn.runSequence(xf, t, s.subarray(0, this.c), out, ctx.scratch);
   }
 }
 

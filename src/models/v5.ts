@@ -174,11 +174,11 @@ class V5Block implements Block {
   // projections as matrix-matrix products, the WKV chunked, then GroupNorm, gate and output row-wise.
   timeMixSequence(xa: Float32Array, t: number, s: Float32Array, out: Float32Array, ctx: SequenceContext): void {
     const { c, nHead } = this;
-    const shifted = new Float32Array(t * c); // T × C: row p = x of position p − 1 (row 0 = the state's att_x)
+    const shifted = ctx.scratch.get('v5.shifted', t * c); // T × C: row p = x of position p − 1 (row 0 = the state's att_x)
     shiftRows(xa, t, s.subarray(c, 2 * c), shifted);
-    const xk = new Float32Array(t * c);
-    const xv = new Float32Array(t * c);
-    const xr = new Float32Array(t * c);
+    const xk = ctx.scratch.get('v5.xk', t * c);
+    const xv = ctx.scratch.get('v5.xv', t * c);
+    const xr = ctx.scratch.get('v5.xr', t * c);
     lerpRows(mixLerp, xa, shifted, this.muK, xk);
     lerpRows(mixLerp, xa, shifted, this.muV, xv);
     lerpRows(mixLerp, xa, shifted, this.muR, xr);
@@ -187,9 +187,9 @@ class V5Block implements Block {
       xg = shifted; // reuse: the shifted rows are not needed after this mix
       lerpRows(mixLerp, xa, shifted, this.muG!, xg);
     }
-    const k = new Float32Array(t * c); // T × C each
-    const v = new Float32Array(t * c);
-    const r = new Float32Array(t * c);
+    const k = ctx.scratch.get('v5.k', t * c); // T × C each
+    const v = ctx.scratch.get('v5.v', t * c);
+    const r = ctx.scratch.get('v5.r', t * c);
     matmul(this.key, xk, t, k);
     matmul(this.value, xv, t, v);
     matmul(this.receptance, xr, t, r);
@@ -297,8 +297,8 @@ class V5Block implements Block {
     }
   }
 
-  channelMixSequence(xf: Float32Array, t: number, s: Float32Array, out: Float32Array): void {
-    this.ffn.runSequence(xf, t, s.subarray(0, this.c), out);
+  channelMixSequence(xf: Float32Array, t: number, s: Float32Array, out: Float32Array, ctx: SequenceContext): void {
+    this.ffn.runSequence(xf, t, s.subarray(0, this.c), out, ctx.scratch);
   }
 }
 

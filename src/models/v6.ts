@@ -259,9 +259,9 @@ class V6Block implements Block {
     const tc = t * c;
     // dx = prev − x per row, prev being the row above (the state's att_x for row 0; shiftRows then leaves
     // att_x = the last row). xxx = x + dx·maa_x. All T × C.
-    const dx = new Float32Array(tc);
+    const dx = ctx.scratch.get('v6.dx', tc);
     shiftRows(xa, t, s.subarray(c, 2 * c), dx);
-    const xxx = new Float32Array(tc);
+    const xxx = ctx.scratch.get('v6.xxx', tc);
     for (let o = 0; o < tc; o += c) {
       for (let i = 0; i < c; i++) {
         const d = dx[o + i]! - xa[o + i]!;
@@ -274,17 +274,17 @@ class V6Block implements Block {
     // contiguous T × D block, goes through its W2_c (C × D) in one product: mix = T × C.
     const d5 = this.maaW1.rows;
     const d = d5 / MIX_CHUNKS;
-    const m = new Float32Array(t * d5);
+    const m = ctx.scratch.get('v6.m', t * d5);
     matmul(this.maaW1, xxx, t, m);
     for (let i = 0; i < m.length; i++) m[i] = Math.tanh(m[i]!);
-    const mc = new Float32Array(t * d);
+    const mc = ctx.scratch.get('v6.mc', t * d);
     const mix = xxx; // reuse: xxx is consumed
     const xs: Float32Array[] = [];
     for (let ch = 0; ch < MIX_CHUNKS; ch++) {
       for (let p = 0; p < t; p++) mc.set(m.subarray(p * d5 + ch * d, p * d5 + (ch + 1) * d), p * d);
       matmul(this.maaW2[ch]!, mc, t, mix);
       const mu = this.maa[ch]!;
-      const x = new Float32Array(tc);
+      const x = ctx.scratch.get(`v6.x${ch}`, tc);
       for (let o = 0; o < tc; o += c) {
         for (let i = 0; i < c; i++) x[o + i] = xa[o + i]! + dx[o + i]! * (mu[i]! + mix[o + i]!);
       }
@@ -293,10 +293,10 @@ class V6Block implements Block {
     const [xw, xk, xv, xr, xg] = xs as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array];
 
     // Projections: T × C each.
-    const r = new Float32Array(tc);
-    const k = new Float32Array(tc);
-    const v = new Float32Array(tc);
-    const g = new Float32Array(tc);
+    const r = ctx.scratch.get('v6.r', tc);
+    const k = ctx.scratch.get('v6.k', tc);
+    const v = ctx.scratch.get('v6.v', tc);
+    const g = ctx.scratch.get('v6.g', tc);
     matmul(this.receptance, xr, t, r);
     matmul(this.key, xk, t, k);
     matmul(this.value, xv, t, v);
@@ -305,7 +305,7 @@ class V6Block implements Block {
     // Log-decay per position and channel: lw = −exp(time_decay + tanh(xw·Wd1ᵀ)·Wd2ᵀ) (T × C, float64),
     // computed directly rather than as log(w), and clamped (see LOG_DECAY_MIN).
     const d2 = this.decayW1.rows;
-    const dd = new Float32Array(t * d2);
+    const dd = ctx.scratch.get('v6.dd', t * d2);
     matmul(this.decayW1, xw, t, dd);
     for (let i = 0; i < dd.length; i++) dd[i] = Math.tanh(dd[i]!);
     const wd = xw; // reuse: xw is consumed
@@ -422,8 +422,8 @@ class V6Block implements Block {
     }
   }
 
-  channelMixSequence(xf: Float32Array, t: number, s: Float32Array, out: Float32Array): void {
-    this.ffn.runSequence(xf, t, s.subarray(0, this.c), out);
+  channelMixSequence(xf: Float32Array, t: number, s: Float32Array, out: Float32Array, ctx: SequenceContext): void {
+    this.ffn.runSequence(xf, t, s.subarray(0, this.c), out, ctx.scratch);
   }
 
   channelMix(xf: Float32Array, s: Float32Array, out: Float32Array): void {

@@ -306,8 +306,8 @@ class V7Block implements Block {
     this.ffn.run(xf, s.subarray(0, this.c), out);
   }
 
-  channelMixSequence(xf: Float32Array, t: number, s: Float32Array, out: Float32Array): void {
-    this.ffn.runSequence(xf, t, s.subarray(0, this.c), out);
+  channelMixSequence(xf: Float32Array, t: number, s: Float32Array, out: Float32Array, ctx: SequenceContext): void {
+    this.ffn.runSequence(xf, t, s.subarray(0, this.c), out, ctx.scratch);
   }
 
   /**
@@ -322,32 +322,32 @@ class V7Block implements Block {
     const tc = t * c;
 
     // Token shift as a shifted copy (T × C); att_x becomes the last row of xa.
-    const shifted = new Float32Array(tc);
+    const shifted = ctx.scratch.get('v7.shifted', tc);
     shiftRows(xa, t, s.subarray(c, 2 * c), shifted);
-    const lerp = (mu: Float32Array): Float32Array => {
-      const o = new Float32Array(tc);
+    const lerp = (mu: Float32Array, name: string): Float32Array => {
+      const o = ctx.scratch.get(`v7.x${name}`, tc);
       lerpRows(shiftLerp, xa, shifted, mu, o);
       return o;
     };
-    const xr = lerp(this.muR);
-    const xw = lerp(this.muW);
-    const xk = lerp(this.muK);
-    const xv = lerp(this.muV);
-    const xA = lerp(this.muA);
-    const xg = lerp(this.muG);
+    const xr = lerp(this.muR, 'r');
+    const xw = lerp(this.muW, 'w');
+    const xk = lerp(this.muK, 'k');
+    const xv = lerp(this.muV, 'v');
+    const xA = lerp(this.muA, 'a');
+    const xg = lerp(this.muG, 'g');
 
     // Projections, T × C each.
-    const r = new Float32Array(tc);
-    const k = new Float32Array(tc);
-    const v = new Float32Array(tc);
+    const r = ctx.scratch.get('v7.r', tc);
+    const k = ctx.scratch.get('v7.k', tc);
+    const v = ctx.scratch.get('v7.v', tc);
     matmul(this.receptance, xr, t, r);
     matmul(this.key, xk, t, k);
     matmul(this.value, xv, t, v);
 
     // LoRA: down-projection into T × D, then up-projection into T × C (`up`, reused).
     const maxRank = Math.max(...[this.wLora, this.aLora, this.gLora, this.vLora].map((l) => l?.down.rows ?? 0));
-    const low = new Float32Array(t * maxRank);
-    const up = new Float32Array(tc);
+    const low = ctx.scratch.get('v7.low', t * maxRank);
+    const up = ctx.scratch.get('v7.up', tc);
     const lora = (l: Lora, x: Float32Array, act: ((z: number) => number) | undefined, y: Float32Array): void => {
       const lo = low.subarray(0, t * l.down.rows);
       matmul(l.down, x, t, lo);
@@ -364,12 +364,12 @@ class V7Block implements Block {
     }
 
     // a = σ(a0 + A2·A1·xa), T × C.
-    const a = new Float32Array(tc);
+    const a = ctx.scratch.get('v7.a', tc);
     lora(this.aLora, xA, undefined, up);
     for (let p = 0; p < t; p++) for (let i = 0; i < c; i++) a[p * c + i] = sigmoid(this.a0[i]! + up[p * c + i]!);
 
     // g = G2·σ(G1·xg), T × C.
-    const g = new Float32Array(tc);
+    const g = ctx.scratch.get('v7.g', tc);
     lora(this.gLora, xg, sigmoid, g);
 
     // Value residual: layer 0 publishes its raw v rows (T × C); later layers lerp towards them.
@@ -387,7 +387,7 @@ class V7Block implements Block {
     }
 
     // kk (T × C) from the unscaled k, L2-normalised per row and head; then k's rescaling by a.
-    const kk = new Float32Array(tc);
+    const kk = ctx.scratch.get('v7.kk', tc);
     for (let p = 0; p < t; p++) {
       for (let i = 0; i < c; i++) kk[p * c + i] = k[p * c + i]! * this.kK[i]!;
       for (let h = 0; h < nHead; h++) {
@@ -404,7 +404,7 @@ class V7Block implements Block {
     }
 
     // Chunked WKV, head by head: y (T × C).
-    const y = new Float32Array(tc);
+    const y = ctx.scratch.get('v7.y', tc);
     const chunk = ctx.chunk;
     const scratch = new WkvScratch(Math.min(chunk, t), n);
     for (let h = 0; h < nHead; h++) {

@@ -1,0 +1,31 @@
+// `rwkv convert --in X --out Y [--dtype f32|f16|bf16]`: rewrites a checkpoint in the format named by Y's
+// extension (.safetensors, .pth/.pt, .gguf, .bin), translating names and parameter encodings as needed.
+import { ArgumentError } from '../errors.js';
+import { writeCheckpoint, type FloatType, type WriteSummary } from '../formats/convert.js';
+import { openCheckpoint } from '../formats/open.js';
+
+export interface ConvertArgs {
+  in: string;
+  out: string;
+  dtype?: string;
+}
+
+const FLOAT_TYPES: readonly FloatType[] = ['f32', 'f16', 'bf16'];
+
+export function summaryLine(out: string, s: WriteSummary): string {
+  const types = [...s.types].map(([d, n]) => `${d} ×${n}`).join(', ');
+  return `wrote ${out}: ${s.format}, ${s.tensors} tensors (${types})\n`;
+}
+
+export function runConvert(args: ConvertArgs): WriteSummary {
+  let dtype: FloatType | undefined;
+  if (args.dtype !== undefined) {
+    const d = args.dtype.toLowerCase();
+    if (!(FLOAT_TYPES as readonly string[]).includes(d)) throw new ArgumentError(`--dtype must be one of ${FLOAT_TYPES.join(', ')}, got '${args.dtype}'`);
+    dtype = d as FloatType;
+  }
+  const source = openCheckpoint(args.in);
+  const summary = writeCheckpoint(source, args.out, dtype !== undefined ? { dtype } : {});
+  process.stderr.write(summaryLine(args.out, summary));
+  return summary;
+}

@@ -1,0 +1,29 @@
+// `rwkv quantize --in X --out Y --type Q4_0|Q4_1|Q5_0|Q5_1|Q8_0`: quantizes the tensors rwkv.cpp's
+// quantizer would (byte-identical to its output for rwkv.cpp .bin files) and writes an rwkv.cpp .bin or a
+// GGUF file (by Y's extension).
+import { ArgumentError } from '../errors.js';
+import { outputFormatOf, writeCheckpoint, type WriteSummary } from '../formats/convert.js';
+import { openCheckpoint } from '../formats/open.js';
+import { isQuantType, QUANT_TYPES } from '../kernels/quantize.js';
+import { summaryLine } from './convert.js';
+
+export interface QuantizeArgs {
+  in: string;
+  out: string;
+  type: string;
+}
+
+export function runQuantize(args: QuantizeArgs): WriteSummary {
+  const type = args.type.toLowerCase();
+  if (!isQuantType(type)) {
+    throw new ArgumentError(`--type must be one of ${QUANT_TYPES.map((q) => q.toUpperCase()).join(', ')}, got '${args.type}'`);
+  }
+  const format = outputFormatOf(args.out);
+  if (format !== 'rwkv.cpp' && format !== 'gguf') {
+    throw new ArgumentError(`quantized models are written as rwkv.cpp .bin or .gguf, not ${format} ('${args.out}')`);
+  }
+  const source = openCheckpoint(args.in);
+  const summary = writeCheckpoint(source, args.out, { quantize: type, format });
+  process.stderr.write(summaryLine(args.out, summary));
+  return summary;
+}
