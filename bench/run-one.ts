@@ -69,7 +69,7 @@ async function main(): Promise<void> {
 
   const promptTokens = Number(values.prompt);
   t = performance.now();
-  model.forwardSequence(ids(promptTokens), model.createState(), { chunk: 64 });
+  model.forwardSequence(ids(promptTokens), model.createState());
   const promptSeconds = (performance.now() - t) / 1000;
 
   const rnnPrompt = Number(values['rnn-prompt']);

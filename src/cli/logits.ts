@@ -1,7 +1,7 @@
 // `rwkv logits`: the model's logits over a file's bytes, as raw float32 little-endian.
 import * as fs from 'node:fs';
 import { ArgumentError, RwkvError } from '../errors.js';
-import type { RwkvModel } from '../models/model.js';
+import { DEFAULT_CHUNK, type RwkvModel } from '../models/model.js';
 import { loadTokenizer } from '../tokenizers/load.js';
 import { openModel, type KernelArgs } from './open-model.js';
 
@@ -44,7 +44,7 @@ function writeLogits(model: RwkvModel, bytes: readonly number[], args: LogitsArg
   const all = args.all === true;
   let out: Float32Array;
   if ((args.mode ?? 'parallel') === 'parallel') {
-    const chunk = args.chunk ?? 64;
+    const chunk = args.chunk ?? DEFAULT_CHUNK;
     if (chunk < 1) throw new ArgumentError(`--chunk must be ≥ 1, got ${chunk}`);
     out = model.forwardSequence(bytes, state, { allLogits: all, chunk });
   } else {

@@ -3,7 +3,9 @@
 // exit status 1; `--verbose` adds the stack trace.
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { RwkvError } from '../errors.js';
-import { runGenerate, type GenerateArgs } from './generate.js';
+import { DEFAULT_CHUNK } from '../models/model.js';
+import { addSamplingOptions, GENERATE_DEFAULTS, runGenerate, type GenerateArgs } from './generate.js';
+import { CHAT_DEFAULTS, runChat, type ChatArgs } from './chat.js';
 import { runInfo } from './info.js';
 import { runLogits, type LogitsArgs } from './logits.js';
 import { runTokenize } from './tokenize.js';
@@ -58,28 +60,36 @@ export function buildProgram(): Command {
         .choices(['parallel', 'rnn'])
         .default('parallel'),
     )
-    .option('--chunk <n>', 'chunk length of the chunked WKV in parallel mode (v5, v6, v7)', parseIntArg('--chunk'), 64)
+    .option('--chunk <n>', 'chunk length of the chunked WKV in parallel mode (v5, v6, v7)', parseIntArg('--chunk'), DEFAULT_CHUNK)
     .action((opts: LogitsArgs) => runLogits(opts));
 
-  withKernelOptions(program.command('generate'))
+  addSamplingOptions(withKernelOptions(program.command('generate')), GENERATE_DEFAULTS)
     .description('generate text after a prompt; streams the text to stdout and tokens/s to stderr')
-    .argument('[prompt]', 'the prompt (or use --prompt)')
+    .argument('[prompt]', 'the prompt (or use --prompt); may be empty')
     .requiredOption('--model <file>', 'model file (.pth, .safetensors, .gguf or rwkv.cpp .bin)')
     .option('--prompt <text>', 'the prompt')
     .option(
       '--tokenizer <file>',
       "a World vocabulary, a tokenizer.json, or 'bytes' (default: chosen by the model's vocabulary size, looked for beside the model)",
     )
-    .option('--max-tokens <n>', 'tokens to generate', parseIntArg('--max-tokens'), 100)
-    .option('--temperature <t>', 'sampling temperature (0 = always the most likely token)', parseFloatArg('--temperature'), 1)
-    .option('--top-p <p>', 'nucleus sampling: keep the most likely tokens up to this probability, in (0, 1]', parseFloatArg('--top-p'), 0.85)
-    .addOption(new Option('--seed <s>', 'random seed; the same seed gives the same text').argParser(parseIntArg('--seed')))
+    .option('--state-in <file>', 'start from a saved state (the prompt, if any, is read after it)')
+    .option('--state-out <file>', 'save the state after the prompt and the generated text (with its last logits)')
     .action(
       async (
         positional: string | undefined,
         opts: Omit<GenerateArgs, 'positional'>,
       ) => runGenerate({ ...opts, positional }),
     );
+
+  addSamplingOptions(withKernelOptions(program.command('chat')), CHAT_DEFAULTS)
+    .description('an interactive chat (User: …\\n\\nAssistant:); /save FILE, /load FILE, /reset, /stats, /exit; Ctrl-C stops an answer')
+    .requiredOption('--model <file>', 'model file (.pth, .safetensors, .gguf or rwkv.cpp .bin)')
+    .option(
+      '--tokenizer <file>',
+      "a World vocabulary, a tokenizer.json, or 'bytes' (default: chosen by the model's vocabulary size, looked for beside the model)",
+    )
+    .option('--state-in <file>', 'start the conversation from a saved state')
+    .action((opts: ChatArgs) => runChat(opts));
 
   withKernelOptions(program.command('info'))
     .description("print a model's version, sizes, tensor types and memory use")

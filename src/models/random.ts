@@ -60,20 +60,33 @@ export function randomSource(shape: RandomShape, options: RandomOptions = {}): T
     return v;
   };
   const uniform = (scale: number) => () => (rng.next() * 2 - 1) * scale;
+  /** Uniform ±scale from a xorshift32 seeded by the model's generator: fast enough for 10⁸ weights. */
+  const fastUniform = (n: number, scale: number): Float32Array => {
+    const v = new Float32Array(n);
+    let x = rng.nextU32() | 1;
+    const k = (2 * scale) / 4294967296;
+    for (let i = 0; i < n; i++) {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      v[i] = (x >>> 0) * k - scale;
+    }
+    return v;
+  };
   const vector = (name: string, dims: number[], fill: (i: number) => number): void =>
     store(name, dims, values(dims.reduce((a, b) => a * b, 1), fill), 'f32');
   /** A [rows, cols] matrix; `big` ones take the requested dtype. */
   const matrix = (name: string, rows: number, cols: number, kind: 'big' | 'edge' | 'small'): void => {
     const as =
       kind === 'small' ? 'f32' : kind === 'edge' ? (isQuantType(dtype) ? 'f32' : dtype) : dtype;
-    store(name, [rows, cols], values(rows * cols, uniform(1 / Math.sqrt(cols))), as);
+    store(name, [rows, cols], fastUniform(rows * cols, 1 / Math.sqrt(cols)), as);
   };
   const ln = (prefix: string): void => {
     vector(`${prefix}.weight`, [c], () => 1);
     vector(`${prefix}.bias`, [c], () => 0);
   };
 
-  store('emb.weight', [shape.nVocab, c], values(shape.nVocab * c, uniform(1e-2)), isQuantType(dtype) ? 'f32' : dtype);
+  store('emb.weight', [shape.nVocab, c], fastUniform(shape.nVocab * c, 1e-2), isQuantType(dtype) ? 'f32' : dtype);
   for (let l = 0; l < shape.nLayer; l++) {
     const b = `blocks.${l}`;
     if (l === 0) ln(`${b}.ln0`);

@@ -28,7 +28,7 @@
 // overflow once the cumulative decay leaves f32/f64 range (0.28^1024 ≈ 1e−566).
 import { ModelError } from '../errors.js';
 import { silu } from '../kernels/activations.js';
-import { f32Matrix, matmul, matvec, type Matrix } from '../kernels/matrix.js';
+import { matmul, matvec, type Matrix } from '../kernels/matrix.js';
 import { groupNorm } from '../kernels/norm.js';
 import { shapeString, type Tensor } from '../tensor/tensor.js';
 import { ChannelMix, shiftRows } from './blocks.js';
@@ -74,7 +74,7 @@ function loraMatrix(w: Weights, name: string, out: number, inp: number, encoding
   if (encoding === 'rwkvcpp') return w.matrix(name, out, inp);
   const t = w.tensor(name);
   if (t.shape.length !== 2 || t.shape[0] !== inp || t.shape[1] !== out) throw badShape(w, t, `[${inp}, ${out}]`);
-  return f32Matrix(name, transpose(toF32(t), inp, out), out, inp);
+  return w.derivedMatrix(name, transpose(toF32(t), inp, out), out, inp);
 }
 
 /** The rank of a LoRA whose first factor `name` maps C to rank·`multiple` values. */
@@ -101,7 +101,7 @@ function mixLoraOut(w: Weights, name: string, c: number, d: number, encoding: V6
   const out: Matrix[] = [];
   for (let i = 0; i < MIX_CHUNKS; i++) {
     const chunk = all.subarray(i * c * d, (i + 1) * c * d);
-    out.push(f32Matrix(`${name}[${i}]`, encoding === 'rwkvcpp' ? chunk : transpose(chunk, d, c), c, d));
+    out.push(w.derivedMatrix(`${name}[${i}]`, encoding === 'rwkvcpp' ? chunk.slice() : transpose(chunk, d, c), c, d));
   }
   return out;
 }

@@ -24,7 +24,7 @@
 // at 2C + h·N² + i·N + j — the official orientation, the transpose of v5/v6's.
 import { ModelError } from '../errors.js';
 import { sigmoid } from '../kernels/activations.js';
-import { f32Matrix, matmul, matvec, type Matrix } from '../kernels/matrix.js';
+import { matmul, matvec, type Matrix } from '../kernels/matrix.js';
 import { groupNorm } from '../kernels/norm.js';
 import { shapeString } from '../tensor/tensor.js';
 import { ChannelMix, lerpRows, shiftLerp, shiftRows } from './blocks.js';
@@ -78,8 +78,8 @@ function loadLora(w: Weights, p: string, tag: string, c: number, encoding: V7Enc
   const upData = toF32(up);
   // f32 Matrix objects, so RNN mode (matvec) and parallel mode (matmul) share one kernel path.
   return {
-    down: f32Matrix(downName, official ? transpose(downData, c, d) : downData, d, c),
-    up: f32Matrix(upName, official ? transpose(upData, d, c) : upData, c, d),
+    down: w.derivedMatrix(downName, official ? transpose(downData, c, d) : downData, d, c),
+    up: w.derivedMatrix(upName, official ? transpose(upData, d, c) : upData, c, d),
   };
 }
 

@@ -2,7 +2,7 @@
 // a ModelError that names the file and the tensor.
 import { ModelError } from '../errors.js';
 import type { TensorSource } from '../formats/tensor-source.js';
-import { matrixFromTensor, toInt8Rows, type Matrix, type MatrixDType, type MatrixKernels } from '../kernels/matrix.js';
+import { f32Matrix, matrixFromTensor, toInt8Rows, type Matrix, type MatrixDType, type MatrixKernels } from '../kernels/matrix.js';
 import { dequantize } from '../kernels/quant.js';
 import { DTYPES, decodeBF16, f16ToF32Table } from '../tensor/dtype.js';
 import { elementCount, f32View, shapeString, u16View, type Tensor } from '../tensor/tensor.js';
@@ -11,6 +11,8 @@ import { elementCount, f32View, shapeString, u16View, type Tensor } from '../ten
 export interface KernelProvider extends MatrixKernels {
   /** Whether these kernels can read `bytes` where they are. */
   owns(bytes: Uint8Array): boolean;
+  /** Memory the kernels can read. */
+  allocate(byteLength: number): Uint8Array;
 }
 
 /** Matrices smaller than this stay in their stored encoding in int8 mode (LoRA factors, tiny models' matrices are all bigger). */
@@ -80,6 +82,18 @@ export class Weights {
       return q;
     }
     return m;
+  }
+
+  /**
+   * A matrix computed at load time (e.g. a LoRA factor transposed from the official layout), rows × cols
+   * f32 values, placed where the fast kernels can read it.
+   */
+  derivedMatrix(name: string, values: Float32Array, rows: number, cols: number): Matrix {
+    if (this.kernels === undefined) return f32Matrix(name, values, rows, cols);
+    const bytes = this.kernels.allocate(values.byteLength);
+    const placed = new Float32Array(bytes.buffer, bytes.byteOffset, values.length);
+    placed.set(values);
+    return { ...f32Matrix(name, placed, rows, cols), kernels: this.kernels };
   }
 
   /** Tensors present in the file that no lookup asked for. */
