@@ -39,15 +39,32 @@
   v128.store(out, f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(hi)), 48);
 }
 
-/** Dot of 16 i8 lanes (as values) with 16 f32 at x, added to acc. */
-@inline function dotI8x16(q: v128, x: usize, acc: v128): v128 {
-  const lo = i16x8.extend_low_i8x16_s(q);
-  const hi = i16x8.extend_high_i8x16_s(q);
-  acc = fma(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(lo)), v128.load(x), acc);
-  acc = fma(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(lo)), v128.load(x, 16), acc);
-  acc = fma(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(hi)), v128.load(x, 32), acc);
-  acc = fma(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(hi)), v128.load(x, 48), acc);
-  return acc;
+/**
+ * Σ q·x over one 32-value block: `lo` holds values 0-15 and `hi` values 16-31 as i8 lanes, x is at `x`.
+ * Four independent partial sums keep the multiply-adds off one dependency chain (FMA latency, not
+ * throughput, would otherwise bound these kernels).
+ */
+@inline function blockDot(lo: v128, hi: v128, x: usize): v128 {
+  const l16 = i16x8.extend_low_i8x16_s(lo);
+  const h16 = i16x8.extend_high_i8x16_s(lo);
+  const l16b = i16x8.extend_low_i8x16_s(hi);
+  const h16b = i16x8.extend_high_i8x16_s(hi);
+  let c0 = f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(l16)), v128.load(x));
+  let c1 = f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(l16)), v128.load(x, 16));
+  let c2 = f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(h16)), v128.load(x, 32));
+  let c3 = f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(h16)), v128.load(x, 48));
+  c0 = fma(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(l16b)), v128.load(x, 64), c0);
+  c1 = fma(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(l16b)), v128.load(x, 80), c1);
+  c2 = fma(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(h16b)), v128.load(x, 96), c2);
+  c3 = fma(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(h16b)), v128.load(x, 112), c3);
+  return f32x4.add(f32x4.add(c0, c1), f32x4.add(c2, c3));
+}
+
+/** Σ of the 32 x values of a block (for the _1 types' minimum: Σ (q·d + m)·x = d·Σ q·x + m·Σ x). */
+@inline function blockSum(xb: usize): v128 {
+  const a = f32x4.add(f32x4.add(v128.load(xb), v128.load(xb, 16)), f32x4.add(v128.load(xb, 32), v128.load(xb, 48)));
+  const b = f32x4.add(f32x4.add(v128.load(xb, 64), v128.load(xb, 80)), f32x4.add(v128.load(xb, 96), v128.load(xb, 112)));
+  return f32x4.add(a, b);
 }
 
 /** The fifth bits of a Q5 block as 0x10/0x00 bytes: `half` 0 gives values 0-15 (qh bits 0-15), 1 gives 16-31. */
@@ -87,14 +104,19 @@ function dotF32(row: usize, x: usize, n: i32): f32 {
 function dotF16(row: usize, x: usize, n: i32): f32 {
   let a0 = f32x4.splat(0);
   let a1 = f32x4.splat(0);
+  let a2 = f32x4.splat(0);
+  let a3 = f32x4.splat(0);
   let j = 0;
-  for (; j + 8 <= n; j += 8) {
-    const h = v128.load(row + ((j as usize) << 1));
+  for (; j + 16 <= n; j += 16) {
+    const h0 = v128.load(row + ((j as usize) << 1));
+    const h1 = v128.load(row + ((j as usize) << 1), 16);
     const xo = x + ((j as usize) << 2);
-    a0 = fma(halfx4(i32x4.extend_low_i16x8_u(h)), v128.load(xo), a0);
-    a1 = fma(halfx4(i32x4.extend_high_i16x8_u(h)), v128.load(xo, 16), a1);
+    a0 = fma(halfx4(i32x4.extend_low_i16x8_u(h0)), v128.load(xo), a0);
+    a1 = fma(halfx4(i32x4.extend_high_i16x8_u(h0)), v128.load(xo, 16), a1);
+    a2 = fma(halfx4(i32x4.extend_low_i16x8_u(h1)), v128.load(xo, 32), a2);
+    a3 = fma(halfx4(i32x4.extend_high_i16x8_u(h1)), v128.load(xo, 48), a3);
   }
-  let s = hsum(f32x4.add(a0, a1));
+  let s = hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
   for (; j < n; j++) s += half(load<u16>(row + ((j as usize) << 1))) * load<f32>(x + ((j as usize) << 2));
   return s;
 }
@@ -102,36 +124,48 @@ function dotF16(row: usize, x: usize, n: i32): f32 {
 function dotBF16(row: usize, x: usize, n: i32): f32 {
   let a0 = f32x4.splat(0);
   let a1 = f32x4.splat(0);
+  let a2 = f32x4.splat(0);
+  let a3 = f32x4.splat(0);
   let j = 0;
-  for (; j + 8 <= n; j += 8) {
-    const h = v128.load(row + ((j as usize) << 1));
+  for (; j + 16 <= n; j += 16) {
+    // bf16 → f32: zero-extend each 16-bit value and shift it into the top half of its lane.
+    const h0 = v128.load(row + ((j as usize) << 1));
+    const h1 = v128.load(row + ((j as usize) << 1), 16);
     const xo = x + ((j as usize) << 2);
-    a0 = fma(i32x4.shl(i32x4.extend_low_i16x8_u(h), 16), v128.load(xo), a0);
-    a1 = fma(i32x4.shl(i32x4.extend_high_i16x8_u(h), 16), v128.load(xo, 16), a1);
+    a0 = fma(i32x4.shl(i32x4.extend_low_i16x8_u(h0), 16), v128.load(xo), a0);
+    a1 = fma(i32x4.shl(i32x4.extend_high_i16x8_u(h0), 16), v128.load(xo, 16), a1);
+    a2 = fma(i32x4.shl(i32x4.extend_low_i16x8_u(h1), 16), v128.load(xo, 32), a2);
+    a3 = fma(i32x4.shl(i32x4.extend_high_i16x8_u(h1), 16), v128.load(xo, 48), a3);
   }
-  let s = hsum(f32x4.add(a0, a1));
+  let s = hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
   for (; j < n; j++) s += reinterpret<f32>((load<u16>(row + ((j as usize) << 1)) as u32) << 16) * load<f32>(x + ((j as usize) << 2));
   return s;
 }
 
-// Quantized rows: `n` is a multiple of 32; block b covers x[32b .. 32b+32).
+// Quantized rows: `n` is a multiple of 32; block b covers x[32b .. 32b+32). Even and odd blocks feed two
+// accumulators so that consecutive blocks do not wait on each other.
 
 function dotQ8_0(row: usize, x: usize, n: i32): f32 {
-  let s = f32x4.splat(0);
+  let s0 = f32x4.splat(0);
+  let s1 = f32x4.splat(0);
   const blocks = n >> 5;
-  for (let b = 0; b < blocks; b++) {
+  let b = 0;
+  for (; b + 2 <= blocks; b += 2) {
     const blk = row + (b as usize) * 34;
     const xb = x + ((b as usize) << 7);
-    let acc = f32x4.splat(0);
-    acc = dotI8x16(v128.load(blk, 2), xb, acc);
-    acc = dotI8x16(v128.load(blk, 18), xb + 64, acc);
-    s = fma(acc, f32x4.splat(half(load<u16>(blk))), s);
+    s0 = fma(blockDot(v128.load(blk, 2), v128.load(blk, 18), xb), f32x4.splat(half(load<u16>(blk))), s0);
+    s1 = fma(blockDot(v128.load(blk, 36), v128.load(blk, 52), xb + 128), f32x4.splat(half(load<u16>(blk, 34))), s1);
   }
-  return hsum(s);
+  if (b < blocks) {
+    const blk = row + (b as usize) * 34;
+    s0 = fma(blockDot(v128.load(blk, 2), v128.load(blk, 18), x + ((b as usize) << 7)), f32x4.splat(half(load<u16>(blk))), s0);
+  }
+  return hsum(f32x4.add(s0, s1));
 }
 
 function dotQ4(row: usize, x: usize, n: i32, withMin: bool): f32 {
-  let s = f32x4.splat(0);
+  let s0 = f32x4.splat(0);
+  let s1 = f32x4.splat(0);
   const blocks = n >> 5;
   const bytes: usize = withMin ? 20 : 18;
   const qOff: usize = withMin ? 4 : 2;
@@ -140,27 +174,22 @@ function dotQ4(row: usize, x: usize, n: i32, withMin: bool): f32 {
     const xb = x + ((b as usize) << 7);
     const q = v128.load(blk + qOff);
     let lo = v128.and(q, i8x16.splat(0x0f));
-    let hi = i8x16.shr_u(q, 4);
+    let hi = v128.and(i16x8.shr_u(q, 4), i8x16.splat(0x0f));
     if (!withMin) {
       lo = i8x16.sub(lo, i8x16.splat(8));
       hi = i8x16.sub(hi, i8x16.splat(8));
     }
-    let acc = f32x4.splat(0);
-    acc = dotI8x16(lo, xb, acc);
-    acc = dotI8x16(hi, xb + 64, acc);
-    s = fma(acc, f32x4.splat(half(load<u16>(blk))), s);
-    if (withMin) {
-      // Σ (q·d + m)·x = d·Σ q·x + m·Σ x
-      let xs = f32x4.add(f32x4.add(v128.load(xb), v128.load(xb, 16)), f32x4.add(v128.load(xb, 32), v128.load(xb, 48)));
-      xs = f32x4.add(xs, f32x4.add(f32x4.add(v128.load(xb, 64), v128.load(xb, 80)), f32x4.add(v128.load(xb, 96), v128.load(xb, 112))));
-      s = fma(xs, f32x4.splat(half(load<u16>(blk, 2))), s);
-    }
+    const part = f32x4.mul(blockDot(lo, hi, xb), f32x4.splat(half(load<u16>(blk))));
+    if (b & 1) s1 = f32x4.add(s1, part);
+    else s0 = f32x4.add(s0, part);
+    if (withMin) s1 = fma(blockSum(xb), f32x4.splat(half(load<u16>(blk, 2))), s1);
   }
-  return hsum(s);
+  return hsum(f32x4.add(s0, s1));
 }
 
 function dotQ5(row: usize, x: usize, n: i32, withMin: bool): f32 {
-  let s = f32x4.splat(0);
+  let s0 = f32x4.splat(0);
+  let s1 = f32x4.splat(0);
   const blocks = n >> 5;
   const bytes: usize = withMin ? 24 : 22;
   const hOff: usize = withMin ? 4 : 2;
@@ -170,22 +199,17 @@ function dotQ5(row: usize, x: usize, n: i32, withMin: bool): f32 {
     const qh = load<u32>(blk + hOff);
     const q = v128.load(blk + hOff + 4);
     let lo = v128.or(v128.and(q, i8x16.splat(0x0f)), q5HighBits(qh, false));
-    let hi = v128.or(i8x16.shr_u(q, 4), q5HighBits(qh, true));
+    let hi = v128.or(v128.and(i16x8.shr_u(q, 4), i8x16.splat(0x0f)), q5HighBits(qh, true));
     if (!withMin) {
       lo = i8x16.sub(lo, i8x16.splat(16));
       hi = i8x16.sub(hi, i8x16.splat(16));
     }
-    let acc = f32x4.splat(0);
-    acc = dotI8x16(lo, xb, acc);
-    acc = dotI8x16(hi, xb + 64, acc);
-    s = fma(acc, f32x4.splat(half(load<u16>(blk))), s);
-    if (withMin) {
-      let xs = f32x4.add(f32x4.add(v128.load(xb), v128.load(xb, 16)), f32x4.add(v128.load(xb, 32), v128.load(xb, 48)));
-      xs = f32x4.add(xs, f32x4.add(f32x4.add(v128.load(xb, 64), v128.load(xb, 80)), f32x4.add(v128.load(xb, 96), v128.load(xb, 112))));
-      s = fma(xs, f32x4.splat(half(load<u16>(blk, 2))), s);
-    }
+    const part = f32x4.mul(blockDot(lo, hi, xb), f32x4.splat(half(load<u16>(blk))));
+    if (b & 1) s1 = f32x4.add(s1, part);
+    else s0 = f32x4.add(s0, part);
+    if (withMin) s1 = fma(blockSum(xb), f32x4.splat(half(load<u16>(blk, 2))), s1);
   }
-  return hsum(s);
+  return hsum(f32x4.add(s0, s1));
 }
 
 /** Bytes of one stored row of `n` values. */
@@ -314,7 +338,7 @@ function decodeRow(dtype: i32, row: usize, dst: usize, n: i32): void {
         const qOff: usize = (withMin ? 4 : 2) + (five ? 4 : 0);
         const q = v128.load(blk + qOff);
         let lo = v128.and(q, i8x16.splat(0x0f));
-        let hi = i8x16.shr_u(q, 4);
+        let hi = v128.and(i16x8.shr_u(q, 4), i8x16.splat(0x0f));
         if (five) {
           const qh = load<u32>(blk + (withMin ? 4 : 2));
           lo = v128.or(lo, q5HighBits(qh, false));
