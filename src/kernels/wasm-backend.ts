@@ -39,13 +39,20 @@ export const enum Op {
   Exit = 99,
 }
 
-/** Control block slots (i32 indices). */
+/**
+ * Control block slots (i32 indices). A job is cut into chunks that the threads claim one at a time
+ * (compare-and-swap on `Claim`, which holds the job's generation in its high 16 bits and the next chunk
+ * in its low 16), so a thread the OS has descheduled simply claims fewer chunks: the caller never waits
+ * for an idle worker, only for chunks in progress.
+ */
 export const enum Ctrl {
   Generation = 0,
-  Done = 1,
+  Completed = 1,
   Op = 2,
   Args = 3, // up to 12 u32 args
-  Threads = 20,
+  Chunks = 16,
+  ChunkSize = 17,
+  Claim = 18,
 }
 
 export interface KernelExports {
@@ -68,39 +75,49 @@ export interface KernelExports {
   matvecInt8(w: number, xq: number, xScale: number, y: number, cols: number, r0: number, r1: number): void;
 }
 
-/** Splits [0, n) into `parts` contiguous ranges whose starts are multiples of `align`; returns part `i`. */
-export function splitRows(n: number, parts: number, i: number, align: number): [number, number] {
-  const units = Math.ceil(n / align);
-  const per = Math.floor(units / parts);
-  const extra = units % parts;
-  const start = i * per + Math.min(i, extra);
-  const end = start + per + (i < extra ? 1 : 0);
-  return [Math.min(n, start * align), Math.min(n, end * align)];
-}
-
-/** Runs this thread's share of the operation described in the control block. */
-export function runShare(k: KernelExports, ctrl: Int32Array, index: number, threads: number): void {
+/** Runs chunk `c` of the job in the control block; `index` picks the thread's own pack buffer. */
+function runChunk(k: KernelExports, ctrl: Int32Array, index: number, c: number): void {
   const op = ctrl[Ctrl.Op]!;
   const a = (i: number): number => ctrl[Ctrl.Args + i]! >>> 0;
+  const size = ctrl[Ctrl.ChunkSize]!;
   if (op === Op.Matvec) {
-    const [r0, r1] = splitRows(a(5), threads, index, 4);
-    if (r1 > r0) k.matvec(a(0), a(1), a(2), a(3), a(4), r0, r1);
+    const rows = a(5);
+    k.matvec(a(0), a(1), a(2), a(3), a(4), c * size, Math.min(rows, (c + 1) * size));
   } else if (op === Op.Matmul) {
     const rows = a(5);
-    const [r0, r1] = splitRows(rows, threads, index, 16);
-    // Per-thread pack and decode buffers, laid out one after another from a(7).
     const cols = a(6);
-    const per = cols * 68;
-    const pack = a(7) + index * per;
-    if (r1 > r0) k.matmul(a(0), a(1), a(2), a(3), a(4), rows, cols, r0, r1, pack, pack + cols * 64);
+    // Per-thread pack and decode buffers, laid out one after another from a(7).
+    const pack = a(7) + index * cols * 68;
+    k.matmul(a(0), a(1), a(2), a(3), a(4), rows, cols, c * size, Math.min(rows, (c + 1) * size), pack, pack + cols * 64);
   } else if (op === Op.MatvecInt8) {
-    const [r0, r1] = splitRows(a(5), threads, index, 4);
+    const rows = a(5);
     const xScale = new Float32Array(ctrl.buffer, ctrl.byteOffset + 4 * (Ctrl.Args + 6), 1)[0]!;
-    if (r1 > r0) k.matvecInt8(a(0), a(1), xScale, a(2), a(3), r0, r1);
+    k.matvecInt8(a(0), a(1), xScale, a(2), a(3), c * size, Math.min(rows, (c + 1) * size));
   } else if (op === Op.ReadSum) {
-    const [b0, b1] = splitRows(a(1), threads, index, 64);
-    if (b1 > b0) k.readSum(a(0) + b0, b1 - b0);
+    const bytes = a(1);
+    const b0 = c * size;
+    k.readSum(a(0) + b0, Math.min(bytes, b0 + size) - b0);
   }
+}
+
+/** Claims and runs chunks of job `generation` until none is left (or the job is no longer current). */
+export function runChunks(k: KernelExports, ctrl: Int32Array, index: number, generation: number): void {
+  for (;;) {
+    const v = Atomics.load(ctrl, Ctrl.Claim);
+    if (v >>> 16 !== generation) return;
+    const c = v & 0xffff;
+    if (c >= ctrl[Ctrl.Chunks]!) return;
+    if (Atomics.compareExchange(ctrl, Ctrl.Claim, v, v + 1) !== v) continue;
+    runChunk(k, ctrl, index, c);
+    Atomics.add(ctrl, Ctrl.Completed, 1);
+    Atomics.notify(ctrl, Ctrl.Completed);
+  }
+}
+
+/** Chunk size for `n` units split among `threads`: about 8 chunks per thread, multiples of `align`. */
+export function chunkSize(n: number, threads: number, align: number): number {
+  const target = Math.ceil(n / (threads * 8));
+  return Math.max(align, Math.ceil(target / align) * align);
 }
 
 let cachedModules: { simd: WebAssembly.Module; relaxed: WebAssembly.Module | undefined } | undefined;
@@ -238,28 +255,35 @@ export class WasmBackend implements MatrixKernels {
     return this.scratch;
   }
 
-  private dispatch(op: Op, args: number[]): void {
+  /** Runs a job of `units` units (rows or bytes), cut into chunks of a multiple of `align` units. */
+  private dispatch(op: Op, args: number[], units: number, align: number): void {
     if (this.closed) throw new ArgumentError('the WebAssembly backend has been closed');
     const ctrl = this.ctrl;
+    const size = this.threads === 1 ? Math.max(units, 1) : chunkSize(units, this.threads, align);
+    const chunks = Math.ceil(units / size);
+    if (chunks > 0xffff) throw new ArgumentError(`a job of ${units} units is too large to split`);
     ctrl[Ctrl.Op] = op;
     for (let i = 0; i < args.length; i++) ctrl[Ctrl.Args + i] = args[i]! | 0;
-    if (this.threads === 1) {
-      runShare(this.kernels, ctrl, 0, 1);
-      return;
+    ctrl[Ctrl.Chunks] = chunks;
+    ctrl[Ctrl.ChunkSize] = size;
+    this.generation = (this.generation + 1) & 0x7fff;
+    const g = this.generation;
+    Atomics.store(ctrl, Ctrl.Completed, 0);
+    Atomics.store(ctrl, Ctrl.Claim, g << 16);
+    if (this.threads > 1) {
+      Atomics.store(ctrl, Ctrl.Generation, g);
+      Atomics.notify(ctrl, Ctrl.Generation);
     }
-    Atomics.store(ctrl, Ctrl.Done, 0);
-    Atomics.add(ctrl, Ctrl.Generation, 1);
-    Atomics.notify(ctrl, Ctrl.Generation);
-    runShare(this.kernels, ctrl, 0, this.threads);
-    const others = this.threads - 1;
+    runChunks(this.kernels, ctrl, 0, g);
     let spins = 0;
-    while (Atomics.load(ctrl, Ctrl.Done) < others) {
-      if (++spins > 100_000) {
-        const done = Atomics.load(ctrl, Ctrl.Done);
-        if (done < others) Atomics.wait(ctrl, Ctrl.Done, done, 1);
-      }
+    for (;;) {
+      const done = Atomics.load(ctrl, Ctrl.Completed);
+      if (done >= chunks) break;
+      if (++spins > 20_000) Atomics.wait(ctrl, Ctrl.Completed, done, 1);
     }
   }
+
+  private generation = 0;
 
   matvec(m: Matrix, x: Float32Array, y: Float32Array): void {
     if (m.dtype === 'int8') {
@@ -272,7 +296,7 @@ export class WasmBackend implements MatrixKernels {
     const xPtr = base;
     const yPtr = base + Math.ceil(xBytes / 64) * 64;
     this.f32.set(x.subarray(0, m.cols), xPtr / 4);
-    this.dispatch(Op.Matvec, [DTYPE_CODES[m.dtype], m.bytes.byteOffset, xPtr, yPtr, m.cols, m.rows]);
+    this.dispatch(Op.Matvec, [DTYPE_CODES[m.dtype], m.bytes.byteOffset, xPtr, yPtr, m.cols, m.rows], m.rows, 16);
     y.set(this.f32.subarray(yPtr / 4, yPtr / 4 + m.rows));
   }
 
@@ -287,7 +311,7 @@ export class WasmBackend implements MatrixKernels {
     this.f32.set(x.subarray(0, m.cols), xPtr / 4);
     const xScale = this.kernels.quantizeActivations(xPtr, xqPtr, m.cols);
     new Float32Array(this.ctrl.buffer, this.ctrl.byteOffset + 4 * (Ctrl.Args + 6), 1)[0] = xScale;
-    this.dispatch(Op.MatvecInt8, [m.bytes.byteOffset, xqPtr, yPtr, m.cols, 0, m.rows]);
+    this.dispatch(Op.MatvecInt8, [m.bytes.byteOffset, xqPtr, yPtr, m.cols, 0, m.rows], m.rows, 16);
     y.set(this.f32.subarray(yPtr / 4, yPtr / 4 + m.rows));
   }
 
@@ -300,7 +324,7 @@ export class WasmBackend implements MatrixKernels {
     const yPtr = base + xBytes;
     const packPtr = yPtr + yBytes;
     this.f32.set(x.subarray(0, t * m.cols), xPtr / 4);
-    this.dispatch(Op.Matmul, [DTYPE_CODES[m.dtype], m.bytes.byteOffset, xPtr, yPtr, t, m.rows, m.cols, packPtr]);
+    this.dispatch(Op.Matmul, [DTYPE_CODES[m.dtype], m.bytes.byteOffset, xPtr, yPtr, t, m.rows, m.cols, packPtr], m.rows, 16);
     y.set(this.f32.subarray(yPtr / 4, yPtr / 4 + t * m.rows));
   }
 
@@ -314,7 +338,7 @@ export class WasmBackend implements MatrixKernels {
     let best = 0;
     for (let r = 0; r < repeats; r++) {
       const t0 = performance.now();
-      this.dispatch(Op.ReadSum, [buf.byteOffset, bytes]);
+      this.dispatch(Op.ReadSum, [buf.byteOffset, bytes], bytes, 1 << 16);
       const seconds = (performance.now() - t0) / 1000;
       best = Math.max(best, bytes / seconds);
     }
@@ -327,7 +351,8 @@ export class WasmBackend implements MatrixKernels {
     this.closed = true;
     if (this.workers.length > 0) {
       this.ctrl[Ctrl.Op] = Op.Exit;
-      Atomics.add(this.ctrl, Ctrl.Generation, 1);
+      this.generation = (this.generation + 1) & 0x7fff;
+      Atomics.store(this.ctrl, Ctrl.Generation, this.generation);
       Atomics.notify(this.ctrl, Ctrl.Generation);
       await Promise.all(this.workers.map((w) => w.terminate()));
     }

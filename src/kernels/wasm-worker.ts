@@ -1,7 +1,7 @@
 // A worker of the WebAssembly backend's pool: instantiates the kernels on the shared memory, then waits on
 // the control block for work, runs its share of each product, and reports done.
 import { parentPort, workerData } from 'node:worker_threads';
-import { Ctrl, Op, runShare, type KernelExports } from './wasm-backend.js';
+import { Ctrl, Op, runChunks, type KernelExports } from './wasm-backend.js';
 
 interface PoolWorkerData {
   module: WebAssembly.Module;
@@ -30,7 +30,5 @@ for (;;) {
   }
   generation = Atomics.load(ctrl, Ctrl.Generation);
   if (ctrl[Ctrl.Op] === Op.Exit) break;
-  runShare(kernels, ctrl, data.index, data.threads);
-  Atomics.add(ctrl, Ctrl.Done, 1);
-  Atomics.notify(ctrl, Ctrl.Done);
+  runChunks(kernels, ctrl, data.index, generation);
 }
