@@ -69,6 +69,42 @@ test('generate: the same seed gives the same text; the prompt may be positional 
   assert.match(a.stderr, /tokens\/s/);
 });
 
+test('generate: a state saved after the prompt (--max-tokens 0 --state-out) continues exactly as a one-shot run', (t) => {
+  const model = fixture(t, 'tiny-rwkv-5v2-730K-FP32.bin');
+  if (model === undefined) return;
+  const dir = tmpDir();
+  const state = path.join(dir, 'prompt.state');
+  const sampling = ['--seed', '7', '--top-k', '30', '--min-p', '0.01', '--presence-penalty', '0.3', '--frequency-penalty', '0.2', '--logit-bias', '101=0.5', '--ban', '0,10'];
+  const oneShot = rwkv('generate', '--model', model, 'The license', '--max-tokens', '30', ...sampling);
+  const primed = rwkv('generate', '--model', model, 'The license', '--max-tokens', '0', '--state-out', state);
+  const resumed = rwkv('generate', '--model', model, '--state-in', state, '--max-tokens', '30', ...sampling);
+  for (const r of [oneShot, primed, resumed]) assert.equal(r.status, 0, r.stderr);
+  assert.equal(primed.stdout, '');
+  assert.ok(oneShot.stdout.length > 0);
+  assert.equal(resumed.stdout, oneShot.stdout);
+  // A state from another model is refused in one line.
+  const other = fixture(t, 'tiny-rwkv-4v0-660K-FP32.bin');
+  if (other === undefined) return;
+  const refused = rwkv('generate', '--model', other, '--state-in', state);
+  assert.equal(refused.status, 1);
+  assert.match(refused.stderr, /^rwkv: .*prompt\.state: it belongs to RWKV v5\.2.*; this model is RWKV v4.*\n$/);
+  fs.rmSync(dir, { recursive: true });
+});
+
+test('generate: an empty prompt is valid; --stop cuts the text (escapes like \\n work)', (t) => {
+  const model = fixture(t, 'tiny-rwkv-4v0-660K-FP32.bin');
+  if (model === undefined) return;
+  const free = rwkv('generate', '--model', model, '', '--max-tokens', '60', '--seed', '2');
+  assert.equal(free.status, 0, free.stderr);
+  assert.ok(free.stdout.length > 0);
+  const cut = free.stdout.slice(10, 12);
+  const escaped = cut.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
+  const stopped = rwkv('generate', '--model', model, '', '--max-tokens', '60', '--seed', '2', '--stop', escaped);
+  assert.equal(stopped.status, 0, stopped.stderr);
+  assert.equal(stopped.stdout, free.stdout.slice(0, free.stdout.indexOf(cut)));
+  assert.match(stopped.stderr, /finished: stop/);
+});
+
 test('logits --mode rnn and --mode parallel --chunk 7 agree (≤ 1e-4); --kernels reference agrees too', (t) => {
   const modelPath = fixture(t, 'tiny-rwkv-6v0-1m-FP32.bin');
   const inputPath = fixture(t, 'input-1024.txt');
@@ -115,6 +151,11 @@ for (const [what, args, pattern] of [
   ['top-p outside (0, 1]', ['generate', '--model', 'unused.bin', '--top-p', '1.5', 'x'], /top-p must be in \(0, 1\]/],
   ['a negative temperature', ['generate', '--model', 'unused.bin', '--temperature', '-1', 'x'], /temperature/],
   ['a non-numeric --max-tokens', ['generate', '--model', 'unused.bin', '--max-tokens', 'lots', 'x'], /--max-tokens must be an integer/],
+  ['a negative --top-k', ['generate', '--model', 'unused.bin', '--top-k', '-1', 'x'], /top-k must be an integer ≥ 0/],
+  ['--min-p of 1', ['generate', '--model', 'unused.bin', '--min-p', '1', 'x'], /min-p must be in \[0, 1\)/],
+  ['a malformed --logit-bias', ['generate', '--model', 'unused.bin', '--logit-bias', '5:1', 'x'], /--logit-bias takes ID=BIAS pairs/],
+  ['a non-numeric --ban', ['chat', '--model', 'unused.bin', '--ban', 'x'], /--ban takes token ids/],
+  ['a --penalty-decay above 1', ['chat', '--model', 'unused.bin', '--penalty-decay', '1.5'], /penalty decay must be in \(0, 1\]/],
   ['a missing required option', ['logits', '--model', 'm.bin'], /required option/],
   ['an unknown command', ['frobnicate'], /unknown command/],
 ] as const) {

@@ -1,47 +1,206 @@
-// Generation in RNN mode: feed the prompt, then sample, feed, sample …
+// Token-level generation: prompts are read in parallel mode (forwardSequence) in blocks aligned to the
+// prefix cache's boundaries; new tokens are drawn one at a time and fed in RNN mode (forward).
 import { ArgumentError } from '../errors.js';
 import type { RwkvModel } from '../models/model.js';
 import type { State } from '../models/state.js';
+import { RwkvState } from './context.js';
+import type { PrefixCache } from './prefix-cache.js';
 import { Rng } from './rng.js';
-import { sample, validateSamplerOptions, type SamplerOptions } from './sampler.js';
+import {
+  adjustLogits,
+  applyCutsAndTemperature,
+  argmax,
+  checkTokenId,
+  drawIndex,
+  Penalties,
+  validateSamplerOptions,
+  type ResolvedSamplerOptions,
+  type SamplerOptions,
+} from './sampler.js';
 
+/** Options of token-level generation. */
 export interface GenerateOptions extends SamplerOptions {
   /** Tokens to generate after the prompt. Default 100. */
   maxTokens?: number;
   /** Seed of the sampler's generator; the same seed, model, prompt and options give the same tokens. */
   seed?: number;
+  /** Generation ends, without emitting or feeding it, when one of these token ids is drawn. */
+  stopTokens?: readonly number[];
 }
 
 export interface GeneratedToken {
   id: number;
-  /** Natural log of the token's probability under the model (before temperature and top-p). */
+  /** Natural log of the token's probability under the model (raw logits: before penalties, cuts and temperature). */
   logProb: number;
 }
 
-/** Checks every option; returns them with defaults filled in (a random seed when none is given). */
-export function validateGenerateOptions(options: GenerateOptions): {
-  sampler: Required<SamplerOptions>;
+export interface ResolvedGenerateOptions {
+  sampler: ResolvedSamplerOptions;
   maxTokens: number;
   seed: number;
-} {
-  const sampler = validateSamplerOptions(options);
+  stopTokens: ReadonlySet<number>;
+}
+
+/** Checks every option; returns them with defaults filled in (a random seed when none is given). */
+export function validateGenerateOptions(options: GenerateOptions, nVocab?: number): ResolvedGenerateOptions {
+  const sampler = validateSamplerOptions(options, nVocab);
   const maxTokens = options.maxTokens ?? 100;
   if (!Number.isInteger(maxTokens) || maxTokens < 0) throw new ArgumentError(`max tokens must be an integer ≥ 0, got ${maxTokens}`);
   const seed = options.seed ?? (Math.random() * 2 ** 32) >>> 0;
   if (!Number.isInteger(seed)) throw new ArgumentError(`seed must be an integer, got ${seed}`);
-  return { sampler, maxTokens, seed };
+  for (const id of options.stopTokens ?? []) checkTokenId(id, 'stop token', nVocab);
+  return { sampler, maxTokens, seed, stopTokens: new Set(options.stopTokens ?? []) };
 }
 
-/** Feeds `ids` into `state` one token at a time; returns the logits after the last one (undefined if none). */
+/**
+ * Draws tokens: adjusts a copy of the logits (bias, bans, penalties), samples with the seeded generator,
+ * and keeps the penalty counts. One per generation.
+ */
+export class TokenSampler {
+  readonly options: ResolvedSamplerOptions;
+  readonly penalties: Penalties;
+  private readonly rng: Rng;
+  private readonly weightOf: ((id: number) => number) | undefined;
+  private adjusted: Float32Array | undefined;
+  private probs: Float64Array | undefined;
+  private changed: Uint8Array | undefined;
+
+  /** `weightOf` gives what a generated token adds to its penalty count (default 1). */
+  constructor(options: ResolvedSamplerOptions, seed: number, weightOf?: (id: number) => number) {
+    this.options = options;
+    this.penalties = new Penalties(options);
+    this.rng = new Rng(seed);
+    this.weightOf = weightOf;
+  }
+
+  /** The next token id for `logits` (not modified). */
+  draw(logits: Float32Array): number {
+    return this.next(logits).id;
+  }
+
+  /** The next token for `logits` (not modified), with its log-probability under them. */
+  next(logits: Float32Array): GeneratedToken {
+    const n = logits.length;
+    if (this.adjusted?.length !== n) {
+      this.adjusted = new Float32Array(n);
+      this.probs = new Float64Array(n);
+      this.changed = new Uint8Array(n);
+    }
+    const adjusted = this.adjusted;
+    const probs = this.probs!;
+    const changed = this.changed!;
+    adjusted.set(logits);
+    adjustLogits(adjusted, this.options, this.penalties);
+    if (this.options.temperature === 0) {
+      const id = argmax(adjusted);
+      return { id, logProb: logSoftmaxAt(logits, id) };
+    }
+    // The few logits the adjustments touched; the rest are shared by both softmaxes, so the raw logits'
+    // log-sum-exp comes from this pass's partial sum (saving a second pass of exp over the vocabulary).
+    const touched: number[] = [];
+    const mark = (id: number): void => {
+      if (changed[id] === 0) {
+        changed[id] = 1;
+        touched.push(id);
+      }
+    };
+    for (const [id] of this.options.logitBias) mark(id);
+    for (const id of this.options.bannedTokens) mark(id);
+    if (this.penalties.active) for (const id of this.penalties.counts.keys()) mark(id);
+    let max = -Infinity;
+    for (let i = 0; i < n; i++) if (adjusted[i]! > max) max = adjusted[i]!;
+    let total = 0;
+    let untouched = 0;
+    for (let i = 0; i < n; i++) {
+      const e = Math.exp(adjusted[i]! - max);
+      probs[i] = e;
+      total += e;
+      if (changed[i] === 0) untouched += e;
+    }
+    for (let i = 0; i < n; i++) probs[i] = probs[i]! / total; // as softmax() does: sample() draws the same
+    let rawSum = untouched;
+    let safe = true;
+    for (const id of touched) {
+      changed[id] = 0;
+      const d = logits[id]! - max;
+      if (d > 700) safe = false; // exp would overflow: take the slow path below
+      rawSum += Math.exp(d);
+    }
+    const sum = applyCutsAndTemperature(probs, this.options);
+    const id = drawIndex(probs, sum, this.rng) ?? argmax(adjusted);
+    const logProb = safe ? logits[id]! - max - Math.log(rawSum) : logSoftmaxAt(logits, id);
+    return { id, logProb };
+  }
+
+  /** Records a token that was generated (for the penalties). */
+  accept(id: number): void {
+    this.penalties.update(id, this.weightOf?.(id) ?? 1);
+  }
+}
+
+export interface PrefillOptions {
+  /** Block length of prompt processing; blocks end at multiples of it (counted from a fresh state). Default 64. */
+  block?: number;
+  /** Reuse and record snapshots here (only for a fresh state). */
+  cache?: PrefixCache;
+  /** Chunk length of the chunked WKV in parallel mode. */
+  chunk?: number;
+}
+
+export interface PrefillResult {
+  /** Tokens the model read. */
+  processed: number;
+  /** Tokens taken from the cache instead. */
+  reused: number;
+}
+
+/**
+ * Feeds `ids` into `ctx` in parallel mode, in blocks whose ends fall on multiples of `block` from a fresh
+ * state; leaves the logits after the last token in `ctx.logits`. A fresh `ctx` may resume from the cache.
+ */
+export function prefill(model: RwkvModel, ctx: RwkvState, ids: readonly number[], options: PrefillOptions = {}): PrefillResult {
+  const block = options.block ?? 64;
+  if (!Number.isInteger(block) || block < 1) throw new ArgumentError(`prompt block must be an integer ≥ 1, got ${block}`);
+  for (const id of ids) checkTokenId(id, 'prompt token', model.config.nVocab);
+  if (ids.length === 0) return { processed: 0, reused: 0 };
+  const cache = ctx.isFresh ? options.cache : undefined;
+  let pos = 0;
+  if (cache !== undefined) {
+    const hit = cache.lookup(ids, block);
+    if (hit !== undefined) {
+      ctx.state.data.set(hit.state);
+      ctx.advance(hit.length, hit.logits);
+      pos = hit.length;
+    }
+  }
+  const reused = pos;
+  const snapshots: { length: number; state: Float32Array; logits: Float32Array }[] = [];
+  const seq = options.chunk !== undefined ? { chunk: options.chunk } : {};
+  while (pos < ids.length) {
+    const end = Math.min(ids.length, pos + block - (ctx.tokenCount % block));
+    const logits = model.forwardSequence(ids.slice(pos, end), ctx.state, seq);
+    ctx.advance(end - pos, logits);
+    pos = end;
+    if (cache !== undefined && (ctx.tokenCount % block === 0 || pos === ids.length)) {
+      snapshots.push({ length: pos, state: ctx.state.data.slice(), logits });
+    }
+  }
+  cache?.store(ids, snapshots);
+  return { processed: ids.length - reused, reused };
+}
+
+/** Feeds `ids` into `state` one token at a time (RNN mode); returns the logits after the last one (undefined if none). */
 export function feed(model: RwkvModel, state: State, ids: readonly number[]): Float32Array | undefined {
   let logits: Float32Array | undefined;
   for (const id of ids) logits = model.forward(id, state);
-  return logits;
+  return logits?.slice();
 }
 
 /**
  * Yields generated tokens one by one. `logits` are the model's output for the last token already fed into
- * `state` (from `feed`); generation needs them to draw the first token.
+ * `state` (from `feed`); generation needs them to draw the first token. Every yielded token is fed into
+ * `state` (a drawn stop token is neither yielded nor fed). Text-level features (stop strings, the
+ * whitespace exemption of the penalties) belong to `Rwkv.generate`.
  */
 export function* generateTokens(
   model: RwkvModel,
@@ -49,16 +208,34 @@ export function* generateTokens(
   logits: Float32Array,
   options: GenerateOptions = {},
 ): Generator<GeneratedToken> {
-  const { sampler, maxTokens, seed } = validateGenerateOptions(options);
-  const rng = new Rng(seed);
-  let current = logits.slice();
-  for (let n = 0; n < maxTokens; n++) {
-    const id = sample(current, sampler, rng);
-    const logProb = logSoftmaxAt(current, id);
-    yield { id, logProb };
-    if (n + 1 < maxTokens) current = model.forward(id, state).slice();
-    else model.forward(id, state); // keep the state in step with the text: it has seen every token
+  const resolved = validateGenerateOptions(options, model.config.nVocab);
+  const ctx = RwkvState.from(state, logits.slice());
+  const sampler = new TokenSampler(resolved.sampler, resolved.seed);
+  for (let n = 0; n < resolved.maxTokens; n++) {
+    const step = drawStep(ctx, sampler, resolved.stopTokens);
+    if (step === undefined) return;
+    try {
+      yield step;
+    } finally {
+      // Also when the caller stops early: the state has seen every token it was given.
+      feedToken(model, ctx, step.id);
+    }
   }
+}
+
+/** Draws the next token from `ctx.logits`; undefined for a stop token. Does not feed it. */
+export function drawStep(ctx: RwkvState, sampler: TokenSampler, stopTokens: ReadonlySet<number>): GeneratedToken | undefined {
+  const logits = ctx.logits;
+  if (logits === undefined) throw new ArgumentError('the state has no logits: feed a prompt (at least one token) first');
+  const step = sampler.next(logits);
+  if (stopTokens.has(step.id)) return undefined;
+  sampler.accept(step.id);
+  return step;
+}
+
+/** Feeds one token in RNN mode and keeps its logits in `ctx`. */
+export function feedToken(model: RwkvModel, ctx: RwkvState, id: number): void {
+  ctx.advance(1, model.forward(id, ctx.state).slice());
 }
 
 /** log p(id) under softmax(logits). */

@@ -1,0 +1,244 @@
+// `rwkv chat`: an interactive conversation in ChatRWKV's template ("User: …\n\nAssistant:"), answers
+// streamed as they are generated. Commands: /save FILE, /load FILE, /reset, /stats, /help, /exit.
+// Ctrl-C stops the answer being generated and keeps the session; at the prompt, twice in a row leaves.
+// Works on a terminal and on piped stdin (the transcript then echoes each input line).
+import * as readline from 'node:readline';
+import { ArgumentError } from '../errors.js';
+import { validateGenerateOptions } from '../generation/generate.js';
+import type { RwkvState } from '../generation/context.js';
+import { Rwkv, type Generation } from '../generation/rwkv.js';
+import { samplingOptions, type SamplingArgs, type SamplingDefaults } from './generate.js';
+import type { KernelArgs } from './open-model.js';
+
+/** `rwkv chat`: ChatRWKV's chat demo (API_DEMO_CHAT.py) settings; max tokens is per answer. */
+export const CHAT_DEFAULTS: SamplingDefaults = {
+  maxTokens: 1000,
+  temperature: 1,
+  topP: 0.3,
+  presencePenalty: 0.5,
+  frequencyPenalty: 0.5,
+  penaltyDecay: 0.996,
+};
+
+export interface ChatArgs extends KernelArgs, SamplingArgs {
+  model: string;
+  tokenizer?: string;
+  stateIn?: string;
+}
+
+const HELP = [
+  'commands:',
+  '  /save FILE   save the conversation state (with its last logits) to FILE',
+  '  /load FILE   continue from a state saved earlier (by /save or rwkv generate --state-out)',
+  '  /reset       forget the conversation: a fresh state',
+  '  /stats       tokens in the conversation, speed of the last answer and of the session',
+  '  /exit        leave (or Ctrl-D; Ctrl-C twice at the prompt)',
+  'Ctrl-C while an answer is being written stops that answer.',
+].join('\n');
+
+export async function runChat(args: ChatArgs): Promise<void> {
+  const options = samplingOptions(args);
+  // ChatRWKV's chat: an answer ends at a blank line, and the end-of-text token (0) is never drawn.
+  options.stop = ['\n\n', ...(options.stop ?? [])];
+  options.bannedTokens = [...new Set([0, ...options.bannedTokens])];
+  validateGenerateOptions(options);
+  const rwkv = await Rwkv.load(args.model, {
+    ...(args.threads !== undefined ? { threads: args.threads } : {}),
+    ...(args.kernels !== undefined ? { kernels: args.kernels } : {}),
+    int8: args.int8 === true,
+    ...(args.tokenizer !== undefined ? { tokenizer: args.tokenizer } : {}),
+  });
+  try {
+    const state = args.stateIn !== undefined ? rwkv.loadState(args.stateIn) : rwkv.createState();
+    await new ChatSession(rwkv, state, options, args.seed).run();
+  } finally {
+    await rwkv.close();
+  }
+}
+
+class ChatSession {
+  private readonly rwkv: Rwkv;
+  private state: RwkvState;
+  private readonly options: ReturnType<typeof samplingOptions>;
+  private readonly seed: number | undefined;
+  private readonly tty: boolean;
+  private rl!: readline.Interface;
+  private readonly lines: string[] = [];
+  private waiting: ((line: string | undefined) => void) | undefined;
+  private closed = false;
+  private current: AbortController | undefined;
+  private exitArmed = false;
+  private last: Generation | undefined;
+  private readonly totals = { tokens: 0, ms: 0, answers: 0 };
+
+  constructor(rwkv: Rwkv, state: RwkvState, options: ReturnType<typeof samplingOptions>, seed: number | undefined) {
+    this.rwkv = rwkv;
+    this.state = state;
+    this.options = options;
+    this.seed = seed;
+    this.tty = process.stdin.isTTY === true && process.stdout.isTTY === true;
+  }
+
+  async run(): Promise<void> {
+    this.rl = readline.createInterface({ input: process.stdin, output: process.stdout, terminal: this.tty, prompt: 'User: ' });
+    this.rl.on('line', (line) => this.pushLine(line));
+    this.rl.on('close', () => {
+      this.closed = true;
+      this.pushLine(undefined);
+    });
+    const interrupt = (): void => this.interrupt();
+    this.rl.on('SIGINT', interrupt); // a terminal's Ctrl-C, read by readline in raw mode
+    process.on('SIGINT', interrupt); // a real signal (piped stdin, kill -INT)
+    process.stderr.write(
+      `[rwkv chat: ${this.rwkv.identity.name}, RWKV v${this.rwkv.config.version}, ${this.rwkv.kernels}; ` +
+        `${this.state.tokenCount} tokens in the state. /help lists commands]\n`,
+    );
+    try {
+      for (;;) {
+        this.rl.prompt();
+        const line = await this.nextLine();
+        if (line === undefined) break;
+        if (!this.tty) await write(`${line}\n`); // piped input is not echoed: keep the transcript readable
+        this.exitArmed = false;
+        if (!(await this.handle(line.trim()))) break;
+      }
+    } finally {
+      process.off('SIGINT', interrupt);
+      this.rl.close();
+      await write('\n');
+    }
+  }
+
+  private pushLine(line: string | undefined): void {
+    if (this.waiting !== undefined) {
+      const w = this.waiting;
+      this.waiting = undefined;
+      w(line);
+    } else if (line !== undefined) {
+      this.lines.push(line);
+    }
+  }
+
+  private nextLine(): Promise<string | undefined> {
+    const line = this.lines.shift();
+    if (line !== undefined) return Promise.resolve(line);
+    if (this.closed) return Promise.resolve(undefined);
+    return new Promise((resolve) => (this.waiting = resolve));
+  }
+
+  private interrupt(): void {
+    if (this.current !== undefined) {
+      this.current.abort();
+      return;
+    }
+    if (this.rl.line !== '') {
+      // Like a shell: Ctrl-C drops what was typed.
+      this.rl.write(null, { ctrl: true, name: 'u' });
+      return;
+    }
+    if (this.exitArmed) {
+      this.rl.close();
+      return;
+    }
+    this.exitArmed = true;
+    process.stdout.write('\n(press Ctrl-C again, or Ctrl-D, or type /exit to leave)\n');
+    this.rl.prompt();
+  }
+
+  /** Returns false to end the session. */
+  private async handle(line: string): Promise<boolean> {
+    if (line === '') return true;
+    if (!line.startsWith('/')) {
+      await this.answer(line);
+      return true;
+    }
+    const [command, ...rest] = line.split(/\s+/);
+    const arg = rest.join(' ');
+    try {
+      switch (command) {
+        case '/exit':
+        case '/quit':
+          return false;
+        case '/help':
+          await write(`${HELP}\n`);
+          break;
+        case '/reset':
+          this.state = this.rwkv.createState();
+          await write('[reset: a fresh state]\n');
+          break;
+        case '/save':
+          if (arg === '') throw new ArgumentError('/save needs a file name');
+          this.rwkv.saveState(arg, this.state);
+          await write(`[saved the state (${this.state.tokenCount} tokens) to ${arg}]\n`);
+          break;
+        case '/load':
+          if (arg === '') throw new ArgumentError('/load needs a file name');
+          this.state = this.rwkv.loadState(arg);
+          await write(`[loaded ${arg}: ${this.state.tokenCount} tokens]\n`);
+          break;
+        case '/stats':
+          await write(`${this.statsText()}\n`);
+          break;
+        default:
+          await write(`[unknown command ${command}; /help lists them]\n`);
+      }
+    } catch (e) {
+      // A bad file or name is reported and the session goes on.
+      process.stderr.write(`rwkv: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}\n`);
+    }
+    return true;
+  }
+
+  private async answer(message: string): Promise<void> {
+    const controller = new AbortController();
+    // Varies from turn to turn, yet the same question asked of the same (e.g. reloaded) state gets the same answer.
+    const seed = this.seed !== undefined ? (this.seed + this.state.tokenCount) >>> 0 : undefined;
+    const generation = this.rwkv.generate(`User: ${message}\n\nAssistant:`, {
+      ...this.options,
+      ...(seed !== undefined ? { seed } : {}),
+      state: this.state,
+      signal: controller.signal,
+    });
+    this.current = controller;
+    await write('Assistant:');
+    try {
+      for await (const piece of generation) if (piece.text !== '') await write(piece.text);
+    } finally {
+      this.current = undefined;
+    }
+    // Keep the template intact for the next turn when the answer did not end with its blank line.
+    if (generation.finishReason !== 'stop') this.rwkv.feed(this.state, '\n\n');
+    await write('\n\n');
+    const s = generation.stats;
+    this.last = generation;
+    this.totals.tokens += s.generatedTokens;
+    this.totals.ms += s.generateMs;
+    this.totals.answers++;
+    const why = generation.finishReason === 'aborted' ? 'interrupted, ' : generation.finishReason === 'length' ? 'max tokens, ' : '';
+    process.stderr.write(`[${why}${s.generatedTokens} tokens, ${rate(s.generatedTokens, s.generateMs)} tokens/s]\n`);
+  }
+
+  private statsText(): string {
+    const parts = [`[state: ${this.state.tokenCount} tokens`];
+    if (this.last !== undefined) {
+      const s = this.last.stats;
+      parts.push(
+        `last answer: ${s.generatedTokens} tokens, ${rate(s.generatedTokens, s.generateMs)} tokens/s ` +
+          `(prompt ${s.promptTokens} tokens, ${rate(s.promptTokens, s.promptMs)} tokens/s; ${this.last.finishReason})`,
+      );
+    }
+    parts.push(`session: ${this.totals.answers} answers, ${this.totals.tokens} tokens, ${rate(this.totals.tokens, this.totals.ms)} tokens/s`);
+    parts.push(`${this.rwkv.kernels}]`);
+    return parts.join('; ');
+  }
+}
+
+function rate(n: number, ms: number): string {
+  return ms > 0 ? (n / (ms / 1000)).toFixed(1) : '–';
+}
+
+function write(text: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    process.stdout.write(text, (e) => (e ? reject(e) : resolve()));
+  });
+}

@@ -1,0 +1,462 @@
+// The library's front door: a model with its tokenizer, generation as an async iterator of text pieces,
+// scoring, states you can keep (clone, save, load), and the prefix-state cache.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ArgumentError, RwkvError } from '../errors.js';
+import { WasmBackend } from '../kernels/wasm-backend.js';
+import { loadModel } from '../models/load.js';
+import type { RwkvModel } from '../models/model.js';
+import type { ModelConfig } from '../models/config.js';
+import { tokenizerForModel } from '../tokenizers/load.js';
+import { decodeText, StreamDecoder, type Tokenizer } from '../tokenizers/tokenizer.js';
+import { RwkvState } from './context.js';
+import {
+  drawStep,
+  feedToken,
+  logSoftmaxAt,
+  prefill,
+  TokenSampler,
+  validateGenerateOptions,
+  type GeneratedToken,
+  type GenerateOptions,
+  type ResolvedGenerateOptions,
+} from './generate.js';
+import { PrefixCache, type PrefixCacheOptions } from './prefix-cache.js';
+import { isWhitespaceOrDigits } from './sampler.js';
+import { decodeStateFile, encodeStateFile, modelIdentity, type ModelIdentity } from './state-file.js';
+import { StopMatcher } from './stop.js';
+
+export interface RwkvOptions {
+  /** Threads of the WebAssembly kernels, the calling thread included. Default: every core. */
+  threads?: number;
+  /** 'wasm' (default): the fast kernels; 'reference': plain TypeScript, slow, for checking. */
+  kernels?: 'wasm' | 'reference';
+  /** Opt-in, lossy: big matrices as int8 rows, activations rounded to int16 (about 2× fewer bytes per token). */
+  int8?: boolean;
+  /**
+   * A Tokenizer, or a spec for loadTokenizer ('bytes', a World vocabulary, a tokenizer.json). Default: chosen
+   * by the model's vocabulary size, its file looked for beside the model and in the working directory.
+   */
+  tokenizer?: string | Tokenizer;
+  /** Share an existing WebAssembly backend (not closed by close()) instead of creating one. */
+  backend?: WasmBackend;
+  /** The prefix-state cache: true (default), false, or its options. */
+  prefixCache?: boolean | PrefixCacheOptions;
+  /** Prompts are read in blocks ending at multiples of this many tokens (the cache's granularity). Default 64. */
+  promptBlock?: number;
+  /** Chunk length of the chunked WKV in parallel mode (v5, v6, v7). Default 64. */
+  chunk?: number;
+}
+
+export interface RwkvGenerateOptions extends GenerateOptions {
+  /** Generation ends when the text contains one of these; the stop string and what follows are not yielded. */
+  stop?: readonly string[];
+  /**
+   * Continue this state (updated in place: it sees the prompt and every generated token). Default: a fresh
+   * state, whose prompt processing may come from the prefix cache.
+   */
+  state?: RwkvState;
+  /** Ends generation (finishReason 'aborted') at the next token. */
+  signal?: AbortSignal;
+  /** Use the prefix cache for this call (fresh states only). Default true. */
+  cache?: boolean;
+}
+
+/** Text released by one step of generation, and the tokens generated since the previous piece. */
+export interface GenerationPiece {
+  /** May be '' (e.g. an incomplete UTF-8 character, or text held back while a stop string may be starting). */
+  text: string;
+  tokens: GeneratedToken[];
+}
+
+/** length: max tokens reached; stop: a stop string; stop_token: a stop token id; aborted: the signal. */
+export type FinishReason = 'length' | 'stop' | 'stop_token' | 'aborted';
+
+export interface GenerationStats {
+  /** Tokens of the prompt (including the start token 0 fed before an empty prompt on a fresh state). */
+  promptTokens: number;
+  /** Of those, taken from the prefix cache. */
+  reusedTokens: number;
+  generatedTokens: number;
+  /** Milliseconds reading the prompt / drawing and feeding new tokens (model and sampler time only). */
+  promptMs: number;
+  generateMs: number;
+}
+
+export interface ScoreResult {
+  ids: number[];
+  /** log p(ids[i] | everything before it), natural log. */
+  logProbs: number[];
+  /** Sum of logProbs. */
+  total: number;
+  /** exp(−total / ids.length); NaN for an empty text. */
+  perplexity: number;
+}
+
+const nextTick: (f: () => void) => void = typeof setImmediate === 'function' ? (f) => setImmediate(f) : (f) => setTimeout(f, 0);
+
+export class Rwkv {
+  readonly model: RwkvModel;
+  readonly tokenizer: Tokenizer;
+  readonly identity: ModelIdentity;
+  /** Undefined when disabled. */
+  readonly cache: PrefixCache | undefined;
+  readonly promptBlock: number;
+  /** e.g. "wasm relaxed-simd × 2 thread(s)". */
+  readonly kernels: string;
+  private readonly chunk: number | undefined;
+  private readonly onClose: () => Promise<void>;
+  private readonly exemptWeights = new Map<number, number>();
+  private undecodableIds: number[] | undefined;
+
+  private constructor(
+    model: RwkvModel,
+    tokenizer: Tokenizer,
+    options: RwkvOptions,
+    kernels: string,
+    onClose: () => Promise<void>,
+  ) {
+    if (tokenizer.vocabSize > model.config.nVocab) {
+      throw new ArgumentError(`the tokenizer ${tokenizer.name} has ${tokenizer.vocabSize} ids, more than the model's vocabulary of ${model.config.nVocab}`);
+    }
+    const block = options.promptBlock ?? 64;
+    if (!Number.isInteger(block) || block < 1) throw new ArgumentError(`prompt block must be an integer ≥ 1, got ${block}`);
+    this.model = model;
+    this.tokenizer = tokenizer;
+    this.identity = modelIdentity(model);
+    this.promptBlock = block;
+    this.chunk = options.chunk;
+    const cacheOption = options.prefixCache ?? true;
+    this.cache = cacheOption === false ? undefined : new PrefixCache(cacheOption === true ? {} : cacheOption);
+    this.kernels = kernels;
+    this.onClose = onClose;
+  }
+
+  /** Loads a model file of any supported format, with its tokenizer and the fast kernels. */
+  static async load(file: string, options: RwkvOptions = {}): Promise<Rwkv> {
+    if (options.threads !== undefined && (!Number.isInteger(options.threads) || options.threads < 1)) {
+      throw new ArgumentError(`threads must be an integer ≥ 1, got ${options.threads}`);
+    }
+    const int8 = options.int8 === true;
+    const mode = int8 ? ', int8 weights and activations' : '';
+    if (options.kernels === 'reference') {
+      const model = loadModel(file, { int8 });
+      return new Rwkv(model, resolveTokenizer(model, options.tokenizer), options, `reference (TypeScript, 1 thread)${mode}`, async () => {});
+    }
+    const owned = options.backend === undefined;
+    const backend = options.backend ?? (await WasmBackend.create(options.threads !== undefined ? { threads: options.threads } : {}));
+    const close = owned ? () => backend.close() : async () => {};
+    try {
+      const model = loadModel(file, { backend, int8 });
+      const kernels = `wasm ${backend.flavour} × ${backend.threads} thread(s)${mode}`;
+      return new Rwkv(model, resolveTokenizer(model, options.tokenizer), options, kernels, close);
+    } catch (e) {
+      await close();
+      throw e;
+    }
+  }
+
+  /** Wraps a model already loaded (its kernels stay the caller's to close). */
+  static fromModel(model: RwkvModel, options: Omit<RwkvOptions, 'threads' | 'kernels' | 'int8' | 'backend'> = {}): Rwkv {
+    return new Rwkv(model, resolveTokenizer(model, options.tokenizer), options, 'as loaded by the caller', async () => {});
+  }
+
+  get config(): ModelConfig {
+    return this.model.config;
+  }
+
+  /** Stops the kernels' worker threads (when this object created them). */
+  close(): Promise<void> {
+    return this.onClose();
+  }
+
+  /** A fresh state: nothing seen yet. */
+  createState(): RwkvState {
+    return RwkvState.fresh(this.model);
+  }
+
+  encode(text: string): number[] {
+    return this.tokenizer.encode(text);
+  }
+
+  decode(ids: readonly number[]): string {
+    return decodeText(this.tokenizer, ids);
+  }
+
+  /**
+   * Feeds a prompt (text or token ids) into `state` in parallel mode, leaving its logits ready for
+   * generation; a fresh state may resume from the prefix cache. Returns how many tokens were read/reused.
+   */
+  feed(state: RwkvState, prompt: string | readonly number[], options: { cache?: boolean } = {}): { processed: number; reused: number } {
+    this.checkState(state);
+    const ids = typeof prompt === 'string' ? this.tokenizer.encode(prompt) : prompt;
+    return prefill(this.model, state, ids, {
+      block: this.promptBlock,
+      ...(options.cache !== false && this.cache !== undefined ? { cache: this.cache } : {}),
+      ...(this.chunk !== undefined ? { chunk: this.chunk } : {}),
+    });
+  }
+
+  /**
+   * Generates text after `prompt` (text or token ids; '' continues the state's last logits, or starts a
+   * fresh state with token 0 as ChatRWKV does). Options are checked now; the work happens as the returned
+   * Generation is iterated. `for await (const piece of rwkv.generate(...)) write(piece.text)`.
+   */
+  generate(prompt: string | readonly number[], options: RwkvGenerateOptions = {}): Generation {
+    const resolved = validateGenerateOptions(options, this.config.nVocab);
+    const stops = options.stop ?? [];
+    for (const s of stops) if (typeof s !== 'string') throw new ArgumentError(`stop strings must be strings, got ${String(s)}`);
+    const state = options.state ?? this.createState();
+    this.checkState(state);
+    const ids = typeof prompt === 'string' ? this.tokenizer.encode(prompt) : [...prompt];
+    for (const id of ids) {
+      if (!Number.isInteger(id) || id < 0 || id >= this.config.nVocab) {
+        throw new ArgumentError(`prompt token ${id} is not a token id (the vocabulary is 0..${this.config.nVocab - 1})`);
+      }
+    }
+    if (ids.length === 0 && state.logits === undefined) ids.push(0);
+    // Ids the tokenizer has no text for (a padded vocabulary) are never generated.
+    const undecodable = this.undecodable();
+    const sampler =
+      undecodable.length === 0 ? resolved.sampler : { ...resolved.sampler, bannedTokens: [...new Set([...resolved.sampler.bannedTokens, ...undecodable])] };
+    return new Generation(this, state, ids, { ...resolved, sampler }, stops, options);
+  }
+
+  /**
+   * The log-likelihood of each token of `text` given the ones before it (in parallel mode). From a fresh
+   * state the first token is scored after token 0, as ChatRWKV's evaluation does; with `state`, after its
+   * last logits (and the state advances over the text).
+   */
+  score(text: string | readonly number[], options: { state?: RwkvState } = {}): ScoreResult {
+    const ids = typeof text === 'string' ? this.tokenizer.encode(text) : [...text];
+    const ctx = options.state ?? this.createState();
+    this.checkState(ctx);
+    if (ids.length === 0) return { ids, logProbs: [], total: 0, perplexity: NaN };
+    if (ctx.logits === undefined) this.feed(ctx, [0]);
+    for (const id of ids) {
+      if (!Number.isInteger(id) || id < 0 || id >= this.config.nVocab) {
+        throw new ArgumentError(`token ${id} is not a token id (the vocabulary is 0..${this.config.nVocab - 1})`);
+      }
+    }
+    const v = this.config.nVocab;
+    const logProbs: number[] = [];
+    let previous = ctx.logits!;
+    let pos = 0;
+    const block = this.promptBlock;
+    while (pos < ids.length) {
+      const end = Math.min(ids.length, pos + block - (ctx.tokenCount % block));
+      const part = ids.slice(pos, end);
+      const all = this.model.forwardSequence(part, ctx.state, { allLogits: true, ...(this.chunk !== undefined ? { chunk: this.chunk } : {}) });
+      for (let i = 0; i < part.length; i++) {
+        logProbs.push(logSoftmaxAt(previous, part[i]!));
+        previous = all.subarray(i * v, (i + 1) * v);
+      }
+      ctx.advance(part.length, previous.slice());
+      pos = end;
+    }
+    const total = logProbs.reduce((a, b) => a + b, 0);
+    return { ids, logProbs, total, perplexity: Math.exp(-total / ids.length) };
+  }
+
+  /** The bytes of a state file for `state` (see docs/state-files.md). */
+  encodeState(state: RwkvState): Uint8Array {
+    this.checkState(state);
+    return encodeStateFile(this.identity, state);
+  }
+
+  /** Reads state-file bytes; refuses a state of another model. */
+  decodeState(bytes: Uint8Array, source = 'state'): RwkvState {
+    return decodeStateFile(bytes, this.identity, this.config, source);
+  }
+
+  /** Writes `state` (with its last logits) to `file`, replacing it atomically. */
+  saveState(file: string, state: RwkvState): void {
+    const bytes = this.encodeState(state);
+    const tmp = `${file}.tmp-${process.pid}`;
+    try {
+      fs.writeFileSync(tmp, bytes);
+      fs.renameSync(tmp, file);
+    } catch (e) {
+      fs.rmSync(tmp, { force: true });
+      throw new RwkvError('FILE_NOT_FOUND', `cannot write the state (${(e as NodeJS.ErrnoException).code ?? String(e)})`, { file });
+    }
+  }
+
+  /** Reads a state saved by saveState; refuses one that belongs to another model. */
+  loadState(file: string): RwkvState {
+    let bytes: Uint8Array;
+    try {
+      if (fs.statSync(file).isDirectory()) throw new RwkvError('NOT_A_FILE', 'is a directory, not a state file', { file });
+      bytes = fs.readFileSync(file);
+    } catch (e) {
+      if (e instanceof RwkvError) throw e;
+      const code = (e as NodeJS.ErrnoException).code;
+      throw new RwkvError('FILE_NOT_FOUND', code === 'ENOENT' ? 'no such state file' : `cannot read the state (${code ?? String(e)})`, { file });
+    }
+    return this.decodeState(bytes, file);
+  }
+
+  /** What a generated token adds to its penalty count: ChatRWKV spares whitespace and digits. */
+  weightOf(id: number): number {
+    let w = this.exemptWeights.get(id);
+    if (w === undefined) {
+      w = isWhitespaceOrDigits(decodeText(this.tokenizer, [id])) ? 0 : 1;
+      this.exemptWeights.set(id, w);
+    }
+    return w;
+  }
+
+  /** Token ids of the model that the tokenizer cannot decode (beyond its vocabulary, or gaps in it). */
+  undecodable(): readonly number[] {
+    if (this.undecodableIds === undefined) {
+      const ids: number[] = [];
+      for (let id = 0; id < this.config.nVocab; id++) {
+        if (id >= this.tokenizer.vocabSize) {
+          ids.push(id);
+          continue;
+        }
+        try {
+          this.tokenizer.decodeBytes([id]);
+        } catch {
+          ids.push(id);
+        }
+      }
+      this.undecodableIds = ids;
+    }
+    return this.undecodableIds;
+  }
+
+  private checkState(state: RwkvState): void {
+    if (!(state instanceof RwkvState)) throw new ArgumentError('state must be an RwkvState (from createState() or loadState())');
+    const c = state.config;
+    const m = this.config;
+    if (c.version !== m.version || c.nLayer !== m.nLayer || c.nEmbd !== m.nEmbd || c.nHead !== m.nHead || c.nVocab !== m.nVocab) {
+      throw new ArgumentError(`the state belongs to an RWKV v${c.version} model with ${c.nLayer} layers and n_embd ${c.nEmbd}, not to this one`);
+    }
+  }
+}
+
+function resolveTokenizer(model: RwkvModel, spec: string | Tokenizer | undefined): Tokenizer {
+  if (spec !== undefined && typeof spec !== 'string') return spec;
+  return tokenizerForModel(model.config.nVocab, spec, [path.dirname(model.file), process.cwd()]);
+}
+
+/**
+ * One generation: an async iterator of text pieces. After it ends, `finishReason` and `stats` say how and
+ * how fast; `state` holds the state after the prompt and every generated token (ready to continue).
+ */
+export class Generation implements AsyncIterableIterator<GenerationPiece> {
+  readonly state: RwkvState;
+  /** The seed used (a random one when none was given). */
+  readonly seed: number;
+  finishReason: FinishReason | undefined;
+  readonly stats: GenerationStats = { promptTokens: 0, reusedTokens: 0, generatedTokens: 0, promptMs: 0, generateMs: 0 };
+  private readonly inner: AsyncGenerator<GenerationPiece, void, undefined>;
+
+  /** @internal Use Rwkv.generate. */
+  constructor(
+    rwkv: Rwkv,
+    state: RwkvState,
+    ids: readonly number[],
+    options: ResolvedGenerateOptions,
+    stops: readonly string[],
+    extra: Pick<RwkvGenerateOptions, 'signal' | 'cache'>,
+  ) {
+    this.state = state;
+    this.seed = options.seed;
+    this.inner = this.run(rwkv, ids, options, stops, extra);
+  }
+
+  next(): Promise<IteratorResult<GenerationPiece, void>> {
+    return this.inner.next();
+  }
+
+  return(): Promise<IteratorResult<GenerationPiece, void>> {
+    return this.inner.return(undefined);
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  /** Runs to the end; the whole generated text. */
+  async text(): Promise<string> {
+    let out = '';
+    for await (const piece of this) out += piece.text;
+    return out;
+  }
+
+  private async *run(
+    rwkv: Rwkv,
+    ids: readonly number[],
+    options: ResolvedGenerateOptions,
+    stops: readonly string[],
+    extra: Pick<RwkvGenerateOptions, 'signal' | 'cache'>,
+  ): AsyncGenerator<GenerationPiece, void, undefined> {
+    const ctx = this.state;
+    const stats = this.stats;
+    let t = performance.now();
+    const fed = rwkv.feed(ctx, ids, { cache: extra.cache !== false });
+    stats.promptTokens = ids.length;
+    stats.reusedTokens = fed.reused;
+    stats.promptMs = performance.now() - t;
+
+    const sampler = new TokenSampler(
+      options.sampler,
+      options.seed,
+      options.sampler.exemptWhitespaceAndDigits ? (id) => rwkv.weightOf(id) : undefined,
+    );
+    const decoder = new StreamDecoder(rwkv.tokenizer);
+    const matcher = new StopMatcher(stops);
+    let tokens: GeneratedToken[] = [];
+    let unfed: number | undefined;
+    const feedPending = (): void => {
+      if (unfed === undefined) return;
+      const t0 = performance.now();
+      feedToken(rwkv.model, ctx, unfed);
+      unfed = undefined;
+      stats.generateMs += performance.now() - t0;
+    };
+    this.finishReason = 'length';
+    try {
+      for (let n = 0; n < options.maxTokens; n++) {
+        if (extra.signal?.aborted === true) {
+          this.finishReason = 'aborted';
+          break;
+        }
+        t = performance.now();
+        const step = drawStep(ctx, sampler, options.stopTokens);
+        stats.generateMs += performance.now() - t;
+        if (step === undefined) {
+          this.finishReason = 'stop_token';
+          break;
+        }
+        unfed = step.id;
+        stats.generatedTokens++;
+        tokens.push(step);
+        const text = matcher.push(decoder.push(step.id));
+        // Text goes out before the token is fed, so streaming shows it one forward pass sooner.
+        if (text !== '' || matcher.matched !== undefined) {
+          const piece = { text, tokens };
+          tokens = [];
+          yield piece;
+        }
+        feedPending();
+        if (matcher.matched !== undefined) {
+          this.finishReason = 'stop';
+          return;
+        }
+        // Let timers, I/O and signal handlers (e.g. Ctrl-C) run between tokens.
+        await new Promise<void>((resolve) => nextTick(resolve));
+      }
+      const tail = matcher.matched === undefined ? matcher.push(decoder.flush()) + matcher.flush() : '';
+      if (tail !== '' || tokens.length > 0) yield { text: tail, tokens };
+    } finally {
+      // Also when the consumer stops early: the state has seen every token it was given.
+      feedPending();
+      if (this.finishReason === 'length' && stats.generatedTokens < options.maxTokens && options.maxTokens > 0) {
+        this.finishReason = 'aborted';
+      }
+    }
+  }
+}
