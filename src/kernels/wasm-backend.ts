@@ -109,14 +109,14 @@ export function runChunks(k: KernelExports, ctrl: Int32Array, index: number, gen
     if (c >= ctrl[Ctrl.Chunks]!) return;
     if (Atomics.compareExchange(ctrl, Ctrl.Claim, v, v + 1) !== v) continue;
     runChunk(k, ctrl, index, c);
-    Atomics.add(ctrl, Ctrl.Completed, 1);
-    Atomics.notify(ctrl, Ctrl.Completed);
+    // Only the last chunk can end the caller's wait.
+    if (Atomics.add(ctrl, Ctrl.Completed, 1) + 1 === ctrl[Ctrl.Chunks]) Atomics.notify(ctrl, Ctrl.Completed);
   }
 }
 
-/** Chunk size for `n` units split among `threads`: about 8 chunks per thread, multiples of `align`. */
+/** Chunk size for `n` units split among `threads`: about 4 chunks per thread, multiples of `align`. */
 export function chunkSize(n: number, threads: number, align: number): number {
-  const target = Math.ceil(n / (threads * 8));
+  const target = Math.ceil(n / (threads * 4));
   return Math.max(align, Math.ceil(target / align) * align);
 }
 
