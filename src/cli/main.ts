@@ -9,6 +9,8 @@ import { CHAT_DEFAULTS, runChat, type ChatArgs } from './chat.js';
 import { runInfo } from './info.js';
 import { runLogits, type LogitsArgs } from './logits.js';
 import { runTokenize } from './tokenize.js';
+import { runTrain, type TrainArgs } from './train.js';
+import { runPlot } from './plot.js';
 import { runConvert, type ConvertArgs } from './convert.js';
 import { runQuantize, type QuantizeArgs } from './quantize.js';
 import type { KernelArgs } from './open-model.js';
@@ -114,6 +116,50 @@ export function buildProgram(): Command {
     .requiredOption('--type <type>', 'Q4_0, Q4_1, Q5_0, Q5_1 or Q8_0')
     .action((opts: QuantizeArgs) => {
       runQuantize(opts);
+    });
+
+  program
+    .command('train')
+    .description('train an RWKV-4 on text (fresh, --init CHECKPOINT to fine-tune, or --resume); Ctrl-C saves and stops')
+    .option('--data <paths...>', "text files, directories of them, or a token file (on --resume: the run's own)")
+    .requiredOption('--out <dir>', 'run directory: model.safetensors, train-state.safetensors, log.jsonl, tokens.bin')
+    .option('--layers <n>', 'layers (default 4)', parseIntArg('--layers'))
+    .option('--width <n>', 'embedding width (default 256)', parseIntArg('--width'))
+    .option('--context <n>', 'tokens per training window (default 256)', parseIntArg('--context'))
+    .option('--batch <n>', 'windows per step (default 8)', parseIntArg('--batch'))
+    .option('--steps <n>', 'optimizer steps (default 1000)', parseIntArg('--steps'))
+    .option('--lr <x>', 'peak learning rate (default 6e-4)', parseFloatArg('--lr'))
+    .option('--lr-final <x>', 'learning rate at the last step (default lr/10)', parseFloatArg('--lr-final'))
+    .option('--warmup <n>', 'warm-up steps (default min(100, steps/10))', parseIntArg('--warmup'))
+    .option('--weight-decay <x>', 'AdamW weight decay, matrices only (default 0.01)', parseFloatArg('--weight-decay'))
+    .option('--clip <x>', 'clip the global gradient norm to this, 0 for none (default 1)', parseFloatArg('--clip'))
+    .option('--tokenizer <file>', "'bytes' (default), a World vocabulary or a tokenizer.json")
+    .option('--init <checkpoint>', 'fine-tune this RWKV-4 (.pth, .safetensors or rwkv.cpp .bin, any dtype)')
+    .option('--resume', "continue the run in --out from its last checkpoint (options not given are the run's own)")
+    .option('--seed <n>', 'seed of the init and of the data order (default 42)', parseIntArg('--seed'))
+    .option('--val-fraction <x>', 'fraction of the tokens held out (default 0.05)', parseFloatArg('--val-fraction'))
+    .option('--eval-every <n>', 'held-out loss every n steps (default 100)', parseIntArg('--eval-every'))
+    .option('--eval-batches <n>', 'batches per held-out evaluation (default 8)', parseIntArg('--eval-batches'))
+    .option('--save-every <n>', 'checkpoint every n steps (default 500)', parseIntArg('--save-every'))
+    .option('--threads <n>', 'threads for the matrix products (default: every core)', parseIntArg('--threads'))
+    .addOption(
+      new Option('--kernels <kind>', 'wasm: WebAssembly SIMD; reference: plain TypeScript (slow)')
+        .choices(['wasm', 'reference'])
+        .default('wasm'),
+    )
+    .option('--no-progress', 'no progress bar or per-step lines, only the summary')
+    .action(async (opts: TrainArgs) => {
+      await runTrain(opts);
+    });
+
+  program
+    .command('plot')
+    .description('draw the loss curves of training logs as SVG (HTML when --out ends in .html)')
+    .argument('<logs...>', 'log.jsonl files or run directories')
+    .requiredOption('--out <file>', 'loss.svg or loss.html')
+    .option('--title <text>', 'the title')
+    .action((logs: string[], opts: { out: string; title?: string }) => {
+      runPlot({ logs, ...opts });
     });
 
   program

@@ -1,0 +1,351 @@
+// The training loop: options → data → model (fresh RWKV-LM init, --init from a checkpoint, or --resume)
+// → steps of forward, backward, clipping, AdamW at the scheduled learning rate → log lines, held-out
+// evaluations and checkpoints. Front ends (the CLI) watch it through callbacks.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ArgumentError } from '../errors.js';
+import { Rng } from '../generation/rng.js';
+import { KNOWN_VOCABULARIES, loadTokenizer, tokenizerForModel } from '../tokenizers/load.js';
+import type { Tokenizer } from '../tokenizers/tokenizer.js';
+import { AdamW, clipGradNorm } from './adamw.js';
+import { loadTrainingState, MODEL_FILE, readInitWeights, readProgress, saveModel, saveTrainingState, STATE_FILE, type Progress } from './checkpoint.js';
+import { evalBatches, prepareTokens, randomBatch, splitTokens } from './data.js';
+import type { Gemm } from './gemm.js';
+import { initRwkv4 } from './init.js';
+import { Rwkv4Train, type Rwkv4Shape } from './model.js';
+import { learningRate } from './schedule.js';
+
+export interface TrainOptions {
+  /** Text files, directories of them, or one token file (on --resume: the run's own unless given). */
+  data?: string[];
+  /** The run directory: token cache, log, checkpoints. */
+  out: string;
+  layers?: number;
+  width?: number;
+  context?: number;
+  batch?: number;
+  steps?: number;
+  lr?: number;
+  /** Learning rate at the last step (default lr/10). */
+  lrFinal?: number;
+  /** Warm-up steps (default min(100, steps/10)). */
+  warmup?: number;
+  weightDecay?: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  /** Global gradient-norm clip (0: none). */
+  clip?: number;
+  /** 'bytes', a World vocabulary or a tokenizer.json. */
+  tokenizer?: string;
+  /** Fine-tune this RWKV-4 checkpoint (any supported format) instead of a fresh init. */
+  init?: string;
+  /** Continue the run in `out` from its last checkpoint. */
+  resume?: boolean;
+  seed?: number;
+  /** Fraction of the tokens held out for validation. */
+  valFraction?: number;
+  /** Evaluate every this many steps (and at the end). */
+  evalEvery?: number;
+  /** Batches per evaluation. */
+  evalBatches?: number;
+  /** Checkpoint every this many steps (and at the end). */
+  saveEvery?: number;
+  /** Half-width of the embedding's uniform init. */
+  embScale?: number;
+}
+
+export type ResolvedOptions = Required<Omit<TrainOptions, 'init' | 'resume'>> & { init: string | undefined };
+
+export const TRAIN_DEFAULTS = {
+  layers: 4,
+  width: 256,
+  context: 256,
+  batch: 8,
+  steps: 1000,
+  lr: 6e-4,
+  weightDecay: 0.01,
+  beta1: 0.9,
+  beta2: 0.99,
+  eps: 1e-8,
+  clip: 1,
+  tokenizer: 'bytes',
+  seed: 42,
+  valFraction: 0.05,
+  evalEvery: 100,
+  evalBatches: 8,
+  saveEvery: 500,
+  embScale: 1e-4,
+} as const;
+
+export interface StepReport {
+  /** Steps done (1-based). */
+  step: number;
+  steps: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  /** Tokens per second over recent steps. */
+  tokensPerSecond: number;
+  /** Seconds to the last step at that rate. */
+  eta: number;
+}
+
+export interface StartInfo {
+  shape: Rwkv4Shape;
+  parameters: number;
+  trainTokens: number;
+  valTokens: number;
+  tokenFile: string;
+  tokensReused: boolean;
+  /** First step to run (0, or where a resumed run left off). */
+  startStep: number;
+  options: ResolvedOptions;
+  kernels: string;
+  from: 'init' | 'checkpoint' | 'resume';
+}
+
+export interface TrainCallbacks {
+  onStart?(info: StartInfo): void;
+  onStep?(report: StepReport): void;
+  onEval?(step: number, loss: number): void;
+  onSave?(step: number, files: string[]): void;
+  /** Polled after every step: true saves a checkpoint and returns. */
+  shouldStop?(): boolean;
+  /** Tokenizing a data file (when the token cache is made). */
+  onTokenize?(file: string, tokens: number): void;
+}
+
+export interface TrainResult {
+  /** Training loss of each step run by this call, in order. */
+  losses: number[];
+  /** (step, held-out loss) of each evaluation. */
+  valLosses: [number, number][];
+  /** Steps done in all (including those before a resume). */
+  step: number;
+  stopped: boolean;
+  seconds: number;
+  tokensPerSecond: number;
+  model: Rwkv4Train;
+  dir: string;
+}
+
+export const LOG_FILE = 'log.jsonl';
+export const TOKENS_FILE = 'tokens.bin';
+
+function positiveInt(name: string, v: number): void {
+  if (!Number.isInteger(v) || v < 1) throw new ArgumentError(`${name} must be an integer ≥ 1, got ${v}`);
+}
+
+function nonNegative(name: string, v: number): void {
+  if (!(Number.isFinite(v) && v >= 0)) throw new ArgumentError(`${name} must be a number ≥ 0, got ${v}`);
+}
+
+function defined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/** Defaults, then (on resume) the saved run's options, then what was given. */
+export function resolveOptions(given: TrainOptions, saved?: Record<string, unknown>): ResolvedOptions {
+  const { resume: _resume, ...rest } = given;
+  if (rest.data !== undefined && rest.data.length === 0) delete rest.data;
+  const merged = { ...TRAIN_DEFAULTS, init: undefined, ...(saved ?? {}), ...defined(rest) } as Record<string, unknown>;
+  const steps = merged.steps as number;
+  const lr = merged.lr as number;
+  const o = {
+    ...merged,
+    lrFinal: (merged.lrFinal as number | undefined) ?? lr / 10,
+    warmup: (merged.warmup as number | undefined) ?? Math.min(100, Math.floor(steps / 10)),
+  } as ResolvedOptions;
+  if (!Array.isArray(o.data) || o.data.length === 0) throw new ArgumentError('no training data given (--data FILE_OR_DIRECTORY ...)');
+  // Absolute, so that a run resumed from another directory finds them.
+  o.data = o.data.map((p) => path.resolve(p));
+  if (o.init !== undefined) o.init = path.resolve(o.init);
+  for (const k of ['layers', 'width', 'context', 'batch', 'steps', 'evalEvery', 'evalBatches', 'saveEvery'] as const) positiveInt(`--${k}`, o[k]);
+  for (const k of ['lr', 'lrFinal', 'warmup', 'weightDecay', 'eps', 'clip', 'embScale'] as const) nonNegative(k, o[k]);
+  if (!(o.lr > 0)) throw new ArgumentError(`--lr must be > 0, got ${o.lr}`);
+  if (!(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1)) throw new ArgumentError('β1 and β2 must be in [0, 1)');
+  if (!Number.isInteger(o.seed)) throw new ArgumentError(`--seed must be an integer, got ${o.seed}`);
+  return o;
+}
+
+/** Runs (or resumes) a training run. */
+export async function train(given: TrainOptions, gemm: Gemm, callbacks: TrainCallbacks = {}): Promise<TrainResult> {
+  const dir = given.out;
+  fs.mkdirSync(dir, { recursive: true });
+  const statePath = path.join(dir, STATE_FILE);
+  let saved: Progress | undefined;
+  if (given.resume === true) {
+    if (!fs.existsSync(statePath)) throw new ArgumentError(`--resume: there is no ${STATE_FILE} in ${dir}`);
+    saved = readProgress(statePath);
+  }
+  const o = resolveOptions(given, saved?.options);
+
+  // The tokenizer: as given; for a fine-tune without one, the one the checkpoint's vocabulary implies.
+  let init: ReturnType<typeof readInitWeights> | undefined;
+  if (saved === undefined && o.init !== undefined) init = readInitWeights(o.init);
+  let tokenizer: Tokenizer;
+  const tokenizerGiven = given.tokenizer !== undefined || saved !== undefined;
+  if (init !== undefined && !tokenizerGiven) {
+    const known = KNOWN_VOCABULARIES.find((k) => k.vocabSize === init!.shape.nVocab);
+    tokenizer = tokenizerForModel(init.shape.nVocab, undefined, [path.dirname(o.init!)]);
+    o.tokenizer = known?.file === undefined ? 'bytes' : path.resolve(path.dirname(o.init!), known.file);
+  } else {
+    if (o.tokenizer !== 'bytes') o.tokenizer = path.resolve(o.tokenizer);
+    tokenizer = loadTokenizer(o.tokenizer);
+  }
+  const tokenizerSpec = o.tokenizer;
+
+  // The model's shape: from the checkpoint, the saved run, or the flags.
+  let shape: Rwkv4Shape;
+  const sameShape = (s: Rwkv4Shape, what: string): void => {
+    for (const [flag, v, have] of [
+      ['--layers', given.layers, s.nLayer],
+      ['--width', given.width, s.nEmbd],
+    ] as const) {
+      if (v !== undefined && v !== have) throw new ArgumentError(`${flag} ${v} contradicts ${what}, which has ${have}`);
+    }
+  };
+  if (saved !== undefined) {
+    shape = saved.shape;
+    sameShape(shape, `the run in ${dir}`);
+  } else if (init !== undefined) {
+    shape = init.shape;
+    sameShape(shape, `--init ${o.init}`);
+    if (tokenizer.vocabSize > shape.nVocab) {
+      throw new ArgumentError(`the tokenizer has ${tokenizer.vocabSize} ids, more than the checkpoint's vocabulary of ${shape.nVocab}`);
+    }
+    o.layers = shape.nLayer;
+    o.width = shape.nEmbd;
+  } else {
+    // World's ids end at 65529; its models have 65536 rows, which is also how inference recognises them.
+    const nVocab = tokenizer.name === 'world' ? Math.max(65536, tokenizer.vocabSize) : tokenizer.vocabSize;
+    shape = { nLayer: o.layers, nEmbd: o.width, nVocab, ffnSize: 4 * o.width };
+  }
+
+  const runFiles = [LOG_FILE, MODEL_FILE, STATE_FILE].map((f) => path.join(dir, f));
+  const data = prepareTokens(o.data, tokenizer, tokenizerSpec, path.join(dir, TOKENS_FILE), callbacks.onTokenize, runFiles);
+  const split = splitTokens(data.tokens, o.valFraction, o.context);
+  for (const id of data.tokens) {
+    if (id >= shape.nVocab) throw new ArgumentError(`the data has token id ${id}, outside the model's vocabulary of ${shape.nVocab}`);
+  }
+
+  const model = new Rwkv4Train(shape, gemm);
+  const opt = new AdamW(model.params, { beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay });
+  const rng = new Rng((o.seed ^ 0x5eed1234) >>> 0);
+  let startStep = 0;
+  if (saved !== undefined) {
+    loadTrainingState(statePath, model, opt);
+    rng.restore(saved.rng);
+    startStep = saved.step;
+  } else if (init !== undefined) {
+    for (const p of model.params) p.data.set(init.values.get(p.name)!);
+  } else {
+    initRwkv4(model, { seed: o.seed, embScale: o.embScale });
+  }
+  if (startStep > o.steps) throw new ArgumentError(`the run in ${dir} is already at step ${startStep}, past --steps ${o.steps}`);
+
+  // The log: a fresh run starts it anew; a resumed one drops what came after its checkpoint.
+  const logPath = path.join(dir, LOG_FILE);
+  if (saved === undefined) fs.writeFileSync(logPath, '');
+  else if (fs.existsSync(logPath)) {
+    const kept = fs
+      .readFileSync(logPath, 'utf8')
+      .split('\n')
+      .filter((line) => {
+        if (line.trim() === '') return false;
+        try {
+          return (JSON.parse(line) as { step: number }).step <= startStep;
+        } catch {
+          return false;
+        }
+      });
+    fs.writeFileSync(logPath, kept.map((l) => `${l}\n`).join(''));
+  }
+  const log = (entry: Record<string, unknown>): void => fs.appendFileSync(logPath, `${JSON.stringify(entry)}\n`);
+
+  callbacks.onStart?.({
+    shape,
+    parameters: model.size,
+    trainTokens: split.train.length,
+    valTokens: split.val.length,
+    tokenFile: data.file,
+    tokensReused: data.reused,
+    startStep,
+    options: o,
+    kernels: gemm.name,
+    from: saved !== undefined ? 'resume' : init !== undefined ? 'checkpoint' : 'init',
+  });
+
+  const evalSet = split.val.length >= o.context + 1 ? evalBatches(split.val, o.batch, o.context, o.evalBatches) : [];
+  const evaluate = (): number | undefined => {
+    if (evalSet.length === 0) return undefined;
+    let sum = 0;
+    let rows = 0;
+    for (const { batch, rows: r } of evalSet) {
+      sum += model.forward(batch.ids, batch.targets, r, o.context) * r;
+      rows += r;
+    }
+    return sum / rows;
+  };
+  const progress = (step: number): Progress => ({ step, rng: rng.snapshot(), options: { ...o } as Record<string, unknown>, shape });
+  const save = (step: number): void => {
+    const files = [path.join(dir, MODEL_FILE), statePath];
+    saveModel(model, files[0]!, { step: String(step), trainer: 'rwkv-ts' });
+    saveTrainingState(statePath, model, opt, progress(step));
+    callbacks.onSave?.(step, files);
+  };
+
+  const schedule = { lr: o.lr, lrFinal: o.lrFinal, warmup: o.warmup, steps: o.steps };
+  const tokensPerStep = o.batch * o.context;
+  const losses: number[] = [];
+  const valLosses: [number, number][] = [];
+  const recent: number[] = []; // seconds of recent steps
+  let trainSeconds = 0;
+  let stopped = false;
+  let step = startStep;
+  const t0 = performance.now();
+  while (step < o.steps) {
+    const s0 = performance.now();
+    const { ids, targets } = randomBatch(split.train, o.batch, o.context, rng);
+    const loss = model.forward(ids, targets, o.batch, o.context);
+    if (!Number.isFinite(loss)) throw new ArgumentError(`the loss is ${loss} at step ${step + 1}; lower --lr`);
+    model.backward();
+    const norm = o.clip > 0 ? clipGradNorm(model.params, o.clip) : Number.NaN;
+    const lr = learningRate(step, schedule);
+    opt.step(lr);
+    step++;
+    const seconds = (performance.now() - s0) / 1000;
+    trainSeconds += seconds;
+    recent.push(seconds);
+    if (recent.length > 20) recent.shift();
+    const perStep = recent.reduce((a, b) => a + b, 0) / recent.length;
+    losses.push(loss);
+    log({ type: 'train', step, loss, lr, grad_norm: norm, tokens: step * tokensPerStep, time_s: (performance.now() - t0) / 1000 });
+    callbacks.onStep?.({ step, steps: o.steps, loss, lr, gradNorm: norm, tokensPerSecond: tokensPerStep / perStep, eta: perStep * (o.steps - step) });
+    const last = step === o.steps;
+    if (step % o.evalEvery === 0 || last) {
+      const v = evaluate();
+      if (v !== undefined) {
+        valLosses.push([step, v]);
+        log({ type: 'val', step, loss: v });
+        callbacks.onEval?.(step, v);
+      }
+    }
+    // Let signal handlers run (a Ctrl-C sets the flag that shouldStop reads).
+    await new Promise((resolve) => setImmediate(resolve));
+    stopped = !last && callbacks.shouldStop?.() === true;
+    if (step % o.saveEvery === 0 || last || stopped) save(step);
+    if (stopped) break;
+  }
+  return {
+    losses,
+    valLosses,
+    step,
+    stopped,
+    seconds: (performance.now() - t0) / 1000,
+    tokensPerSecond: trainSeconds > 0 ? (losses.length * tokensPerStep) / trainSeconds : 0,
+    model,
+    dir,
+  };
+}
