@@ -6,6 +6,7 @@ import { RwkvError } from '../errors.js';
 import { DEFAULT_CHUNK } from '../models/model.js';
 import { addSamplingOptions, GENERATE_DEFAULTS, runGenerate, type GenerateArgs } from './generate.js';
 import { CHAT_DEFAULTS, runChat, type ChatArgs } from './chat.js';
+import { DEFAULT_MODEL } from './default-model.js';
 import { runInfo } from './info.js';
 import { runLogits, type LogitsArgs } from './logits.js';
 import { runTokenize } from './tokenize.js';
@@ -52,7 +53,7 @@ export function buildProgram(): Command {
 
   withKernelOptions(program.command('logits'))
     .description("feed a file's bytes as token ids from a fresh state and write float32 little-endian logits")
-    .requiredOption('--model <file>', 'model file (.pth, .safetensors, .gguf or rwkv.cpp .bin)')
+    .option('--model <file>', 'model file (.pth, .safetensors, .gguf or rwkv.cpp .bin); default: the shipped model', DEFAULT_MODEL)
     .requiredOption('--input <file>', 'text file (its bytes are the token ids unless --tokenizer is given)')
     .option('--tokenizer <file>', "tokenize the input first: a World vocabulary, a tokenizer.json, or 'bytes'")
     .requiredOption('--out <file>', 'where to write the logits')
@@ -68,7 +69,7 @@ export function buildProgram(): Command {
   addSamplingOptions(withKernelOptions(program.command('generate')), GENERATE_DEFAULTS)
     .description('generate text after a prompt; streams the text to stdout and tokens/s to stderr')
     .argument('[prompt]', 'the prompt (or use --prompt); may be empty')
-    .requiredOption('--model <file>', 'model file (.pth, .safetensors, .gguf or rwkv.cpp .bin)')
+    .option('--model <file>', 'model file (.pth, .safetensors, .gguf or rwkv.cpp .bin); default: the shipped model', DEFAULT_MODEL)
     .option('--prompt <text>', 'the prompt')
     .option(
       '--tokenizer <file>',
@@ -85,7 +86,7 @@ export function buildProgram(): Command {
 
   addSamplingOptions(withKernelOptions(program.command('chat')), CHAT_DEFAULTS)
     .description('an interactive chat (User: …\\n\\nAssistant:); /save FILE, /load FILE, /reset, /stats, /exit; Ctrl-C stops an answer')
-    .requiredOption('--model <file>', 'model file (.pth, .safetensors, .gguf or rwkv.cpp .bin)')
+    .option('--model <file>', 'model file (.pth, .safetensors, .gguf or rwkv.cpp .bin); default: the shipped model', DEFAULT_MODEL)
     .option(
       '--tokenizer <file>',
       "a World vocabulary, a tokenizer.json, or 'bytes' (default: chosen by the model's vocabulary size, looked for beside the model)",
@@ -95,7 +96,7 @@ export function buildProgram(): Command {
 
   withKernelOptions(program.command('info'))
     .description("print a model's version, sizes, tensor types and memory use")
-    .requiredOption('--model <file>', 'model file (.pth, .safetensors, .gguf or rwkv.cpp .bin)')
+    .option('--model <file>', 'model file (.pth, .safetensors, .gguf or rwkv.cpp .bin); default: the shipped model', DEFAULT_MODEL)
     .action((opts: { model: string } & KernelArgs) => runInfo(opts));
 
   program
