@@ -457,3 +457,65 @@ export function readSum(ptr: usize, bytes: usize): f32 {
   }
   return hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
 }
+
+// --- WKV recurrences of one token (RNN mode) -----------------------------------------------------------------
+// The per-head matrix state S (N × N floats per head, H heads one after another) is updated in place.
+
+/**
+ * v5/v6: for each head, row i = key channel, column j = value channel:
+ *   y_j = Σ_i r_i·(u_i·k_i·v_j + S_ij);  S_ij ← k_i·v_j + w_i·S_ij
+ * r, k, v, w, u and y have H·N values (w and u per channel). N must be a multiple of 4.
+ */
+export function wkv5(s: usize, r: usize, k: usize, v: usize, w: usize, u: usize, y: usize, heads: i32, n: i32): void {
+  const nb = (n as usize) << 2;
+  for (let h = 0; h < heads; h++) {
+    const o = (h as usize) * nb; // this head's first channel, in bytes
+    const sh = s + (h as usize) * (n as usize) * nb;
+    for (let j: usize = 0; j < nb; j += 16) v128.store(y + o + j, f32x4.splat(0));
+    for (let i = 0; i < n; i++) {
+      const io = o + ((i as usize) << 2);
+      const ki = f32x4.splat(load<f32>(k + io));
+      const ri = f32x4.splat(load<f32>(r + io));
+      const ui = f32x4.splat(load<f32>(u + io));
+      const wi = f32x4.splat(load<f32>(w + io));
+      const row = sh + (i as usize) * nb;
+      for (let j: usize = 0; j < nb; j += 16) {
+        const kv = f32x4.mul(ki, v128.load(v + o + j));
+        const sij = v128.load(row + j);
+        v128.store(y + o + j, fma(ri, fma(ui, kv, sij), v128.load(y + o + j)));
+        v128.store(row + j, fma(wi, sij, kv));
+      }
+    }
+  }
+}
+
+/**
+ * v7: for each head, row i = value channel, column j = key channel:
+ *   sa_i = Σ_j S_ij·kk_j;  S_ij ← S_ij·w_j − sa_i·kk_j·a_j + v_i·k_j;  y_i = Σ_j S_ij·r_j
+ * All vectors have H·N values. N must be a multiple of 4.
+ */
+export function wkv7(s: usize, r: usize, w: usize, k: usize, v: usize, kk: usize, a: usize, y: usize, heads: i32, n: i32): void {
+  const nb = (n as usize) << 2;
+  for (let h = 0; h < heads; h++) {
+    const o = (h as usize) * nb;
+    const sh = s + (h as usize) * (n as usize) * nb;
+    for (let i = 0; i < n; i++) {
+      const row = sh + (i as usize) * nb;
+      let sa = f32x4.splat(0);
+      for (let j: usize = 0; j < nb; j += 16) sa = fma(v128.load(row + j), v128.load(kk + o + j), sa);
+      const saS = f32x4.splat(hsum(sa));
+      const vi = f32x4.splat(load<f32>(v + o + ((i as usize) << 2)));
+      let acc = f32x4.splat(0);
+      for (let j: usize = 0; j < nb; j += 16) {
+        const q = o + j;
+        // S·w − sa·(kk·a) + v·k
+        let sij = f32x4.mul(v128.load(row + j), v128.load(w + q));
+        sij = f32x4.sub(sij, f32x4.mul(saS, f32x4.mul(v128.load(kk + q), v128.load(a + q))));
+        sij = fma(vi, v128.load(k + q), sij);
+        v128.store(row + j, sij);
+        acc = fma(sij, v128.load(r + q), acc);
+      }
+      store<f32>(y + o + ((i as usize) << 2), hsum(acc));
+    }
+  }
+}

@@ -145,3 +145,72 @@ for (const threads of [1, 2]) {
     assertClose(mmGot, mmWant, 10, 'int8 matmul');
   });
 }
+
+/** Random values in ±scale. */
+function randomVector(rng: Rng, n: number, scale = 1): Float32Array {
+  return new Float32Array(n).map(() => (rng.next() * 2 - 1) * scale);
+}
+
+test('wkv5 (v5/v6 recurrence of one token) matches a float64 reference: 3 heads of 12', () => {
+  const backend = backends.get(1)!;
+  const rng = new Rng(55);
+  const h = 3;
+  const n = 12;
+  const c = h * n;
+  const state = randomVector(rng, h * n * n);
+  const [r, k, v, u] = [randomVector(rng, c), randomVector(rng, c), randomVector(rng, c), randomVector(rng, c)];
+  const w = new Float32Array(c).map(() => rng.next());
+  // Reference: y_j = Σ_i r_i (u_i k_i v_j + S_ij); S_ij ← k_i v_j + w_i S_ij (row i = key).
+  const want = new Float64Array(c);
+  const wantState = Float64Array.from(state);
+  for (let hh = 0; hh < h; hh++) {
+    for (let i = 0; i < n; i++) {
+      for (let j = 0; j < n; j++) {
+        const o = hh * n;
+        const idx = (hh * n + i) * n + j;
+        const kv = k[o + i]! * v[o + j]!;
+        want[o + j] = want[o + j]! + r[o + i]! * (u[o + i]! * kv + wantState[idx]!);
+        wantState[idx] = kv + w[o + i]! * wantState[idx]!;
+      }
+    }
+  }
+  const y = new Float32Array(c);
+  backend.wkv5(state, r, k, v, w, u, y, h, n);
+  for (let i = 0; i < c; i++) assert.ok(Math.abs(y[i]! - want[i]!) <= 1e-5, `y[${i}]`);
+  for (let i = 0; i < state.length; i++) assert.ok(Math.abs(state[i]! - wantState[i]!) <= 1e-5, `S[${i}]`);
+});
+
+test('wkv7 (v7 recurrence of one token) matches a float64 reference: 3 heads of 12', () => {
+  const backend = backends.get(1)!;
+  const rng = new Rng(77);
+  const h = 3;
+  const n = 12;
+  const c = h * n;
+  const state = randomVector(rng, h * n * n);
+  const [r, k, v, kk] = [randomVector(rng, c), randomVector(rng, c), randomVector(rng, c), randomVector(rng, c)];
+  const w = new Float32Array(c).map(() => rng.next());
+  const a = new Float32Array(c).map(() => rng.next());
+  // Reference: row i = value, column j = key; sa_i = Σ_j S_ij kk_j;
+  // S_ij ← S_ij w_j − sa_i kk_j a_j + v_i k_j; y_i = Σ_j S_ij r_j.
+  const want = new Float64Array(c);
+  const wantState = Float64Array.from(state);
+  for (let hh = 0; hh < h; hh++) {
+    const o = hh * n;
+    for (let i = 0; i < n; i++) {
+      const row = (hh * n + i) * n;
+      let sa = 0;
+      for (let j = 0; j < n; j++) sa += wantState[row + j]! * kk[o + j]!;
+      let acc = 0;
+      for (let j = 0; j < n; j++) {
+        const sij = wantState[row + j]! * w[o + j]! - sa * kk[o + j]! * a[o + j]! + v[o + i]! * k[o + j]!;
+        wantState[row + j] = sij;
+        acc += sij * r[o + j]!;
+      }
+      want[o + i] = acc;
+    }
+  }
+  const y = new Float32Array(c);
+  backend.wkv7(state, r, w, k, v, kk, a, y, h, n);
+  for (let i = 0; i < c; i++) assert.ok(Math.abs(y[i]! - want[i]!) <= 1e-5, `y[${i}]`);
+  for (let i = 0; i < state.length; i++) assert.ok(Math.abs(state[i]! - wantState[i]!) <= 1e-5, `S[${i}]`);
+});

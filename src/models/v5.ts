@@ -18,7 +18,7 @@ import { elementCount } from '../tensor/tensor.js';
 import { ChannelMix, lerpRows, mixLerp, shiftRows } from './blocks.js';
 import type { ModelConfig } from './config.js';
 import { loadLayerNorm, RnnModel, type Block, type LayerNormWeights, type SequenceContext } from './model.js';
-import type { Weights } from './weights.js';
+import type { KernelProvider, Weights } from './weights.js';
 
 /** `rwkvcpp`: parameters stored pre-transformed as rwkv.cpp does; `official`: as RWKV-LM / ChatRWKV store them. */
 export type V5Encoding = 'rwkvcpp' | 'official';
@@ -78,7 +78,11 @@ class V5Block implements Block {
   private readonly y: Float32Array;
   private readonly acc: Float64Array; // N: one head's y, summed in doubles
 
+  /** The fast kernels, when the model runs on them: the WKV step goes there too. */
+  private readonly fast: KernelProvider | undefined;
+
   constructor(w: Weights, layer: number, config: ModelConfig, encoding: V5Encoding) {
+    this.fast = w.fast;
     const c = config.nEmbd;
     const p = `blocks.${layer}.att`;
     this.c = c;
@@ -139,7 +143,9 @@ class V5Block implements Block {
     matvec(this.receptance, this.xr, this.r);
     const { k, v, r, y, acc, decay, bonus } = this;
     const heads = s.subarray(2 * c);
-    for (let h = 0; h < nHead; h++) {
+    if (this.fast?.wkv5 !== undefined && n % 4 === 0) {
+      this.fast.wkv5(heads, r, k, v, decay, bonus, y, nHead, n);
+    } else for (let h = 0; h < nHead; h++) {
       const base = h * n; // this head's first channel
       acc.fill(0);
       for (let i = 0; i < n; i++) {

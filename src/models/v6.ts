@@ -34,7 +34,7 @@ import { shapeString, type Tensor } from '../tensor/tensor.js';
 import { ChannelMix, shiftRows } from './blocks.js';
 import type { ModelConfig } from './config.js';
 import { RnnModel, type Block, type SequenceContext } from './model.js';
-import { toF32, type Weights } from './weights.js';
+import { toF32, type KernelProvider, type Weights } from './weights.js';
 
 export type V6Encoding = 'rwkvcpp' | 'official';
 
@@ -142,7 +142,11 @@ class V6Block implements Block {
   private readonly y: Float32Array; // C
   private readonly acc: Float64Array; // N: one head's y, summed in doubles
 
+  /** The fast kernels, when the model runs on them: the WKV step goes there too. */
+  private readonly fast: KernelProvider | undefined;
+
   constructor(w: Weights, layer: number, config: ModelConfig, encoding: V6Encoding) {
+    this.fast = w.fast;
     const c = config.nEmbd;
     const p = `blocks.${layer}.att`;
     this.c = c;
@@ -232,6 +236,11 @@ class V6Block implements Block {
     const n = this.headSize;
     const { r, k, v, w, y, acc } = this;
     const u = this.bonus;
+    if (this.fast?.wkv5 !== undefined && n % 4 === 0) {
+      // Same recurrence as v5, with this token's decay.
+      this.fast.wkv5(s.subarray(2 * this.c), r, k, v, w, u, y, this.nHead, n);
+      return;
+    }
     for (let h = 0; h < this.nHead; h++) {
       const o = h * n; // this head's channels
       const base = 2 * this.c + h * n * n; // this head's state S[i][j]

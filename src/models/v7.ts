@@ -30,7 +30,7 @@ import { shapeString } from '../tensor/tensor.js';
 import { ChannelMix, lerpRows, shiftLerp, shiftRows } from './blocks.js';
 import type { ModelConfig } from './config.js';
 import { RnnModel, type Block, type SequenceContext, type TokenContext } from './model.js';
-import { toF32, type Weights } from './weights.js';
+import { toF32, type KernelProvider, type Weights } from './weights.js';
 
 export type V7Encoding = 'rwkvcpp' | 'official';
 
@@ -131,7 +131,11 @@ class V7Block implements Block {
   private readonly t: Float32Array; // LoRA up-projection result
   private readonly low: Float32Array; // max rank: LoRA down-projection result
 
+  /** The fast kernels, when the model runs on them: the WKV step goes there too. */
+  private readonly fast: KernelProvider | undefined;
+
   constructor(w: Weights, layer: number, config: ModelConfig, encoding: V7Encoding) {
+    this.fast = w.fast;
     const c = config.nEmbd;
     const p = `blocks.${layer}.att`;
     this.c = c;
@@ -271,7 +275,9 @@ class V7Block implements Block {
     // WKV: per head, row i of S (value i) over keys j:
     //   S_ij ← S_ij·w_j − (Σ_j' S_ij'·kk_j')·kk_j·a_j + v_i·k_j;  y_i = Σ_j S_ij·r_j.
     const base = 2 * c;
-    for (let h = 0; h < this.nHead; h++) {
+    if (this.fast?.wkv7 !== undefined && n % 4 === 0) {
+      this.fast.wkv7(s.subarray(base), r, w, k, v, kk, a, y, this.nHead, n);
+    } else for (let h = 0; h < this.nHead; h++) {
       const o = h * n;
       const sh = base + h * n * n;
       for (let i = 0; i < n; i++) {

@@ -13,6 +13,10 @@ export interface KernelProvider extends MatrixKernels {
   owns(bytes: Uint8Array): boolean;
   /** Memory the kernels can read. */
   allocate(byteLength: number): Uint8Array;
+  /** The v5/v6 WKV of one token, in place on `state` (H·N² floats); see WasmBackend. */
+  wkv5?(state: Float32Array, r: Float32Array, k: Float32Array, v: Float32Array, w: Float32Array, u: Float32Array, y: Float32Array, heads: number, n: number): void;
+  /** The v7 WKV of one token, in place on `state` (H·N² floats); see WasmBackend. */
+  wkv7?(state: Float32Array, r: Float32Array, w: Float32Array, k: Float32Array, v: Float32Array, kk: Float32Array, a: Float32Array, y: Float32Array, heads: number, n: number): void;
 }
 
 /** Matrices smaller than this stay in their stored encoding in int8 mode (LoRA factors, tiny models' matrices are all bigger). */
@@ -94,6 +98,11 @@ export class Weights {
     const placed = new Float32Array(bytes.buffer, bytes.byteOffset, values.length);
     placed.set(values);
     return { ...f32Matrix(name, placed, rows, cols), kernels: this.kernels };
+  }
+
+  /** The fast kernels, when the model runs on them (for the recurrences that are not matrix products). */
+  get fast(): KernelProvider | undefined {
+    return this.kernels;
   }
 
   /** Tensors present in the file that no lookup asked for. */
