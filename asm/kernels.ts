@@ -268,7 +268,7 @@ export function quantizeActivations(x: usize, xq: usize, n: i32): f32 {
 /**
  * y[r] = scale_r · xScale · Σ w8[r][j]·xq[j] for r in [r0, r1). Each row is 16 bytes holding its f32
  * scale, then the i8 values padded with zeros to a multiple of 16. Products are summed exactly in i32
- * lanes by `i32x4.dot_i16x8_s` (|w8| ≤ 127, |xq| ≤ 32767, so 2 × 127 × 32767 per lane pair fits).
+ * lanes by `i32x4.dot_i16x8_s` over 512-column stretches, then in f32.
  */
 export function matvecInt8(w: usize, xq: usize, xScale: f32, y: usize, cols: i32, r0: i32, r1: i32): void {
   const padded = (cols + 15) & ~15;
@@ -276,15 +276,21 @@ export function matvecInt8(w: usize, xq: usize, xScale: f32, y: usize, cols: i32
   for (let r = r0; r < r1; r++) {
     const row = w + (r as usize) * rb;
     const q = row + 16;
-    let acc = i32x4.splat(0);
-    for (let j = 0; j < padded; j += 16) {
-      const v = v128.load(q + (j as usize));
-      const xo = xq + ((j as usize) << 1);
-      acc = i32x4.add(acc, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(v), v128.load(xo)));
-      acc = i32x4.add(acc, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(v), v128.load(xo, 16)));
+    let total: f32 = 0;
+    // Each i32 lane takes 4 products per 16 columns, each at most 127·32767: flushing to f32 every 512
+    // columns (128 products a lane) keeps the integer sums far from overflow.
+    for (let j0 = 0; j0 < padded; j0 += 512) {
+      const j1 = min(padded, j0 + 512);
+      let acc = i32x4.splat(0);
+      for (let j = j0; j < j1; j += 16) {
+        const v = v128.load(q + (j as usize));
+        const xo = xq + ((j as usize) << 1);
+        acc = i32x4.add(acc, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(v), v128.load(xo)));
+        acc = i32x4.add(acc, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(v), v128.load(xo, 16)));
+      }
+      total += hsum(f32x4.convert_i32x4_s(acc));
     }
-    const total = i32x4.extract_lane(acc, 0) + i32x4.extract_lane(acc, 1) + i32x4.extract_lane(acc, 2) + i32x4.extract_lane(acc, 3);
-    store<f32>(y + ((r as usize) << 2), (total as f32) * load<f32>(row) * xScale);
+    store<f32>(y + ((r as usize) << 2), total * load<f32>(row) * xScale);
   }
 }
 

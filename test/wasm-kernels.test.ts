@@ -66,6 +66,10 @@ function assertClose(actual: Float32Array, expected: Float32Array, scale: number
 const CASES: { dtype: DType; rows: number; cols: number }[] = [
   { dtype: 'f32', rows: 37, cols: 101 },
   { dtype: 'f32', rows: 3, cols: 7 },
+  // 45 rows: the last panel is 13 wide, so the second half-panel is partial; 5 columns: a decode row
+  // shorter than a register block.
+  { dtype: 'f32', rows: 45, cols: 5 },
+  { dtype: 'bf16', rows: 29, cols: 3 },
   { dtype: 'f16', rows: 37, cols: 101 },
   { dtype: 'bf16', rows: 37, cols: 99 },
   { dtype: 'q4_0', rows: 37, cols: 160 },
@@ -213,4 +217,18 @@ test('wkv7 (v7 recurrence of one token) matches a float64 reference: 3 heads of 
   backend.wkv7(state, r, w, k, v, kk, a, y, h, n);
   for (let i = 0; i < c; i++) assert.ok(Math.abs(y[i]! - want[i]!) <= 1e-5, `y[${i}]`);
   for (let i = 0; i < state.length; i++) assert.ok(Math.abs(state[i]! - wantState[i]!) <= 1e-5, `S[${i}]`);
+});
+
+test('int8 rows of 4096 columns at full scale: the integer sums do not overflow', () => {
+  const backend = backends.get(2)!;
+  const cols = 4096;
+  const rows = 20;
+  // Every weight and activation at its largest magnitude with the same sign: the worst case for the i32 lanes.
+  const values = new Float32Array(rows * cols).fill(1);
+  const ref = matrixFromTensor({ name: 'ones', dtype: 'f32', shape: [rows, cols], data: new Uint8Array(values.buffer) }, rows, cols);
+  const fast = toInt8Rows(ref, backend.allocate, backend);
+  const x = new Float32Array(cols).fill(1);
+  const y = new Float32Array(rows);
+  fast.kernels!.matvec(fast, x, y);
+  for (let r = 0; r < rows; r++) assert.ok(Math.abs(y[r]! - cols) <= cols * 1e-4, `row ${r}: ${y[r]} ≠ ${cols}`);
 });

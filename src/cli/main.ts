@@ -173,12 +173,24 @@ export function buildProgram(): Command {
   return program;
 }
 
+/** A failed system call (a file that cannot be opened or written, …): the user's to fix, not a bug. */
+function isSystemError(e: unknown): e is NodeJS.ErrnoException {
+  return e instanceof Error && typeof (e as NodeJS.ErrnoException).syscall === 'string';
+}
+
 function reportError(e: unknown, verbose: boolean): void {
   const message = e instanceof Error ? e.message : String(e);
   process.stderr.write(`rwkv: ${message.split('\n')[0]}\n`);
   if (verbose && e instanceof Error && e.stack !== undefined) process.stderr.write(`${e.stack}\n`);
-  else if (!(e instanceof RwkvError)) process.stderr.write('rwkv: (this looks like a bug; run with --verbose for details)\n');
+  else if (!(e instanceof RwkvError) && !isSystemError(e)) {
+    process.stderr.write('rwkv: (this looks like a bug; run with --verbose for details)\n');
+  }
 }
+
+// Output piped into a program that stops reading (`| head`): stop quietly, as Unix tools do.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(0);
+});
 
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();

@@ -44,7 +44,7 @@ export interface RwkvOptions {
   prefixCache?: boolean | PrefixCacheOptions;
   /** Prompts are read in blocks ending at multiples of this many tokens (the cache's granularity). Default 64. */
   promptBlock?: number;
-  /** Chunk length of the chunked WKV in parallel mode (v5, v6, v7). Default 64. */
+  /** Chunk length of the chunked WKV in parallel mode (v5, v6, v7). Default 16 (DEFAULT_CHUNK). */
   chunk?: number;
 }
 

@@ -53,6 +53,16 @@ export const enum Ctrl {
   Chunks = 16,
   ChunkSize = 17,
   Claim = 18,
+  /** Set to 1 by a thread whose kernel threw; the caller reports it after the job. */
+  Failed = 19,
+}
+
+/** Low 16 bits of `Claim` that no job reaches (jobs have at most 0xfffe chunks). */
+const UNCLAIMABLE = 0xffff;
+
+/** Bytes of one thread's matmul buffers: the cols × 16 pack panel and a decode row of at least 8 floats. */
+export function matmulThreadBytes(cols: number): number {
+  return cols * 64 + Math.max(cols, 8) * 4;
 }
 
 export interface KernelExports {
@@ -89,7 +99,7 @@ function runChunk(k: KernelExports, ctrl: Int32Array, index: number, c: number):
     const rows = a(5);
     const cols = a(6);
     // Per-thread pack and decode buffers, laid out one after another from a(7).
-    const pack = a(7) + index * cols * 68;
+    const pack = a(7) + index * matmulThreadBytes(cols);
     k.matmul(a(0), a(1), a(2), a(3), a(4), rows, cols, c * size, Math.min(rows, (c + 1) * size), pack, pack + cols * 64);
   } else if (op === Op.MatvecInt8) {
     const rows = a(5);
@@ -110,7 +120,12 @@ export function runChunks(k: KernelExports, ctrl: Int32Array, index: number, gen
     const c = v & 0xffff;
     if (c >= ctrl[Ctrl.Chunks]!) return;
     if (Atomics.compareExchange(ctrl, Ctrl.Claim, v, v + 1) !== v) continue;
-    runChunk(k, ctrl, index, c);
+    // The job's parameters are read only now: a successful claim proves they are this job's.
+    try {
+      runChunk(k, ctrl, index, c);
+    } catch {
+      Atomics.store(ctrl, Ctrl.Failed, 1); // still counted below, so the caller does not wait forever
+    }
     // Only the last chunk can end the caller's wait.
     if (Atomics.add(ctrl, Ctrl.Completed, 1) + 1 === ctrl[Ctrl.Chunks]) Atomics.notify(ctrl, Ctrl.Completed);
   }
@@ -120,6 +135,14 @@ export function runChunks(k: KernelExports, ctrl: Int32Array, index: number, gen
 export function chunkSize(n: number, threads: number, align: number): number {
   const target = Math.ceil(n / (threads * 4));
   return Math.max(align, Math.ceil(target / align) * align);
+}
+
+/** The SIMD recurrences need N a multiple of 4 and every vector of H·N values. */
+function checkWkv(state: Float32Array, vectors: Float32Array[], y: Float32Array, heads: number, n: number): void {
+  const c = heads * n;
+  if (n % 4 !== 0 || state.length !== c * n || y.length !== c || vectors.some((v) => v.length < c)) {
+    throw new ArgumentError(`wkv: ${heads} heads of ${n} need N % 4 = 0, a state of ${c * n} and vectors of ${c} values`);
+  }
 }
 
 let cachedModules: { simd: WebAssembly.Module; relaxed: WebAssembly.Module | undefined } | undefined;
@@ -229,7 +252,9 @@ export class WasmBackend implements MatrixKernels {
     const start = Math.ceil(this.top / 64) * 64;
     const end = start + byteLength;
     if (end > MAX_PAGES * PAGE) {
-      throw new ArgumentError(`the weights do not fit in wasm32's 4 GiB memory (need ${end} bytes)`);
+      throw new ArgumentError(
+        `the weights and work buffers do not fit in wasm32's 4 GiB memory (need ${end} bytes); use a smaller or quantized model, or shorter inputs`,
+      );
     }
     const pages = Math.ceil(end / PAGE);
     const have = this.memory.buffer.byteLength / PAGE;
@@ -263,7 +288,11 @@ export class WasmBackend implements MatrixKernels {
     const ctrl = this.ctrl;
     const size = this.threads === 1 ? Math.max(units, 1) : chunkSize(units, this.threads, align);
     const chunks = Math.ceil(units / size);
-    if (chunks > 0xffff) throw new ArgumentError(`a job of ${units} units is too large to split`);
+    if (chunks >= UNCLAIMABLE) throw new ArgumentError(`a job of ${units} units is too large to split`);
+    // Close the previous job's counter before touching the parameters, so that a worker still holding
+    // an old claim word cannot win it against the new job's chunk count.
+    Atomics.store(ctrl, Ctrl.Claim, (this.generation << 16) | UNCLAIMABLE);
+    Atomics.store(ctrl, Ctrl.Failed, 0);
     ctrl[Ctrl.Op] = op;
     for (let i = 0; i < args.length; i++) ctrl[Ctrl.Args + i] = args[i]! | 0;
     ctrl[Ctrl.Chunks] = chunks;
@@ -283,6 +312,7 @@ export class WasmBackend implements MatrixKernels {
       if (done >= chunks) break;
       if (++spins > 20_000) Atomics.wait(ctrl, Ctrl.Completed, done, 1);
     }
+    if (Atomics.load(ctrl, Ctrl.Failed) !== 0) throw new Error('a WebAssembly kernel failed (out-of-bounds memory access?)');
   }
 
   private generation = 0;
@@ -328,11 +358,13 @@ export class WasmBackend implements MatrixKernels {
 
   /** v5/v6 WKV of one token (see asm/kernels.ts `wkv5`); `state` is updated in place, `y` written. */
   wkv5(state: Float32Array, r: Float32Array, k: Float32Array, v: Float32Array, w: Float32Array, u: Float32Array, y: Float32Array, heads: number, n: number): void {
+    checkWkv(state, [r, k, v, w, u], y, heads, n);
     this.wkv(state, [r, k, v, w, u], y, (s, [pr, pk, pv, pw, pu], py) => this.kernels.wkv5(s, pr!, pk!, pv!, pw!, pu!, py, heads, n));
   }
 
   /** v7 WKV of one token (see asm/kernels.ts `wkv7`); `state` is updated in place, `y` written. */
   wkv7(state: Float32Array, r: Float32Array, w: Float32Array, k: Float32Array, v: Float32Array, kk: Float32Array, a: Float32Array, y: Float32Array, heads: number, n: number): void {
+    checkWkv(state, [r, w, k, v, kk, a], y, heads, n);
     this.wkv(state, [r, w, k, v, kk, a], y, (s, [pr, pw, pk, pv, pkk, pa], py) =>
       this.kernels.wkv7(s, pr!, pw!, pk!, pv!, pkk!, pa!, py, heads, n),
     );
@@ -356,7 +388,7 @@ export class WasmBackend implements MatrixKernels {
   matmul(m: Matrix, x: Float32Array, t: number, y: Float32Array): void {
     const xBytes = Math.ceil((t * m.cols * 4) / 64) * 64;
     const yBytes = Math.ceil((t * m.rows * 4) / 64) * 64;
-    const packBytes = this.threads * m.cols * 68;
+    const packBytes = this.threads * matmulThreadBytes(m.cols);
     const base = this.scratchRegion(xBytes + yBytes + packBytes);
     const xPtr = base;
     const yPtr = base + xBytes;

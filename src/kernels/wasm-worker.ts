@@ -7,7 +7,6 @@ interface PoolWorkerData {
   module: WebAssembly.Module;
   memory: WebAssembly.Memory;
   index: number;
-  threads: number;
   ctrlOffset: number;
 }
 
