@@ -2,7 +2,7 @@
 import { reluSquared, sigmoid } from '../kernels/activations.js';
 import { matmul, matvec, type Matrix } from '../kernels/matrix.js';
 import type { ScratchPool } from './model.js';
-import type { Weights } from './weights.js';
+import type { KernelProvider, Weights } from './weights.js';
 
 /** v4/v5 token shift: out = x·μ + prev·(1−μ). */
 export function mixLerp(x: Float32Array, prev: Float32Array, mu: Float32Array, out: Float32Array): void {
@@ -125,5 +125,53 @@ export class ChannelMix {
       matvec(this.receptance, this.xr, this.r);
       for (let i = 0; i < out.length; i++) out[i] = out[i]! * sigmoid(this.r[i]!);
     }
+  }
+}
+
+/**
+ * ln_x's eps for v5, v6 and v7. The training code normalises x / head_size_divisor (8) with eps 1e-5, the
+ * same as normalising x with eps 1e-5·8² — ChatRWKV's 64e-5. (rwkv.cpp uses 1e-5, hence its logits.)
+ */
+export const LN_X_EPS = 64e-5;
+
+/**
+ * The v5/v6 WKV of one token over all heads, in place on `heads` (H × N × N, S[h][key i][value j]):
+ *   y_j = Σ_i r_i·(u_i·k_i·v_j + S_ij);  S_ij ← k_i·v_j + w_i·S_ij
+ * on the fast kernels when there are some, else in TypeScript (sums of one head in `acc`, N doubles).
+ */
+export function wkv5Step(
+  fast: KernelProvider | undefined,
+  heads: Float32Array,
+  r: Float32Array,
+  k: Float32Array,
+  v: Float32Array,
+  w: Float32Array,
+  u: Float32Array,
+  y: Float32Array,
+  nHead: number,
+  n: number,
+  acc: Float64Array,
+): void {
+  if (fast?.wkv5 !== undefined && n % 4 === 0) {
+    fast.wkv5(heads, r, k, v, w, u, y, nHead, n);
+    return;
+  }
+  for (let h = 0; h < nHead; h++) {
+    const o = h * n; // this head's channels
+    acc.fill(0);
+    for (let i = 0; i < n; i++) {
+      const ki = k[o + i]!;
+      const ri = r[o + i]!;
+      const ui = u[o + i]!;
+      const wi = w[o + i]!;
+      const row = (o + i) * n; // S[h][i][·]
+      for (let j = 0; j < n; j++) {
+        const kv = ki * v[o + j]!;
+        const sij = heads[row + j]!;
+        acc[j] = acc[j]! + ri * (ui * kv + sij);
+        heads[row + j] = kv + wi * sij;
+      }
+    }
+    for (let j = 0; j < n; j++) y[o + j] = acc[j]!;
   }
 }

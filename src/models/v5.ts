@@ -15,7 +15,7 @@ import { silu } from '../kernels/activations.js';
 import { matmul, matvec, type Matrix } from '../kernels/matrix.js';
 import { groupNorm } from '../kernels/norm.js';
 import { elementCount } from '../tensor/tensor.js';
-import { ChannelMix, lerpRows, mixLerp, shiftRows } from './blocks.js';
+import { ChannelMix, LN_X_EPS, lerpRows, mixLerp, shiftRows, wkv5Step } from './blocks.js';
 import type { ModelConfig } from './config.js';
 import { loadLayerNorm, RnnModel, type Block, type LayerNormWeights, type SequenceContext } from './model.js';
 import type { KernelProvider, Weights } from './weights.js';
@@ -23,11 +23,6 @@ import type { KernelProvider, Weights } from './weights.js';
 /** `rwkvcpp`: parameters stored pre-transformed as rwkv.cpp does; `official`: as RWKV-LM / ChatRWKV store them. */
 export type V5Encoding = 'rwkvcpp' | 'official';
 
-/**
- * ln_x's eps. The training code normalises x / head_size_divisor (8) with eps 1e-5, which is the same as
- * normalising x with eps 1e-5·8² — ChatRWKV's 64e-5. (rwkv.cpp uses 1e-5, hence its different logits.)
- */
-const LN_X_EPS = 64e-5;
 
 /**
  * Floor of the log-decay. A decay of exactly 0 has log −Infinity, and −Inf·0 or −Inf − (−Inf) is NaN;
@@ -142,27 +137,7 @@ class V5Block implements Block {
     matvec(this.value, this.xv, this.v);
     matvec(this.receptance, this.xr, this.r);
     const { k, v, r, y, acc, decay, bonus } = this;
-    const heads = s.subarray(2 * c);
-    if (this.fast?.wkv5 !== undefined && n % 4 === 0) {
-      this.fast.wkv5(heads, r, k, v, decay, bonus, y, nHead, n);
-    } else for (let h = 0; h < nHead; h++) {
-      const base = h * n; // this head's first channel
-      acc.fill(0);
-      for (let i = 0; i < n; i++) {
-        const ki = k[base + i]!;
-        const ri = r[base + i]!;
-        const ui = bonus[base + i]!;
-        const wi = decay[base + i]!;
-        const row = (h * n + i) * n; // S[h][i][·]
-        for (let j = 0; j < n; j++) {
-          const kv = ki * v[base + j]!;
-          const sij = heads[row + j]!;
-          acc[j] = acc[j]! + ri * (ui * kv + sij);
-          heads[row + j] = kv + wi * sij;
-        }
-      }
-      for (let j = 0; j < n; j++) y[base + j] = acc[j]!;
-    }
+    wkv5Step(this.fast, s.subarray(2 * c), r, k, v, decay, bonus, y, nHead, n, acc);
     groupNorm(y, this.lnX.weight, this.lnX.bias, y, nHead, LN_X_EPS);
     if (this.gate !== undefined) {
       matvec(this.gate, this.xg, this.g);

@@ -31,15 +31,12 @@ import { silu } from '../kernels/activations.js';
 import { matmul, matvec, type Matrix } from '../kernels/matrix.js';
 import { groupNorm } from '../kernels/norm.js';
 import { shapeString, type Tensor } from '../tensor/tensor.js';
-import { ChannelMix, shiftRows } from './blocks.js';
+import { ChannelMix, LN_X_EPS, shiftRows, wkv5Step } from './blocks.js';
 import type { ModelConfig } from './config.js';
 import { RnnModel, type Block, type SequenceContext } from './model.js';
 import { toF32, type KernelProvider, type Weights } from './weights.js';
 
 export type V6Encoding = 'rwkvcpp' | 'official';
-
-/** ln_x's epsilon in the official code (rwkv.cpp gets the same by scaling y by 1/8 and using 1e-5). */
-const LN_X_EPS = 64e-5;
 
 /** The token-shift interpolations the mix LoRA produces, in its chunk order. */
 const MIX_CHUNKS = 5;
@@ -233,34 +230,11 @@ class V6Block implements Block {
 
   /** Reads r, k, v, w; updates the heads' state in `s` and writes the per-head outputs into y. */
   private wkv(s: Float32Array): void {
-    const n = this.headSize;
+    // The v5 recurrence, with this token's decay.
     const { r, k, v, w, y, acc } = this;
-    const u = this.bonus;
-    if (this.fast?.wkv5 !== undefined && n % 4 === 0) {
-      // Same recurrence as v5, with this token's decay.
-      this.fast.wkv5(s.subarray(2 * this.c), r, k, v, w, u, y, this.nHead, n);
-      return;
-    }
-    for (let h = 0; h < this.nHead; h++) {
-      const o = h * n; // this head's channels
-      const base = 2 * this.c + h * n * n; // this head's state S[i][j]
-      acc.fill(0);
-      for (let i = 0; i < n; i++) {
-        const ki = k[o + i]!;
-        const ri = r[o + i]!;
-        const ui = u[o + i]!;
-        const wi = w[o + i]!;
-        const row = base + i * n;
-        for (let j = 0; j < n; j++) {
-          const kv = ki * v[o + j]!;
-          const sij = s[row + j]!;
-          acc[j] = acc[j]! + ri * (ui * kv + sij);
-          s[row + j] = wi * sij + kv;
-        }
-      }
-      for (let j = 0; j < n; j++) y[o + j] = acc[j]!;
-    }
+    wkv5Step(this.fast, s.subarray(2 * this.c), r, k, v, w, this.bonus, y, this.nHead, this.headSize, acc);
   }
+
 
   // Parallel mode: xa and out are T × C (rows = positions). Same state layout and final state as RNN mode.
   timeMixSequence(xa: Float32Array, t: number, s: Float32Array, out: Float32Array, ctx: SequenceContext): void {

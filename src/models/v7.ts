@@ -27,14 +27,13 @@ import { sigmoid } from '../kernels/activations.js';
 import { matmul, matvec, type Matrix } from '../kernels/matrix.js';
 import { groupNorm } from '../kernels/norm.js';
 import { shapeString } from '../tensor/tensor.js';
-import { ChannelMix, lerpRows, shiftLerp, shiftRows } from './blocks.js';
+import { ChannelMix, LN_X_EPS, lerpRows, shiftLerp, shiftRows } from './blocks.js';
 import type { ModelConfig } from './config.js';
 import { RnnModel, type Block, type SequenceContext, type TokenContext } from './model.js';
 import { toF32, type KernelProvider, type Weights } from './weights.js';
 
 export type V7Encoding = 'rwkvcpp' | 'official';
 
-const GROUP_NORM_EPS = 64e-5;
 const L2_EPS = 1e-12;
 /** w = exp(DECAY_SCALE·σ(·)): the decay's exponent lies in (−e^(−0.5), 0). */
 const DECAY_SCALE = -Math.exp(-0.5);
@@ -296,7 +295,7 @@ class V7Block implements Block {
       }
     }
 
-    groupNorm(y, this.lnxWeight, this.lnxBias, y, this.nHead, GROUP_NORM_EPS);
+    groupNorm(y, this.lnxWeight, this.lnxBias, y, this.nHead, LN_X_EPS);
 
     // Per-head bonus (Σ r·k·r_k)·v, then the gate.
     for (let h = 0; h < this.nHead; h++) {
@@ -425,7 +424,7 @@ class V7Block implements Block {
     // GroupNorm per row, the per-head bonus (Σ r·k·r_k)·v, the gate; then the output projection.
     for (let p = 0; p < t; p++) {
       const row = y.subarray(p * c, (p + 1) * c);
-      groupNorm(row, this.lnxWeight, this.lnxBias, row, nHead, GROUP_NORM_EPS);
+      groupNorm(row, this.lnxWeight, this.lnxBias, row, nHead, LN_X_EPS);
       for (let h = 0; h < nHead; h++) {
         const o = p * c + h * n;
         let rk = 0;
