@@ -76,11 +76,6 @@ export function toInt8Rows(m: Matrix, allocate: (bytes: number) => Uint8Array, k
   return { name: m.name, dtype: 'int8', rows: m.rows, cols: m.cols, bytes, f32: undefined, u16: undefined, kernels };
 }
 
-/** Bytes one pass over the matrix reads. */
-export function matrixBytes(m: Matrix): number {
-  return m.bytes.byteLength;
-}
-
 const f16 = f16ToF32Table();
 const bf16Bits = new Uint32Array(1);
 const bf16Value = new Float32Array(bf16Bits.buffer);

@@ -1,4 +1,4 @@
-import { byteSize, type DType } from './dtype.js';
+import type { DType } from './dtype.js';
 
 /**
  * A named tensor as stored: raw little-endian bytes in their own (8-byte aligned) buffer, never decoded
@@ -16,10 +16,6 @@ export function elementCount(shape: readonly number[]): number {
   let n = 1;
   for (const d of shape) n *= d;
   return n;
-}
-
-export function tensorByteSize(t: Pick<Tensor, 'dtype' | 'shape'>): number | undefined {
-  return byteSize(t.dtype, elementCount(t.shape));
 }
 
 /** A view of an f32 tensor's values (no copy). */
