@@ -39,34 +39,6 @@
   v128.store(out, f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(hi)), 48);
 }
 
-/**
- * Σ q·x over one 32-value block: `lo` holds values 0-15 and `hi` values 16-31 as i8 lanes, x is at `x`.
- * Four independent partial sums keep the multiply-adds off one dependency chain (FMA latency, not
- * throughput, would otherwise bound these kernels).
- */
-@inline function blockDot(lo: v128, hi: v128, x: usize): v128 {
-  const l16 = i16x8.extend_low_i8x16_s(lo);
-  const h16 = i16x8.extend_high_i8x16_s(lo);
-  const l16b = i16x8.extend_low_i8x16_s(hi);
-  const h16b = i16x8.extend_high_i8x16_s(hi);
-  let c0 = f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(l16)), v128.load(x));
-  let c1 = f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(l16)), v128.load(x, 16));
-  let c2 = f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(h16)), v128.load(x, 32));
-  let c3 = f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(h16)), v128.load(x, 48));
-  c0 = fma(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(l16b)), v128.load(x, 64), c0);
-  c1 = fma(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(l16b)), v128.load(x, 80), c1);
-  c2 = fma(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(h16b)), v128.load(x, 96), c2);
-  c3 = fma(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(h16b)), v128.load(x, 112), c3);
-  return f32x4.add(f32x4.add(c0, c1), f32x4.add(c2, c3));
-}
-
-/** Σ of the 32 x values of a block (for the _1 types' minimum: Σ (q·d + m)·x = d·Σ q·x + m·Σ x). */
-@inline function blockSum(xb: usize): v128 {
-  const a = f32x4.add(f32x4.add(v128.load(xb), v128.load(xb, 16)), f32x4.add(v128.load(xb, 32), v128.load(xb, 48)));
-  const b = f32x4.add(f32x4.add(v128.load(xb, 64), v128.load(xb, 80)), f32x4.add(v128.load(xb, 96), v128.load(xb, 112)));
-  return f32x4.add(a, b);
-}
-
 /** The fifth bits of a Q5 block as 0x10/0x00 bytes: `half` 0 gives values 0-15 (qh bits 0-15), 1 gives 16-31. */
 @inline function q5HighBits(qh: u32, upper: bool): v128 {
   const v = i32x4.splat(qh);
@@ -121,57 +93,91 @@ function dotF16(row: usize, x: usize, n: i32): f32 {
   return s;
 }
 
+/**
+ * bf16 rows against activations permuted by `prepareActivations`: in each group of 8 the even-indexed
+ * values first, then the odd ones. A 16-byte load of 8 bf16 values is 4 u32 words whose low halves are the
+ * even values and high halves the odd ones, so one shift and one mask give both as f32 (exact).
+ */
 function dotBF16(row: usize, x: usize, n: i32): f32 {
   let a0 = f32x4.splat(0);
   let a1 = f32x4.splat(0);
   let a2 = f32x4.splat(0);
   let a3 = f32x4.splat(0);
+  const high = i32x4.splat(0xffff0000);
   let j = 0;
   for (; j + 16 <= n; j += 16) {
-    // bf16 → f32: zero-extend each 16-bit value and shift it into the top half of its lane.
     const h0 = v128.load(row + ((j as usize) << 1));
     const h1 = v128.load(row + ((j as usize) << 1), 16);
     const xo = x + ((j as usize) << 2);
-    a0 = fma(i32x4.shl(i32x4.extend_low_i16x8_u(h0), 16), v128.load(xo), a0);
-    a1 = fma(i32x4.shl(i32x4.extend_high_i16x8_u(h0), 16), v128.load(xo, 16), a1);
-    a2 = fma(i32x4.shl(i32x4.extend_low_i16x8_u(h1), 16), v128.load(xo, 32), a2);
-    a3 = fma(i32x4.shl(i32x4.extend_high_i16x8_u(h1), 16), v128.load(xo, 48), a3);
+    a0 = fma(i32x4.shl(h0, 16), v128.load(xo), a0);
+    a1 = fma(v128.and(h0, high), v128.load(xo, 16), a1);
+    a2 = fma(i32x4.shl(h1, 16), v128.load(xo, 32), a2);
+    a3 = fma(v128.and(h1, high), v128.load(xo, 48), a3);
+  }
+  for (; j + 8 <= n; j += 8) {
+    const h0 = v128.load(row + ((j as usize) << 1));
+    const xo = x + ((j as usize) << 2);
+    a0 = fma(i32x4.shl(h0, 16), v128.load(xo), a0);
+    a1 = fma(v128.and(h0, high), v128.load(xo, 16), a1);
   }
   let s = hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
   for (; j < n; j++) s += reinterpret<f32>((load<u16>(row + ((j as usize) << 1)) as u32) << 16) * load<f32>(x + ((j as usize) << 2));
   return s;
 }
 
-// Quantized rows: `n` is a multiple of 32; block b covers x[32b .. 32b+32). Even and odd blocks feed two
-// accumulators so that consecutive blocks do not wait on each other.
+// Quantized rows against split activations (see `splitBlocks`): `n` is a multiple of 32; block b of the
+// row pairs with block b of the activations. Each block's products are summed exactly in i32 lanes, then
+// scaled by (weight scale × activation scale) in f32.
 
-function dotQ8_0(row: usize, x: usize, n: i32): f32 {
-  let s0 = f32x4.splat(0);
-  let s1 = f32x4.splat(0);
-  const blocks = n >> 5;
-  let b = 0;
-  for (; b + 2 <= blocks; b += 2) {
-    const blk = row + (b as usize) * 34;
-    const xb = x + ((b as usize) << 7);
-    s0 = fma(blockDot(v128.load(blk, 2), v128.load(blk, 18), xb), f32x4.splat(half(load<u16>(blk))), s0);
-    s1 = fma(blockDot(v128.load(blk, 36), v128.load(blk, 52), xb + 128), f32x4.splat(half(load<u16>(blk, 34))), s1);
-  }
-  if (b < blocks) {
-    const blk = row + (b as usize) * 34;
-    s0 = fma(blockDot(v128.load(blk, 2), v128.load(blk, 18), x + ((b as usize) << 7)), f32x4.splat(half(load<u16>(blk))), s0);
-  }
-  return hsum(f32x4.add(s0, s1));
+/**
+ * Σ w·X over one block in units of the activation block's scale, X = hi·2^15 + lo: w as four i16x8
+ * (values 0-7, 8-15, 16-23, 24-31). |w| ≤ 128 and |hi| ≤ 2^15 keep each i32 lane below 2^25.
+ */
+@inline function splitDot(w0: v128, w1: v128, w2: v128, w3: v128, xb: usize): v128 {
+  const h = i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(w0, v128.load(xb)), i32x4.dot_i16x8_s(w1, v128.load(xb, 16))),
+    i32x4.add(i32x4.dot_i16x8_s(w2, v128.load(xb, 32)), i32x4.dot_i16x8_s(w3, v128.load(xb, 48))),
+  );
+  const l = i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(w0, v128.load(xb, 64)), i32x4.dot_i16x8_s(w1, v128.load(xb, 80))),
+    i32x4.add(i32x4.dot_i16x8_s(w2, v128.load(xb, 96)), i32x4.dot_i16x8_s(w3, v128.load(xb, 112))),
+  );
+  return fma(f32x4.convert_i32x4_s(h), f32x4.splat(32768), f32x4.convert_i32x4_s(l));
 }
 
-function dotQ4(row: usize, x: usize, n: i32, withMin: bool): f32 {
-  let s0 = f32x4.splat(0);
-  let s1 = f32x4.splat(0);
+/** splitDot of 32 i8 weights given as two i8x16 (values 0-15 and 16-31). */
+@inline function splitDotI8(lo: v128, hi: v128, xb: usize): v128 {
+  return splitDot(
+    i16x8.extend_low_i8x16_s(lo),
+    i16x8.extend_high_i8x16_s(lo),
+    i16x8.extend_low_i8x16_s(hi),
+    i16x8.extend_high_i8x16_s(hi),
+    xb,
+  );
+}
+
+function dotQ8_0(row: usize, xq: usize, n: i32): f32 {
   const blocks = n >> 5;
+  const scales = xq + ((blocks as usize) << 7);
+  let s = f32x4.splat(0);
+  for (let b = 0; b < blocks; b++) {
+    const blk = row + (b as usize) * 34;
+    const scale = half(load<u16>(blk)) * load<f32>(scales + ((b as usize) << 2));
+    s = fma(splitDotI8(v128.load(blk, 2), v128.load(blk, 18), xq + ((b as usize) << 7)), f32x4.splat(scale), s);
+  }
+  return hsum(s);
+}
+
+function dotQ4(row: usize, xq: usize, n: i32, withMin: bool): f32 {
+  const blocks = n >> 5;
+  const scales = xq + ((blocks as usize) << 7);
+  const sums = scales + ((blocks as usize) << 2);
   const bytes: usize = withMin ? 20 : 18;
   const qOff: usize = withMin ? 4 : 2;
+  let s = f32x4.splat(0);
+  let minTerm: f32 = 0;
   for (let b = 0; b < blocks; b++) {
     const blk = row + (b as usize) * bytes;
-    const xb = x + ((b as usize) << 7);
     const q = v128.load(blk + qOff);
     let lo = v128.and(q, i8x16.splat(0x0f));
     let hi = v128.and(i16x8.shr_u(q, 4), i8x16.splat(0x0f));
@@ -179,23 +185,23 @@ function dotQ4(row: usize, x: usize, n: i32, withMin: bool): f32 {
       lo = i8x16.sub(lo, i8x16.splat(8));
       hi = i8x16.sub(hi, i8x16.splat(8));
     }
-    const part = f32x4.mul(blockDot(lo, hi, xb), f32x4.splat(half(load<u16>(blk))));
-    if (b & 1) s1 = f32x4.add(s1, part);
-    else s0 = f32x4.add(s0, part);
-    if (withMin) s1 = fma(blockSum(xb), f32x4.splat(half(load<u16>(blk, 2))), s1);
+    const scale = half(load<u16>(blk)) * load<f32>(scales + ((b as usize) << 2));
+    s = fma(splitDotI8(lo, hi, xq + ((b as usize) << 7)), f32x4.splat(scale), s);
+    if (withMin) minTerm += half(load<u16>(blk, 2)) * load<f32>(sums + ((b as usize) << 2));
   }
-  return hsum(f32x4.add(s0, s1));
+  return hsum(s) + minTerm;
 }
 
-function dotQ5(row: usize, x: usize, n: i32, withMin: bool): f32 {
-  let s0 = f32x4.splat(0);
-  let s1 = f32x4.splat(0);
+function dotQ5(row: usize, xq: usize, n: i32, withMin: bool): f32 {
   const blocks = n >> 5;
+  const scales = xq + ((blocks as usize) << 7);
+  const sums = scales + ((blocks as usize) << 2);
   const bytes: usize = withMin ? 24 : 22;
   const hOff: usize = withMin ? 4 : 2;
+  let s = f32x4.splat(0);
+  let minTerm: f32 = 0;
   for (let b = 0; b < blocks; b++) {
     const blk = row + (b as usize) * bytes;
-    const xb = x + ((b as usize) << 7);
     const qh = load<u32>(blk + hOff);
     const q = v128.load(blk + hOff + 4);
     let lo = v128.or(v128.and(q, i8x16.splat(0x0f)), q5HighBits(qh, false));
@@ -204,12 +210,82 @@ function dotQ5(row: usize, x: usize, n: i32, withMin: bool): f32 {
       lo = i8x16.sub(lo, i8x16.splat(16));
       hi = i8x16.sub(hi, i8x16.splat(16));
     }
-    const part = f32x4.mul(blockDot(lo, hi, xb), f32x4.splat(half(load<u16>(blk))));
-    if (b & 1) s1 = f32x4.add(s1, part);
-    else s0 = f32x4.add(s0, part);
-    if (withMin) s1 = fma(blockSum(xb), f32x4.splat(half(load<u16>(blk, 2))), s1);
+    const scale = half(load<u16>(blk)) * load<f32>(scales + ((b as usize) << 2));
+    s = fma(splitDotI8(lo, hi, xq + ((b as usize) << 7)), f32x4.splat(scale), s);
+    if (withMin) minTerm += half(load<u16>(blk, 2)) * load<f32>(sums + ((b as usize) << 2));
   }
-  return hsum(f32x4.add(s0, s1));
+  return hsum(s) + minTerm;
+}
+
+// --- activations prepared once per product, then read by every row ---------------------------------------
+
+/**
+ * Activations for the quantized kernels. Each block of 32 values becomes integers X with one power-of-two
+ * scale s per block, x ≈ s·X and |X| < 2^30, stored as X = hi·2^15 + lo (hi signed 16-bit, lo in
+ * [0, 2^15)): the block's products then run in 16-bit integer lanes yet lose nothing f32 keeps — values
+ * within 2^6 of the block's largest are exact, smaller ones are rounded at 2^-30 of it (a block whose
+ * largest value is below 2^-98 is rounded at 2^-128 absolute, far below any activation). Layout at `xq`:
+ * per block 32 hi then 32 lo (128 bytes); then one f32 scale per block; then the f32 sum of each block
+ * (for the _1 types' minimum). A block holding Inf or NaN gets a NaN scale, so its products are NaN.
+ */
+function splitBlocks(x: usize, xq: usize, n: i32): void {
+  const blocks = n >> 5;
+  const scales = xq + ((blocks as usize) << 7);
+  const sums = scales + ((blocks as usize) << 2);
+  for (let b = 0; b < blocks; b++) {
+    const xb = x + ((b as usize) << 7);
+    let m = f32x4.splat(0);
+    let sum = f32x4.splat(0);
+    for (let i: usize = 0; i < 128; i += 16) {
+      const v = v128.load(xb + i);
+      m = f32x4.max(m, f32x4.abs(v));
+      sum = f32x4.add(sum, v);
+    }
+    const mx = max(max(f32x4.extract_lane(m, 0), f32x4.extract_lane(m, 1)), max(f32x4.extract_lane(m, 2), f32x4.extract_lane(m, 3)));
+    store<f32>(sums + ((b as usize) << 2), hsum(sum));
+    const e = (reinterpret<u32>(mx) >> 23) & 0xff;
+    // mx·2^(156−e) lies in [2^29, 2^30); below 2^-98 the multiplier stops at 2^127.
+    const mult = reinterpret<f32>((e >= 29 ? 283 - e : 254) << 23);
+    let scale: f32 = 1 / mult;
+    if (e == 0xff || isNaN(mx)) scale = NaN;
+    store<f32>(scales + ((b as usize) << 2), scale);
+    const ms = f32x4.splat(e == 0xff ? 0 : mult);
+    const out = xq + ((b as usize) << 7);
+    for (let i: usize = 0; i < 128; i += 32) {
+      const q0 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(xb + i), ms)));
+      const q1 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(xb + i, 16), ms)));
+      v128.store(out + (i >> 1), i16x8.narrow_i32x4_s(i32x4.shr_s(q0, 15), i32x4.shr_s(q1, 15)));
+      v128.store(out + (i >> 1), i16x8.narrow_i32x4_s(v128.and(q0, i32x4.splat(0x7fff)), v128.and(q1, i32x4.splat(0x7fff))), 64);
+    }
+  }
+}
+
+/** Bytes `prepareActivations` writes for a product of `n` columns with `dtype` weights (0: none). */
+export function preparedBytes(dtype: i32, n: i32): i32 {
+  if (dtype == 2) return n << 2;
+  if (dtype >= 3 && dtype <= 7) return (n >> 5) * 136;
+  return 0;
+}
+
+/**
+ * Writes at `out` the form of the f32 vector `x` (n values) that `matvec` reads for `dtype` weights: bf16
+ * permuted by groups of 8 (evens, then odds; a tail of fewer than 8 stays in place), quantized types split
+ * by `splitBlocks`. Other dtypes read `x` itself.
+ */
+export function prepareActivations(dtype: i32, x: usize, out: usize, n: i32): void {
+  if (dtype == 2) {
+    let j = 0;
+    for (; j + 8 <= n; j += 8) {
+      const a = v128.load(x + ((j as usize) << 2));
+      const b = v128.load(x + ((j as usize) << 2), 16);
+      const o = out + ((j as usize) << 2);
+      v128.store(o, v128.shuffle<f32>(a, b, 0, 2, 4, 6));
+      v128.store(o, v128.shuffle<f32>(a, b, 1, 3, 5, 7), 16);
+    }
+    for (; j < n; j++) store<f32>(out + ((j as usize) << 2), load<f32>(x + ((j as usize) << 2)));
+  } else if (dtype >= 3 && dtype <= 7) {
+    splitBlocks(x, out, n);
+  }
 }
 
 /** Bytes of one stored row of `n` values. */
@@ -241,7 +317,10 @@ function rowBytes(dtype: i32, n: i32): usize {
   }
 }
 
-/** y[r] = W[r]·x for r in [r0, r1). W: rows of `cols` values in `dtype`. */
+/**
+ * y[r] = W[r]·x for r in [r0, r1). W: rows of `cols` values in `dtype`; `x` as `prepareActivations`
+ * leaves it for bf16 and the quantized types, the f32 vector otherwise.
+ */
 export function matvec(dtype: i32, w: usize, x: usize, y: usize, cols: i32, r0: i32, r1: i32): void {
   const rb = rowBytes(dtype, cols);
   for (let r = r0; r < r1; r++) {
@@ -464,7 +543,132 @@ export function readSum(ptr: usize, bytes: usize): f32 {
   return hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
 }
 
-// --- WKV recurrences of one token (RNN mode) -----------------------------------------------------------------
+// --- elementwise --------------------------------------------------------------------------------------------
+
+/**
+ * e^x for four lanes (Cephes' expf scheme: x = n·ln2 + r with ln2 in two parts, e^r by a degree-7
+ * polynomial, 2^n through the exponent bits): within 2 ulp of the exact value; 0 below −87.3 (where f32
+ * would go subnormal), +Inf above 88.4, NaN stays NaN.
+ */
+@inline function expx4(x: v128): v128 {
+  const lo = f32x4.splat(-87.33654);
+  const xc = f32x4.min(f32x4.max(x, lo), f32x4.splat(88.37626));
+  const n = f32x4.nearest(f32x4.mul(xc, f32x4.splat(1.44269504088896341)));
+  let r = f32x4.sub(xc, f32x4.mul(n, f32x4.splat(0.693359375)));
+  r = f32x4.sub(r, f32x4.mul(n, f32x4.splat(-2.12194440e-4)));
+  let p = f32x4.splat(1.9875691500e-4);
+  p = fma(p, r, f32x4.splat(1.3981999507e-3));
+  p = fma(p, r, f32x4.splat(8.3334519073e-3));
+  p = fma(p, r, f32x4.splat(4.1665795894e-2));
+  p = fma(p, r, f32x4.splat(1.6666665459e-1));
+  p = fma(p, r, f32x4.splat(5.0000001201e-1));
+  p = fma(p, f32x4.mul(r, r), f32x4.add(r, f32x4.splat(1)));
+  // 2^n in two halves, so that n = 128 (x just below the clamp) is still finite where the product is.
+  const half1 = i32x4.shr_s(i32x4.trunc_sat_f32x4_s(n), 1);
+  const half2 = i32x4.sub(i32x4.trunc_sat_f32x4_s(n), half1);
+  const e = f32x4.mul(f32x4.mul(p, i32x4.shl(i32x4.add(half1, i32x4.splat(127)), 23)), i32x4.shl(i32x4.add(half2, i32x4.splat(127)), 23));
+  return v128.andnot(e, f32x4.lt(x, lo));
+}
+
+/** 1 / (1 + e^−x) for four lanes. */
+@inline function sigmoidx4(x: v128): v128 {
+  return f32x4.div(f32x4.splat(1), f32x4.add(f32x4.splat(1), expx4(f32x4.neg(x))));
+}
+
+// --- normalisation ----------------------------------------------------------------------------------------
+
+/**
+ * LayerNorm of each of `groups` equal slices of each of `rows` rows of C values (groups = 1: LayerNorm;
+ * v5+'s ln_x: one group per head): y = (x − mean)/sqrt(var + eps)·w + b, biased variance, two passes.
+ * w and b have C values; y may be x.
+ */
+export function groupNorm(x: usize, w: usize, b: usize, y: usize, rows: i32, c: i32, groups: i32, eps: f32): void {
+  const g = c / groups;
+  const gb = (g as usize) << 2;
+  const simd = (g & 3) == 0;
+  for (let row = 0; row < rows; row++) {
+    for (let grp = 0; grp < groups; grp++) {
+      const off = (row as usize) * ((c as usize) << 2) + (grp as usize) * gb;
+      const xo = x + off;
+      const yo = y + off;
+      const wo = w + (grp as usize) * gb;
+      const bo = b + (grp as usize) * gb;
+      let sum: f32 = 0;
+      if (simd) {
+        let a = f32x4.splat(0);
+        for (let i: usize = 0; i < gb; i += 16) a = f32x4.add(a, v128.load(xo + i));
+        sum = hsum(a);
+      } else {
+        for (let i: usize = 0; i < gb; i += 4) sum += load<f32>(xo + i);
+      }
+      const mean = sum / (g as f32);
+      let sq: f32 = 0;
+      if (simd) {
+        const m = f32x4.splat(mean);
+        let a = f32x4.splat(0);
+        for (let i: usize = 0; i < gb; i += 16) {
+          const d = f32x4.sub(v128.load(xo + i), m);
+          a = fma(d, d, a);
+        }
+        sq = hsum(a);
+      } else {
+        for (let i: usize = 0; i < gb; i += 4) {
+          const d = load<f32>(xo + i) - mean;
+          sq += d * d;
+        }
+      }
+      const inv: f32 = 1 / Mathf.sqrt(sq / (g as f32) + eps);
+      if (simd) {
+        const m = f32x4.splat(mean);
+        const s = f32x4.splat(inv);
+        for (let i: usize = 0; i < gb; i += 16) {
+          v128.store(yo + i, fma(f32x4.mul(f32x4.sub(v128.load(xo + i), m), s), v128.load(wo + i), v128.load(bo + i)));
+        }
+      } else {
+        for (let i: usize = 0; i < gb; i += 4) store<f32>(yo + i, (load<f32>(xo + i) - mean) * inv * load<f32>(wo + i) + load<f32>(bo + i));
+      }
+    }
+  }
+}
+
+// --- WKV recurrences -------------------------------------------------------------------------------------------
+
+/**
+ * RWKV-4's WKV in the numerically stable form over `t` tokens, four channels at a time, and σ(r) applied:
+ *   ww = u + k;  q = max(pp, ww);  y = σ(r)·(e^(pp−q)·aa + e^(ww−q)·v) / (e^(pp−q)·bb + e^(ww−q))
+ *   ww = w + pp; q = max(ww, k);   aa ← e^(ww−q)·aa + e^(k−q)·v;  bb ← e^(ww−q)·bb + e^(k−q);  pp ← q
+ * Every exponent is ≤ 0. `s` holds aa, bb, pp (C each, updated in place); k, v, r, y are t × C; w (the
+ * decay, −exp(time_decay)) and u (time_first) are C. C must be a multiple of 4.
+ */
+export function wkv4(s: usize, k: usize, v: usize, r: usize, w: usize, u: usize, y: usize, c: i32, t: i32): void {
+  const cb = (c as usize) << 2;
+  for (let p = 0; p < t; p++) {
+    const row = (p as usize) * cb;
+    for (let i: usize = 0; i < cb; i += 16) {
+      const aa = v128.load(s + i);
+      const bb = v128.load(s + cb + i);
+      const pp = v128.load(s + 2 * cb + i);
+      const kk = v128.load(k + row + i);
+      const vv = v128.load(v + row + i);
+      let ww = f32x4.add(v128.load(u + i), kk);
+      let q = f32x4.max(pp, ww);
+      let e1 = expx4(f32x4.sub(pp, q));
+      let e2 = expx4(f32x4.sub(ww, q));
+      const num = fma(e1, aa, f32x4.mul(e2, vv));
+      const den = fma(e1, bb, e2);
+      v128.store(y + row + i, f32x4.mul(sigmoidx4(v128.load(r + row + i)), f32x4.div(num, den)));
+      ww = f32x4.add(v128.load(w + i), pp);
+      q = f32x4.max(ww, kk);
+      e1 = expx4(f32x4.sub(ww, q));
+      e2 = expx4(f32x4.sub(kk, q));
+      v128.store(s + i, fma(e1, aa, f32x4.mul(e2, vv)));
+      v128.store(s + cb + i, fma(e1, bb, e2));
+      v128.store(s + 2 * cb + i, q);
+    }
+  }
+}
+
+// --- WKV of one token, v5/v6/v7 (RNN mode) -----------------------------------------------------------------
 // The per-head matrix state S (N × N floats per head, H heads one after another) is updated in place.
 
 /**
@@ -523,5 +727,50 @@ export function wkv7(s: usize, r: usize, w: usize, k: usize, v: usize, kk: usize
       }
       store<f32>(y + o + ((i as usize) << 2), hsum(acc));
     }
+  }
+}
+
+// --- several products in one job ------------------------------------------------------------------------
+
+/**
+ * Rows [g0, g1) of a batch of matrix-vector products laid end to end. `table` holds `count` entries of
+ * 48 bytes: dtype, W, x (prepared), y, cols, rows, first row of the batch, for int8 rows the
+ * activations' f32 scale, and the function applied to each result (0 none, 1 relu², 2 σ, 3 tanh). Threads
+ * split the batch's rows, so one job covers several small products.
+ */
+export function matvecBatch(table: usize, count: i32, g0: i32, g1: i32): void {
+  for (let i = 0; i < count; i++) {
+    const e = table + (i as usize) * 48;
+    const rows = load<i32>(e, 20);
+    const start = load<i32>(e, 24);
+    const lo = max(g0, start);
+    const hi = min(g1, start + rows);
+    if (lo >= hi) continue;
+    const dtype = load<i32>(e);
+    if (dtype == 8) {
+      matvecInt8(load<u32>(e, 4), load<u32>(e, 8), load<f32>(e, 28), load<u32>(e, 12), load<i32>(e, 16), lo - start, hi - start);
+    } else {
+      matvec(dtype, load<u32>(e, 4), load<u32>(e, 8), load<u32>(e, 12), load<i32>(e, 16), lo - start, hi - start);
+    }
+    const fn = load<i32>(e, 32);
+    if (fn != 0) applyFunction(fn, load<u32>(e, 12), lo - start, hi - start);
+  }
+}
+
+/** y[i] ← f(y[i]) for i in [i0, i1): 1 relu(y)², 2 σ(y), 3 tanh(y). */
+function applyFunction(fn: i32, y: usize, i0: i32, i1: i32): void {
+  for (let i = i0; i < i1; i++) {
+    const p = y + ((i as usize) << 2);
+    const v = load<f32>(p);
+    let out: f32;
+    if (fn == 1) {
+      const r = max<f32>(v, 0);
+      out = r * r;
+    } else if (fn == 2) {
+      out = 1 / (1 + Mathf.exp(-v));
+    } else {
+      out = Mathf.tanh(v);
+    }
+    store<f32>(p, out);
   }
 }

@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Rng } from '../src/generation/rng.js';
 import { WasmBackend } from '../src/kernels/wasm-backend.js';
-import { matrixFromTensor, readRow, referenceMatmul, referenceMatvec, toInt8Rows, type Matrix } from '../src/kernels/matrix.js';
+import { applyResultFunction, matrixFromTensor, readRow, referenceMatmul, referenceMatvec, toInt8Rows, type Matrix, type ResultFunction } from '../src/kernels/matrix.js';
+import { groupNorm } from '../src/kernels/norm.js';
 import { QK } from '../src/kernels/quant.js';
 import { DTYPES, type DType } from '../src/tensor/dtype.js';
 
@@ -150,10 +151,150 @@ for (const threads of [1, 2]) {
   });
 }
 
+for (const threads of [1, 2]) {
+  test(`quantized and bf16 products, ${threads} thread(s): activations spanning 1e-30…1e6 within a block stay as exact as f32`, () => {
+    const backend = backends.get(threads)!;
+    const rng = new Rng(777 + threads);
+    for (const dtype of ['q8_0', 'q4_0', 'q4_1', 'q5_0', 'q5_1', 'bf16'] as DType[]) {
+      const { fast, ref } = placed(backend, dtype, 21, 128, rng);
+      // One huge value per block, the rest spread over 36 decades, some exact zeros and a subnormal.
+      const x = new Float32Array(128).map((_, j) => (j % 32 === 5 ? 1e6 : j % 11 === 0 ? 0 : (rng.next() - 0.5) * 10 ** (-30 + (j % 37))));
+      x[77] = 1e-40;
+      const want = new Float32Array(21);
+      referenceMatvec(ref, x, want);
+      const got = new Float32Array(21);
+      fast.kernels!.matvec(fast, x, got);
+      const row = new Float32Array(128);
+      for (let r = 0; r < 21; r++) {
+        readRow(ref, r, row);
+        // The bound f32 itself gives: a few ulps of Σ|w·x|.
+        const scale = row.reduce((a, w, j) => a + Math.abs(w * x[j]!), 0);
+        assert.ok(Math.abs(got[r]! - want[r]!) <= 1e-6 * scale, `${dtype} row ${r}: ${got[r]} vs ${want[r]}`);
+      }
+      // Blocks of small values only (no large neighbour): still relative precision, not flushed to zero
+      // (down to 2^-98 ≈ 3e-30; below that a block is rounded at 2^-128 absolute).
+      const tiny = new Float32Array(128).map(() => (rng.next() - 0.5) * 1e-28);
+      referenceMatvec(ref, tiny, want);
+      fast.kernels!.matvec(fast, tiny, got);
+      for (let r = 0; r < 21; r++) {
+        readRow(ref, r, row);
+        const scale = row.reduce((a, w, j) => a + Math.abs(w * tiny[j]!), 0);
+        assert.ok(Math.abs(got[r]! - want[r]!) <= 1e-5 * scale, `${dtype} tiny row ${r}: ${got[r]} vs ${want[r]}`);
+      }
+    }
+  });
+}
+
+test('quantized products: an Inf or NaN activation gives NaN, not a finite number', () => {
+  const backend = backends.get(2)!;
+  const rng = new Rng(31);
+  for (const dtype of ['q8_0', 'q4_1', 'q5_1'] as DType[]) {
+    const { fast } = placed(backend, dtype, 5, 96, rng);
+    for (const bad of [Infinity, -Infinity, NaN]) {
+      const x = randomVector(rng, 96);
+      x[40] = bad;
+      const y = new Float32Array(5);
+      fast.kernels!.matvec(fast, x, y);
+      for (let r = 0; r < 5; r++) assert.ok(Number.isNaN(y[r]!) || !Number.isFinite(y[r]!), `${dtype} x=${bad}: row ${r} = ${y[r]}`);
+    }
+  }
+});
+
+for (const threads of [1, 2]) {
+  test(`matvecMany, ${threads} thread(s): a batch of products of mixed dtypes and sizes equals the products one by one`, () => {
+    const backend = backends.get(threads)!;
+    const rng = new Rng(99 + threads);
+    const shapes: [DType | 'int8', number, number, ResultFunction | undefined][] = [
+      ['f32', 37, 101, undefined],
+      ['q8_0', 3, 96, 'relu2'],
+      ['bf16', 53, 99, 'sigmoid'],
+      ['int8', 17, 45, undefined],
+      ['q5_1', 70, 224, 'tanh'],
+      ['q4_0', 1, 32, undefined],
+    ];
+    const jobs = shapes.map(([dtype, rows, cols, then]) => {
+      const m = dtype === 'int8' ? toInt8Rows(placed(backend, 'f32', rows, cols, rng).ref, backend.allocate, backend) : placed(backend, dtype, rows, cols, rng).fast;
+      return { m, x: randomVector(rng, cols), y: new Float32Array(rows), then };
+    });
+    backend.matvecMany(jobs);
+    for (const { m, x, y, then } of jobs) {
+      const one = new Float32Array(m.rows);
+      backend.matvec(m, x, one);
+      const want = new Float32Array(m.rows);
+      referenceMatvec(m, x, want);
+      if (then !== undefined) {
+        applyResultFunction(then, one);
+        applyResultFunction(then, want);
+      }
+      // The product itself is bit-identical alone or in a batch; the functions differ by f32 rounding.
+      for (let r = 0; r < m.rows; r++) assert.ok(Math.abs(y[r]! - one[r]!) <= 1e-6 * (1 + Math.abs(one[r]!)), `${m.dtype} ${then} row ${r}: ${y[r]} vs ${one[r]}`);
+      for (let r = 0; r < m.rows; r++) assert.ok(Math.abs(y[r]! - want[r]!) <= 1e-4 * (1 + Math.abs(want[r]!)), `${m.dtype} row ${r}`);
+    }
+    // Nonzero results really went through the function.
+    assert.ok(jobs[1]!.y.every((v) => v >= 0) && jobs[2]!.y.every((v) => v >= 0 && v <= 1) && jobs[4]!.y.every((v) => Math.abs(v) <= 1));
+  });
+}
+
 /** Random values in ±scale. */
 function randomVector(rng: Rng, n: number, scale = 1): Float32Array {
   return new Float32Array(n).map(() => (rng.next() * 2 - 1) * scale);
 }
+
+test('groupNorm kernel (LayerNorm rows, and GroupNorm with SIMD-sized and odd groups) matches the float64 reference', () => {
+  const backend = backends.get(1)!;
+  const rng = new Rng(515);
+  for (const [rows, c, groups] of [[3, 40, 1], [5, 36, 3], [2, 30, 2], [1, 768, 12]] as const) {
+    const x = randomVector(rng, rows * c, 4).map((v, i) => v + (i % 7)); // a non-zero mean
+    const weight = randomVector(rng, c, 2);
+    const bias = randomVector(rng, c, 1);
+    const want = new Float32Array(rows * c);
+    for (let r = 0; r < rows; r++) groupNorm(x.subarray(r * c, (r + 1) * c), weight, bias, want.subarray(r * c, (r + 1) * c), groups, 1e-5);
+    const got = new Float32Array(rows * c);
+    backend.groupNorm(x, weight, bias, got, rows, groups, 1e-5);
+    for (let i = 0; i < rows * c; i++) assert.ok(Math.abs(got[i]! - want[i]!) <= 1e-5 * (1 + Math.abs(want[i]!)), `${rows}×${c}/${groups} [${i}]: ${got[i]} vs ${want[i]}`);
+  }
+});
+
+test('wkv4 (RWKV-4 stable WKV with σ(r), 9 tokens × 20 channels) matches a float64 reference, from a fresh state and with |k| up to 60', () => {
+  const backend = backends.get(1)!;
+  const rng = new Rng(404);
+  const c = 20;
+  const t = 9;
+  const state = new Float32Array(3 * c);
+  state.fill(-1e30, 2 * c); // fresh: pp = −1e30
+  const w = randomVector(rng, c, 3).map((x) => -Math.exp(x));
+  const u = randomVector(rng, c, 2);
+  const k = randomVector(rng, t * c, 60);
+  const v = randomVector(rng, t * c, 5);
+  const r = randomVector(rng, t * c, 30);
+  // Float64 reference, the same stable recurrence (state rounded to f32 as it is stored).
+  const want = new Float64Array(t * c);
+  const ref = Float64Array.from(state);
+  for (let p = 0; p < t; p++) {
+    for (let i = 0; i < c; i++) {
+      const [aa, bb, pp] = [ref[i]!, ref[c + i]!, ref[2 * c + i]!];
+      const ki = k[p * c + i]!;
+      const vi = v[p * c + i]!;
+      let ww = u[i]! + ki;
+      let q = Math.max(pp, ww);
+      want[p * c + i] = ((Math.exp(pp - q) * aa + Math.exp(ww - q) * vi) / (Math.exp(pp - q) * bb + Math.exp(ww - q))) / (1 + Math.exp(-r[p * c + i]!));
+      ww = w[i]! + pp;
+      q = Math.max(ww, ki);
+      ref[i] = Math.fround(Math.exp(ww - q) * aa + Math.exp(ki - q) * vi);
+      ref[c + i] = Math.fround(Math.exp(ww - q) * bb + Math.exp(ki - q));
+      ref[2 * c + i] = Math.fround(q);
+    }
+  }
+  const y = new Float32Array(t * c);
+  backend.wkv4(state, k, v, r, w, u, y, c, t);
+  for (let i = 0; i < t * c; i++) assert.ok(Math.abs(y[i]! - want[i]!) <= 2e-6 * (1 + Math.abs(want[i]!)), `y[${i}] ${y[i]} vs ${want[i]}`);
+  for (let i = 0; i < 3 * c; i++) assert.ok(Math.abs(state[i]! - ref[i]!) <= 2e-6 * (1 + Math.abs(ref[i]!)), `state[${i}] ${state[i]} vs ${ref[i]}`);
+  // NaN in k reaches y instead of vanishing.
+  const kNaN = k.slice();
+  kNaN[3] = NaN;
+  backend.wkv4(new Float32Array(3 * c).fill(-1e30, 2 * c), kNaN, v, r, w, u, y, c, 1);
+  assert.ok(Number.isNaN(y[3]!));
+});
 
 test('wkv5 (v5/v6 recurrence of one token) matches a float64 reference: 3 heads of 12', () => {
   const backend = backends.get(1)!;

@@ -6,9 +6,36 @@ import { DTYPES, f16ToF32Table } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { blockDecoder, QK } from './quant.js';
 
+/** A function applied to each result of a product: relu(y)², σ(y) or tanh(y). */
+export type ResultFunction = 'relu2' | 'sigmoid' | 'tanh';
+
+/** One product y = m·x of a batch (see `matvecs`), optionally followed by `then` on each result. */
+export interface MatvecJob {
+  readonly m: Matrix;
+  readonly x: Float32Array;
+  readonly y: Float32Array;
+  readonly then?: ResultFunction;
+}
+
+/** `then` of a MatvecJob, in TypeScript (the reference and fallback). */
+export function applyResultFunction(fn: ResultFunction, y: Float32Array): void {
+  if (fn === 'relu2') {
+    for (let i = 0; i < y.length; i++) {
+      const r = Math.max(y[i]!, 0);
+      y[i] = r * r;
+    }
+  } else if (fn === 'sigmoid') {
+    for (let i = 0; i < y.length; i++) y[i] = 1 / (1 + Math.exp(-y[i]!));
+  } else {
+    for (let i = 0; i < y.length; i++) y[i] = Math.tanh(y[i]!);
+  }
+}
+
 /** Fast kernels that can read a matrix's bytes where they live (e.g. in a WebAssembly memory). */
 export interface MatrixKernels {
   matvec(m: Matrix, x: Float32Array, y: Float32Array): void;
+  /** Several independent products at once (one meeting of the threads for all of them). */
+  matvecMany?(jobs: readonly MatvecJob[]): void;
   matmul(m: Matrix, x: Float32Array, t: number, y: Float32Array): void;
 }
 
@@ -129,6 +156,22 @@ export function matvec(m: Matrix, x: Float32Array, y: Float32Array): void {
     return;
   }
   referenceMatvec(m, x, y);
+}
+
+/**
+ * Independent products y = m·x (no job reads another's y): one call of the fast kernels when every matrix
+ * has the same ones, else one product after another.
+ */
+export function matvecs(jobs: readonly MatvecJob[]): void {
+  const kernels = jobs[0]?.m.kernels;
+  if (kernels?.matvecMany !== undefined && jobs.every((j) => j.m.kernels === kernels)) {
+    kernels.matvecMany(jobs);
+    return;
+  }
+  for (const j of jobs) {
+    matvec(j.m, j.x, j.y);
+    if (j.then !== undefined) applyResultFunction(j.then, j.y);
+  }
 }
 
 /** The plain TypeScript matrix-vector product (float64 sums). */

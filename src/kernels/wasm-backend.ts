@@ -11,7 +11,7 @@ import * as os from 'node:os';
 import * as v8 from 'node:v8';
 import { Worker } from 'node:worker_threads';
 import { ArgumentError } from '../errors.js';
-import type { Matrix, MatrixDType, MatrixKernels } from './matrix.js';
+import type { Matrix, MatrixDType, MatrixKernels, MatvecJob, ResultFunction } from './matrix.js';
 
 export const DTYPE_CODES: Readonly<Record<MatrixDType, number>> = {
   f32: 0,
@@ -25,6 +25,9 @@ export const DTYPE_CODES: Readonly<Record<MatrixDType, number>> = {
   int8: 8,
 };
 
+/** Functions a batched product may apply to its results (asm/kernels.ts `applyFunction`). */
+const FUNCTION_CODES: Readonly<Record<ResultFunction, number>> = { relu2: 1, sigmoid: 2, tanh: 3 };
+
 const PAGE = 65536;
 const CTRL = 4096; // control block: 64 i32
 const HEAP_START = PAGE;
@@ -32,10 +35,9 @@ const MAX_PAGES = 65536; // 4 GiB
 
 /** Operations in the control block. */
 export const enum Op {
-  Matvec = 1,
+  MatvecBatch = 1,
   Matmul = 2,
   ReadSum = 3,
-  MatvecInt8 = 4,
   Exit = 99,
 }
 
@@ -67,6 +69,9 @@ export function matmulThreadBytes(cols: number): number {
 
 export interface KernelExports {
   matvec(dtype: number, w: number, x: number, y: number, cols: number, r0: number, r1: number): void;
+  matvecBatch(table: number, count: number, g0: number, g1: number): void;
+  preparedBytes(dtype: number, n: number): number;
+  prepareActivations(dtype: number, x: number, out: number, n: number): void;
   matmul(
     dtype: number,
     w: number,
@@ -81,6 +86,8 @@ export interface KernelExports {
     tmp: number,
   ): void;
   readSum(ptr: number, bytes: number): number;
+  groupNorm(x: number, w: number, b: number, y: number, rows: number, c: number, groups: number, eps: number): void;
+  wkv4(s: number, k: number, v: number, r: number, w: number, u: number, y: number, c: number, t: number): void;
   wkv5(s: number, r: number, k: number, v: number, w: number, u: number, y: number, heads: number, n: number): void;
   wkv7(s: number, r: number, w: number, k: number, v: number, kk: number, a: number, y: number, heads: number, n: number): void;
   quantizeActivations(x: number, xq: number, n: number): number;
@@ -92,19 +99,14 @@ function runChunk(k: KernelExports, ctrl: Int32Array, index: number, c: number):
   const op = ctrl[Ctrl.Op]!;
   const a = (i: number): number => ctrl[Ctrl.Args + i]! >>> 0;
   const size = ctrl[Ctrl.ChunkSize]!;
-  if (op === Op.Matvec) {
-    const rows = a(5);
-    k.matvec(a(0), a(1), a(2), a(3), a(4), c * size, Math.min(rows, (c + 1) * size));
+  if (op === Op.MatvecBatch) {
+    k.matvecBatch(a(0), a(1), c * size, Math.min(a(2), (c + 1) * size));
   } else if (op === Op.Matmul) {
     const rows = a(5);
     const cols = a(6);
     // Per-thread pack and decode buffers, laid out one after another from a(7).
     const pack = a(7) + index * matmulThreadBytes(cols);
     k.matmul(a(0), a(1), a(2), a(3), a(4), rows, cols, c * size, Math.min(rows, (c + 1) * size), pack, pack + cols * 64);
-  } else if (op === Op.MatvecInt8) {
-    const rows = a(5);
-    const xScale = new Float32Array(ctrl.buffer, ctrl.byteOffset + 4 * (Ctrl.Args + 6), 1)[0]!;
-    k.matvecInt8(a(0), a(1), xScale, a(2), a(3), c * size, Math.min(rows, (c + 1) * size));
   } else if (op === Op.ReadSum) {
     const bytes = a(1);
     const b0 = c * size;
@@ -318,18 +320,65 @@ export class WasmBackend implements MatrixKernels {
   private generation = 0;
 
   matvec(m: Matrix, x: Float32Array, y: Float32Array): void {
-    if (m.dtype === 'int8') {
-      this.matvecInt8(m, x, y);
-      return;
+    this.matvecMany([{ m, x, y }]);
+  }
+
+  /**
+   * Several independent products y = m·x as one job, so that the threads meet once for all of them. Each x
+   * is copied into the shared memory and prepared for its matrix's kernel (bf16: permuted; quantized
+   * types: split into integer blocks; int8 rows: rounded to i16) on this thread, then the threads split
+   * the rows of all the products.
+   */
+  matvecMany(jobs: readonly MatvecJob[]): void {
+    const align = (n: number): number => Math.ceil(n / 64) * 64;
+    let bytes = align(jobs.length * 48);
+    for (const { m } of jobs) bytes += align(m.cols * 4) + align(this.preparedBytes(m)) + align(m.rows * 4);
+    const base = this.scratchRegion(bytes);
+    const table = new Uint32Array(this.memory.buffer, base, jobs.length * 12);
+    const tableF32 = new Float32Array(table.buffer, table.byteOffset, table.length);
+    let p = base + align(jobs.length * 48);
+    let totalRows = 0;
+    const yPtrs: number[] = [];
+    for (let i = 0; i < jobs.length; i++) {
+      const { m, x, then } = jobs[i]!;
+      const xPtr = p;
+      p += align(m.cols * 4);
+      this.f32.set(x.subarray(0, m.cols), xPtr / 4);
+      let xArg = xPtr;
+      let xScale = 0;
+      const prepared = this.preparedBytes(m);
+      if (prepared > 0) {
+        xArg = p;
+        if (m.dtype === 'int8') xScale = this.kernels.quantizeActivations(xPtr, p, m.cols);
+        else this.kernels.prepareActivations(DTYPE_CODES[m.dtype], xPtr, p, m.cols);
+        p += align(prepared);
+      }
+      const yPtr = p;
+      p += align(m.rows * 4);
+      yPtrs.push(yPtr);
+      const e = i * 12;
+      table[e] = DTYPE_CODES[m.dtype];
+      table[e + 1] = m.bytes.byteOffset;
+      table[e + 2] = xArg;
+      table[e + 3] = yPtr;
+      table[e + 4] = m.cols;
+      table[e + 5] = m.rows;
+      table[e + 6] = totalRows;
+      tableF32[e + 7] = xScale;
+      table[e + 8] = then === undefined ? 0 : FUNCTION_CODES[then];
+      totalRows += m.rows;
     }
-    const xBytes = m.cols * 4;
-    const yBytes = m.rows * 4;
-    const base = this.scratchRegion(xBytes + yBytes + 64);
-    const xPtr = base;
-    const yPtr = base + Math.ceil(xBytes / 64) * 64;
-    this.f32.set(x.subarray(0, m.cols), xPtr / 4);
-    this.dispatch(Op.Matvec, [DTYPE_CODES[m.dtype], m.bytes.byteOffset, xPtr, yPtr, m.cols, m.rows], m.rows, 16);
-    y.set(this.f32.subarray(yPtr / 4, yPtr / 4 + m.rows));
+    this.dispatch(Op.MatvecBatch, [base, jobs.length, totalRows], totalRows, 16);
+    for (let i = 0; i < jobs.length; i++) {
+      const { m, y } = jobs[i]!;
+      y.set(this.f32.subarray(yPtrs[i]! / 4, yPtrs[i]! / 4 + m.rows));
+    }
+  }
+
+  /** Bytes of the prepared activations for one product with `m` (0 when the kernel reads x as it is). */
+  private preparedBytes(m: Matrix): number {
+    if (m.dtype === 'int8') return m.cols * 2 + 32; // i16 values padded to a multiple of 16
+    return this.kernels.preparedBytes(DTYPE_CODES[m.dtype], m.cols);
   }
 
   /**
@@ -356,6 +405,56 @@ export class WasmBackend implements MatrixKernels {
     y.set(f32.subarray(p / 4, p / 4 + c));
   }
 
+  /** LayerNorm (groups = 1) or GroupNorm of `rows` rows of weight.length values (see asm/kernels.ts). */
+  groupNorm(x: Float32Array, weight: Float32Array, bias: Float32Array, out: Float32Array, rows: number, groups: number, eps: number): void {
+    const c = weight.length;
+    if (bias.length !== c || c % groups !== 0 || x.length < rows * c || out.length < rows * c) {
+      throw new ArgumentError(`groupNorm: ${rows} rows of ${c} values in ${groups} groups do not fit the given arrays`);
+    }
+    const align = (n: number): number => Math.ceil((n * 4) / 64) * 64;
+    const base = this.scratchRegion(2 * align(c) + align(rows * c));
+    const f32 = this.f32;
+    const wPtr = base;
+    const bPtr = base + align(c);
+    const xPtr = bPtr + align(c);
+    f32.set(weight, wPtr / 4);
+    f32.set(bias, bPtr / 4);
+    f32.set(x.subarray(0, rows * c), xPtr / 4);
+    this.kernels.groupNorm(xPtr, wPtr, bPtr, xPtr, rows, c, groups, eps);
+    out.set(f32.subarray(xPtr / 4, xPtr / 4 + rows * c));
+  }
+
+  /**
+   * RWKV-4's WKV over `t` tokens with σ(r) applied (see asm/kernels.ts `wkv4`): `state` holds aa, bb, pp
+   * (C each) and is updated in place; k, v, r and y are t × C; w and u are C. C must be a multiple of 4.
+   */
+  wkv4(state: Float32Array, k: Float32Array, v: Float32Array, r: Float32Array, w: Float32Array, u: Float32Array, y: Float32Array, c: number, t: number): void {
+    const tc = t * c;
+    if (c % 4 !== 0 || state.length !== 3 * c || w.length < c || u.length < c || [k, v, r, y].some((a) => a.length < tc)) {
+      throw new ArgumentError(`wkv4: C = ${c} must be a multiple of 4, the state 3·C and k, v, r, y t·C = ${tc} values`);
+    }
+    const align = (n: number): number => Math.ceil((n * 4) / 64) * 64;
+    const base = this.scratchRegion(align(3 * c) + 2 * align(c) + 4 * align(tc));
+    const f32 = this.f32;
+    let p = base;
+    const put = (a: Float32Array, n: number): number => {
+      const at = p;
+      f32.set(a.subarray(0, n), at / 4);
+      p += align(n);
+      return at;
+    };
+    const sPtr = put(state, 3 * c);
+    const wPtr = put(w, c);
+    const uPtr = put(u, c);
+    const kPtr = put(k, tc);
+    const vPtr = put(v, tc);
+    const rPtr = put(r, tc);
+    const yPtr = p;
+    this.kernels.wkv4(sPtr, kPtr, vPtr, rPtr, wPtr, uPtr, yPtr, c, t);
+    state.set(f32.subarray(sPtr / 4, sPtr / 4 + 3 * c));
+    y.set(f32.subarray(yPtr / 4, yPtr / 4 + tc));
+  }
+
   /** v5/v6 WKV of one token (see asm/kernels.ts `wkv5`); `state` is updated in place, `y` written. */
   wkv5(state: Float32Array, r: Float32Array, k: Float32Array, v: Float32Array, w: Float32Array, u: Float32Array, y: Float32Array, heads: number, n: number): void {
     checkWkv(state, [r, k, v, w, u], y, heads, n);
@@ -368,21 +467,6 @@ export class WasmBackend implements MatrixKernels {
     this.wkv(state, [r, w, k, v, kk, a], y, (s, [pr, pw, pk, pv, pkk, pa], py) =>
       this.kernels.wkv7(s, pr!, pw!, pk!, pv!, pkk!, pa!, py, heads, n),
     );
-  }
-
-  /** int8 rows: activations rounded to i16 with one scale, exact integer dot products. */
-  private matvecInt8(m: Matrix, x: Float32Array, y: Float32Array): void {
-    const xBytes = Math.ceil((m.cols * 4) / 64) * 64;
-    const xqBytes = Math.ceil((m.cols * 2 + 32) / 64) * 64;
-    const base = this.scratchRegion(xBytes + xqBytes + m.rows * 4);
-    const xPtr = base;
-    const xqPtr = base + xBytes;
-    const yPtr = xqPtr + xqBytes;
-    this.f32.set(x.subarray(0, m.cols), xPtr / 4);
-    const xScale = this.kernels.quantizeActivations(xPtr, xqPtr, m.cols);
-    new Float32Array(this.ctrl.buffer, this.ctrl.byteOffset + 4 * (Ctrl.Args + 6), 1)[0] = xScale;
-    this.dispatch(Op.MatvecInt8, [m.bytes.byteOffset, xqPtr, yPtr, m.cols, 0, m.rows], m.rows, 16);
-    y.set(this.f32.subarray(yPtr / 4, yPtr / 4 + m.rows));
   }
 
   matmul(m: Matrix, x: Float32Array, t: number, y: Float32Array): void {

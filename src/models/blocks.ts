@@ -1,6 +1,6 @@
 // Pieces shared by several versions: token-shift interpolation and the channel mix (the FFN).
 import { reluSquared, sigmoid } from '../kernels/activations.js';
-import { matmul, matvec, type Matrix } from '../kernels/matrix.js';
+import { matmul, matvec, matvecs, type Matrix, type MatvecJob } from '../kernels/matrix.js';
 import type { ScratchPool } from './model.js';
 import type { KernelProvider, Weights } from './weights.js';
 
@@ -64,6 +64,8 @@ export class ChannelMix {
   private readonly xr: Float32Array;
   private readonly k: Float32Array; // F
   private readonly r: Float32Array;
+  /** relu(Wk·xk)² and σ(Wr·xr): independent, run as one batch. */
+  private readonly keyAndReceptance: MatvecJob[];
 
   constructor(
     w: Weights,
@@ -87,6 +89,8 @@ export class ChannelMix {
     this.xr = new Float32Array(c);
     this.k = new Float32Array(f);
     this.r = new Float32Array(c);
+    this.keyAndReceptance = [{ m: this.key, x: this.xk, y: this.k, then: 'relu2' }];
+    if (this.receptance !== undefined) this.keyAndReceptance.push({ m: this.receptance, x: this.xr, y: this.r, then: 'sigmoid' });
   }
 
   /** Parallel mode: `xf` is T × C (ln2-normed rows), `out` T × C; `prev` is the state's ffn_x. */
@@ -117,13 +121,11 @@ export class ChannelMix {
     lerp(xf, prev, this.muK, this.xk);
     if (this.receptance !== undefined) lerp(xf, prev, this.muR!, this.xr);
     prev.set(xf);
-    matvec(this.key, this.xk, this.k);
-    const k = this.k;
-    for (let i = 0; i < k.length; i++) k[i] = reluSquared(k[i]!);
-    matvec(this.value, k, out);
+    matvecs(this.keyAndReceptance);
+    matvec(this.value, this.k, out);
     if (this.receptance !== undefined) {
-      matvec(this.receptance, this.xr, this.r);
-      for (let i = 0; i < out.length; i++) out[i] = out[i]! * sigmoid(this.r[i]!);
+      const r = this.r;
+      for (let i = 0; i < out.length; i++) out[i] = out[i]! * r[i]!;
     }
   }
 }

@@ -2,7 +2,7 @@
 // → ln_out → head. A version supplies only its blocks.
 import { ArgumentError } from '../errors.js';
 import { matmul, matvec, readRow, type Matrix, type MatrixDType } from '../kernels/matrix.js';
-import { layerNorm } from '../kernels/norm.js';
+import { normKernelsOf, normRows, type NormKernels } from '../kernels/norm.js';
 import type { ModelConfig } from './config.js';
 import { State, stateSize } from './state.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -124,6 +124,8 @@ export class RnnModel implements RwkvModel {
   private readonly ctx: TokenContext;
   private readonly stateFloats: number;
   private readonly scratch = new ScratchPool();
+  /** LayerNorm on the fast kernels, when the model runs on them. */
+  private readonly norms: NormKernels | undefined;
 
   constructor(config: ModelConfig, w: Weights, blocks: readonly Block[]) {
     const c = config.nEmbd;
@@ -147,6 +149,12 @@ export class RnnModel implements RwkvModel {
     this.out = new Float32Array(config.nVocab);
     this.ctx = { vFirst: new Float32Array(c) };
     this.stateFloats = stateSize(config);
+    this.norms = normKernelsOf(w.fast);
+  }
+
+  /** LayerNorm of `rows` rows of C values. */
+  private layerNorm(x: Float32Array, ln: LayerNormWeights, out: Float32Array, rows: number): void {
+    normRows(this.norms, x, ln.weight, ln.bias, out, rows, 1, LN_EPS);
   }
 
   createState(): State {
@@ -184,28 +192,26 @@ export class RnnModel implements RwkvModel {
     const dx = pool.get('model.dx', t * c);
     const ctx: SequenceContext = { vFirst: pool.get('model.vFirst', t * c), chunk, scratch: pool };
     const rows = (a: Float32Array, i: number): Float32Array => a.subarray(i * c, (i + 1) * c);
-    for (let i = 0; i < t; i++) {
-      readRow(this.emb, tokens[i]!, rows(x, i));
-      layerNorm(rows(x, i), this.ln0.weight, this.ln0.bias, rows(x, i), LN_EPS);
-    }
+    for (let i = 0; i < t; i++) readRow(this.emb, tokens[i]!, rows(x, i));
+    this.layerNorm(x, this.ln0, x, t);
     for (let l = 0; l < nLayer; l++) {
       const block = this.blocks[l]!;
       const s = state.layer(l);
-      for (let i = 0; i < t; i++) layerNorm(rows(x, i), this.ln1[l]!.weight, this.ln1[l]!.bias, rows(xn, i), LN_EPS);
+      this.layerNorm(x, this.ln1[l]!, xn, t);
       block.timeMixSequence!(xn, t, s, dx, ctx);
       for (let i = 0; i < x.length; i++) x[i] = x[i]! + dx[i]!;
-      for (let i = 0; i < t; i++) layerNorm(rows(x, i), this.ln2[l]!.weight, this.ln2[l]!.bias, rows(xn, i), LN_EPS);
+      this.layerNorm(x, this.ln2[l]!, xn, t);
       block.channelMixSequence!(xn, t, s, dx, ctx);
       for (let i = 0; i < x.length; i++) x[i] = x[i]! + dx[i]!;
     }
     if (options.allLogits === true) {
-      for (let i = 0; i < t; i++) layerNorm(rows(x, i), this.lnOut.weight, this.lnOut.bias, rows(xn, i), LN_EPS);
+      this.layerNorm(x, this.lnOut, xn, t);
       const out = new Float32Array(t * nVocab);
       matmul(this.head, xn, t, out);
       return out;
     }
     const last = rows(xn, t - 1);
-    layerNorm(rows(x, t - 1), this.lnOut.weight, this.lnOut.bias, last, LN_EPS);
+    this.layerNorm(rows(x, t - 1), this.lnOut, last, 1);
     const out = new Float32Array(nVocab);
     matmul(this.head, last, 1, out);
     return out;
@@ -216,18 +222,18 @@ export class RnnModel implements RwkvModel {
     this.checkInputs([token], state);
     const { x, xn, dx } = this;
     readRow(this.emb, token, x);
-    layerNorm(x, this.ln0.weight, this.ln0.bias, x, LN_EPS);
+    this.layerNorm(x, this.ln0, x, 1);
     for (let l = 0; l < nLayer; l++) {
       const block = this.blocks[l]!;
       const s = state.layer(l);
-      layerNorm(x, this.ln1[l]!.weight, this.ln1[l]!.bias, xn, LN_EPS);
+      this.layerNorm(x, this.ln1[l]!, xn, 1);
       block.timeMix(xn, s, dx, this.ctx);
       for (let i = 0; i < x.length; i++) x[i] = x[i]! + dx[i]!;
-      layerNorm(x, this.ln2[l]!.weight, this.ln2[l]!.bias, xn, LN_EPS);
+      this.layerNorm(x, this.ln2[l]!, xn, 1);
       block.channelMix(xn, s, dx);
       for (let i = 0; i < x.length; i++) x[i] = x[i]! + dx[i]!;
     }
-    layerNorm(x, this.lnOut.weight, this.lnOut.bias, xn, LN_EPS);
+    this.layerNorm(x, this.lnOut, xn, 1);
     const out = logits ?? this.out;
     matvec(this.head, xn, out);
     return out;

@@ -9,11 +9,11 @@
 // with the decay w = −exp(time_decay) and the bonus u = time_first. rwkv.cpp files store time_decay
 // already as −exp(·); official checkpoints store the raw parameter (the loader's `decayStored` says which).
 import { sigmoid } from '../kernels/activations.js';
-import { matmul, matvec, type Matrix } from '../kernels/matrix.js';
+import { matmul, matvec, matvecs, type Matrix, type MatvecJob } from '../kernels/matrix.js';
 import { ChannelMix, lerpRows, mixLerp, shiftRows } from './blocks.js';
 import type { ModelConfig } from './config.js';
 import { RnnModel, type Block, type SequenceContext } from './model.js';
-import type { Weights } from './weights.js';
+import type { KernelProvider, Weights } from './weights.js';
 
 /** How a file stores v4's time_decay: the raw parameter, or rwkv.cpp's −exp(parameter). */
 export type V4DecayEncoding = 'raw' | 'negexp';
@@ -36,11 +36,16 @@ class V4Block implements Block {
   private readonly k: Float32Array;
   private readonly v: Float32Array;
   private readonly r: Float32Array;
+  /** k, v and r: independent products, run as one batch. */
+  private readonly kvr: MatvecJob[];
+  /** The fast kernels, when the model runs on them and C is a multiple of 4: the WKV goes there too. */
+  private readonly fast: KernelProvider | undefined;
 
   constructor(w: Weights, layer: number, config: ModelConfig, decayEncoding: V4DecayEncoding) {
     const c = config.nEmbd;
     const p = `blocks.${layer}.att`;
     this.c = c;
+    this.fast = w.fast?.wkv4 !== undefined && c % 4 === 0 ? w.fast : undefined;
     const decay = w.vector(`${p}.time_decay`, c, 'n_embd');
     if (decayEncoding === 'raw') for (let i = 0; i < c; i++) decay[i] = -Math.exp(decay[i]!);
     this.decay = decay;
@@ -63,6 +68,11 @@ class V4Block implements Block {
     this.k = new Float32Array(c);
     this.v = new Float32Array(c);
     this.r = new Float32Array(c);
+    this.kvr = [
+      { m: this.key, x: this.xk, y: this.k },
+      { m: this.value, x: this.xv, y: this.v },
+      { m: this.receptance, x: this.xr, y: this.r },
+    ];
   }
 
   // Layer state: [ffn_x, att_x, aa, bb, pp], C each.
@@ -73,11 +83,14 @@ class V4Block implements Block {
     mixLerp(xa, prev, this.muV, this.xv);
     mixLerp(xa, prev, this.muR, this.xr);
     prev.set(xa);
-    matvec(this.key, this.xk, this.k);
-    matvec(this.value, this.xv, this.v);
-    matvec(this.receptance, this.xr, this.r);
+    matvecs(this.kvr);
     const { k, v, r } = this;
     const rwkv = this.xk; // reuse: r ⊙ wkv
+    if (this.fast !== undefined) {
+      this.fast.wkv4!(s.subarray(2 * c, 5 * c), k, v, r, this.decay, this.bonus, rwkv, c, 1);
+      matvec(this.output, rwkv, out);
+      return;
+    }
     for (let i = 0; i < c; i++) {
       const aa = s[2 * c + i]!;
       const bb = s[3 * c + i]!;
@@ -125,6 +138,11 @@ class V4Block implements Block {
     matmul(this.value, xv, t, v);
     matmul(this.receptance, xr, t, r);
     const rwkv = xk; // reuse: σ(r) ⊙ wkv, T × C
+    if (this.fast !== undefined) {
+      this.fast.wkv4!(s.subarray(2 * c, 5 * c), k, v, r, this.decay, this.bonus, rwkv, c, t);
+      matmul(this.output, rwkv, t, out);
+      return;
+    }
     for (let i = 0; i < c; i++) {
       let aa = s[2 * c + i]!;
       let bb = s[3 * c + i]!;

@@ -12,8 +12,8 @@
 // Parallel mode computes the same WKV in chunks (see `wkvChunked`), each projection one matrix-matrix
 // product over the T × C block.
 import { silu } from '../kernels/activations.js';
-import { matmul, matvec, type Matrix } from '../kernels/matrix.js';
-import { groupNorm } from '../kernels/norm.js';
+import { matmul, matvec, matvecs, type Matrix, type MatvecJob } from '../kernels/matrix.js';
+import { normKernelsOf, normRows } from '../kernels/norm.js';
 import { elementCount } from '../tensor/tensor.js';
 import { ChannelMix, LN_X_EPS, lerpRows, mixLerp, shiftRows, wkv5Step } from './blocks.js';
 import type { ModelConfig } from './config.js';
@@ -72,6 +72,8 @@ class V5Block implements Block {
   private readonly g: Float32Array;
   private readonly y: Float32Array;
   private readonly acc: Float64Array; // N: one head's y, summed in doubles
+  /** k, v, r (and g): independent products, run as one batch. */
+  private readonly projections: MatvecJob[];
 
   /** The fast kernels, when the model runs on them: the WKV step goes there too. */
   private readonly fast: KernelProvider | undefined;
@@ -122,6 +124,12 @@ class V5Block implements Block {
     this.g = new Float32Array(c);
     this.y = new Float32Array(c);
     this.acc = new Float64Array(config.headSize);
+    this.projections = [
+      { m: this.key, x: this.xk, y: this.k },
+      { m: this.value, x: this.xv, y: this.v },
+      { m: this.receptance, x: this.xr, y: this.r },
+    ];
+    if (this.gate !== undefined) this.projections.push({ m: this.gate, x: this.xg, y: this.g });
   }
 
   // Layer state: [ffn_x (C), att_x (C), S (H × N × N)], S[h][key i][value j] as rwkv.cpp lays it out.
@@ -133,14 +141,11 @@ class V5Block implements Block {
     mixLerp(xa, prev, this.muR, this.xr);
     if (this.gate !== undefined) mixLerp(xa, prev, this.muG!, this.xg);
     prev.set(xa);
-    matvec(this.key, this.xk, this.k);
-    matvec(this.value, this.xv, this.v);
-    matvec(this.receptance, this.xr, this.r);
+    matvecs(this.projections);
     const { k, v, r, y, acc, decay, bonus } = this;
     wkv5Step(this.fast, s.subarray(2 * c), r, k, v, decay, bonus, y, nHead, n, acc);
-    groupNorm(y, this.lnX.weight, this.lnX.bias, y, nHead, LN_X_EPS);
+    normRows(normKernelsOf(this.fast), y, this.lnX.weight, this.lnX.bias, y, 1, nHead, LN_X_EPS);
     if (this.gate !== undefined) {
-      matvec(this.gate, this.xg, this.g);
       const g = this.g;
       for (let i = 0; i < c; i++) y[i] = y[i]! * silu(g[i]!);
     }
@@ -176,10 +181,7 @@ class V5Block implements Block {
     matmul(this.receptance, xr, t, r);
     const y = xk; // reuse: the WKV output, T × C
     this.wkvChunked(r, k, v, t, s.subarray(2 * c), y, ctx.chunk);
-    for (let p = 0; p < t; p++) {
-      const row = y.subarray(p * c, (p + 1) * c);
-      groupNorm(row, this.lnX.weight, this.lnX.bias, row, nHead, LN_X_EPS);
-    }
+    normRows(normKernelsOf(this.fast), y, this.lnX.weight, this.lnX.bias, y, t, nHead, LN_X_EPS);
     if (this.gate !== undefined) {
       const g = xv; // reuse: T × C
       matmul(this.gate, xg!, t, g);

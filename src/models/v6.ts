@@ -28,8 +28,8 @@
 // overflow once the cumulative decay leaves f32/f64 range (0.28^1024 ≈ 1e−566).
 import { ModelError } from '../errors.js';
 import { silu } from '../kernels/activations.js';
-import { matmul, matvec, type Matrix } from '../kernels/matrix.js';
-import { groupNorm } from '../kernels/norm.js';
+import { matmul, matvec, matvecs, type Matrix, type MatvecJob } from '../kernels/matrix.js';
+import { normKernelsOf, normRows } from '../kernels/norm.js';
 import { shapeString, type Tensor } from '../tensor/tensor.js';
 import { ChannelMix, LN_X_EPS, shiftRows, wkv5Step } from './blocks.js';
 import type { ModelConfig } from './config.js';
@@ -128,7 +128,10 @@ class V6Block implements Block {
   private readonly xxx: Float32Array; // C
   private readonly m: Float32Array; // 5D
   private readonly mChunks: Float32Array[]; // 5 views of `m`, D each
-  private readonly mix: Float32Array; // C: one chunk's m_c
+  private readonly mixes: Float32Array[]; // 5 × C: each chunk's W2_c·tanh(W1·xxx)_c
+  /** The five mix LoRA outputs; then r, k, v, g and the decay LoRA's first half: two batches. */
+  private readonly mixJobs: MatvecJob[];
+  private readonly projections: MatvecJob[];
   private readonly xs: Float32Array[]; // 5 × C: xw, xk, xv, xr, xg
   private readonly d2: Float32Array; // D2
   private readonly w: Float32Array; // C: decay for this token
@@ -175,7 +178,7 @@ class V6Block implements Block {
     this.xxx = new Float32Array(c);
     this.m = new Float32Array(MIX_CHUNKS * d);
     this.mChunks = Array.from({ length: MIX_CHUNKS }, (_, i) => this.m.subarray(i * d, (i + 1) * d));
-    this.mix = new Float32Array(c);
+    this.mixes = Array.from({ length: MIX_CHUNKS }, () => new Float32Array(c));
     this.xs = Array.from({ length: MIX_CHUNKS }, () => new Float32Array(c));
     this.d2 = new Float32Array(d2);
     this.w = new Float32Array(c);
@@ -185,13 +188,22 @@ class V6Block implements Block {
     this.g = new Float32Array(c);
     this.y = new Float32Array(c);
     this.acc = new Float64Array(config.headSize);
+    this.mixJobs = this.maaW2.map((m, ch) => ({ m, x: this.mChunks[ch]!, y: this.mixes[ch]! }));
+    const [xw, xk, xv, xr, xg] = this.xs as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array];
+    this.projections = [
+      { m: this.receptance, x: xr, y: this.r },
+      { m: this.key, x: xk, y: this.k },
+      { m: this.value, x: xv, y: this.v },
+      { m: this.gate, x: xg, y: this.g },
+      { m: this.decayW1, x: xw, y: this.d2 },
+    ];
   }
 
   // Layer state: [ffn_x (C), att_x (C), S (H × N × N)], S[h][key i][value j] as rwkv.cpp keeps it.
   timeMix(xa: Float32Array, s: Float32Array, out: Float32Array): void {
     const c = this.c;
     const prev = s.subarray(c, 2 * c);
-    const { dx, xxx, m, mix, xs } = this;
+    const { dx, xxx, m, xs } = this;
     for (let i = 0; i < c; i++) {
       dx[i] = prev[i]! - xa[i]!;
       xxx[i] = xa[i]! + dx[i]! * this.maaX[i]!;
@@ -201,28 +213,24 @@ class V6Block implements Block {
     // Data-dependent token shift: x_c = x + dx·(maa_c + W2_c·tanh(W1·xxx)_c).
     matvec(this.maaW1, xxx, m);
     for (let i = 0; i < m.length; i++) m[i] = Math.tanh(m[i]!);
+    matvecs(this.mixJobs);
     for (let ch = 0; ch < MIX_CHUNKS; ch++) {
-      matvec(this.maaW2[ch]!, this.mChunks[ch]!, mix);
+      const mix = this.mixes[ch]!;
       const mu = this.maa[ch]!;
       const x = xs[ch]!;
       for (let i = 0; i < c; i++) x[i] = xa[i]! + dx[i]! * (mu[i]! + mix[i]!);
     }
     const [xw, xk, xv, xr, xg] = xs as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array];
 
-    matvec(this.receptance, xr, this.r);
-    matvec(this.key, xk, this.k);
-    matvec(this.value, xv, this.v);
-    matvec(this.gate, xg, this.g);
-
-    // Decay for this token: w = exp(−exp(time_decay + Wd2·tanh(Wd1·xw))).
+    // r, k, v, g, and the first half of the decay for this token: w = exp(−exp(time_decay + Wd2·tanh(Wd1·xw))).
+    matvecs(this.projections);
     const d2 = this.d2;
-    matvec(this.decayW1, xw, d2);
     for (let i = 0; i < d2.length; i++) d2[i] = Math.tanh(d2[i]!);
     matvec(this.decayW2, d2, this.w);
     for (let i = 0; i < c; i++) this.w[i] = Math.exp(-Math.exp(this.decay[i]! + this.w[i]!));
 
     this.wkv(s);
-    groupNorm(this.y, this.lnXWeight, this.lnXBias, this.y, this.nHead, LN_X_EPS);
+    normRows(normKernelsOf(this.fast), this.y, this.lnXWeight, this.lnXBias, this.y, 1, this.nHead, LN_X_EPS);
     const { y, g } = this;
     for (let i = 0; i < c; i++) y[i] = y[i]! * silu(g[i]!);
     matvec(this.output, y, out);
@@ -302,9 +310,9 @@ class V6Block implements Block {
     const chunk = ctx.chunk;
     for (let p0 = 0; p0 < t; p0 += chunk) this.wkvChunk(r, k, v, lw, s, y, p0, Math.min(chunk, t - p0));
 
+    normRows(normKernelsOf(this.fast), y, this.lnXWeight, this.lnXBias, y, t, this.nHead, LN_X_EPS);
     for (let o = 0; o < tc; o += c) {
       const row = y.subarray(o, o + c);
-      groupNorm(row, this.lnXWeight, this.lnXBias, row, this.nHead, LN_X_EPS);
       for (let i = 0; i < c; i++) row[i] = row[i]! * silu(g[o + i]!);
     }
     matmul(this.output, y, t, out);

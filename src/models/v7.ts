@@ -24,8 +24,8 @@
 // at 2C + h·N² + i·N + j — the official orientation, the transpose of v5/v6's.
 import { ModelError } from '../errors.js';
 import { sigmoid } from '../kernels/activations.js';
-import { matmul, matvec, type Matrix } from '../kernels/matrix.js';
-import { groupNorm } from '../kernels/norm.js';
+import { matmul, matvec, matvecs, type Matrix, type MatvecJob } from '../kernels/matrix.js';
+import { normKernelsOf, normRows } from '../kernels/norm.js';
 import { shapeString } from '../tensor/tensor.js';
 import { ChannelMix, LN_X_EPS, lerpRows, shiftLerp, shiftRows } from './blocks.js';
 import type { ModelConfig } from './config.js';
@@ -127,8 +127,17 @@ class V7Block implements Block {
   private readonly g: Float32Array;
   private readonly kk: Float32Array;
   private readonly y: Float32Array;
-  private readonly t: Float32Array; // LoRA up-projection result
-  private readonly low: Float32Array; // max rank: LoRA down-projection result
+  // LoRA results: down-projections (rank each) and up-projections (C each) of w, a and v.
+  private readonly lowW: Float32Array;
+  private readonly lowA: Float32Array;
+  private readonly lowG: Float32Array;
+  private readonly lowV: Float32Array;
+  private readonly upW: Float32Array;
+  private readonly upA: Float32Array;
+  private readonly upV: Float32Array;
+  /** r, k, v and the LoRA down-projections; then the LoRA up-projections: two batches of independent products. */
+  private readonly downJobs: MatvecJob[];
+  private readonly upJobs: MatvecJob[];
 
   /** The fast kernels, when the model runs on them: the WKV step goes there too. */
   private readonly fast: KernelProvider | undefined;
@@ -187,7 +196,6 @@ class V7Block implements Block {
       style: 'shift',
     });
 
-    const ranks = [this.wLora, this.aLora, this.gLora, this.vLora].map((l) => l?.down.rows ?? 0);
     this.xr = new Float32Array(c);
     this.xw = new Float32Array(c);
     this.xk = new Float32Array(c);
@@ -202,13 +210,35 @@ class V7Block implements Block {
     this.g = new Float32Array(c);
     this.kk = new Float32Array(c);
     this.y = new Float32Array(c);
-    this.t = new Float32Array(c);
-    this.low = new Float32Array(Math.max(...ranks));
+    this.lowW = new Float32Array(this.wLora.down.rows);
+    this.lowA = new Float32Array(this.aLora.down.rows);
+    this.lowG = new Float32Array(this.gLora.down.rows);
+    this.lowV = new Float32Array(this.vLora?.down.rows ?? 0);
+    this.upW = new Float32Array(c);
+    this.upA = new Float32Array(c);
+    this.upV = new Float32Array(c);
+    this.downJobs = [
+      { m: this.receptance, x: this.xr, y: this.r },
+      { m: this.key, x: this.xk, y: this.k },
+      { m: this.value, x: this.xv, y: this.v },
+      { m: this.wLora.down, x: this.xw, y: this.lowW, then: 'tanh' },
+      { m: this.aLora.down, x: this.xa, y: this.lowA },
+      { m: this.gLora.down, x: this.xg, y: this.lowG, then: 'sigmoid' },
+    ];
+    this.upJobs = [
+      { m: this.wLora.up, x: this.lowW, y: this.upW },
+      { m: this.aLora.up, x: this.lowA, y: this.upA },
+      { m: this.gLora.up, x: this.lowG, y: this.g },
+    ];
+    if (this.vLora !== undefined) {
+      this.downJobs.push({ m: this.vLora.down, x: this.xv, y: this.lowV });
+      this.upJobs.push({ m: this.vLora.up, x: this.lowV, y: this.upV });
+    }
   }
 
   timeMix(xa: Float32Array, s: Float32Array, out: Float32Array, ctx: TokenContext): void {
     const c = this.c;
-    const { r, k, v, w, a, g, kk, y, t, low } = this;
+    const { r, k, v, w, a, g, kk, y } = this;
 
     // Token shift; att_x becomes this token's input.
     const prev = s.subarray(c, 2 * c);
@@ -224,39 +254,20 @@ class V7Block implements Block {
     }
     prev.set(xa);
 
-    matvec(this.receptance, this.xr, r);
-    matvec(this.key, this.xk, k);
-    matvec(this.value, this.xv, v);
+    matvecs(this.downJobs); // tanh on the w LoRA's and σ on the g LoRA's hidden values
+    matvecs(this.upJobs);
 
     // Decay: w = exp(−e^(−0.5)·σ(w0 + W2·tanh(W1·xw))).
-    const lw = low.subarray(0, this.wLora.down.rows);
-    matvec(this.wLora.down, this.xw, lw);
-    for (let i = 0; i < lw.length; i++) lw[i] = Math.tanh(lw[i]!);
-    matvec(this.wLora.up, lw, t);
-    for (let i = 0; i < c; i++) w[i] = Math.exp(DECAY_SCALE * sigmoid(this.w0[i]! + t[i]!));
-
-    // In-context learning rate: a = σ(a0 + A2·A1·xa).
-    const la = low.subarray(0, this.aLora.down.rows);
-    matvec(this.aLora.down, this.xa, la);
-    matvec(this.aLora.up, la, t);
-    for (let i = 0; i < c; i++) a[i] = sigmoid(this.a0[i]! + t[i]!);
-
-    // Gate: g = G2·σ(G1·xg).
-    const lg = low.subarray(0, this.gLora.down.rows);
-    matvec(this.gLora.down, this.xg, lg);
-    for (let i = 0; i < lg.length; i++) lg[i] = sigmoid(lg[i]!);
-    matvec(this.gLora.up, lg, g);
+    for (let i = 0; i < c; i++) w[i] = Math.exp(DECAY_SCALE * sigmoid(this.w0[i]! + this.upW[i]!));
+    // In-context learning rate: a = σ(a0 + A2·A1·xa). Gate: g = G2·σ(G1·xg) (already in g).
+    for (let i = 0; i < c; i++) a[i] = sigmoid(this.a0[i]! + this.upA[i]!);
 
     // Value residual: layer 0 publishes its raw v; later layers lerp towards it.
     if (this.first) {
       ctx.vFirst.set(v);
     } else {
-      const vLora = this.vLora!;
-      const lv = low.subarray(0, vLora.down.rows);
-      matvec(vLora.down, this.xv, lv);
-      matvec(vLora.up, lv, t);
       const vFirst = ctx.vFirst;
-      for (let i = 0; i < c; i++) v[i] = v[i]! + (vFirst[i]! - v[i]!) * sigmoid(this.v0![i]! + t[i]!);
+      for (let i = 0; i < c; i++) v[i] = v[i]! + (vFirst[i]! - v[i]!) * sigmoid(this.v0![i]! + this.upV[i]!);
     }
 
     // kk from the unscaled k, then k's own rescaling by a.
@@ -295,7 +306,7 @@ class V7Block implements Block {
       }
     }
 
-    groupNorm(y, this.lnxWeight, this.lnxBias, y, this.nHead, LN_X_EPS);
+    normRows(normKernelsOf(this.fast), y, this.lnxWeight, this.lnxBias, y, 1, this.nHead, LN_X_EPS);
 
     // Per-head bonus (Σ r·k·r_k)·v, then the gate.
     for (let h = 0; h < this.nHead; h++) {
@@ -422,9 +433,8 @@ class V7Block implements Block {
     }
 
     // GroupNorm per row, the per-head bonus (Σ r·k·r_k)·v, the gate; then the output projection.
+    normRows(normKernelsOf(this.fast), y, this.lnxWeight, this.lnxBias, y, t, nHead, LN_X_EPS);
     for (let p = 0; p < t; p++) {
-      const row = y.subarray(p * c, (p + 1) * c);
-      groupNorm(row, this.lnxWeight, this.lnxBias, row, nHead, LN_X_EPS);
       for (let h = 0; h < nHead; h++) {
         const o = p * c + h * n;
         let rk = 0;

@@ -3,16 +3,19 @@
 import { ModelError } from '../errors.js';
 import type { TensorSource } from '../formats/tensor-source.js';
 import { f32Matrix, matrixFromTensor, toInt8Rows, type Matrix, type MatrixDType, type MatrixKernels } from '../kernels/matrix.js';
+import type { NormKernels } from '../kernels/norm.js';
 import { dequantize } from '../kernels/quant.js';
 import { DTYPES, decodeBF16, f16ToF32Table } from '../tensor/dtype.js';
 import { elementCount, f32View, shapeString, u16View, type Tensor } from '../tensor/tensor.js';
 
 /** Fast kernels together with the memory they read from. */
-export interface KernelProvider extends MatrixKernels {
+export interface KernelProvider extends MatrixKernels, Partial<NormKernels> {
   /** Whether these kernels can read `bytes` where they are. */
   owns(bytes: Uint8Array): boolean;
   /** Memory the kernels can read. */
   allocate(byteLength: number): Uint8Array;
+  /** RWKV-4's WKV over t tokens with σ(r) applied, in place on `state` (aa, bb, pp); see WasmBackend. */
+  wkv4?(state: Float32Array, k: Float32Array, v: Float32Array, r: Float32Array, w: Float32Array, u: Float32Array, y: Float32Array, c: number, t: number): void;
   /** The v5/v6 WKV of one token, in place on `state` (H·N² floats); see WasmBackend. */
   wkv5?(state: Float32Array, r: Float32Array, k: Float32Array, v: Float32Array, w: Float32Array, u: Float32Array, y: Float32Array, heads: number, n: number): void;
   /** The v7 WKV of one token, in place on `state` (H·N² floats); see WasmBackend. */
