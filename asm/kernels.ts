@@ -757,9 +757,24 @@ export function matvecBatch(table: usize, count: i32, g0: i32, g1: i32): void {
   }
 }
 
-/** y[i] ← f(y[i]) for i in [i0, i1): 1 relu(y)², 2 σ(y), 3 tanh(y). */
+/** y[i] ← f(y[i]) for i in [i0, i1): 1 relu(y)², 2 σ(y), 3 tanh(y) = 2σ(2y) − 1. */
 function applyFunction(fn: i32, y: usize, i0: i32, i1: i32): void {
-  for (let i = i0; i < i1; i++) {
+  let i = i0;
+  for (; i + 4 <= i1; i += 4) {
+    const p = y + ((i as usize) << 2);
+    const v = v128.load(p);
+    let out: v128;
+    if (fn == 1) {
+      const r = f32x4.max(v, f32x4.splat(0));
+      out = f32x4.mul(r, r);
+    } else if (fn == 2) {
+      out = sigmoidx4(v);
+    } else {
+      out = f32x4.sub(f32x4.mul(sigmoidx4(f32x4.add(v, v)), f32x4.splat(2)), f32x4.splat(1));
+    }
+    v128.store(p, out);
+  }
+  for (; i < i1; i++) {
     const p = y + ((i as usize) << 2);
     const v = load<f32>(p);
     let out: f32;

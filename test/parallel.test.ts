@@ -10,14 +10,18 @@ import type { RwkvModel } from '../src/models/model.js';
 import type { State } from '../src/models/state.js';
 import { fixture, maxAbsDiff } from './helpers/fixtures.js';
 
-// The default (fast) path: WebAssembly kernels.
-const backend = await testBackend();
+// The default (fast) path — WebAssembly kernels, whose WKV steps the one-token recurrence along the
+// sequence — and the TypeScript path, whose v5/v6/v7 WKV is the chunked form (so every chunk length).
+const PATHS = [
+  { path: 'WebAssembly', backend: await testBackend(), chunks: [1, 16, 1024] },
+  { path: 'TypeScript', backend: undefined, chunks: [1, 7, 16, 64, 1024] },
+];
+const backend = PATHS[0]!.backend;
 
 const LOGITS_TOLERANCE = 1e-4;
 /** Final states agree within this fraction of the state's largest magnitude. */
 const STATE_TOLERANCE = 1e-4;
 const MODELS = ['4v0-660K', '5v1-730K', '5v2-730K', '6v0-1m', '7v0-834K'];
-const CHUNKS = [1, 7, 16, 64, 1024];
 
 function rnn(model: RwkvModel, ids: readonly number[], state: State): Float32Array {
   const v = model.config.nVocab;
@@ -33,24 +37,26 @@ function maxAbs(a: Float32Array): number {
 }
 
 for (const m of MODELS) {
-  test(`${m}: parallel mode equals RNN mode over input-1024.txt for chunk lengths ${CHUNKS.join(', ')}`, (t) => {
-    const modelPath = fixture(t, `tiny-rwkv-${m}-FP32.bin`);
-    const inputPath = fixture(t, 'input-1024.txt');
-    if (modelPath === undefined || inputPath === undefined) return;
-    const model = loadModel(modelPath, { backend });
-    const ids = Array.from(fs.readFileSync(inputPath));
-    const rnnState = model.createState();
-    const reference = rnn(model, ids, rnnState);
-    const scale = maxAbs(rnnState.data);
-    for (const chunk of CHUNKS) {
-      const state = model.createState();
-      const logits = model.forwardSequence(ids, state, { allLogits: true, chunk });
-      const d = maxAbsDiff(logits, reference);
-      assert.ok(d <= LOGITS_TOLERANCE, `chunk ${chunk}: logits differ by ${d}`);
-      const ds = maxAbsDiff(state.data, rnnState.data);
-      assert.ok(ds <= STATE_TOLERANCE * scale, `chunk ${chunk}: states differ by ${ds} (largest magnitude ${scale})`);
-    }
-  });
+  for (const { path, backend, chunks } of PATHS) {
+    test(`${m}, ${path}: parallel mode equals RNN mode over input-1024.txt for chunk lengths ${chunks.join(', ')}`, (t) => {
+      const modelPath = fixture(t, `tiny-rwkv-${m}-FP32.bin`);
+      const inputPath = fixture(t, 'input-1024.txt');
+      if (modelPath === undefined || inputPath === undefined) return;
+      const model = loadModel(modelPath, { backend });
+      const ids = Array.from(fs.readFileSync(inputPath));
+      const rnnState = model.createState();
+      const reference = rnn(model, ids, rnnState);
+      const scale = maxAbs(rnnState.data);
+      for (const chunk of chunks) {
+        const state = model.createState();
+        const logits = model.forwardSequence(ids, state, { allLogits: true, chunk });
+        const d = maxAbsDiff(logits, reference);
+        assert.ok(d <= LOGITS_TOLERANCE, `chunk ${chunk}: logits differ by ${d}`);
+        const ds = maxAbsDiff(state.data, rnnState.data);
+        assert.ok(ds <= STATE_TOLERANCE * scale, `chunk ${chunk}: states differ by ${ds} (largest magnitude ${scale})`);
+      }
+    });
+  }
 
   test(`${m}: a prompt in parallel mode, continued in RNN mode, equals RNN mode all the way`, (t) => {
     const modelPath = fixture(t, `tiny-rwkv-${m}-FP32.bin`);

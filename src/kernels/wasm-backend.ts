@@ -188,6 +188,7 @@ export class WasmBackend implements MatrixKernels {
   private top = HEAP_START;
   private ctrl: Int32Array;
   private f32: Float32Array;
+  private u32: Uint32Array;
   private scratch = 0;
   private scratchBytes = 0;
   private closed = false;
@@ -200,6 +201,7 @@ export class WasmBackend implements MatrixKernels {
     this.kernels = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as KernelExports;
     this.ctrl = new Int32Array(memory.buffer, CTRL, 64);
     this.f32 = new Float32Array(memory.buffer);
+    this.u32 = new Uint32Array(this.f32.buffer);
     this.buffers.add(memory.buffer);
   }
 
@@ -272,6 +274,7 @@ export class WasmBackend implements MatrixKernels {
     if (this.f32.buffer !== buffer) {
       this.ctrl = new Int32Array(buffer, CTRL, 64);
       this.f32 = new Float32Array(buffer);
+      this.u32 = new Uint32Array(buffer);
     }
   }
 
@@ -334,8 +337,8 @@ export class WasmBackend implements MatrixKernels {
     let bytes = align(jobs.length * 48);
     for (const { m } of jobs) bytes += align(m.cols * 4) + align(this.preparedBytes(m)) + align(m.rows * 4);
     const base = this.scratchRegion(bytes);
-    const table = new Uint32Array(this.memory.buffer, base, jobs.length * 12);
-    const tableF32 = new Float32Array(table.buffer, table.byteOffset, table.length);
+    const table = this.u32;
+    const tableF32 = this.f32;
     let p = base + align(jobs.length * 48);
     let totalRows = 0;
     const yPtrs: number[] = [];
@@ -356,7 +359,7 @@ export class WasmBackend implements MatrixKernels {
       const yPtr = p;
       p += align(m.rows * 4);
       yPtrs.push(yPtr);
-      const e = i * 12;
+      const e = base / 4 + i * 12;
       table[e] = DTYPE_CODES[m.dtype];
       table[e + 1] = m.bytes.byteOffset;
       table[e + 2] = xArg;
@@ -453,6 +456,68 @@ export class WasmBackend implements MatrixKernels {
     this.kernels.wkv4(sPtr, kPtr, vPtr, rPtr, wPtr, uPtr, yPtr, c, t);
     state.set(f32.subarray(sPtr / 4, sPtr / 4 + 3 * c));
     y.set(f32.subarray(yPtr / 4, yPtr / 4 + tc));
+  }
+
+  /**
+   * Copies the state and every vector into the scratch region, calls `step(s, ptrs, y, p)` for each of
+   * the `t` tokens with the addresses of token p's rows (a vector of t·C values advances by C per token,
+   * one of C values stays), and copies the state and the t × C output back: parallel mode's WKV as the
+   * one-token kernel stepped along the sequence, exact like RNN mode.
+   */
+  private wkvSequence(
+    state: Float32Array,
+    vectors: Float32Array[],
+    y: Float32Array,
+    c: number,
+    t: number,
+    step: (s: number, v: number[], y: number) => void,
+  ): void {
+    const align = (n: number): number => Math.ceil((n * 4) / 64) * 64;
+    const lengths = vectors.map((vec) => (vec.length >= t * c ? t * c : c));
+    let bytes = align(state.length) + align(t * c);
+    for (const n of lengths) bytes += align(n);
+    const base = this.scratchRegion(bytes);
+    const f32 = this.f32;
+    f32.set(state, base / 4);
+    let p = base + align(state.length);
+    const ptrs: number[] = [];
+    vectors.forEach((vec, i) => {
+      f32.set(vec.subarray(0, lengths[i]!), p / 4);
+      ptrs.push(p);
+      p += align(lengths[i]!);
+    });
+    const yPtr = p;
+    const cb = c * 4;
+    for (let tok = 0; tok < t; tok++) {
+      step(
+        base,
+        ptrs.map((q, i) => (lengths[i] === t * c ? q + tok * cb : q)),
+        yPtr + tok * cb,
+      );
+    }
+    state.set(f32.subarray(base / 4, base / 4 + state.length));
+    y.set(f32.subarray(yPtr / 4, yPtr / 4 + t * c));
+  }
+
+  /**
+   * The v5/v6 WKV over t tokens: r, k, v and y are t × C; w (the decay) is t × C (v6) or C (v5); u is C.
+   * `state` (H·N² floats) is updated in place.
+   */
+  wkv5Sequence(state: Float32Array, r: Float32Array, k: Float32Array, v: Float32Array, w: Float32Array, u: Float32Array, y: Float32Array, heads: number, n: number, t: number): void {
+    const c = heads * n;
+    if (n % 4 !== 0 || state.length !== c * n || [r, k, v, y].some((a) => a.length < t * c) || (w.length !== c && w.length < t * c) || u.length < c) {
+      throw new ArgumentError(`wkv5Sequence: ${t} tokens of ${heads} heads of ${n} need N % 4 = 0, a state of ${c * n} and t × C vectors`);
+    }
+    this.wkvSequence(state, [r, k, v, w, u.subarray(0, c)], y, c, t, (s, [pr, pk, pv, pw, pu], py) => this.kernels.wkv5(s, pr!, pk!, pv!, pw!, pu!, py, heads, n));
+  }
+
+  /** The v7 WKV over t tokens: every vector and y are t × C; `state` (H·N² floats) is updated in place. */
+  wkv7Sequence(state: Float32Array, r: Float32Array, w: Float32Array, k: Float32Array, v: Float32Array, kk: Float32Array, a: Float32Array, y: Float32Array, heads: number, n: number, t: number): void {
+    const c = heads * n;
+    if (n % 4 !== 0 || state.length !== c * n || [r, w, k, v, kk, a, y].some((x) => x.length < t * c)) {
+      throw new ArgumentError(`wkv7Sequence: ${t} tokens of ${heads} heads of ${n} need N % 4 = 0, a state of ${c * n} and t × C vectors`);
+    }
+    this.wkvSequence(state, [r, w, k, v, kk, a], y, c, t, (s, [pr, pw, pk, pv, pkk, pa], py) => this.kernels.wkv7(s, pr!, pw!, pk!, pv!, pkk!, pa!, py, heads, n));
   }
 
   /** v5/v6 WKV of one token (see asm/kernels.ts `wkv5`); `state` is updated in place, `y` written. */

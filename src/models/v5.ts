@@ -159,7 +159,7 @@ class V5Block implements Block {
   // Parallel mode: xa and out are T × C (rows = positions). Token shift as a shifted copy, the
   // projections as matrix-matrix products, the WKV chunked, then GroupNorm, gate and output row-wise.
   timeMixSequence(xa: Float32Array, t: number, s: Float32Array, out: Float32Array, ctx: SequenceContext): void {
-    const { c, nHead } = this;
+    const { c, nHead, headSize: n } = this;
     const shifted = ctx.scratch.get('v5.shifted', t * c); // T × C: row p = x of position p − 1 (row 0 = the state's att_x)
     shiftRows(xa, t, s.subarray(c, 2 * c), shifted);
     const xk = ctx.scratch.get('v5.xk', t * c);
@@ -180,7 +180,11 @@ class V5Block implements Block {
     matmul(this.value, xv, t, v);
     matmul(this.receptance, xr, t, r);
     const y = xk; // reuse: the WKV output, T × C
-    this.wkvChunked(r, k, v, t, s.subarray(2 * c), y, ctx.chunk);
+    if (this.fast?.wkv5Sequence !== undefined && n % 4 === 0) {
+      this.fast.wkv5Sequence(s.subarray(2 * c), r, k, v, this.decay, this.bonus, y, nHead, n, t);
+    } else {
+      this.wkvChunked(r, k, v, t, s.subarray(2 * c), y, ctx.chunk);
+    }
     normRows(normKernelsOf(this.fast), y, this.lnX.weight, this.lnX.bias, y, t, nHead, LN_X_EPS);
     if (this.gate !== undefined) {
       const g = xv; // reuse: T × C

@@ -307,8 +307,15 @@ class V6Block implements Block {
     }
 
     const y = xr; // reuse: T × C WKV output
-    const chunk = ctx.chunk;
-    for (let p0 = 0; p0 < t; p0 += chunk) this.wkvChunk(r, k, v, lw, s, y, p0, Math.min(chunk, t - p0));
+    if (this.fast?.wkv5Sequence !== undefined && this.headSize % 4 === 0) {
+      // The one-token recurrence stepped along the sequence, with w = e^lw as RNN mode computes it.
+      const w = wd; // reuse: T × C
+      for (let q = 0; q < tc; q++) w[q] = Math.exp(lw[q]!);
+      this.fast.wkv5Sequence(s.subarray(2 * c), r, k, v, w, this.bonus, y, this.nHead, this.headSize, t);
+    } else {
+      const chunk = ctx.chunk;
+      for (let p0 = 0; p0 < t; p0 += chunk) this.wkvChunk(r, k, v, lw, s, y, p0, Math.min(chunk, t - p0));
+    }
 
     normRows(normKernelsOf(this.fast), y, this.lnXWeight, this.lnXBias, y, t, this.nHead, LN_X_EPS);
     for (let o = 0; o < tc; o += c) {

@@ -322,6 +322,31 @@ class V7Block implements Block {
     this.ffn.run(xf, s.subarray(0, this.c), out);
   }
 
+  /** The chunked WKV, head by head (the TypeScript path of parallel mode): y is T × C. */
+  private wkvChunkedHeads(
+    r: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    kk: Float32Array,
+    a: Float32Array,
+    lw: Float64Array,
+    s: Float32Array,
+    y: Float32Array,
+    t: number,
+    chunk: number,
+  ): void {
+    const { c, nHead, headSize: n } = this;
+    const scratch = new WkvScratch(Math.min(chunk, t), n);
+    for (let h = 0; h < nHead; h++) {
+      const state = s.subarray(2 * c + h * n * n, 2 * c + (h + 1) * n * n);
+      for (let p0 = 0; p0 < t; p0 += chunk) {
+        const len = Math.min(chunk, t - p0);
+        scratch.load(p0, len, h * n, c, r, k, v, kk, a, lw);
+        wkvChunk(scratch, len, n, state, y, p0, h * n, c);
+      }
+    }
+  }
+
   channelMixSequence(xf: Float32Array, t: number, s: Float32Array, out: Float32Array, ctx: SequenceContext): void {
     this.ffn.runSequence(xf, t, s.subarray(0, this.c), out, ctx.scratch);
   }
@@ -419,17 +444,15 @@ class V7Block implements Block {
       }
     }
 
-    // Chunked WKV, head by head: y (T × C).
+    // WKV: y (T × C). On the fast kernels, the one-token recurrence stepped along the sequence (w = e^lw,
+    // as RNN mode computes it); otherwise the chunked form, head by head.
     const y = ctx.scratch.get('v7.y', tc);
-    const chunk = ctx.chunk;
-    const scratch = new WkvScratch(Math.min(chunk, t), n);
-    for (let h = 0; h < nHead; h++) {
-      const state = s.subarray(2 * c + h * n * n, 2 * c + (h + 1) * n * n);
-      for (let p0 = 0; p0 < t; p0 += chunk) {
-        const len = Math.min(chunk, t - p0);
-        scratch.load(p0, len, h * n, c, r, k, v, kk, a, lw);
-        wkvChunk(scratch, len, n, state, y, p0, h * n, c);
-      }
+    if (this.fast?.wkv7Sequence !== undefined && n % 4 === 0) {
+      const w = ctx.scratch.get('v7.w', tc);
+      for (let q = 0; q < tc; q++) w[q] = Math.exp(lw[q]!);
+      this.fast.wkv7Sequence(s.subarray(2 * c), r, w, k, v, kk, a, y, nHead, n, t);
+    } else {
+      this.wkvChunkedHeads(r, k, v, kk, a, lw, s, y, t, ctx.chunk);
     }
 
     // GroupNorm per row, the per-head bonus (Σ r·k·r_k)·v, the gate; then the output projection.

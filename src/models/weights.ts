@@ -16,6 +16,10 @@ export interface KernelProvider extends MatrixKernels, Partial<NormKernels> {
   allocate(byteLength: number): Uint8Array;
   /** RWKV-4's WKV over t tokens with σ(r) applied, in place on `state` (aa, bb, pp); see WasmBackend. */
   wkv4?(state: Float32Array, k: Float32Array, v: Float32Array, r: Float32Array, w: Float32Array, u: Float32Array, y: Float32Array, c: number, t: number): void;
+  /** The v5/v6 WKV over t tokens (w: t × C or C); see WasmBackend. */
+  wkv5Sequence?(state: Float32Array, r: Float32Array, k: Float32Array, v: Float32Array, w: Float32Array, u: Float32Array, y: Float32Array, heads: number, n: number, t: number): void;
+  /** The v7 WKV over t tokens; see WasmBackend. */
+  wkv7Sequence?(state: Float32Array, r: Float32Array, w: Float32Array, k: Float32Array, v: Float32Array, kk: Float32Array, a: Float32Array, y: Float32Array, heads: number, n: number, t: number): void;
   /** The v5/v6 WKV of one token, in place on `state` (H·N² floats); see WasmBackend. */
   wkv5?(state: Float32Array, r: Float32Array, k: Float32Array, v: Float32Array, w: Float32Array, u: Float32Array, y: Float32Array, heads: number, n: number): void;
   /** The v7 WKV of one token, in place on `state` (H·N² floats); see WasmBackend. */
