@@ -6,11 +6,10 @@
 // wasm32 addresses end at 4 GiB: a model whose weights exceed ~3.5 GiB needs several memories (one per
 // group of layers, each with its own kernel instances), which this backend does not do yet — see
 // docs/performance.md.
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as v8 from 'node:v8';
-import { Worker } from 'node:worker_threads';
 import { ArgumentError } from '../errors.js';
+import { currentPlatform, type KernelPlatform, type PoolWorker } from './wasm-platform.js';
+import { chunkSize, Ctrl, matmulThreadBytes, Op, runChunks, UNCLAIMABLE, type KernelExports } from './wasm-pool.js';
+
 import type { Matrix, MatrixDType, MatrixKernels, MatvecJob, ResultFunction } from './matrix.js';
 
 export const DTYPE_CODES: Readonly<Record<MatrixDType, number>> = {
@@ -33,142 +32,12 @@ const CTRL = 4096; // control block: 64 i32
 const HEAP_START = PAGE;
 const MAX_PAGES = 65536; // 4 GiB
 
-/** Operations in the control block. */
-export const enum Op {
-  MatvecBatch = 1,
-  Matmul = 2,
-  ReadSum = 3,
-  Exit = 99,
-}
-
-/**
- * Control block slots (i32 indices). A job is cut into chunks that the threads claim one at a time
- * (compare-and-swap on `Claim`, which holds the job's generation in its high 16 bits and the next chunk
- * in its low 16), so a thread the OS has descheduled simply claims fewer chunks: the caller never waits
- * for an idle worker, only for chunks in progress.
- */
-export const enum Ctrl {
-  Generation = 0,
-  Completed = 1,
-  Op = 2,
-  Args = 3, // up to 12 u32 args
-  Chunks = 16,
-  ChunkSize = 17,
-  Claim = 18,
-  /** Set to 1 by a thread whose kernel threw; the caller reports it after the job. */
-  Failed = 19,
-}
-
-/** Low 16 bits of `Claim` that no job reaches (jobs have at most 0xfffe chunks). */
-const UNCLAIMABLE = 0xffff;
-
-/** Bytes of one thread's matmul buffers: the cols × 16 pack panel and a decode row of at least 8 floats. */
-export function matmulThreadBytes(cols: number): number {
-  return cols * 64 + Math.max(cols, 8) * 4;
-}
-
-export interface KernelExports {
-  matvec(dtype: number, w: number, x: number, y: number, cols: number, r0: number, r1: number): void;
-  matvecBatch(table: number, count: number, g0: number, g1: number): void;
-  preparedBytes(dtype: number, n: number): number;
-  prepareActivations(dtype: number, x: number, out: number, n: number): void;
-  matmul(
-    dtype: number,
-    w: number,
-    x: number,
-    y: number,
-    t: number,
-    rows: number,
-    cols: number,
-    r0: number,
-    r1: number,
-    pack: number,
-    tmp: number,
-  ): void;
-  readSum(ptr: number, bytes: number): number;
-  groupNorm(x: number, w: number, b: number, y: number, rows: number, c: number, groups: number, eps: number): void;
-  wkv4(s: number, k: number, v: number, r: number, w: number, u: number, y: number, c: number, t: number): void;
-  wkv5(s: number, r: number, k: number, v: number, w: number, u: number, y: number, heads: number, n: number): void;
-  wkv7(s: number, r: number, w: number, k: number, v: number, kk: number, a: number, y: number, heads: number, n: number): void;
-  quantizeActivations(x: number, xq: number, n: number): number;
-  matvecInt8(w: number, xq: number, xScale: number, y: number, cols: number, r0: number, r1: number): void;
-}
-
-/** Runs chunk `c` of the job in the control block; `index` picks the thread's own pack buffer. */
-function runChunk(k: KernelExports, ctrl: Int32Array, index: number, c: number): void {
-  const op = ctrl[Ctrl.Op]!;
-  const a = (i: number): number => ctrl[Ctrl.Args + i]! >>> 0;
-  const size = ctrl[Ctrl.ChunkSize]!;
-  if (op === Op.MatvecBatch) {
-    k.matvecBatch(a(0), a(1), c * size, Math.min(a(2), (c + 1) * size));
-  } else if (op === Op.Matmul) {
-    const rows = a(5);
-    const cols = a(6);
-    // Per-thread pack and decode buffers, laid out one after another from a(7).
-    const pack = a(7) + index * matmulThreadBytes(cols);
-    k.matmul(a(0), a(1), a(2), a(3), a(4), rows, cols, c * size, Math.min(rows, (c + 1) * size), pack, pack + cols * 64);
-  } else if (op === Op.ReadSum) {
-    const bytes = a(1);
-    const b0 = c * size;
-    k.readSum(a(0) + b0, Math.min(bytes, b0 + size) - b0);
-  }
-}
-
-/** Claims and runs chunks of job `generation` until none is left (or the job is no longer current). */
-export function runChunks(k: KernelExports, ctrl: Int32Array, index: number, generation: number): void {
-  for (;;) {
-    const v = Atomics.load(ctrl, Ctrl.Claim);
-    if (v >>> 16 !== generation) return;
-    const c = v & 0xffff;
-    if (c >= ctrl[Ctrl.Chunks]!) return;
-    if (Atomics.compareExchange(ctrl, Ctrl.Claim, v, v + 1) !== v) continue;
-    // The job's parameters are read only now: a successful claim proves they are this job's.
-    try {
-      runChunk(k, ctrl, index, c);
-    } catch {
-      Atomics.store(ctrl, Ctrl.Failed, 1); // still counted below, so the caller does not wait forever
-    }
-    // Only the last chunk can end the caller's wait.
-    if (Atomics.add(ctrl, Ctrl.Completed, 1) + 1 === ctrl[Ctrl.Chunks]) Atomics.notify(ctrl, Ctrl.Completed);
-  }
-}
-
-/** Chunk size for `n` units split among `threads`: about 4 chunks per thread, multiples of `align`. */
-export function chunkSize(n: number, threads: number, align: number): number {
-  const target = Math.ceil(n / (threads * 4));
-  return Math.max(align, Math.ceil(target / align) * align);
-}
-
 /** The SIMD recurrences need N a multiple of 4 and every vector of H·N values. */
 function checkWkv(state: Float32Array, vectors: Float32Array[], y: Float32Array, heads: number, n: number): void {
   const c = heads * n;
   if (n % 4 !== 0 || state.length !== c * n || y.length !== c || vectors.some((v) => v.length < c)) {
     throw new ArgumentError(`wkv: ${heads} heads of ${n} need N % 4 = 0, a state of ${c * n} and vectors of ${c} values`);
   }
-}
-
-let cachedModules: { simd: WebAssembly.Module; relaxed: WebAssembly.Module | undefined } | undefined;
-
-function wasmPath(name: string): URL {
-  // dist/src/kernels/ → dist/wasm/
-  return new URL(`../../wasm/${name}`, import.meta.url);
-}
-
-/** Compiles the kernels once per process: the relaxed-SIMD build where the runtime accepts it. */
-export function kernelModules(): { simd: WebAssembly.Module; relaxed: WebAssembly.Module | undefined } {
-  if (cachedModules !== undefined) return cachedModules;
-  const simd = new WebAssembly.Module(fs.readFileSync(wasmPath('kernels-simd.wasm')));
-  let relaxed: WebAssembly.Module | undefined;
-  try {
-    // Node 20 ships relaxed SIMD behind a flag, which is refused in NODE_OPTIONS but may be set at run
-    // time before the module is compiled.
-    v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
-    relaxed = new WebAssembly.Module(fs.readFileSync(wasmPath('kernels-relaxed.wasm')));
-  } catch {
-    relaxed = undefined; // the runtime does not accept relaxed SIMD: plain SIMD it is
-  }
-  cachedModules = { simd, relaxed };
-  return cachedModules;
 }
 
 export interface WasmBackendOptions {
@@ -184,7 +53,9 @@ export class WasmBackend implements MatrixKernels {
   /** 'relaxed-simd' or 'simd'. */
   readonly flavour: string;
   private readonly kernels: KernelExports;
-  private readonly workers: Worker[];
+  private readonly workers: PoolWorker[];
+  /** Whether this thread may block in Atomics.wait (a browser's main thread may not). */
+  private readonly canBlock: boolean;
   private top = HEAP_START;
   private ctrl: Int32Array;
   private f32: Float32Array;
@@ -193,8 +64,9 @@ export class WasmBackend implements MatrixKernels {
   private scratchBytes = 0;
   private closed = false;
 
-  private constructor(memory: WebAssembly.Memory, module: WebAssembly.Module, flavour: string, workers: Worker[], threads: number) {
+  private constructor(memory: WebAssembly.Memory, module: WebAssembly.Module, flavour: string, workers: PoolWorker[], threads: number, platform: KernelPlatform) {
     this.memory = memory;
+    this.canBlock = platform.canBlock;
     this.flavour = flavour;
     this.workers = workers;
     this.threads = threads;
@@ -205,36 +77,29 @@ export class WasmBackend implements MatrixKernels {
     this.buffers.add(memory.buffer);
   }
 
-  /** Starts the worker pool and waits until every worker has its instance. */
+  /**
+   * Starts the worker pool and waits until every worker has its instance. Runs in Node (worker_threads)
+   * and in browsers (module Web Workers; the page must be cross-origin isolated for SharedArrayBuffer).
+   */
   static async create(options: WasmBackendOptions = {}): Promise<WasmBackend> {
-    const threads = options.threads ?? Math.max(1, os.availableParallelism());
+    const platform = await currentPlatform();
+    const threads = options.threads ?? Math.max(1, platform.cores());
     if (!Number.isInteger(threads) || threads < 1 || threads > 64) {
       throw new ArgumentError(`threads must be an integer from 1 to 64, got ${threads}`);
     }
-    const modules = kernelModules();
+    const modules = await platform.kernelModules();
     const useRelaxed = options.relaxedSimd !== false && modules.relaxed !== undefined;
     const module = useRelaxed ? modules.relaxed! : modules.simd;
     const memory = new WebAssembly.Memory({ initial: 2, maximum: MAX_PAGES, shared: true });
-    const workers: Worker[] = [];
-    const ready: Promise<void>[] = [];
-    for (let i = 1; i < threads; i++) {
-      const worker = new Worker(new URL('./wasm-worker.js', import.meta.url), {
-        workerData: { module, memory, index: i, threads, ctrlOffset: CTRL },
-      });
-      ready.push(
-        new Promise((resolve, reject) => {
-          worker.once('message', () => {
-            // Idle workers must not keep the process alive.
-            worker.unref();
-            resolve();
-          });
-          worker.once('error', reject);
-        }),
-      );
-      workers.push(worker);
+    const workers: PoolWorker[] = [];
+    for (let i = 1; i < threads; i++) workers.push(platform.startWorker({ module, memory, index: i, ctrlOffset: CTRL }));
+    try {
+      await Promise.all(workers.map((w) => w.ready));
+    } catch (e) {
+      await Promise.all(workers.map((w) => w.terminate()));
+      throw e;
     }
-    await Promise.all(ready);
-    return new WasmBackend(memory, module, useRelaxed ? 'relaxed-simd' : 'simd', workers, threads);
+    return new WasmBackend(memory, module, useRelaxed ? 'relaxed-simd' : 'simd', workers, threads, platform);
   }
 
   /** Allocates `byteLength` bytes of the shared memory, 64-byte aligned (a TensorAllocator). */
@@ -315,7 +180,7 @@ export class WasmBackend implements MatrixKernels {
     for (;;) {
       const done = Atomics.load(ctrl, Ctrl.Completed);
       if (done >= chunks) break;
-      if (++spins > 20_000) Atomics.wait(ctrl, Ctrl.Completed, done, 1);
+      if (++spins > 20_000 && this.canBlock) Atomics.wait(ctrl, Ctrl.Completed, done, 1);
     }
     if (Atomics.load(ctrl, Ctrl.Failed) !== 0) throw new Error('a WebAssembly kernel failed (out-of-bounds memory access?)');
   }

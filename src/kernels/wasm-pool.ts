@@ -1,0 +1,110 @@
+// What the WebAssembly backend's threads share: the control block's layout, the kernels' exports, and
+// the loop that claims and runs chunks of a job. Imported by the backend and by its workers, so it uses
+// nothing platform-specific (no node: modules).
+
+/** Operations in the control block. */
+export const enum Op {
+  MatvecBatch = 1,
+  Matmul = 2,
+  ReadSum = 3,
+  Exit = 99,
+}
+
+/**
+ * Control block slots (i32 indices). A job is cut into chunks that the threads claim one at a time
+ * (compare-and-swap on `Claim`, which holds the job's generation in its high 16 bits and the next chunk
+ * in its low 16), so a thread the OS has descheduled simply claims fewer chunks: the caller never waits
+ * for an idle worker, only for chunks in progress.
+ */
+export const enum Ctrl {
+  Generation = 0,
+  Completed = 1,
+  Op = 2,
+  Args = 3, // up to 12 u32 args
+  Chunks = 16,
+  ChunkSize = 17,
+  Claim = 18,
+  /** Set to 1 by a thread whose kernel threw; the caller reports it after the job. */
+  Failed = 19,
+}
+
+/** Low 16 bits of `Claim` that no job reaches (jobs have at most 0xfffe chunks). */
+export const UNCLAIMABLE = 0xffff;
+
+/** Bytes of one thread's matmul buffers: the cols × 16 pack panel and a decode row of at least 8 floats. */
+export function matmulThreadBytes(cols: number): number {
+  return cols * 64 + Math.max(cols, 8) * 4;
+}
+
+export interface KernelExports {
+  matvec(dtype: number, w: number, x: number, y: number, cols: number, r0: number, r1: number): void;
+  matvecBatch(table: number, count: number, g0: number, g1: number): void;
+  preparedBytes(dtype: number, n: number): number;
+  prepareActivations(dtype: number, x: number, out: number, n: number): void;
+  matmul(
+    dtype: number,
+    w: number,
+    x: number,
+    y: number,
+    t: number,
+    rows: number,
+    cols: number,
+    r0: number,
+    r1: number,
+    pack: number,
+    tmp: number,
+  ): void;
+  readSum(ptr: number, bytes: number): number;
+  groupNorm(x: number, w: number, b: number, y: number, rows: number, c: number, groups: number, eps: number): void;
+  wkv4(s: number, k: number, v: number, r: number, w: number, u: number, y: number, c: number, t: number): void;
+  wkv5(s: number, r: number, k: number, v: number, w: number, u: number, y: number, heads: number, n: number): void;
+  wkv7(s: number, r: number, w: number, k: number, v: number, kk: number, a: number, y: number, heads: number, n: number): void;
+  quantizeActivations(x: number, xq: number, n: number): number;
+  matvecInt8(w: number, xq: number, xScale: number, y: number, cols: number, r0: number, r1: number): void;
+}
+
+/** Runs chunk `c` of the job in the control block; `index` picks the thread's own pack buffer. */
+function runChunk(k: KernelExports, ctrl: Int32Array, index: number, c: number): void {
+  const op = ctrl[Ctrl.Op]!;
+  const a = (i: number): number => ctrl[Ctrl.Args + i]! >>> 0;
+  const size = ctrl[Ctrl.ChunkSize]!;
+  if (op === Op.MatvecBatch) {
+    k.matvecBatch(a(0), a(1), c * size, Math.min(a(2), (c + 1) * size));
+  } else if (op === Op.Matmul) {
+    const rows = a(5);
+    const cols = a(6);
+    // Per-thread pack and decode buffers, laid out one after another from a(7).
+    const pack = a(7) + index * matmulThreadBytes(cols);
+    k.matmul(a(0), a(1), a(2), a(3), a(4), rows, cols, c * size, Math.min(rows, (c + 1) * size), pack, pack + cols * 64);
+  } else if (op === Op.ReadSum) {
+    const bytes = a(1);
+    const b0 = c * size;
+    k.readSum(a(0) + b0, Math.min(bytes, b0 + size) - b0);
+  }
+}
+
+/** Claims and runs chunks of job `generation` until none is left (or the job is no longer current). */
+export function runChunks(k: KernelExports, ctrl: Int32Array, index: number, generation: number): void {
+  for (;;) {
+    const v = Atomics.load(ctrl, Ctrl.Claim);
+    if (v >>> 16 !== generation) return;
+    const c = v & 0xffff;
+    if (c >= ctrl[Ctrl.Chunks]!) return;
+    if (Atomics.compareExchange(ctrl, Ctrl.Claim, v, v + 1) !== v) continue;
+    // The job's parameters are read only now: a successful claim proves they are this job's.
+    try {
+      runChunk(k, ctrl, index, c);
+    } catch {
+      Atomics.store(ctrl, Ctrl.Failed, 1); // still counted below, so the caller does not wait forever
+    }
+    // Only the last chunk can end the caller's wait.
+    if (Atomics.add(ctrl, Ctrl.Completed, 1) + 1 === ctrl[Ctrl.Chunks]) Atomics.notify(ctrl, Ctrl.Completed);
+  }
+}
+
+/** Chunk size for `n` units split among `threads`: about 4 chunks per thread, multiples of `align`. */
+export function chunkSize(n: number, threads: number, align: number): number {
+  const target = Math.ceil(n / (threads * 4));
+  return Math.max(align, Math.ceil(target / align) * align);
+}
+
