@@ -39,12 +39,12 @@
   v128.store(out, f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(hi)), 48);
 }
 
-/** The fifth bits of a Q5 block as 0x10/0x00 bytes: `half` 0 gives values 0-15 (qh bits 0-15), 1 gives 16-31. */
-@inline function q5HighBits(qh: u32, upper: bool): v128 {
-  const v = i32x4.splat(qh);
+/** The fifth bits of a Q5 block (its 32-bit qh in lanes 0-3 of `qh`) as 0x10/0x00 bytes: values 0-15 (qh bits 0-15), or with `upper` 16-31. */
+@inline function q5HighBits(qh: v128, upper: bool): v128 {
+  // A constant shuffle (one pshufb) copies qh's byte 0 into lanes 0-7 and byte 1 into 8-15 (2, 3 for the upper half).
   const spread = upper
-    ? i8x16.swizzle(v, i8x16(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3))
-    : i8x16.swizzle(v, i8x16(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
+    ? i8x16.shuffle(qh, qh, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3)
+    : i8x16.shuffle(qh, qh, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
   const bits = i8x16(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
   return v128.and(i8x16.eq(v128.and(spread, bits), bits), i8x16.splat(0x10));
 }
@@ -168,7 +168,7 @@ function dotQ8_0(row: usize, xq: usize, n: i32): f32 {
   return hsum(s);
 }
 
-function dotQ4(row: usize, xq: usize, n: i32, withMin: bool): f32 {
+@inline function dotQ4(row: usize, xq: usize, n: i32, withMin: bool): f32 {
   const blocks = n >> 5;
   const scales = xq + ((blocks as usize) << 7);
   const sums = scales + ((blocks as usize) << 2);
@@ -192,7 +192,7 @@ function dotQ4(row: usize, xq: usize, n: i32, withMin: bool): f32 {
   return hsum(s) + minTerm;
 }
 
-function dotQ5(row: usize, xq: usize, n: i32, withMin: bool): f32 {
+@inline function dotQ5(row: usize, xq: usize, n: i32, withMin: bool): f32 {
   const blocks = n >> 5;
   const scales = xq + ((blocks as usize) << 7);
   const sums = scales + ((blocks as usize) << 2);
@@ -202,7 +202,7 @@ function dotQ5(row: usize, xq: usize, n: i32, withMin: bool): f32 {
   let minTerm: f32 = 0;
   for (let b = 0; b < blocks; b++) {
     const blk = row + (b as usize) * bytes;
-    const qh = load<u32>(blk + hOff);
+    const qh = v128.load32_zero(blk + hOff);
     const q = v128.load(blk + hOff + 4);
     let lo = v128.or(v128.and(q, i8x16.splat(0x0f)), q5HighBits(qh, false));
     let hi = v128.or(v128.and(i16x8.shr_u(q, 4), i8x16.splat(0x0f)), q5HighBits(qh, true));
@@ -425,7 +425,7 @@ function decodeRow(dtype: i32, row: usize, dst: usize, n: i32): void {
         let lo = v128.and(q, i8x16.splat(0x0f));
         let hi = v128.and(i16x8.shr_u(q, 4), i8x16.splat(0x0f));
         if (five) {
-          const qh = load<u32>(blk + (withMin ? 4 : 2));
+          const qh = v128.load32_zero(blk + (withMin ? 4 : 2));
           lo = v128.or(lo, q5HighBits(qh, false));
           hi = v128.or(hi, q5HighBits(qh, true));
         }
