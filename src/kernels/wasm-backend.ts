@@ -8,7 +8,7 @@
 // docs/performance.md.
 import { ArgumentError } from '../errors.js';
 import { currentPlatform, type KernelPlatform, type PoolWorker } from './wasm-platform.js';
-import { chunkSize, Ctrl, matmulThreadBytes, Op, runChunks, UNCLAIMABLE, type KernelExports } from './wasm-pool.js';
+import { chunkBounds, Ctrl, matmulThreadBytes, Op, runChunks, UNCLAIMABLE, type KernelExports } from './wasm-pool.js';
 
 import type { Matrix, MatrixDType, MatrixKernels, MatvecJob, ResultFunction } from './matrix.js';
 
@@ -152,12 +152,11 @@ export class WasmBackend implements MatrixKernels {
     return this.scratch;
   }
 
-  /** Runs a job of `units` units (rows or bytes), cut into chunks of a multiple of `align` units. */
+  /** Runs a job of `units` units (rows or bytes), cut into chunks of multiples of `align` units (see chunkBounds). */
   private dispatch(op: Op, args: number[], units: number, align: number): void {
     if (this.closed) throw new ArgumentError('the WebAssembly backend has been closed');
     const ctrl = this.ctrl;
-    const size = this.threads === 1 ? Math.max(units, 1) : chunkSize(units, this.threads, align);
-    const chunks = Math.ceil(units / size);
+    const chunks = chunkBounds(units, this.threads, align).length - 1;
     if (chunks >= UNCLAIMABLE) throw new ArgumentError(`a job of ${units} units is too large to split`);
     // Close the previous job's counter before touching the parameters, so that a worker still holding
     // an old claim word cannot win it against the new job's chunk count.
@@ -166,7 +165,9 @@ export class WasmBackend implements MatrixKernels {
     ctrl[Ctrl.Op] = op;
     for (let i = 0; i < args.length; i++) ctrl[Ctrl.Args + i] = args[i]! | 0;
     ctrl[Ctrl.Chunks] = chunks;
-    ctrl[Ctrl.ChunkSize] = size;
+    ctrl[Ctrl.Units] = units;
+    ctrl[Ctrl.Align] = align;
+    ctrl[Ctrl.Threads] = this.threads;
     this.generation = (this.generation + 1) & 0x7fff;
     const g = this.generation;
     Atomics.store(ctrl, Ctrl.Completed, 0);

@@ -22,10 +22,13 @@ export const enum Ctrl {
   Op = 2,
   Args = 3, // up to 12 u32 args
   Chunks = 16,
-  ChunkSize = 17,
+  /** The job's units (rows or bytes), their alignment and the threads: with them every thread computes the same chunk bounds. */
+  Units = 17,
   Claim = 18,
   /** Set to 1 by a thread whose kernel threw; the caller reports it after the job. */
   Failed = 19,
+  Align = 20,
+  Threads = 21,
 }
 
 /** Low 16 bits of `Claim` that no job reaches (jobs have at most 0xfffe chunks). */
@@ -63,28 +66,25 @@ export interface KernelExports {
   matvecInt8(w: number, xq: number, xScale: number, y: number, cols: number, r0: number, r1: number): void;
 }
 
-/** Runs chunk `c` of the job in the control block; `index` picks the thread's own pack buffer. */
-function runChunk(k: KernelExports, ctrl: Int32Array, index: number, c: number): void {
+/** Runs units [u0, u1) of the job in the control block; `index` picks the thread's own pack buffer. */
+function runChunk(k: KernelExports, ctrl: Int32Array, index: number, u0: number, u1: number): void {
   const op = ctrl[Ctrl.Op]!;
   const a = (i: number): number => ctrl[Ctrl.Args + i]! >>> 0;
-  const size = ctrl[Ctrl.ChunkSize]!;
   if (op === Op.MatvecBatch) {
-    k.matvecBatch(a(0), a(1), c * size, Math.min(a(2), (c + 1) * size));
+    k.matvecBatch(a(0), a(1), u0, u1);
   } else if (op === Op.Matmul) {
-    const rows = a(5);
     const cols = a(6);
     // Per-thread pack and decode buffers, laid out one after another from a(7).
     const pack = a(7) + index * matmulThreadBytes(cols);
-    k.matmul(a(0), a(1), a(2), a(3), a(4), rows, cols, c * size, Math.min(rows, (c + 1) * size), pack, pack + cols * 64);
+    k.matmul(a(0), a(1), a(2), a(3), a(4), a(5), cols, u0, u1, pack, pack + cols * 64);
   } else if (op === Op.ReadSum) {
-    const bytes = a(1);
-    const b0 = c * size;
-    k.readSum(a(0) + b0, Math.min(bytes, b0 + size) - b0);
+    k.readSum(a(0) + u0, u1 - u0);
   }
 }
 
 /** Claims and runs chunks of job `generation` until none is left (or the job is no longer current). */
 export function runChunks(k: KernelExports, ctrl: Int32Array, index: number, generation: number): void {
+  let bounds: number[] | undefined;
   for (;;) {
     const v = Atomics.load(ctrl, Ctrl.Claim);
     if (v >>> 16 !== generation) return;
@@ -92,8 +92,9 @@ export function runChunks(k: KernelExports, ctrl: Int32Array, index: number, gen
     if (c >= ctrl[Ctrl.Chunks]!) return;
     if (Atomics.compareExchange(ctrl, Ctrl.Claim, v, v + 1) !== v) continue;
     // The job's parameters are read only now: a successful claim proves they are this job's.
+    bounds ??= chunkBounds(ctrl[Ctrl.Units]!, ctrl[Ctrl.Threads]!, ctrl[Ctrl.Align]!);
     try {
-      runChunk(k, ctrl, index, c);
+      runChunk(k, ctrl, index, bounds[c]!, bounds[c + 1]!);
     } catch {
       Atomics.store(ctrl, Ctrl.Failed, 1); // still counted below, so the caller does not wait forever
     }
@@ -102,9 +103,21 @@ export function runChunks(k: KernelExports, ctrl: Int32Array, index: number, gen
   }
 }
 
-/** Chunk size for `n` units split among `threads`: about 4 chunks per thread, multiples of `align`. */
-export function chunkSize(n: number, threads: number, align: number): number {
-  const target = Math.ceil(n / (threads * 4));
-  return Math.max(align, Math.ceil(target / align) * align);
+/**
+ * Chunk bounds of a job of `units` units among `threads` threads (chunk c is [b[c], b[c+1])): guided
+ * self-scheduling — each chunk takes 1/(2·threads) of what is left, a multiple of `align` and at least
+ * `align` — so chunks shrink towards the end of the job and the threads finish it together, instead of
+ * one waiting for the other's last big chunk.
+ */
+export function chunkBounds(units: number, threads: number, align: number): number[] {
+  if (threads <= 1 || units <= align) return [0, units];
+  const bounds = [0];
+  let start = 0;
+  while (start < units) {
+    const size = Math.max(align, Math.ceil((units - start) / (2 * threads) / align) * align);
+    start = Math.min(units, start + size);
+    bounds.push(start);
+  }
+  return bounds;
 }
 
