@@ -20,6 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { WasmBackend } from '../src/kernels/wasm-backend.js';
 import { loadModel } from '../src/models/load.js';
+import type { CeilingResult } from './kernel-ceiling.js';
 import type { RunResult } from './run-one.js';
 
 /** Figures measured on this machine by others (../shared/DESIGN.md §4, issue 5), RWKV-4 169M. */
@@ -82,6 +83,21 @@ async function main(): Promise<void> {
     await b.close();
   }
   console.log(`read bandwidth (WASM SIMD read loop): ${threadCounts.map((t) => `${t} thread(s) ${(bandwidth[t]! / 1e9).toFixed(1)} GB/s`).join(', ')}\n`);
+
+  // 1b. Each kernel's in-cache ceiling on one thread (is it memory- or compute-bound?).
+  const ceilingRun = spawnSync(process.execPath, [path.join(here, 'kernel-ceiling.js')], { encoding: 'utf8' });
+  const ceilings: CeilingResult[] =
+    ceilingRun.status === 0 ? ceilingRun.stdout.trim().split('\n').map((l) => JSON.parse(l) as CeilingResult) : [];
+  if (ceilings.length > 0) {
+    console.log('kernel ceilings (in cache, 1 thread):');
+    console.log(
+      table(
+        ['dtype', 'G values/s', 'GB/s of weights', '× 1-thread bandwidth'],
+        ceilings.map((c) => [c.dtype, (c.valuesPerSecond / 1e9).toFixed(2), (c.bytesPerSecond / 1e9).toFixed(1), (c.bytesPerSecond / bandwidth[threadCounts[0]!]!).toFixed(2)]),
+      ),
+    );
+    console.log('');
+  }
 
   // 2. Model shapes × dtypes × threads, each next to a bandwidth probe; the fastest of `repeat` runs.
   const repeat = Math.max(1, Number(values.repeat));
@@ -208,6 +224,7 @@ async function main(): Promise<void> {
       machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version, totalMemory: os.totalmem() },
       readBandwidthBytesPerSecond: bandwidth,
       medianProbeBytesPerSecond: typicalBandwidth,
+      kernelCeilings: ceilings,
       peers: PEERS,
       results,
       fixtures: fixtureResults,
