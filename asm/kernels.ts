@@ -73,6 +73,17 @@ function dotF32(row: usize, x: usize, n: i32): f32 {
   return s;
 }
 
+/**
+ * The f16 values in the high halves of four u32 words as f32 (exact for finite values): the sign stays at
+ * bit 31, exponent and mantissa move down 3 bits to where an f32 keeps them, and × 2^112 rebiases the
+ * exponent (subnormal halves come out right too).
+ */
+@inline function highHalvesF16(w: v128): v128 {
+  const signAndMag = v128.or(v128.and(w, i32x4.splat(0x80000000)), v128.and(i32x4.shr_u(w, 3), i32x4.splat(0x0fffe000)));
+  return f32x4.mul(signAndMag, f32x4.splat(reinterpret<f32>(0x77800000)));
+}
+
+/** f16 rows against activations permuted as for bf16 (evens, then odds, in each group of 8). */
 function dotF16(row: usize, x: usize, n: i32): f32 {
   let a0 = f32x4.splat(0);
   let a1 = f32x4.splat(0);
@@ -83,10 +94,16 @@ function dotF16(row: usize, x: usize, n: i32): f32 {
     const h0 = v128.load(row + ((j as usize) << 1));
     const h1 = v128.load(row + ((j as usize) << 1), 16);
     const xo = x + ((j as usize) << 2);
-    a0 = fma(halfx4(i32x4.extend_low_i16x8_u(h0)), v128.load(xo), a0);
-    a1 = fma(halfx4(i32x4.extend_high_i16x8_u(h0)), v128.load(xo, 16), a1);
-    a2 = fma(halfx4(i32x4.extend_low_i16x8_u(h1)), v128.load(xo, 32), a2);
-    a3 = fma(halfx4(i32x4.extend_high_i16x8_u(h1)), v128.load(xo, 48), a3);
+    a0 = fma(highHalvesF16(i32x4.shl(h0, 16)), v128.load(xo), a0);
+    a1 = fma(highHalvesF16(h0), v128.load(xo, 16), a1);
+    a2 = fma(highHalvesF16(i32x4.shl(h1, 16)), v128.load(xo, 32), a2);
+    a3 = fma(highHalvesF16(h1), v128.load(xo, 48), a3);
+  }
+  for (; j + 8 <= n; j += 8) {
+    const h0 = v128.load(row + ((j as usize) << 1));
+    const xo = x + ((j as usize) << 2);
+    a0 = fma(highHalvesF16(i32x4.shl(h0, 16)), v128.load(xo), a0);
+    a1 = fma(highHalvesF16(h0), v128.load(xo, 16), a1);
   }
   let s = hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
   for (; j < n; j++) s += half(load<u16>(row + ((j as usize) << 1))) * load<f32>(x + ((j as usize) << 2));
@@ -262,18 +279,18 @@ function splitBlocks(x: usize, xq: usize, n: i32): void {
 
 /** Bytes `prepareActivations` writes for a product of `n` columns with `dtype` weights (0: none). */
 export function preparedBytes(dtype: i32, n: i32): i32 {
-  if (dtype == 2) return n << 2;
+  if (dtype == 1 || dtype == 2) return n << 2;
   if (dtype >= 3 && dtype <= 7) return (n >> 5) * 136;
   return 0;
 }
 
 /**
- * Writes at `out` the form of the f32 vector `x` (n values) that `matvec` reads for `dtype` weights: bf16
+ * Writes at `out` the form of the f32 vector `x` (n values) that `matvec` reads for `dtype` weights: f16 and bf16
  * permuted by groups of 8 (evens, then odds; a tail of fewer than 8 stays in place), quantized types split
  * by `splitBlocks`. Other dtypes read `x` itself.
  */
 export function prepareActivations(dtype: i32, x: usize, out: usize, n: i32): void {
-  if (dtype == 2) {
+  if (dtype == 1 || dtype == 2) {
     let j = 0;
     for (; j + 8 <= n; j += 8) {
       const a = v128.load(x + ((j as usize) << 2));
