@@ -4,6 +4,7 @@
 import type { DType } from '../tensor/dtype.js';
 import { DTYPES, f16ToF32Table } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
+import { reluSquared, sigmoid } from './activations.js';
 import { blockDecoder, QK } from './quant.js';
 
 /** A function applied to each result of a product: relu(y)², σ(y) or tanh(y). */
@@ -19,16 +20,8 @@ export interface MatvecJob {
 
 /** `then` of a MatvecJob, in TypeScript (the reference and fallback). */
 export function applyResultFunction(fn: ResultFunction, y: Float32Array): void {
-  if (fn === 'relu2') {
-    for (let i = 0; i < y.length; i++) {
-      const r = Math.max(y[i]!, 0);
-      y[i] = r * r;
-    }
-  } else if (fn === 'sigmoid') {
-    for (let i = 0; i < y.length; i++) y[i] = 1 / (1 + Math.exp(-y[i]!));
-  } else {
-    for (let i = 0; i < y.length; i++) y[i] = Math.tanh(y[i]!);
-  }
+  const f = fn === 'relu2' ? reluSquared : fn === 'sigmoid' ? sigmoid : Math.tanh;
+  for (let i = 0; i < y.length; i++) y[i] = f(y[i]!);
 }
 
 /** Fast kernels that can read a matrix's bytes where they live (e.g. in a WebAssembly memory). */

@@ -27,6 +27,11 @@ export const DTYPE_CODES: Readonly<Record<MatrixDType, number>> = {
 /** Functions a batched product may apply to its results (asm/kernels.ts `applyFunction`). */
 const FUNCTION_CODES: Readonly<Record<ResultFunction, number>> = { relu2: 1, sigmoid: 2, tanh: 3 };
 
+/** `bytes` rounded up to a whole number of 64-byte cache lines (every scratch array starts on one). */
+function align64(bytes: number): number {
+  return Math.ceil(bytes / 64) * 64;
+}
+
 const PAGE = 65536;
 const CTRL = 4096; // control block: 64 i32
 const HEAP_START = PAGE;
@@ -118,7 +123,7 @@ export class WasmBackend implements MatrixKernels {
   private readonly buffers = new Set<ArrayBufferLike>();
 
   private reserve(byteLength: number): number {
-    const start = Math.ceil(this.top / 64) * 64;
+    const start = align64(this.top);
     const end = start + byteLength;
     if (end > MAX_PAGES * PAGE) {
       throw new ArgumentError(
@@ -199,31 +204,30 @@ export class WasmBackend implements MatrixKernels {
    * the rows of all the products.
    */
   matvecMany(jobs: readonly MatvecJob[]): void {
-    const align = (n: number): number => Math.ceil(n / 64) * 64;
-    let bytes = align(jobs.length * 48);
-    for (const { m } of jobs) bytes += align(m.cols * 4) + align(this.preparedBytes(m)) + align(m.rows * 4);
+    const prepared = jobs.map(({ m }) => this.preparedBytes(m));
+    let bytes = align64(jobs.length * 48);
+    jobs.forEach(({ m }, i) => (bytes += align64(m.cols * 4) + align64(prepared[i]!) + align64(m.rows * 4)));
     const base = this.scratchRegion(bytes);
     const table = this.u32;
     const tableF32 = this.f32;
-    let p = base + align(jobs.length * 48);
+    let p = base + align64(jobs.length * 48);
     let totalRows = 0;
     const yPtrs: number[] = [];
     for (let i = 0; i < jobs.length; i++) {
       const { m, x, then } = jobs[i]!;
       const xPtr = p;
-      p += align(m.cols * 4);
+      p += align64(m.cols * 4);
       this.f32.set(x.subarray(0, m.cols), xPtr / 4);
       let xArg = xPtr;
       let xScale = 0;
-      const prepared = this.preparedBytes(m);
-      if (prepared > 0) {
+      if (prepared[i]! > 0) {
         xArg = p;
         if (m.dtype === 'int8') xScale = this.kernels.quantizeActivations(xPtr, p, m.cols);
         else this.kernels.prepareActivations(DTYPE_CODES[m.dtype], xPtr, p, m.cols);
-        p += align(prepared);
+        p += align64(prepared[i]!);
       }
       const yPtr = p;
-      p += align(m.rows * 4);
+      p += align64(m.rows * 4);
       yPtrs.push(yPtr);
       const e = base / 4 + i * 12;
       table[e] = DTYPE_CODES[m.dtype];
@@ -251,27 +255,25 @@ export class WasmBackend implements MatrixKernels {
   }
 
   /**
-   * Copies `state` (the layer's H·N² head states) and the C-vectors into the scratch region, runs `run`
-   * with their addresses, and copies the state and `y` back. The recurrences are O(C·N) per token, small
-   * next to the products, but 5–10× faster in SIMD than in TypeScript.
+   * Copies the first `n` values of each [array, n] into the scratch region, each on its own cache line,
+   * followed by room for `outFloats` floats: returns their addresses and the room's.
    */
-  private wkv(state: Float32Array, vectors: Float32Array[], y: Float32Array, run: (s: number, v: number[], y: number) => void): void {
-    const c = y.length;
-    const cBytes = Math.ceil((c * 4) / 64) * 64;
-    const base = this.scratchRegion(state.byteLength + 64 + cBytes * (vectors.length + 1));
-    const sPtr = base;
+  private stage(arrays: [Float32Array, number][], outFloats: number): { ptrs: number[]; out: number } {
+    let bytes = align64(outFloats * 4);
+    for (const [, n] of arrays) bytes += align64(n * 4);
+    let p = this.scratchRegion(bytes);
     const ptrs: number[] = [];
-    let p = base + Math.ceil(state.byteLength / 64) * 64;
-    const f32 = this.f32;
-    f32.set(state, sPtr / 4);
-    for (const vec of vectors) {
-      f32.set(vec.subarray(0, c), p / 4);
+    for (const [a, n] of arrays) {
+      this.f32.set(a.subarray(0, n), p / 4);
       ptrs.push(p);
-      p += cBytes;
+      p += align64(n * 4);
     }
-    run(sPtr, ptrs, p);
-    state.set(f32.subarray(sPtr / 4, sPtr / 4 + state.length));
-    y.set(f32.subarray(p / 4, p / 4 + c));
+    return { ptrs, out: p };
+  }
+
+  /** Copies `n` floats at `ptr` of the shared memory into `dst`. */
+  private fetch(ptr: number, n: number, dst: Float32Array): void {
+    dst.set(this.f32.subarray(ptr / 4, ptr / 4 + n));
   }
 
   /** LayerNorm (groups = 1) or GroupNorm of `rows` rows of weight.length values (see asm/kernels.ts). */
@@ -280,17 +282,11 @@ export class WasmBackend implements MatrixKernels {
     if (bias.length !== c || c % groups !== 0 || x.length < rows * c || out.length < rows * c) {
       throw new ArgumentError(`groupNorm: ${rows} rows of ${c} values in ${groups} groups do not fit the given arrays`);
     }
-    const align = (n: number): number => Math.ceil((n * 4) / 64) * 64;
-    const base = this.scratchRegion(2 * align(c) + align(rows * c));
-    const f32 = this.f32;
-    const wPtr = base;
-    const bPtr = base + align(c);
-    const xPtr = bPtr + align(c);
-    f32.set(weight, wPtr / 4);
-    f32.set(bias, bPtr / 4);
-    f32.set(x.subarray(0, rows * c), xPtr / 4);
-    this.kernels.groupNorm(xPtr, wPtr, bPtr, xPtr, rows, c, groups, eps);
-    out.set(f32.subarray(xPtr / 4, xPtr / 4 + rows * c));
+    const {
+      ptrs: [wPtr, bPtr, xPtr],
+    } = this.stage([[weight, c], [bias, c], [x, rows * c]], 0);
+    this.kernels.groupNorm(xPtr!, wPtr!, bPtr!, xPtr!, rows, c, groups, eps);
+    this.fetch(xPtr!, rows * c, out);
   }
 
   /**
@@ -302,33 +298,20 @@ export class WasmBackend implements MatrixKernels {
     if (c % 4 !== 0 || state.length !== 3 * c || w.length < c || u.length < c || [k, v, r, y].some((a) => a.length < tc)) {
       throw new ArgumentError(`wkv4: C = ${c} must be a multiple of 4, the state 3·C and k, v, r, y t·C = ${tc} values`);
     }
-    const align = (n: number): number => Math.ceil((n * 4) / 64) * 64;
-    const base = this.scratchRegion(align(3 * c) + 2 * align(c) + 4 * align(tc));
-    const f32 = this.f32;
-    let p = base;
-    const put = (a: Float32Array, n: number): number => {
-      const at = p;
-      f32.set(a.subarray(0, n), at / 4);
-      p += align(n);
-      return at;
-    };
-    const sPtr = put(state, 3 * c);
-    const wPtr = put(w, c);
-    const uPtr = put(u, c);
-    const kPtr = put(k, tc);
-    const vPtr = put(v, tc);
-    const rPtr = put(r, tc);
-    const yPtr = p;
-    this.kernels.wkv4(sPtr, kPtr, vPtr, rPtr, wPtr, uPtr, yPtr, c, t);
-    state.set(f32.subarray(sPtr / 4, sPtr / 4 + 3 * c));
-    y.set(f32.subarray(yPtr / 4, yPtr / 4 + tc));
+    const {
+      ptrs: [sPtr, wPtr, uPtr, kPtr, vPtr, rPtr],
+      out: yPtr,
+    } = this.stage([[state, 3 * c], [w, c], [u, c], [k, tc], [v, tc], [r, tc]], tc);
+    this.kernels.wkv4(sPtr!, kPtr!, vPtr!, rPtr!, wPtr!, uPtr!, yPtr, c, t);
+    this.fetch(sPtr!, 3 * c, state);
+    this.fetch(yPtr, tc, y);
   }
 
   /**
-   * Copies the state and every vector into the scratch region, calls `step(s, ptrs, y, p)` for each of
-   * the `t` tokens with the addresses of token p's rows (a vector of t·C values advances by C per token,
-   * one of C values stays), and copies the state and the t × C output back: parallel mode's WKV as the
-   * one-token kernel stepped along the sequence, exact like RNN mode.
+   * Copies the state and every vector into the scratch region, calls `step(s, ptrs, y)` for each of the
+   * `t` tokens with the addresses of that token's rows (a vector of t·C values advances by C per token,
+   * one of C values stays), and copies the state and the t × C output back. With t = 1 it is RNN mode's
+   * WKV; with more, parallel mode's, the one-token kernel stepped along the sequence (exact like RNN mode).
    */
   private wkvSequence(
     state: Float32Array,
@@ -338,31 +321,20 @@ export class WasmBackend implements MatrixKernels {
     t: number,
     step: (s: number, v: number[], y: number) => void,
   ): void {
-    const align = (n: number): number => Math.ceil((n * 4) / 64) * 64;
     const lengths = vectors.map((vec) => (vec.length >= t * c ? t * c : c));
-    let bytes = align(state.length) + align(t * c);
-    for (const n of lengths) bytes += align(n);
-    const base = this.scratchRegion(bytes);
-    const f32 = this.f32;
-    f32.set(state, base / 4);
-    let p = base + align(state.length);
-    const ptrs: number[] = [];
-    vectors.forEach((vec, i) => {
-      f32.set(vec.subarray(0, lengths[i]!), p / 4);
-      ptrs.push(p);
-      p += align(lengths[i]!);
-    });
-    const yPtr = p;
-    const cb = c * 4;
+    const {
+      ptrs: [sPtr, ...ptrs],
+      out: yPtr,
+    } = this.stage([[state, state.length], ...vectors.map((vec, i): [Float32Array, number] => [vec, lengths[i]!])], t * c);
+    // Bytes each vector's address moves per token.
+    const strides = lengths.map((n) => (n === t * c ? c * 4 : 0));
+    const at = ptrs.slice();
     for (let tok = 0; tok < t; tok++) {
-      step(
-        base,
-        ptrs.map((q, i) => (lengths[i] === t * c ? q + tok * cb : q)),
-        yPtr + tok * cb,
-      );
+      for (let i = 0; i < at.length; i++) at[i] = ptrs[i]! + tok * strides[i]!;
+      step(sPtr!, at, yPtr + tok * c * 4);
     }
-    state.set(f32.subarray(base / 4, base / 4 + state.length));
-    y.set(f32.subarray(yPtr / 4, yPtr / 4 + t * c));
+    this.fetch(sPtr!, state.length, state);
+    this.fetch(yPtr, t * c, y);
   }
 
   /**
@@ -389,20 +361,20 @@ export class WasmBackend implements MatrixKernels {
   /** v5/v6 WKV of one token (see asm/kernels.ts `wkv5`); `state` is updated in place, `y` written. */
   wkv5(state: Float32Array, r: Float32Array, k: Float32Array, v: Float32Array, w: Float32Array, u: Float32Array, y: Float32Array, heads: number, n: number): void {
     checkWkv(state, [r, k, v, w, u], y, heads, n);
-    this.wkv(state, [r, k, v, w, u], y, (s, [pr, pk, pv, pw, pu], py) => this.kernels.wkv5(s, pr!, pk!, pv!, pw!, pu!, py, heads, n));
+    this.wkvSequence(state, [r, k, v, w, u], y, heads * n, 1, (s, [pr, pk, pv, pw, pu], py) => this.kernels.wkv5(s, pr!, pk!, pv!, pw!, pu!, py, heads, n));
   }
 
   /** v7 WKV of one token (see asm/kernels.ts `wkv7`); `state` is updated in place, `y` written. */
   wkv7(state: Float32Array, r: Float32Array, w: Float32Array, k: Float32Array, v: Float32Array, kk: Float32Array, a: Float32Array, y: Float32Array, heads: number, n: number): void {
     checkWkv(state, [r, w, k, v, kk, a], y, heads, n);
-    this.wkv(state, [r, w, k, v, kk, a], y, (s, [pr, pw, pk, pv, pkk, pa], py) =>
+    this.wkvSequence(state, [r, w, k, v, kk, a], y, heads * n, 1, (s, [pr, pw, pk, pv, pkk, pa], py) =>
       this.kernels.wkv7(s, pr!, pw!, pk!, pv!, pkk!, pa!, py, heads, n),
     );
   }
 
   matmul(m: Matrix, x: Float32Array, t: number, y: Float32Array): void {
-    const xBytes = Math.ceil((t * m.cols * 4) / 64) * 64;
-    const yBytes = Math.ceil((t * m.rows * 4) / 64) * 64;
+    const xBytes = align64(t * m.cols * 4);
+    const yBytes = align64(t * m.rows * 4);
     const packBytes = this.threads * matmulThreadBytes(m.cols);
     const base = this.scratchRegion(xBytes + yBytes + packBytes);
     const xPtr = base;
