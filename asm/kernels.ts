@@ -529,6 +529,79 @@ export function matmul(dtype: i32, w: usize, x: usize, y: usize, t: i32, rows: i
   }
 }
 
+/**
+ * Y = X·Wᵀ for output rows [r0, r1) and a few input rows (t ≤ 8 or so: a batch of sequences generating
+ * together), without packing: each pair of weight rows is read once (decoded into `tmp`, 2·cols floats,
+ * unless f32) and dotted with every input row, 2 weight rows × 4 input rows in 8 accumulators.
+ */
+export function matmulRows(dtype: i32, w: usize, x: usize, y: usize, t: i32, rows: i32, cols: i32, r0: i32, r1: i32, tmp: usize): void {
+  const rb = rowBytes(dtype, cols);
+  const kBytes = (cols as usize) << 2;
+  const c4 = cols & ~3;
+  for (let r = r0; r < r1; r += 2) {
+    const two = r + 1 < r1;
+    let w0: usize, w1: usize;
+    if (dtype == 0) {
+      w0 = w + (r as usize) * rb;
+      w1 = two ? w0 + rb : w0;
+    } else {
+      decodeRow(dtype, w + (r as usize) * rb, tmp, cols);
+      if (two) decodeRow(dtype, w + ((r + 1) as usize) * rb, tmp + kBytes, cols);
+      w0 = tmp;
+      w1 = two ? tmp + kBytes : tmp;
+    }
+    let i = 0;
+    for (; i < t; i += 4) {
+      const n = min(4, t - i);
+      const x0 = x + (i as usize) * kBytes;
+      const x1 = n > 1 ? x0 + kBytes : x0;
+      const x2 = n > 2 ? x1 + kBytes : x1;
+      const x3 = n > 3 ? x2 + kBytes : x2;
+      let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+      let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
+      for (let k: usize = 0; k < (c4 as usize) << 2; k += 16) {
+        const u = v128.load(w0 + k);
+        const v = v128.load(w1 + k);
+        const p0 = v128.load(x0 + k);
+        a0 = fma(u, p0, a0); b0 = fma(v, p0, b0);
+        const p1 = v128.load(x1 + k);
+        a1 = fma(u, p1, a1); b1 = fma(v, p1, b1);
+        const p2 = v128.load(x2 + k);
+        a2 = fma(u, p2, a2); b2 = fma(v, p2, b2);
+        const p3 = v128.load(x3 + k);
+        a3 = fma(u, p3, a3); b3 = fma(v, p3, b3);
+      }
+      let s0 = hsum(a0), s1 = hsum(a1), s2 = hsum(a2), s3 = hsum(a3);
+      let q0 = hsum(b0), q1 = hsum(b1), q2 = hsum(b2), q3 = hsum(b3);
+      for (let k = c4; k < cols; k++) {
+        const ko = (k as usize) << 2;
+        const u = load<f32>(w0 + ko);
+        const v = load<f32>(w1 + ko);
+        s0 += u * load<f32>(x0 + ko); q0 += v * load<f32>(x0 + ko);
+        s1 += u * load<f32>(x1 + ko); q1 += v * load<f32>(x1 + ko);
+        s2 += u * load<f32>(x2 + ko); q2 += v * load<f32>(x2 + ko);
+        s3 += u * load<f32>(x3 + ko); q3 += v * load<f32>(x3 + ko);
+      }
+      const stride = (rows as usize) << 2;
+      const o = y + (((i as usize) * (rows as usize) + (r as usize)) << 2);
+      store<f32>(o, s0);
+      if (two) store<f32>(o, q0, 4);
+      if (n > 1) {
+        store<f32>(o + stride, s1);
+        if (two) store<f32>(o + stride, q1, 4);
+      }
+      if (n > 2) {
+        store<f32>(o + 2 * stride, s2);
+        if (two) store<f32>(o + 2 * stride, q2, 4);
+      }
+      if (n > 3) {
+        store<f32>(o + 3 * stride, s3);
+        if (two) store<f32>(o + 3 * stride, q3, 4);
+      }
+    }
+  }
+}
+
 /** Stores 8 outputs of row i (fewer when `width` < 8 at the end of the rows). */
 @inline function storeHalfRow(y: usize, i: i32, rows: i32, p: i32, width: i32, c0: v128, c1: v128, tmp: usize): void {
   const base = y + (((i as usize) * (rows as usize) + (p as usize)) << 2);

@@ -3,11 +3,11 @@
 // (two-thread figures on this machine move by ±30 % with the load of the other tenants).
 //   node dist/bench/bandwidth-probe.js --threads 2   → one JSON line {"threads":2,"bytesPerSecond":…}
 import { parseArgs } from 'node:util';
-import { WasmBackend } from '../src/kernels/wasm-backend.js';
+import { WasmKernels } from '../src/kernels/wasm-kernels.js';
 
 const { values } = parseArgs({ options: { threads: { type: 'string', default: '1' } } });
 const threads = Number(values.threads);
-const backend = await WasmBackend.create({ threads });
+const backend = await WasmKernels.create({ threads });
 const bytesPerSecond = backend.measureReadBandwidth(256 * 2 ** 20, 5);
 await backend.close();
 process.stdout.write(JSON.stringify({ threads, bytesPerSecond }) + '\n');

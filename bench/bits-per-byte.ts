@@ -25,7 +25,7 @@ async function main(): Promise<void> {
   const text = all.subarray(start, end).toString('utf8');
   const rwkv = await Rwkv.load(values.model, values.threads !== undefined ? { threads: Number(values.threads) } : {});
   const t0 = performance.now();
-  const r = rwkv.score(text);
+  const r = await rwkv.score(text);
   const seconds = (performance.now() - t0) / 1000;
   const bytes = Buffer.byteLength(text, 'utf8');
   const bpb = -r.total / Math.LN2 / bytes;

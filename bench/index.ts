@@ -19,6 +19,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { WasmBackend } from '../src/kernels/wasm-backend.js';
+import { WasmKernels } from '../src/kernels/wasm-kernels.js';
 import { loadModel } from '../src/models/load.js';
 import type { CeilingResult } from './kernel-ceiling.js';
 import type { RunResult } from './run-one.js';
@@ -78,7 +79,7 @@ async function main(): Promise<void> {
   // 1. Read bandwidth.
   const bandwidth: Record<number, number> = {};
   for (const t of threadCounts) {
-    const b = await WasmBackend.create({ threads: t });
+    const b = await WasmKernels.create({ threads: t });
     bandwidth[t] = b.measureReadBandwidth();
     await b.close();
   }
@@ -165,6 +166,22 @@ async function main(): Promise<void> {
       `% floor and vs rwkv.cpp use the mean rate, best 16 % the best window; best of ${repeat} run(s); rwkv.cpp figures from DESIGN.md / issue 5 (169M only).`,
   );
 
+  // 2b. Batched generation: B sequences in one pass per step (f32, the batch sizes the engine issue
+  // names), aggregate tokens/s against one sequence of the same run.
+  const batchRows: string[][] = [];
+  const batchResults: RunResult[] = [];
+  if (values.models!.split(',').includes('169m')) {
+    for (const t of threadCounts) {
+      const r = runOne(['--model', '169m', '--dtype', 'f32', '--threads', String(t), '--gen', String(gen), '--prompt', '16', '--batches', '2,4,8']);
+      if (r === undefined) continue;
+      batchResults.push(r);
+      const one = r.generateTokensPerSecond;
+      batchRows.push([String(t), one.toFixed(1), ...['2', '4', '8'].map((b) => `${r.batchTokensPerSecond[b]!.toFixed(1)} (${(r.batchTokensPerSecond[b]! / one).toFixed(2)}×)`)]);
+    }
+    console.log('\nbatched generation, 169M f32, aggregate tokens/s (× one sequence):');
+    console.log(table(['thr', 'B = 1', 'B = 2', 'B = 4', 'B = 8'], batchRows));
+  }
+
   // 3. Fixture models: parallel vs RNN prompt processing.
   const fixtureRows: string[][] = [];
   const fixtureResults: RunResult[] = [];
@@ -191,15 +208,15 @@ async function main(): Promise<void> {
     for (const m of ['4v0-660K', '5v2-730K', '6v0-1m', '7v0-834K']) {
       const file = path.join(values.fixtures!, `tiny-rwkv-${m}-FP32.bin`);
       if (!fs.existsSync(file)) continue;
-      const exact = loadModel(file, { backend });
-      const lossy = loadModel(file, { backend, int8: true });
+      const exact = await loadModel(file, { backend });
+      const lossy = await loadModel(file, { backend, int8: true });
       const se = exact.createState();
       const sl = lossy.createState();
       let worst = 0;
       let agree = 0;
       for (const id of ids) {
-        const a = exact.forward(id, se);
-        const b = lossy.forward(id, sl);
+        const a = await exact.forward(id, se);
+        const b = await lossy.forward(id, sl);
         let ia = 0;
         let ib = 0;
         for (let i = 0; i < a.length; i++) {
@@ -228,6 +245,7 @@ async function main(): Promise<void> {
       peers: PEERS,
       results,
       fixtures: fixtureResults,
+      batched: batchResults,
     };
     fs.writeFileSync(values.out, JSON.stringify(json, null, 2) + '\n');
     console.log(`\nwrote ${values.out}`);

@@ -2,7 +2,7 @@
 // can go when memory is not the limit. A kernel whose ceiling, in bytes, is below the memory bandwidth
 // is compute-bound and cannot reach the bandwidth floor however the threads are used.
 //   node dist/bench/kernel-ceiling.js   → one JSON line per dtype
-import { WasmBackend } from '../src/kernels/wasm-backend.js';
+import { WasmKernels } from '../src/kernels/wasm-kernels.js';
 import { matrixFromTensor, toInt8Rows, type Matrix } from '../src/kernels/matrix.js';
 import { DTYPES, type DType } from '../src/tensor/dtype.js';
 
@@ -15,7 +15,7 @@ export interface CeilingResult {
 const COLS = 768;
 
 /** A matrix of `rows` × 768 with valid, varied contents, small enough (≤ 0.8 MB) to stay in L2. */
-function matrix(backend: WasmBackend, dtype: DType, rows: number): Matrix {
+function matrix(backend: WasmKernels, dtype: DType, rows: number): Matrix {
   const info = DTYPES[dtype];
   const bytes = backend.allocate(((rows * COLS) / info.blockSize) * info.blockBytes);
   for (let i = 0; i < bytes.length; i++) bytes[i] = (Math.imul(i, 2654435761) >>> 24) & 0xff;
@@ -30,10 +30,10 @@ function matrix(backend: WasmBackend, dtype: DType, rows: number): Matrix {
   } else {
     for (let i = 0; i < rows * COLS; i++) view.setUint16(2 * i, dtype === 'bf16' ? 0x3f80 + (i % 100) : 0x3c00 + (i % 100), true);
   }
-  return matrixFromTensor({ name: dtype, dtype, shape: [rows, COLS], data: bytes }, rows, COLS, backend);
+  return matrixFromTensor({ name: dtype, dtype, shape: [rows, COLS], data: bytes }, rows, COLS);
 }
 
-function measure(backend: WasmBackend, m: Matrix, bytes: number): CeilingResult {
+function measure(backend: WasmKernels, m: Matrix, bytes: number): CeilingResult {
   const x = new Float32Array(COLS).map((_, i) => Math.sin(i));
   const y = new Float32Array(m.rows);
   for (let i = 0; i < 200; i++) backend.matvec(m, x, y);
@@ -47,12 +47,12 @@ function measure(backend: WasmBackend, m: Matrix, bytes: number): CeilingResult 
   return { dtype: m.dtype, valuesPerSecond: (m.rows * COLS) / best, bytesPerSecond: bytes / best };
 }
 
-const backend = await WasmBackend.create({ threads: 1 });
+const backend = await WasmKernels.create({ threads: 1 });
 for (const dtype of ['f32', 'f16', 'bf16', 'q8_0', 'q5_1', 'q5_0', 'q4_1', 'q4_0'] as DType[]) {
   const rows = dtype === 'f32' ? 256 : 512;
   const m = matrix(backend, dtype, rows);
   process.stdout.write(JSON.stringify(measure(backend, m, m.bytes.byteLength)) + '\n');
 }
-const int8 = toInt8Rows(matrix(backend, 'f32', 512), backend.allocate, backend);
+const int8 = toInt8Rows(matrix(backend, 'f32', 512), backend.allocate);
 process.stdout.write(JSON.stringify(measure(backend, int8, int8.bytes.byteLength)) + '\n');
 await backend.close();

@@ -29,9 +29,9 @@ async function main(): Promise<void> {
   let model: RwkvModel;
   if (values.model === '169m' || values.model === 'v7-0.1b') {
     const shape = values.model === '169m' ? RWKV4_169M : RWKV7_0B1;
-    model = modelFromSource(randomSource(shape, { dtype: values.dtype as DType, allocate: backend.allocate }), backend);
+    model = modelFromSource(randomSource(shape, { dtype: values.dtype as DType, allocate: (n) => backend.allocateBytes(n) }), backend);
   } else {
-    model = loadModel(values.model!, { backend });
+    model = await loadModel(values.model!, { backend });
   }
   const vocab = model.config.nVocab;
   const ids = (n: number, salt: number): number[] => Array.from({ length: n }, (_, i) => (i * 7919 + salt * 104729 + 13) % vocab);
@@ -80,10 +80,10 @@ async function main(): Promise<void> {
   const samplerMs = (performance.now() - t) / draws;
   t = performance.now();
   const s = model.createState();
-  for (let i = 0; i < 16; i++) model.forward(i, s);
+  for (let i = 0; i < 16; i++) await model.forward(i, s);
   const forwardMs = (performance.now() - t) / 16;
 
-  const label = `${values.model} ${values.dtype}, ${threads} thread(s), ${backend.flavour}`;
+  const label = `${values.model} ${values.dtype}, ${threads} thread(s), ${backend.description}`;
   if (values.json) {
     console.log(JSON.stringify({ model: label, prefix: prefix.length, suffix: Number(values.suffix), rows, samplerMs, forwardMs, cacheBytes: cached.cache!.bytes }));
   } else {

@@ -29,6 +29,8 @@ export interface RunResult {
   promptTokens: number;
   /** Prompt fed one token at a time (RNN mode), for comparison. */
   promptRnnTokensPerSecond: number | null;
+  /** B sequences generating together (one pass per step, B rows per product): aggregate tokens/s by B. */
+  batchTokensPerSecond: Record<string, number>;
   peakRssBytes: number;
 }
 
@@ -41,10 +43,12 @@ async function main(): Promise<void> {
       gen: { type: 'string', default: '128' },
       prompt: { type: 'string', default: '512' },
       'rnn-prompt': { type: 'string', default: '0' },
+      batches: { type: 'string', default: '' },
     },
   });
   const threads = Number(values.threads);
   const backend = await WasmBackend.create({ threads });
+  const allocate = (n: number): Uint8Array => backend.allocateBytes(n);
   const t0 = performance.now();
   let model: RwkvModel;
   const dtype = values.dtype as DType;
@@ -52,10 +56,10 @@ async function main(): Promise<void> {
     const shape = values.model === '169m' ? RWKV4_169M : RWKV7_0B1;
     model =
       values.dtype === 'int8'
-        ? modelFromSource(randomSource(shape, { dtype: 'f32' }), backend, backend.allocate)
-        : modelFromSource(randomSource(shape, { dtype, allocate: backend.allocate }), backend);
+        ? modelFromSource(randomSource(shape, { dtype: 'f32' }), backend, true)
+        : modelFromSource(randomSource(shape, { dtype, allocate }), backend);
   } else {
-    model = loadModel(values.model!, { backend });
+    model = await loadModel(values.model!, { backend });
   }
   const loadSeconds = (performance.now() - t0) / 1000;
   const vocab = model.config.nVocab;
@@ -63,14 +67,14 @@ async function main(): Promise<void> {
 
   // Warm-up: compile and touch everything once in each mode.
   const warm = model.createState();
-  for (const id of ids(4)) model.forward(id, warm);
-  model.forwardSequence(ids(Number(values.prompt)), model.createState());
+  for (const id of ids(4)) await model.forward(id, warm);
+  await model.forwardSequence(ids(Number(values.prompt)), model.createState());
 
   const genTokens = Number(values.gen);
   const state = model.createState();
   const stamps = [performance.now()];
   for (const id of ids(genTokens)) {
-    model.forward(id, state);
+    await model.forward(id, state);
     stamps.push(performance.now());
   }
   const genSeconds = (stamps[genTokens]! - stamps[0]!) / 1000;
@@ -81,7 +85,7 @@ async function main(): Promise<void> {
 
   const promptTokens = Number(values.prompt);
   t = performance.now();
-  model.forwardSequence(ids(promptTokens), model.createState());
+  await model.forwardSequence(ids(promptTokens), model.createState());
   const promptSeconds = (performance.now() - t) / 1000;
 
   const rnnPrompt = Number(values['rnn-prompt']);
@@ -89,15 +93,25 @@ async function main(): Promise<void> {
   if (rnnPrompt > 0) {
     const s = model.createState();
     t = performance.now();
-    for (const id of ids(rnnPrompt)) model.forward(id, s);
+    for (const id of ids(rnnPrompt)) await model.forward(id, s);
     promptRnn = rnnPrompt / ((performance.now() - t) / 1000);
+  }
+  // Batched generation: B sequences, each its own state, one token each per pass.
+  const batchTokensPerSecond: Record<string, number> = {};
+  for (const b of values.batches!.split(',').filter((x) => x !== '').map(Number)) {
+    const states = Array.from({ length: b }, () => model.createState());
+    const steps = Math.max(8, Math.round(genTokens / 4));
+    await model.run(states.map((st, i) => ({ tokens: [i + 1], state: st })));
+    t = performance.now();
+    for (let k = 0; k < steps; k++) await model.run(states.map((st, i) => ({ tokens: [(k * 31 + i * 7) % vocab], state: st })));
+    batchTokensPerSecond[String(b)] = (b * steps) / ((performance.now() - t) / 1000);
   }
   const summary = summarize(model);
   const result: RunResult = {
     model: values.model!,
     dtype: values.dtype!,
     threads,
-    kernels: `wasm ${backend.flavour}`,
+    kernels: backend.description,
     bytesPerToken: summary.bytesPerToken,
     weightBytes: summary.weightBytes,
     loadSeconds,
@@ -107,6 +121,7 @@ async function main(): Promise<void> {
     promptTokensPerSecond: promptTokens / promptSeconds,
     promptTokens,
     promptRnnTokensPerSecond: promptRnn,
+    batchTokensPerSecond,
     peakRssBytes: process.resourceUsage().maxRSS * 1024,
   };
   process.stdout.write(JSON.stringify(result) + '\n');

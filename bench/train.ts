@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Rng } from '../src/generation/rng.js';
-import { WasmBackend } from '../src/kernels/wasm-backend.js';
+import { WasmKernels } from '../src/kernels/wasm-kernels.js';
 import { AdamW, clipGradNorm } from '../src/training/adamw.js';
 import { WasmGemm, type Gemm } from '../src/training/gemm.js';
 import { initRwkv4 } from '../src/training/init.js';
@@ -62,7 +62,7 @@ export interface TrainBenchResult {
 }
 
 async function runOne(threads: number, o: { steps: number; layers: number; width: number; context: number; batch: number }): Promise<TrainBenchResult> {
-  const backend = await WasmBackend.create({ threads });
+  const backend = await WasmKernels.create({ threads });
   const wasm = new WasmGemm(backend);
   // Peak of the kernel on the training's own shapes, as large products (best of several, measured before
   // and after the steps: the machine may be shared).

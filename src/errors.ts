@@ -14,7 +14,8 @@ export type RwkvErrorCode =
   | 'BAD_SHAPE'
   | 'UNKNOWN_MODEL'
   | 'BAD_STATE'
-  | 'BAD_ARGUMENT';
+  | 'BAD_ARGUMENT'
+  | 'ABORTED';
 
 export class RwkvError extends Error {
   readonly code: RwkvErrorCode;
@@ -48,5 +49,13 @@ export class StateError extends RwkvError {}
 export class ArgumentError extends RwkvError {
   constructor(message: string) {
     super('BAD_ARGUMENT', message);
+  }
+}
+
+/** An operation stopped by its AbortSignal. */
+export class AbortError extends RwkvError {
+  constructor(message = 'aborted') {
+    super('ABORTED', message);
+    this.name = 'AbortError';
   }
 }

@@ -24,7 +24,7 @@ export { ByteTokenizer } from './tokenizers/bytes.js';
 export { WorldTokenizer, WORLD_END_OF_TEXT } from './tokenizers/world.js';
 export { BpeTokenizer } from './tokenizers/bpe.js';
 export { loadTokenizer, tokenizerForModel, KNOWN_VOCABULARIES } from './tokenizers/load.js';
-export { WasmBackend, type WasmBackendOptions } from './kernels/wasm-backend.js';
+export { WasmKernels, type WasmKernelsOptions } from './kernels/wasm-kernels.js';
 export { Rwkv, Generation, type RwkvOptions, type RwkvGenerateOptions, type GenerationPiece, type GenerationStats, type FinishReason, type ScoreResult } from './generation/rwkv.js';
 export { RwkvState } from './generation/context.js';
 export { PrefixCache, type PrefixCacheOptions, type CacheHit } from './generation/prefix-cache.js';

@@ -47,7 +47,7 @@ test('piped stdin: answers, /save, /load gives the same answer to the same quest
   // The saved state and the chat's template, checked through the library: the same question with the same
   // options and seed (the session's seed plus the tokens in the state) gives the answer the chat printed.
   const backend = await testBackend();
-  const rwkv = Rwkv.fromModel(loadModel(model, { backend }));
+  const rwkv = Rwkv.fromModel(await loadModel(model, { backend }));
   const state = rwkv.loadState(file);
   assert.equal(state.tokenCount, Number(saved[1]));
   const text = await rwkv

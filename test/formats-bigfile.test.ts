@@ -31,7 +31,7 @@ function sparseSupported(t: TestContext): boolean {
   return false;
 }
 
-test('a .pth over 4 GiB (ZIP64; storages past the 32-bit boundary) loads and runs', (t) => {
+test('a .pth over 4 GiB (ZIP64; storages past the 32-bit boundary) loads and runs', async (t) => {
   const st = fixture(t, 'converted/tiny-rwkv-7v0-834K-FP32.safetensors');
   if (st === undefined || !sparseSupported(t)) return;
   const src = openCheckpoint(st);
@@ -57,10 +57,10 @@ test('a .pth over 4 GiB (ZIP64; storages past the 32-bit boundary) loads and run
   const back = openCheckpoint(p);
   assert.equal(back.format, 'pth');
   assertSameTensors(back.tensors, src.tensors, '> 4 GiB .pth');
-  assert.equal(maxAbsDiff(logitsAfterIn(loadModel(p)), logitsAfterIn(loadModel(st))), 0);
+  assert.equal(maxAbsDiff(await logitsAfterIn(await loadModel(p)), await logitsAfterIn(await loadModel(st))), 0);
 });
 
-test('a GGUF whose tensor data starts past 4 GiB loads and runs', (t) => {
+test('a GGUF whose tensor data starts past 4 GiB loads and runs', async (t) => {
   const bin = fixture(t, fp32('6v0-1m'));
   if (bin === undefined || !sparseSupported(t)) return;
   const small = path.join(dir, 'small.gguf');
@@ -93,5 +93,5 @@ test('a GGUF whose tensor data starts past 4 GiB loads and runs', (t) => {
   fs.closeSync(fd);
   assert.ok(fs.statSync(big).size > GAP);
   assertSameTensors(readGguf(big).tensors, readGguf(small).tensors, '> 4 GiB GGUF');
-  assert.equal(maxAbsDiff(logitsAfterIn(loadModel(big)), logitsAfterIn(loadModel(small))), 0);
+  assert.equal(maxAbsDiff(await logitsAfterIn(await loadModel(big)), await logitsAfterIn(await loadModel(small))), 0);
 });

@@ -200,14 +200,14 @@ test('rwkv6 rescale_every_n_layers: output weights divided by 2^⌊i/n⌋ (f32 a
   }
 });
 
-test('Q8_0 GGUF from the FP32 fixture: the same blocks as rwkv.cpp\'s Q8_0 file, and the same logits', (t) => {
+test('Q8_0 GGUF from the FP32 fixture: the same blocks as rwkv.cpp\'s Q8_0 file, and the same logits', async (t) => {
   const bin = fixture(t, fp32('7v0-834K'));
   const q8 = fixture(t, 'quantized/tiny-rwkv-7v0-834K-FP32-to-Q8_0.bin');
   if (bin === undefined || q8 === undefined) return;
   const out = tmp('7v0-q8.gguf');
   writeCheckpoint(openCheckpoint(bin), out, { quantize: 'q8_0' });
   assertSameTensors(readGguf(out).tensors, readRwkvCpp(q8).tensors, 'Q8_0 GGUF vs rwkv.cpp Q8_0');
-  assert.equal(maxAbsDiff(logitsAfterIn(loadModel(out)), logitsAfterIn(loadModel(q8))), 0);
+  assert.equal(maxAbsDiff(await logitsAfterIn(await loadModel(out)), await logitsAfterIn(await loadModel(q8))), 0);
   assert.equal(parseGguf(fs.readFileSync(out)).kv.get('general.file_type'), 7); // LLAMA_FTYPE_MOSTLY_Q8_0
 });
 

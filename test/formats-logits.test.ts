@@ -17,29 +17,29 @@ const dir = tempDir('logits');
 
 for (const m of MODELS) {
   for (const ext of ['pth', 'safetensors']) {
-    test(`converted/${m}.${ext}: logits equal the rwkv.cpp FP32 file's (≤ ${SAME}) and the official expectation (≤ ${OFFICIAL})`, (t) => {
+    test(`converted/${m}.${ext}: logits equal the rwkv.cpp FP32 file's (≤ ${SAME}) and the official expectation (≤ ${OFFICIAL})`, async (t) => {
       const conv = fixture(t, `converted/tiny-rwkv-${m}-FP32.${ext}`);
       const bin = fixture(t, fp32(m));
       const expected = fixture(t, `expected-logits-official-${m}.bin`);
       if (conv === undefined || bin === undefined || expected === undefined) return;
-      const got = logitsAfterIn(loadModel(conv));
-      const diff = maxAbsDiff(got, logitsAfterIn(loadModel(bin)));
+      const got = await logitsAfterIn(await loadModel(conv));
+      const diff = maxAbsDiff(got, await logitsAfterIn(await loadModel(bin)));
       assert.ok(diff <= SAME, `max abs difference ${diff} > ${SAME}`);
       const off = maxAbsDiff(got, readF32(expected));
       assert.ok(off <= OFFICIAL, `vs official: ${off} > ${OFFICIAL}`);
     });
   }
 
-  test(`${m}: files written from the FP32 fixture (.pth, .safetensors, .bin${(GGUF_MODELS as readonly string[]).includes(m) ? ', .gguf' : ''}) give its logits`, (t) => {
+  test(`${m}: files written from the FP32 fixture (.pth, .safetensors, .bin${(GGUF_MODELS as readonly string[]).includes(m) ? ', .gguf' : ''}) give its logits`, async (t) => {
     const bin = fixture(t, fp32(m));
     if (bin === undefined) return;
     const source = openCheckpoint(bin);
-    const want = logitsAfterIn(loadModel(bin));
+    const want = await logitsAfterIn(await loadModel(bin));
     const exts = ['pth', 'safetensors', 'bin', ...((GGUF_MODELS as readonly string[]).includes(m) ? ['gguf'] : [])];
     for (const ext of exts) {
       const out = path.join(dir, `${m}-from-fp32.${ext}`);
       writeCheckpoint(source, out);
-      const diff = maxAbsDiff(logitsAfterIn(loadModel(out)), want);
+      const diff = maxAbsDiff(await logitsAfterIn(await loadModel(out)), want);
       assert.ok(diff <= SAME, `${ext}: max abs difference ${diff} > ${SAME}`);
     }
   });
@@ -47,7 +47,7 @@ for (const m of MODELS) {
 
 for (const m of GGUF_MODELS) {
   for (const fmt of ['FP16', 'Q5_1']) {
-    test(`${m} ${fmt}: written as GGUF (16-bit and quantized tensors kept as they are) gives the .bin's logits`, (t) => {
+    test(`${m} ${fmt}: written as GGUF (16-bit and quantized tensors kept as they are) gives the .bin's logits`, async (t) => {
       const bin = fixture(t, `tiny-rwkv-${m}-${fmt}.bin`);
       if (bin === undefined) return;
       const out = path.join(dir, `${m}-${fmt}.gguf`);
@@ -55,25 +55,25 @@ for (const m of GGUF_MODELS) {
       const back = openCheckpoint(out);
       const types = new Set([...back.tensors.values()].map((x) => x.dtype));
       assert.ok(types.has(fmt === 'FP16' ? 'f16' : 'q5_1'), `stored types: ${[...types].join(', ')}`);
-      const diff = maxAbsDiff(logitsAfterIn(loadModel(out)), logitsAfterIn(loadModel(bin)));
+      const diff = maxAbsDiff(await logitsAfterIn(await loadModel(out)), await logitsAfterIn(await loadModel(bin)));
       assert.ok(diff <= SAME, `max abs difference ${diff} > ${SAME}`);
     });
   }
 }
 
-test('a quantized rwkv.cpp file written as .safetensors holds its exactly dequantized weights (same logits)', (t) => {
+test('a quantized rwkv.cpp file written as .safetensors holds its exactly dequantized weights (same logits)', async (t) => {
   const bin = fixture(t, 'quantized/tiny-rwkv-5v2-730K-FP32-to-Q4_1.bin');
   const expected = fixture(t, 'expected-logits-official-5v2-730K-Q4_1.bin');
   if (bin === undefined || expected === undefined) return;
   const out = path.join(dir, '5v2-q4_1.safetensors');
   writeCheckpoint(openCheckpoint(bin), out);
-  const got = logitsAfterIn(loadModel(out));
-  assert.ok(maxAbsDiff(got, logitsAfterIn(loadModel(bin))) <= SAME);
+  const got = await logitsAfterIn(await loadModel(out));
+  assert.ok(maxAbsDiff(got, await logitsAfterIn(await loadModel(bin))) <= SAME);
   assert.ok(maxAbsDiff(got, readF32(expected)) <= OFFICIAL);
 });
 
 for (const m of ['5v2-730K', '7v0-834K']) {
-  test(`${m}: bf16 .pth and f16 .safetensors checkpoints load and give the logits of their values widened to f32 (≤ ${SAME})`, (t) => {
+  test(`${m}: bf16 .pth and f16 .safetensors checkpoints load and give the logits of their values widened to f32 (≤ ${SAME})`, async (t) => {
     const conv = fixture(t, `converted/tiny-rwkv-${m}-FP32.safetensors`);
     if (conv === undefined) return;
     for (const [dtype, ext] of [
@@ -85,7 +85,7 @@ for (const m of ['5v2-730K', '7v0-834K']) {
       assert.ok([...openCheckpoint(half).tensors.values()].every((x) => x.dtype === dtype));
       const widened = path.join(dir, `${m}-${dtype}-widened.safetensors`);
       writeCheckpoint(openCheckpoint(half), widened, { dtype: 'f32' });
-      const diff = maxAbsDiff(logitsAfterIn(loadModel(half)), logitsAfterIn(loadModel(widened)));
+      const diff = maxAbsDiff(await logitsAfterIn(await loadModel(half)), await logitsAfterIn(await loadModel(widened)));
       assert.ok(diff <= SAME, `${dtype}: max abs difference ${diff} > ${SAME}`);
     }
   });

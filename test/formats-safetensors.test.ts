@@ -59,7 +59,7 @@ test('our writer: JSON padded to 8 bytes, __metadata__.format = pt, contiguous o
   assertSameTensors(readSafetensors(out).tensors, readSafetensors(p).tensors, 'round trip');
 });
 
-test('Hugging Face RWKV-4 names map to the official ones, and the model runs the same', (t) => {
+test('Hugging Face RWKV-4 names map to the official ones, and the model runs the same', async (t) => {
   const p = fixture(t, 'converted/tiny-rwkv-4v0-660K-FP32.safetensors');
   if (p === undefined) return;
   const src = fs.readFileSync(p);
@@ -84,7 +84,7 @@ test('Hugging Face RWKV-4 names map to the official ones, and the model runs the
   assert.ok('rwkv.blocks.3.feed_forward.time_mix_receptance' in renamed && 'rwkv.blocks.0.pre_ln.bias' in renamed);
   const hfFile = stFile(renamed, src.subarray(8 + len), 'hf');
   assertSameTensors(readSafetensors(hfFile).tensors, readSafetensors(p).tensors, 'HF → official');
-  assert.deepEqual(logitsAfterIn(loadModel(hfFile)), logitsAfterIn(loadModel(p)));
+  assert.deepEqual(await logitsAfterIn(await loadModel(hfFile)), await logitsAfterIn(await loadModel(p)));
 });
 
 test('I8 and U8 tensors are widened to f32 exactly; F16 and BF16 are kept as stored', () => {

@@ -20,10 +20,10 @@ import { tempDir } from './helpers/formats.js';
 const backend = await testBackend();
 const dir = tempDir('generation');
 
-function open(t: Parameters<typeof fixture>[0], name = 'tiny-rwkv-5v2-730K-FP32.bin', prefixCache = true): Rwkv | undefined {
+async function open(t: Parameters<typeof fixture>[0], name = 'tiny-rwkv-5v2-730K-FP32.bin', prefixCache = true): Promise<Rwkv | undefined> {
   const file = fixture(t, name);
   if (file === undefined) return undefined;
-  return Rwkv.fromModel(loadModel(file, { backend }), { prefixCache });
+  return Rwkv.fromModel(await loadModel(file, { backend }), { prefixCache });
 }
 
 async function collect(g: AsyncIterable<GenerationPiece>): Promise<{ text: string; ids: number[]; logProbs: number[] }> {
@@ -54,7 +54,7 @@ const ALL_OPTIONS = {
 };
 
 test('the same seed gives the same text and tokens; per-token log-probs are those of the raw logits', async (t) => {
-  const rwkv = open(t);
+  const rwkv = await open(t);
   if (rwkv === undefined) return;
   const a = await collect(rwkv.generate('The license', { ...ALL_OPTIONS, seed: 11 }));
   const b = await collect(rwkv.generate('The license', { ...ALL_OPTIONS, seed: 11 }));
@@ -66,15 +66,15 @@ test('the same seed gives the same text and tokens; per-token log-probs are thos
   assert.ok(!a.ids.includes(10) && !a.ids.includes(0), 'banned tokens were generated');
   // Replay: the prompt in parallel mode, then each token in RNN mode, gives the same log-probs.
   const state = rwkv.createState();
-  rwkv.feed(state, 'The license');
+  await rwkv.feed(state, 'The license');
   for (let i = 0; i < a.ids.length; i++) {
     assert.ok(Math.abs(a.logProbs[i]! - logSoftmaxAt(state.logits!, a.ids[i]!)) <= 1e-9, `token ${i}`);
-    state.advance(1, rwkv.model.forward(a.ids[i]!, state.state).slice());
+    state.advance(1, await rwkv.model.forward(a.ids[i]!, state.state));
   }
 });
 
 test('stop strings, stop tokens, max tokens 0, an empty prompt, abort, and stopping early', async (t) => {
-  const rwkv = open(t);
+  const rwkv = await open(t);
   if (rwkv === undefined) return;
   const free = await collect(rwkv.generate('The', { maxTokens: 80, seed: 3 }));
   // A stop string cuts the text just before it; finishReason says why.
@@ -111,7 +111,7 @@ test('stop strings, stop tokens, max tokens 0, an empty prompt, abort, and stopp
 });
 
 test('a saved state restores identical logits, and generating from it repeats a one-shot run exactly', async (t) => {
-  const rwkv = open(t);
+  const rwkv = await open(t);
   if (rwkv === undefined) return;
   const file = path.join(dir, 'a.state');
   const options = { ...ALL_OPTIONS, seed: 5 };
@@ -127,25 +127,25 @@ test('a saved state restores identical logits, and generating from it repeats a 
   assert.equal(header.name, 'tiny-rwkv-5v2-730K-FP32.bin');
   assert.equal(header.version, '5.2');
   // The next token's logits are bit-identical from the original and from the loaded state.
-  const x = rwkv.model.forward(65, primed.state.clone().state).slice();
-  const y = rwkv.model.forward(65, loaded.clone().state).slice();
+  const x = await rwkv.model.forward(65, primed.state.clone().state);
+  const y = await rwkv.model.forward(65, loaded.clone().state);
   assert.deepEqual(x, y);
   assert.deepEqual(await collect(rwkv.generate('', { ...options, state: loaded })), oneShot);
   // Clones are independent.
   const c = loaded.clone();
-  rwkv.feed(c, ' more');
+  await rwkv.feed(c, ' more');
   assert.notDeepEqual(c.state.data, loaded.state.data);
   assert.equal(c.tokenCount, loaded.tokenCount + 5);
 });
 
 test('a state file is refused by another model (other version, or same shape and other weights) and when damaged', async (t) => {
-  const rwkv = open(t, 'tiny-rwkv-4v0-660K-FP32.bin');
-  const other = open(t, 'tiny-rwkv-5v1-730K-FP32.bin');
-  const fp16 = open(t, 'tiny-rwkv-4v0-660K-FP16.bin');
+  const rwkv = await open(t, 'tiny-rwkv-4v0-660K-FP32.bin');
+  const other = await open(t, 'tiny-rwkv-5v1-730K-FP32.bin');
+  const fp16 = await open(t, 'tiny-rwkv-4v0-660K-FP16.bin');
   if (rwkv === undefined || other === undefined || fp16 === undefined) return;
   const file = path.join(dir, 'v4.state');
   const s = rwkv.createState();
-  rwkv.feed(s, 'abc');
+  await rwkv.feed(s, 'abc');
   rwkv.saveState(file, s);
   assert.throws(() => other.loadState(file), (e: unknown) => e instanceof StateError && /belongs to RWKV v4, /.test(e.message) && /this model is RWKV v5\.1/.test(e.message));
   // The same weights in FP16 accept it: the fingerprint tolerates the rounding.
@@ -153,7 +153,7 @@ test('a state file is refused by another model (other version, or same shape and
   // A random model of exactly the same shape is refused.
   const c = rwkv.config;
   const twin = Rwkv.fromModel(
-    modelFromSource(randomSource({ version: '4', nLayer: c.nLayer, nEmbd: c.nEmbd, nVocab: c.nVocab }, { seed: 1, allocate: backend.allocate }), backend),
+    modelFromSource(randomSource({ version: '4', nLayer: c.nLayer, nEmbd: c.nEmbd, nVocab: c.nVocab }, { seed: 1, allocate: (n) => backend.allocateBytes(n) }), backend),
     { tokenizer: 'bytes' },
   );
   assert.equal(twin.model.createState().data.length, s.state.data.length);
@@ -169,14 +169,14 @@ test('a state file is refused by another model (other version, or same shape and
   assert.throws(() => other.generate('x', { state: s }), ArgumentError);
 });
 
-/** A model that records the tokens it is asked to read in parallel mode. */
+/** A model that records the tokens of every sequence it is asked to read. */
 function counting(model: RwkvModel): { model: RwkvModel; read: number[][] } {
   const read: number[][] = [];
   const wrapped: RwkvModel = Object.create(model, {
-    forwardSequence: {
-      value: (tokens: readonly number[], ...rest: [never, never?]) => {
-        read.push([...tokens]);
-        return model.forwardSequence(tokens, ...rest);
+    run: {
+      value: (batch: Parameters<RwkvModel['run']>[0]) => {
+        for (const seq of batch) read.push([...seq.tokens]);
+        return model.run(batch);
       },
     },
   });
@@ -187,7 +187,7 @@ test('prefix cache: a shared prefix is not read again, and the results equal tho
   const file = fixture(t, 'tiny-rwkv-6v0-1m-FP32.bin');
   const inputPath = fixture(t, 'input-1024.txt');
   if (file === undefined || inputPath === undefined) return;
-  const base = loadModel(file, { backend });
+  const base = await loadModel(file, { backend });
   const { model, read } = counting(base);
   const cached = Rwkv.fromModel(model);
   const uncached = Rwkv.fromModel(base, { prefixCache: false });
@@ -196,20 +196,21 @@ test('prefix cache: a shared prefix is not read again, and the results equal tho
   const promptB = `${prefix} Second one!`;
   const options = { maxTokens: 20, seed: 9, topP: 0.9 };
 
+  // Every generated token is read too, after the prompt.
   const a = await collect(cached.generate(promptA, options));
-  assert.deepEqual(read.flat(), cached.encode(promptA));
+  assert.deepEqual(read.flat(), [...cached.encode(promptA), ...a.ids]);
   read.length = 0;
   const gb = cached.generate(promptB, options);
   const b = await collect(gb);
   // Blocks of 64 from the start: the 256 tokens of the shared prefix up to the last boundary are reused.
   const idsB = cached.encode(promptB);
   assert.equal(gb.stats.reusedTokens, 256);
-  assert.deepEqual(read.flat(), idsB.slice(256));
+  assert.deepEqual(read.flat(), [...idsB.slice(256), ...b.ids]);
   assert.equal(gb.stats.promptTokens, idsB.length);
-  // The same prompt again reads nothing.
+  // The same prompt again reads none of it.
   read.length = 0;
   const a2 = await collect(cached.generate(promptA, options));
-  assert.deepEqual(read, []);
+  assert.deepEqual(read.flat(), a2.ids);
   // Identical to no cache: text, tokens, log-probs, final state.
   const ua = await collect(uncached.generate(promptA, options));
   const gub = uncached.generate(promptB, options);
@@ -220,40 +221,40 @@ test('prefix cache: a shared prefix is not read again, and the results equal tho
   assert.deepEqual(gb.state.state.data, gub.state.state.data);
   // The cache never changes a state given explicitly.
   const s = cached.createState();
-  cached.feed(s, 'zz');
+  await cached.feed(s, 'zz');
   read.length = 0;
-  await collect(cached.generate(promptA, { ...options, state: s }));
-  assert.equal(read.flat().length, cached.encode(promptA).length);
+  const fromS = await collect(cached.generate(promptA, { ...options, state: s }));
+  assert.equal(read.flat().length, cached.encode(promptA).length + fromS.ids.length);
 });
 
-test('score: per-token log-likelihoods equal RNN-mode log-softmax (≤ 1e-4); a state carries on', (t) => {
-  const rwkv = open(t, 'tiny-rwkv-7v0-834K-FP32.bin');
+test('score: per-token log-likelihoods equal RNN-mode log-softmax (≤ 1e-4); a state carries on', async (t) => {
+  const rwkv = await open(t, 'tiny-rwkv-7v0-834K-FP32.bin');
   if (rwkv === undefined) return;
   const text = 'The quick brown fox jumps over the lazy dog. '.repeat(3);
-  const r = rwkv.score(text);
+  const r = await rwkv.score(text);
   const ids = rwkv.encode(text);
   assert.deepEqual(r.ids, ids);
   const state = rwkv.model.createState();
-  let logits = rwkv.model.forward(0, state).slice();
+  let logits = await rwkv.model.forward(0, state);
   const expected: number[] = [];
   for (const id of ids) {
     expected.push(logSoftmaxAt(logits, id));
-    logits = rwkv.model.forward(id, state).slice();
+    logits = await rwkv.model.forward(id, state);
   }
   assert.ok(maxAbsDiff(r.logProbs, expected) <= 1e-4, `max diff ${maxAbsDiff(r.logProbs, expected)}`);
   assert.ok(Math.abs(r.total - expected.reduce((x, y) => x + y, 0)) <= 1e-3);
   assert.ok(r.perplexity > 1 && Number.isFinite(r.perplexity));
   // Scoring in two parts through a state gives the same log-probs.
   const s = rwkv.createState();
-  const first = rwkv.score(text.slice(0, 50), { state: s });
-  const second = rwkv.score(text.slice(50), { state: s });
+  const first = await rwkv.score(text.slice(0, 50), { state: s });
+  const second = await rwkv.score(text.slice(50), { state: s });
   assert.ok(maxAbsDiff([...first.logProbs, ...second.logProbs], expected) <= 1e-4);
   assert.equal(s.tokenCount, 1 + ids.length);
-  assert.deepEqual(rwkv.score('').logProbs, []);
+  assert.deepEqual((await rwkv.score('')).logProbs, []);
 });
 
-test('invalid generate options are refused before any work, naming the problem', (t) => {
-  const rwkv = open(t, 'tiny-rwkv-4v0-660K-FP32.bin');
+test('invalid generate options are refused before any work, naming the problem', async (t) => {
+  const rwkv = await open(t, 'tiny-rwkv-4v0-660K-FP32.bin');
   if (rwkv === undefined) return;
   assert.throws(() => rwkv.generate('x', { topP: 0 }), /top-p must be in \(0, 1\]/);
   assert.throws(() => rwkv.generate('x', { temperature: -0.5 }), /temperature must be a number ≥ 0/);

@@ -29,14 +29,14 @@ for (const fmt of ['Q5_0', 'Q5_1']) {
 const backend = await testBackend();
 
 for (const c of CASES) for (const kernels of ['wasm', 'reference'] as const) {
-  test(`${c.file} (${kernels} kernels): logits after "in within ${TOLERANCE} of ${c.expected}`, (t) => {
+  test(`${c.file} (${kernels} kernels): logits after "in within ${TOLERANCE} of ${c.expected}`, async (t) => {
     const modelPath = fixture(t, c.file);
     const expectedPath = fixture(t, c.expected);
     if (modelPath === undefined || expectedPath === undefined) return;
-    const model = loadModel(modelPath, kernels === 'wasm' ? { backend } : {});
+    const model = await loadModel(modelPath, kernels === 'wasm' ? { backend } : {});
     const state = model.createState();
     let logits: Float32Array | undefined;
-    for (const token of PROMPT_IN) logits = model.forward(token, state);
+    for (const token of PROMPT_IN) logits = await model.forward(token, state);
     const diff = maxAbsDiff(logits!, readF32(expectedPath));
     assert.ok(diff <= TOLERANCE, `max abs difference ${diff} > ${TOLERANCE}`);
   });

@@ -1,32 +1,33 @@
-// Parallel ("transformer") mode against RNN mode, for every version: the same logits at every position
-// of input-1024.txt, the same final state, whatever the chunk length, and a prompt run in parallel then
-// continued in RNN mode equals RNN mode all the way.
+// The one forward path in its three uses, for every version and both backends: T tokens at once
+// (parallel mode) equals T single-token passes (RNN mode) at every position of input-1024.txt, a prompt
+// read in slices of any length equals it read at once, and B sequences run in one batched pass equal
+// each run alone.
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { test } from 'node:test';
+import { ReferenceBackend } from '../src/kernels/reference-backend.js';
 import { loadModel } from '../src/models/load.js';
-import { testBackend } from './helpers/backend.js';
 import type { RwkvModel } from '../src/models/model.js';
 import type { State } from '../src/models/state.js';
+import { testBackend } from './helpers/backend.js';
 import { fixture, maxAbsDiff } from './helpers/fixtures.js';
 
-// The default (fast) path — WebAssembly kernels, whose WKV steps the one-token recurrence along the
-// sequence — and the TypeScript path, whose v5/v6/v7 WKV is the chunked form (so every chunk length).
-const PATHS = [
-  { path: 'WebAssembly', backend: await testBackend(), chunks: [1, 16, 1024] },
-  { path: 'TypeScript', backend: undefined, chunks: [1, 7, 16, 64, 1024] },
+const BACKENDS = [
+  { name: 'WebAssembly', backend: await testBackend() },
+  { name: 'reference', backend: new ReferenceBackend() },
 ];
-const backend = PATHS[0]!.backend;
 
 const LOGITS_TOLERANCE = 1e-4;
 /** Final states agree within this fraction of the state's largest magnitude. */
 const STATE_TOLERANCE = 1e-4;
+/** A sequence in a batch against the same sequence alone (the issue's bound). */
+const BATCH_TOLERANCE = 1e-5;
 const MODELS = ['4v0-660K', '5v1-730K', '5v2-730K', '6v0-1m', '7v0-834K'];
 
-function rnn(model: RwkvModel, ids: readonly number[], state: State): Float32Array {
+async function rnn(model: RwkvModel, ids: readonly number[], state: State): Promise<Float32Array> {
   const v = model.config.nVocab;
   const all = new Float32Array(ids.length * v);
-  for (let i = 0; i < ids.length; i++) all.set(model.forward(ids[i]!, state), i * v);
+  for (let i = 0; i < ids.length; i++) all.set(await model.forward(ids[i]!, state), i * v);
   return all;
 }
 
@@ -36,51 +37,86 @@ function maxAbs(a: Float32Array): number {
   return m;
 }
 
+function input(t: Parameters<typeof fixture>[0]): number[] | undefined {
+  const p = fixture(t, 'input-1024.txt');
+  return p === undefined ? undefined : Array.from(fs.readFileSync(p));
+}
+
 for (const m of MODELS) {
-  for (const { path, backend, chunks } of PATHS) {
-    test(`${m}, ${path}: parallel mode equals RNN mode over input-1024.txt for chunk lengths ${chunks.join(', ')}`, (t) => {
+  for (const { name, backend } of BACKENDS) {
+    test(`${m}, ${name}: parallel mode equals RNN mode over input-1024.txt, read at once or in slices of 1, 7, 64`, async (t) => {
       const modelPath = fixture(t, `tiny-rwkv-${m}-FP32.bin`);
-      const inputPath = fixture(t, 'input-1024.txt');
-      if (modelPath === undefined || inputPath === undefined) return;
-      const model = loadModel(modelPath, { backend });
-      const ids = Array.from(fs.readFileSync(inputPath));
+      const ids = input(t);
+      if (modelPath === undefined || ids === undefined) return;
+      const model = await loadModel(modelPath, { backend });
       const rnnState = model.createState();
-      const reference = rnn(model, ids, rnnState);
+      const reference = await rnn(model, ids, rnnState);
       const scale = maxAbs(rnnState.data);
-      for (const chunk of chunks) {
+      const v = model.config.nVocab;
+      for (const slice of [ids.length, 64, 7, 1]) {
+        if (slice === 1 && name === 'reference') continue; // the RNN reference above is exactly this
         const state = model.createState();
-        const logits = model.forwardSequence(ids, state, { allLogits: true, chunk });
+        const logits = new Float32Array(ids.length * v);
+        for (let at = 0; at < ids.length; at += slice) {
+          const part = ids.slice(at, at + slice);
+          logits.set(await model.forwardSequence(part, state, { allLogits: true }), at * v);
+        }
         const d = maxAbsDiff(logits, reference);
-        assert.ok(d <= LOGITS_TOLERANCE, `chunk ${chunk}: logits differ by ${d}`);
+        assert.ok(d <= LOGITS_TOLERANCE, `slices of ${slice}: logits differ by ${d}`);
         const ds = maxAbsDiff(state.data, rnnState.data);
-        assert.ok(ds <= STATE_TOLERANCE * scale, `chunk ${chunk}: states differ by ${ds} (largest magnitude ${scale})`);
+        assert.ok(ds <= STATE_TOLERANCE * scale, `slices of ${slice}: states differ by ${ds} (largest magnitude ${scale})`);
       }
     });
   }
 
-  test(`${m}: a prompt in parallel mode, continued in RNN mode, equals RNN mode all the way`, (t) => {
+  test(`${m}: sequences of different lengths in one batched pass equal each run alone (≤ ${BATCH_TOLERANCE})`, async (t) => {
     const modelPath = fixture(t, `tiny-rwkv-${m}-FP32.bin`);
-    const inputPath = fixture(t, 'input-1024.txt');
-    if (modelPath === undefined || inputPath === undefined) return;
-    const model = loadModel(modelPath, { backend });
-    const ids = Array.from(fs.readFileSync(inputPath)).slice(0, 300);
-    const split = 211;
-    const reference = rnn(model, ids, model.createState());
-    const state = model.createState();
-    const last = model.forwardSequence(ids.slice(0, split), state, { chunk: 16 });
+    const ids = input(t);
+    if (modelPath === undefined || ids === undefined) return;
+    const model = await loadModel(modelPath, { backend: BACKENDS[0]!.backend });
     const v = model.config.nVocab;
-    assert.ok(maxAbsDiff(last, reference.subarray((split - 1) * v, split * v)) <= LOGITS_TOLERANCE, 'last-position logits');
-    const rest = rnn(model, ids.slice(split), state);
-    const d = maxAbsDiff(rest, reference.subarray(split * v));
-    assert.ok(d <= LOGITS_TOLERANCE, `continued logits differ by ${d}`);
+    // Each sequence first reads its own prefix, so the batch starts from four different states.
+    const starts = [0, 100, 300, 301];
+    const lengths = [1, 37, 5, 64];
+    const wanted = ['last', 'all', 'none', 'all'] as const;
+    const prefixes = [3, 20, 1, 9];
+    const alone: Float32Array[] = [];
+    const aloneStates: State[] = [];
+    const batchStates: State[] = [];
+    for (let i = 0; i < starts.length; i++) {
+      const prefix = ids.slice(starts[i]! + 500, starts[i]! + 500 + prefixes[i]!);
+      const a = model.createState();
+      await model.forwardSequence(prefix, a);
+      batchStates.push(a.clone());
+      const tokens = ids.slice(starts[i]!, starts[i]! + lengths[i]!);
+      const logits = await model.forwardSequence(tokens, a, { allLogits: true });
+      alone.push(wanted[i] === 'all' ? logits : wanted[i] === 'last' ? logits.slice(-v) : new Float32Array(0));
+      aloneStates.push(a);
+    }
+    const batched = await model.run(
+      starts.map((s, i) => ({ tokens: ids.slice(s, s + lengths[i]!), state: batchStates[i]!, logits: wanted[i] })),
+    );
+    for (let i = 0; i < starts.length; i++) {
+      assert.equal(batched[i]!.length, alone[i]!.length, `sequence ${i}: number of logits`);
+      const d = maxAbsDiff(batched[i]!, alone[i]!);
+      assert.ok(d <= BATCH_TOLERANCE, `sequence ${i}: logits differ by ${d}`);
+      const ds = maxAbsDiff(batchStates[i]!.data, aloneStates[i]!.data);
+      assert.ok(ds <= BATCH_TOLERANCE * Math.max(1, maxAbs(aloneStates[i]!.data)), `sequence ${i}: states differ by ${ds}`);
+    }
   });
 }
 
-test('parallel mode refuses an empty sequence, a bad chunk length and out-of-vocabulary ids', (t) => {
+test('a pass refuses an empty sequence, out-of-vocabulary ids, a foreign state and a state used twice', async (t) => {
   const modelPath = fixture(t, 'tiny-rwkv-4v0-660K-FP32.bin');
-  if (modelPath === undefined) return;
-  const model = loadModel(modelPath, { backend });
-  assert.throws(() => model.forwardSequence([], model.createState()), /at least one token/);
-  assert.throws(() => model.forwardSequence([1, 2], model.createState(), { chunk: 0 }), /chunk length/);
-  assert.throws(() => model.forwardSequence([1, 256], model.createState()), /outside the vocabulary/);
+  const otherPath = fixture(t, 'tiny-rwkv-5v2-730K-FP32.bin');
+  if (modelPath === undefined || otherPath === undefined) return;
+  const model = await loadModel(modelPath, { backend: BACKENDS[0]!.backend });
+  const other = await loadModel(otherPath);
+  await assert.rejects(model.forwardSequence([], model.createState()), /at least one token/);
+  await assert.rejects(model.forwardSequence([1, 256], model.createState()), /outside the vocabulary/);
+  await assert.rejects(model.forwardSequence([1.5], model.createState()), /outside the vocabulary/);
+  await assert.rejects(model.forward(1, other.createState()), /state has/);
+  const s = model.createState();
+  await assert.rejects(model.run([{ tokens: [1], state: s }, { tokens: [2], state: s }]), /share a state/);
+  await assert.rejects(model.run([]), /at least one sequence/);
 });

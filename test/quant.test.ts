@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { readRwkvCpp } from '../src/formats/rwkvcpp.js';
-import { matrixFromTensor, matvec, readRow } from '../src/kernels/matrix.js';
+import { matrixFromTensor, readRow, referenceMatvec } from '../src/kernels/matrix.js';
 import { blockDecoder, dequantize, QK } from '../src/kernels/quant.js';
 import { decodeBF16, decodeF16, DTYPES, f16ToF32Table, type DType } from '../src/tensor/dtype.js';
 import { f32View } from '../src/tensor/tensor.js';
@@ -301,7 +301,7 @@ test('blockDecoder refuses non-block types', () => {
 // ---------------------------------------------------------------------------------------------------
 // matvec and readRow on quantized matrices
 
-test('matvec on random quantized matrices equals dequantize-then-float64-dot', () => {
+test('referenceMatvec on random quantized matrices equals dequantize-then-float64-dot', () => {
   const r = rng(3);
   for (const dtype of BLOCK_TYPES) {
     for (const cols of [64, 96]) {
@@ -311,7 +311,7 @@ test('matvec on random quantized matrices equals dequantize-then-float64-dot', (
       const m = matrixFromTensor({ name: `w_${dtype}`, dtype, shape: [rows, cols], data }, rows, cols);
       const x = Float32Array.from(range(cols, () => r() * 2 - 1));
       const y = new Float32Array(rows);
-      matvec(m, x, y);
+      referenceMatvec(m, x, y);
       const row = new Float32Array(cols);
       const viaReadRow = new Float32Array(cols);
       for (let i = 0; i < rows; i++) {

@@ -1,4 +1,4 @@
-// Bad input to loadModel: every broken rwkv.cpp file is refused synchronously with a typed error whose
+// Bad input to loadModel: every broken rwkv.cpp file is refused with a typed error whose
 // code says what went wrong and whose message names the file (and the tensor, when one is at fault).
 // The broken files are built from the 4v0 FP32 fixture by a small independent parser/rebuilder of the
 // rwkv.cpp layout below, written into a temporary directory that is removed afterwards.
@@ -195,14 +195,14 @@ interface Expected {
 }
 
 /**
- * loadModel(file) must throw (synchronously, so a hang would hang here rather than pass) an error of
+ * loadModel(file) must reject (awaited, so a hang would hang here rather than pass) an error of
  * exactly class `cls` with `code`, naming `file` and, when given, `tensor`.
  */
-function expectLoadError(file: string, want: Expected): RwkvError {
+async function expectLoadError(file: string, want: Expected): Promise<RwkvError> {
   let thrown: unknown;
   let returned = false;
   try {
-    loadModel(file);
+    await loadModel(file);
     returned = true;
   } catch (e) {
     thrown = e;
@@ -226,42 +226,42 @@ function expectLoadError(file: string, want: Expected): RwkvError {
 // ---------------------------------------------------------------------------------------------------
 // Baseline: the rebuilder is faithful, so every failure below comes from the corruption alone.
 
-test('baseline: parse + rebuild of the FP32 fixture is byte-identical and loads', (t) => {
+test('baseline: parse + rebuild of the FP32 fixture is byte-identical and loads', async (t) => {
   const f = base(t, FP32);
   if (f === undefined) return;
   const rebuilt = build(editable(f));
   assert.deepEqual(Buffer.from(rebuilt).equals(Buffer.from(f.bytes)), true);
-  const model = loadModel(writeTemp(rebuilt, 'baseline'));
+  const model = await loadModel(writeTemp(rebuilt, 'baseline'));
   assert.ok(model !== undefined);
 });
 
 // --- Files that cannot be opened -------------------------------------------------------------------
 
-test('a nonexistent path is FILE_NOT_FOUND', () => {
+test('a nonexistent path is FILE_NOT_FOUND', async () => {
   const p = path.join(dir, 'does-not-exist.bin');
-  expectLoadError(p, { cls: RwkvError, code: 'FILE_NOT_FOUND' });
+  await expectLoadError(p, { cls: RwkvError, code: 'FILE_NOT_FOUND' });
 });
 
-test('a directory is NOT_A_FILE', () => {
+test('a directory is NOT_A_FILE', async () => {
   const p = fs.mkdtempSync(path.join(dir, 'a-dir-'));
-  expectLoadError(p, { cls: RwkvError, code: 'NOT_A_FILE', mentions: ['directory'] });
+  await expectLoadError(p, { cls: RwkvError, code: 'NOT_A_FILE', mentions: ['directory'] });
 });
 
 // --- Truncation ------------------------------------------------------------------------------------
 
-test('an empty file is TRUNCATED', () => {
-  expectLoadError(writeTemp(new Uint8Array(0), 'empty'), { cls: FormatError, code: 'TRUNCATED', mentions: ['empty'] });
+test('an empty file is TRUNCATED', async () => {
+  await expectLoadError(writeTemp(new Uint8Array(0), 'empty'), { cls: FormatError, code: 'TRUNCATED', mentions: ['empty'] });
 });
 
-test('a file shorter than the magic is TRUNCATED', () => {
-  expectLoadError(writeTemp(new Uint8Array([0x66, 0x6d]), 'two-bytes'), { cls: FormatError, code: 'TRUNCATED' });
+test('a file shorter than the magic is TRUNCATED', async () => {
+  await expectLoadError(writeTemp(new Uint8Array([0x66, 0x6d]), 'two-bytes'), { cls: FormatError, code: 'TRUNCATED' });
 });
 
-test('a file with the right magic but shorter than the 24-byte header is TRUNCATED', (t) => {
+test('a file with the right magic but shorter than the 24-byte header is TRUNCATED', async (t) => {
   const f = base(t, FP32);
   if (f === undefined) return;
   for (const n of [4, 12, 23]) {
-    expectLoadError(writeTemp(f.bytes.subarray(0, n), `header-${n}`), {
+    await expectLoadError(writeTemp(f.bytes.subarray(0, n), `header-${n}`), {
       cls: FormatError,
       code: 'TRUNCATED',
       mentions: ['header'],
@@ -269,40 +269,40 @@ test('a file with the right magic but shorter than the 24-byte header is TRUNCAT
   }
 });
 
-test('a header and no tensors is TRUNCATED', (t) => {
+test('a header and no tensors is TRUNCATED', async (t) => {
   const f = base(t, FP32);
   if (f === undefined) return;
-  expectLoadError(writeTemp(f.bytes.subarray(0, 24), 'header-only'), {
+  await expectLoadError(writeTemp(f.bytes.subarray(0, 24), 'header-only'), {
     cls: FormatError,
     code: 'TRUNCATED',
     mentions: ['no tensors'],
   });
 });
 
-test('a file cut in the middle of a tensor\'s data is TRUNCATED and names that tensor', (t) => {
+test('a file cut in the middle of a tensor\'s data is TRUNCATED and names that tensor', async (t) => {
   const f = base(t, FP32);
   if (f === undefined) return;
   const victim = parsedTensor(f, 'blocks.0.att.key.weight');
   const cut = victim.dataOffset + 1000;
-  expectLoadError(writeTemp(f.bytes.subarray(0, cut), 'mid-tensor'), {
+  await expectLoadError(writeTemp(f.bytes.subarray(0, cut), 'mid-tensor'), {
     cls: FormatError,
     code: 'TRUNCATED',
     tensor: victim.name,
   });
   // Also one byte short of the very end: the last tensor is at fault.
-  expectLoadError(writeTemp(f.bytes.subarray(0, f.bytes.byteLength - 1), 'last-byte'), {
+  await expectLoadError(writeTemp(f.bytes.subarray(0, f.bytes.byteLength - 1), 'last-byte'), {
     cls: FormatError,
     code: 'TRUNCATED',
     tensor: 'head.weight',
   });
 });
 
-test('a file cut inside a tensor header (fixed fields, dims, or key) is TRUNCATED and names the header', (t) => {
+test('a file cut inside a tensor header (fixed fields, dims, or key) is TRUNCATED and names the header', async (t) => {
   const f = base(t, FP32);
   if (f === undefined) return;
   const second = parsedTensor(f, 'blocks.0.ln1.weight'); // tensor #1
   for (const into of [6, 14, 12 + 4 + 3]) {
-    expectLoadError(writeTemp(f.bytes.subarray(0, second.headerOffset + into), `in-header-${into}`), {
+    await expectLoadError(writeTemp(f.bytes.subarray(0, second.headerOffset + into), `in-header-${into}`), {
       cls: FormatError,
       code: 'TRUNCATED',
       mentions: ['tensor #1 header'],
@@ -310,23 +310,23 @@ test('a file cut inside a tensor header (fixed fields, dims, or key) is TRUNCATE
   }
 });
 
-test('trailing bytes too short for a tensor header are TRUNCATED', (t) => {
+test('trailing bytes too short for a tensor header are TRUNCATED', async (t) => {
   const f = base(t, FP32);
   if (f === undefined) return;
   const bytes = new Uint8Array(f.bytes.byteLength + 5);
   bytes.set(f.bytes);
-  expectLoadError(writeTemp(bytes, 'trailing'), {
+  await expectLoadError(writeTemp(bytes, 'trailing'), {
     cls: FormatError,
     code: 'TRUNCATED',
     mentions: [`tensor #${f.tensors.length} header`],
   });
 });
 
-test('a file cut exactly at a tensor boundary is a model with a MISSING_TENSOR, not a silent success', (t) => {
+test('a file cut exactly at a tensor boundary is a model with a MISSING_TENSOR, not a silent success', async (t) => {
   const f = base(t, FP32);
   if (f === undefined) return;
   const head = parsedTensor(f, 'head.weight');
-  expectLoadError(writeTemp(f.bytes.subarray(0, head.headerOffset), 'no-head'), {
+  await expectLoadError(writeTemp(f.bytes.subarray(0, head.headerOffset), 'no-head'), {
     cls: ModelError,
     code: 'MISSING_TENSOR',
     tensor: 'head.weight',
@@ -335,24 +335,24 @@ test('a file cut exactly at a tensor boundary is a model with a MISSING_TENSOR, 
 
 // --- File header -----------------------------------------------------------------------------------
 
-test('a wrong magic is BAD_MAGIC', (t) => {
+test('a wrong magic is BAD_MAGIC', async (t) => {
   const f = base(t, FP32);
   if (f === undefined) return;
   // GGUF's magic, a byte-swapped "ggmf", and zeros.
   for (const magic of [0x46554747, 0x666d6767, 0]) {
     const e = editable(f);
     e.header.magic = magic;
-    expectLoadError(writeTemp(build(e), `magic-${magic.toString(16)}`), { cls: FormatError, code: 'BAD_MAGIC' });
+    await expectLoadError(writeTemp(build(e), `magic-${magic.toString(16)}`), { cls: FormatError, code: 'BAD_MAGIC' });
   }
 });
 
-test('an unknown file version is UNSUPPORTED_VERSION', (t) => {
+test('an unknown file version is UNSUPPORTED_VERSION', async (t) => {
   const f = base(t, FP32);
   if (f === undefined) return;
   for (const version of [102, 99, 1, -100]) {
     const e = editable(f);
     e.header.version = version;
-    expectLoadError(writeTemp(build(e), `version-${version}`), {
+    await expectLoadError(writeTemp(build(e), `version-${version}`), {
       cls: FormatError,
       code: 'UNSUPPORTED_VERSION',
       mentions: [String(version)],
@@ -360,7 +360,7 @@ test('an unknown file version is UNSUPPORTED_VERSION', (t) => {
   }
 });
 
-test('a non-positive n_vocab / n_embd / n_layer in the header is BAD_HEADER', (t) => {
+test('a non-positive n_vocab / n_embd / n_layer in the header is BAD_HEADER', async (t) => {
   const f = base(t, FP32);
   if (f === undefined) return;
   for (const [field, key] of [
@@ -371,44 +371,44 @@ test('a non-positive n_vocab / n_embd / n_layer in the header is BAD_HEADER', (t
     for (const value of [0, -1]) {
       const e = editable(f);
       e.header[key] = value;
-      expectLoadError(writeTemp(build(e), `${field}-${value}`), { cls: FormatError, code: 'BAD_HEADER', mentions: [field] });
+      await expectLoadError(writeTemp(build(e), `${field}-${value}`), { cls: FormatError, code: 'BAD_HEADER', mentions: [field] });
     }
   }
 });
 
-test('an unknown data type in the file header is UNSUPPORTED_DTYPE', (t) => {
+test('an unknown data type in the file header is UNSUPPORTED_DTYPE', async (t) => {
   const f = base(t, FP32);
   if (f === undefined) return;
   const e = editable(f);
   e.header.dataType = 42;
-  expectLoadError(writeTemp(build(e), 'header-dtype-42'), { cls: FormatError, code: 'UNSUPPORTED_DTYPE', mentions: ['42'] });
+  await expectLoadError(writeTemp(build(e), 'header-dtype-42'), { cls: FormatError, code: 'UNSUPPORTED_DTYPE', mentions: ['42'] });
 });
 
 // --- Header vs tensors: the file reads, but is not a consistent model --------------------------------
 
-test('a header n_embd that disagrees with emb.weight is BAD_SHAPE', (t) => {
+test('a header n_embd that disagrees with emb.weight is BAD_SHAPE', async (t) => {
   const f = base(t, FP32);
   if (f === undefined) return;
   const e = editable(f);
   e.header.nEmbd = 64;
-  expectLoadError(writeTemp(build(e), 'n-embd'), { cls: ModelError, code: 'BAD_SHAPE', mentions: ['n_embd = 64'] });
+  await expectLoadError(writeTemp(build(e), 'n-embd'), { cls: ModelError, code: 'BAD_SHAPE', mentions: ['n_embd = 64'] });
 });
 
-test('a header n_vocab that disagrees with emb.weight is BAD_SHAPE', (t) => {
+test('a header n_vocab that disagrees with emb.weight is BAD_SHAPE', async (t) => {
   const f = base(t, FP32);
   if (f === undefined) return;
   const e = editable(f);
   e.header.nVocab = 65536;
-  expectLoadError(writeTemp(build(e), 'n-vocab'), { cls: ModelError, code: 'BAD_SHAPE', mentions: ['n_vocab = 65536'] });
+  await expectLoadError(writeTemp(build(e), 'n-vocab'), { cls: ModelError, code: 'BAD_SHAPE', mentions: ['n_vocab = 65536'] });
 });
 
-test('a header n_layer that disagrees with the blocks present is BAD_SHAPE', (t) => {
+test('a header n_layer that disagrees with the blocks present is BAD_SHAPE', async (t) => {
   const f = base(t, FP32);
   if (f === undefined) return;
   for (const nLayer of [3, 5]) {
     const e = editable(f);
     e.header.nLayer = nLayer;
-    expectLoadError(writeTemp(build(e), `n-layer-${nLayer}`), {
+    await expectLoadError(writeTemp(build(e), `n-layer-${nLayer}`), {
       cls: ModelError,
       code: 'BAD_SHAPE',
       mentions: [`n_layer = ${nLayer}`, '4 layers'],
@@ -417,7 +417,7 @@ test('a header n_layer that disagrees with the blocks present is BAD_SHAPE', (t)
   // The same disagreement from the other side: the header says 4, the file holds blocks 0..2 only.
   const e = editable(f);
   e.tensors = e.tensors.filter((x) => !x.name.startsWith('blocks.3.'));
-  expectLoadError(writeTemp(build(e), 'three-layers'), {
+  await expectLoadError(writeTemp(build(e), 'three-layers'), {
     cls: ModelError,
     code: 'BAD_SHAPE',
     mentions: ['n_layer = 4', '3 layers'],
@@ -426,7 +426,7 @@ test('a header n_layer that disagrees with the blocks present is BAD_SHAPE', (t)
 
 // --- Tensor headers ---------------------------------------------------------------------------------
 
-test('a retired (5 = Q4_2) or unknown (42) type id in a tensor header is UNSUPPORTED_DTYPE naming the tensor', (t) => {
+test('a retired (5 = Q4_2) or unknown (42) type id in a tensor header is UNSUPPORTED_DTYPE naming the tensor', async (t) => {
   const f = base(t, FP32);
   if (f === undefined) return;
   for (const [typeId, mention] of [
@@ -435,7 +435,7 @@ test('a retired (5 = Q4_2) or unknown (42) type id in a tensor header is UNSUPPO
   ] as const) {
     const e = editable(f);
     tensorOf(e, 'blocks.0.att.key.weight').typeId = typeId;
-    expectLoadError(writeTemp(build(e), `type-${typeId}`), {
+    await expectLoadError(writeTemp(build(e), `type-${typeId}`), {
       cls: FormatError,
       code: 'UNSUPPORTED_DTYPE',
       tensor: 'blocks.0.att.key.weight',
@@ -444,7 +444,7 @@ test('a retired (5 = Q4_2) or unknown (42) type id in a tensor header is UNSUPPO
   }
 });
 
-test('a quantized tensor in a version-100 file is UNSUPPORTED_DTYPE naming the tensor', (t) => {
+test('a quantized tensor in a version-100 file is UNSUPPORTED_DTYPE naming the tensor', async (t) => {
   const f = base(t, FP32);
   if (f === undefined) return;
   assert.equal(f.header.version, 100);
@@ -453,7 +453,7 @@ test('a quantized tensor in a version-100 file is UNSUPPORTED_DTYPE naming the t
   const victim = tensorOf(e, 'blocks.2.ffn.key.weight');
   victim.typeId = 2;
   victim.data = new Uint8Array(dataBytes(2, victim.dims));
-  expectLoadError(writeTemp(build(e), 'v100-q4_0'), {
+  await expectLoadError(writeTemp(build(e), 'v100-q4_0'), {
     cls: FormatError,
     code: 'UNSUPPORTED_DTYPE',
     tensor: victim.name,
@@ -461,7 +461,7 @@ test('a quantized tensor in a version-100 file is UNSUPPORTED_DTYPE naming the t
   });
 });
 
-test('the Q8_0 fixture relabelled as version 100 is UNSUPPORTED_DTYPE at its first quantized tensor', (t) => {
+test('the Q8_0 fixture relabelled as version 100 is UNSUPPORTED_DTYPE at its first quantized tensor', async (t) => {
   const f = base(t, Q8_0);
   if (f === undefined) return;
   assert.equal(f.header.version, 101);
@@ -469,7 +469,7 @@ test('the Q8_0 fixture relabelled as version 100 is UNSUPPORTED_DTYPE at its fir
   assert.ok(first !== undefined);
   const e = editable(f);
   e.header.version = 100;
-  expectLoadError(writeTemp(build(e), 'q8_0-as-v100'), {
+  await expectLoadError(writeTemp(build(e), 'q8_0-as-v100'), {
     cls: FormatError,
     code: 'UNSUPPORTED_DTYPE',
     tensor: first.name,
@@ -477,7 +477,7 @@ test('the Q8_0 fixture relabelled as version 100 is UNSUPPORTED_DTYPE at its fir
   });
 });
 
-test('a quantized row length that is not a multiple of 32 is BAD_HEADER naming the tensor', (t) => {
+test('a quantized row length that is not a multiple of 32 is BAD_HEADER naming the tensor', async (t) => {
   const f = base(t, Q8_0);
   if (f === undefined) return;
   // [128, 128] → [16, 1024]: the same element count and byte size, but rows of 16 split a block.
@@ -485,16 +485,16 @@ test('a quantized row length that is not a multiple of 32 is BAD_HEADER naming t
   const victim = tensorOf(e, 'blocks.1.att.value.weight');
   assert.deepEqual(victim.dims, [128, 128]);
   victim.dims = [16, 1024];
-  expectLoadError(writeTemp(build(e), 'q8-row-16'), { cls: FormatError, code: 'BAD_HEADER', tensor: victim.name });
+  await expectLoadError(writeTemp(build(e), 'q8-row-16'), { cls: FormatError, code: 'BAD_HEADER', tensor: victim.name });
 });
 
-test('a key_length of 0, negative, or huge is BAD_HEADER', (t) => {
+test('a key_length of 0, negative, or huge is BAD_HEADER', async (t) => {
   const f = base(t, FP32);
   if (f === undefined) return;
   for (const keyLength of [0, -1, 1 << 20, 0x7fffffff]) {
     const e = editable(f);
     tensorOf(e, 'blocks.0.ln1.weight').keyLengthField = keyLength;
-    expectLoadError(writeTemp(build(e), `key-length-${keyLength}`), {
+    await expectLoadError(writeTemp(build(e), `key-length-${keyLength}`), {
       cls: FormatError,
       code: 'BAD_HEADER',
       mentions: ['tensor #1 header', `key_length ${keyLength}`],
@@ -502,13 +502,13 @@ test('a key_length of 0, negative, or huge is BAD_HEADER', (t) => {
   }
 });
 
-test('a dim_count of 0, 7 or negative is BAD_HEADER', (t) => {
+test('a dim_count of 0, 7 or negative is BAD_HEADER', async (t) => {
   const f = base(t, FP32);
   if (f === undefined) return;
   for (const dimCount of [0, 7, -1]) {
     const e = editable(f);
     tensorOf(e, 'blocks.0.ln1.weight').dimCountField = dimCount;
-    expectLoadError(writeTemp(build(e), `dim-count-${dimCount}`), {
+    await expectLoadError(writeTemp(build(e), `dim-count-${dimCount}`), {
       cls: FormatError,
       code: 'BAD_HEADER',
       mentions: ['tensor #1 header', `dim_count ${dimCount}`],
@@ -516,41 +516,41 @@ test('a dim_count of 0, 7 or negative is BAD_HEADER', (t) => {
   }
 });
 
-test('a zero or negative dimension is BAD_HEADER naming the tensor', (t) => {
+test('a zero or negative dimension is BAD_HEADER naming the tensor', async (t) => {
   const f = base(t, FP32);
   if (f === undefined) return;
   for (const dims of [[0], [-128], [128, 0], [-1, -128]]) {
     const e = editable(f);
     const victim = tensorOf(e, dims.length === 1 ? 'blocks.0.ln1.weight' : 'blocks.0.att.key.weight');
     victim.dims = dims;
-    expectLoadError(writeTemp(build(e), `dims-${dims.join('x')}`), { cls: FormatError, code: 'BAD_HEADER', tensor: victim.name });
+    await expectLoadError(writeTemp(build(e), `dims-${dims.join('x')}`), { cls: FormatError, code: 'BAD_HEADER', tensor: victim.name });
   }
 });
 
-test('dimensions whose product dwarfs the file are TRUNCATED (no huge allocation, no hang)', (t) => {
+test('dimensions whose product dwarfs the file are TRUNCATED (no huge allocation, no hang)', async (t) => {
   const f = base(t, FP32);
   if (f === undefined) return;
   const e = editable(f);
   const victim = tensorOf(e, 'blocks.0.att.key.weight');
   victim.dims = [0x7fffffff, 0x7fffffff, 0x7fffffff];
-  expectLoadError(writeTemp(build(e), 'huge-dims'), { cls: FormatError, code: 'TRUNCATED', tensor: victim.name });
+  await expectLoadError(writeTemp(build(e), 'huge-dims'), { cls: FormatError, code: 'TRUNCATED', tensor: victim.name });
 });
 
-test('a key that is not valid UTF-8 is BAD_HEADER', (t) => {
+test('a key that is not valid UTF-8 is BAD_HEADER', async (t) => {
   const f = base(t, FP32);
   if (f === undefined) return;
   const e = editable(f);
   tensorOf(e, 'blocks.0.ln1.weight').keyBytes = new Uint8Array([0x62, 0xff, 0xfe, 0x6c]);
-  expectLoadError(writeTemp(build(e), 'bad-utf8'), { cls: FormatError, code: 'BAD_HEADER', mentions: ['tensor #1'] });
+  await expectLoadError(writeTemp(build(e), 'bad-utf8'), { cls: FormatError, code: 'BAD_HEADER', mentions: ['tensor #1'] });
 });
 
-test('a tensor name that appears twice is BAD_HEADER naming it', (t) => {
+test('a tensor name that appears twice is BAD_HEADER naming it', async (t) => {
   const f = base(t, FP32);
   if (f === undefined) return;
   const e = editable(f);
   const dup = tensorOf(e, 'blocks.0.ln1.weight');
   e.tensors.splice(5, 0, { ...dup, dims: [...dup.dims] });
-  expectLoadError(writeTemp(build(e), 'duplicate'), {
+  await expectLoadError(writeTemp(build(e), 'duplicate'), {
     cls: FormatError,
     code: 'BAD_HEADER',
     tensor: dup.name,
@@ -560,27 +560,27 @@ test('a tensor name that appears twice is BAD_HEADER naming it', (t) => {
 
 // --- Missing or misshapen tensors -------------------------------------------------------------------
 
-test('a missing layer matrix is MISSING_TENSOR naming it', (t) => {
+test('a missing layer matrix is MISSING_TENSOR naming it', async (t) => {
   const f = base(t, FP32);
   if (f === undefined) return;
   const e = editable(f);
   e.tensors = e.tensors.filter((x) => x.name !== 'blocks.1.att.key.weight');
-  expectLoadError(writeTemp(build(e), 'no-b1-att-key'), {
+  await expectLoadError(writeTemp(build(e), 'no-b1-att-key'), {
     cls: ModelError,
     code: 'MISSING_TENSOR',
     tensor: 'blocks.1.att.key.weight',
   });
 });
 
-test('a missing emb.weight is MISSING_TENSOR naming it', (t) => {
+test('a missing emb.weight is MISSING_TENSOR naming it', async (t) => {
   const f = base(t, FP32);
   if (f === undefined) return;
   const e = editable(f);
   e.tensors = e.tensors.filter((x) => x.name !== 'emb.weight');
-  expectLoadError(writeTemp(build(e), 'no-emb'), { cls: ModelError, code: 'MISSING_TENSOR', tensor: 'emb.weight' });
+  await expectLoadError(writeTemp(build(e), 'no-emb'), { cls: ModelError, code: 'MISSING_TENSOR', tensor: 'emb.weight' });
 });
 
-test('a matrix with transposed dims (same byte size) is BAD_SHAPE naming it', (t) => {
+test('a matrix with transposed dims (same byte size) is BAD_SHAPE naming it', async (t) => {
   const f = base(t, FP32);
   if (f === undefined) return;
   // ffn.value is [n_embd, ffn] = ggml [256, 128]; [128, 256] reads fine but is [ffn, n_embd].
@@ -588,7 +588,7 @@ test('a matrix with transposed dims (same byte size) is BAD_SHAPE naming it', (t
   const victim = tensorOf(e, 'blocks.1.ffn.value.weight');
   assert.deepEqual(victim.dims, [256, 128]);
   victim.dims = [128, 256];
-  expectLoadError(writeTemp(build(e), 'ffn-value-transposed'), {
+  await expectLoadError(writeTemp(build(e), 'ffn-value-transposed'), {
     cls: ModelError,
     code: 'BAD_SHAPE',
     tensor: victim.name,
@@ -597,25 +597,25 @@ test('a matrix with transposed dims (same byte size) is BAD_SHAPE naming it', (t
   // Same bytes as [512, 64]: neither dimension matches.
   const e2 = editable(f);
   tensorOf(e2, 'blocks.1.ffn.value.weight').dims = [512, 64];
-  expectLoadError(writeTemp(build(e2), 'ffn-value-512x64'), { cls: ModelError, code: 'BAD_SHAPE', tensor: victim.name });
+  await expectLoadError(writeTemp(build(e2), 'ffn-value-512x64'), { cls: ModelError, code: 'BAD_SHAPE', tensor: victim.name });
 });
 
-test('a vector with the wrong number of values is BAD_SHAPE naming it', (t) => {
+test('a vector with the wrong number of values is BAD_SHAPE naming it', async (t) => {
   const f = base(t, FP32);
   if (f === undefined) return;
   const e = editable(f);
   const victim = tensorOf(e, 'blocks.2.att.time_first');
   victim.dims = [64];
   victim.data = victim.data.subarray(0, 64 * 4);
-  expectLoadError(writeTemp(build(e), 'short-vector'), { cls: ModelError, code: 'BAD_SHAPE', tensor: victim.name });
+  await expectLoadError(writeTemp(build(e), 'short-vector'), { cls: ModelError, code: 'BAD_SHAPE', tensor: victim.name });
 });
 
-test('an emb.weight that is not 2-D is BAD_SHAPE naming it', (t) => {
+test('an emb.weight that is not 2-D is BAD_SHAPE naming it', async (t) => {
   const f = base(t, FP32);
   if (f === undefined) return;
   const e = editable(f);
   tensorOf(e, 'emb.weight').dims = [128, 256, 1];
-  expectLoadError(writeTemp(build(e), 'emb-3d'), { cls: ModelError, code: 'BAD_SHAPE', tensor: 'emb.weight' });
+  await expectLoadError(writeTemp(build(e), 'emb-3d'), { cls: ModelError, code: 'BAD_SHAPE', tensor: 'emb.weight' });
 });
 
 // Not tested on purpose: a file whose weights hold NaN bit patterns reads and loads; refusing it is not

@@ -15,11 +15,11 @@ const backend = await testBackend();
 const MODELS = ['4v0-660K', '5v1-730K', '5v2-730K', '6v0-1m', '7v0-834K'];
 
 for (const m of MODELS) {
-  test(`${m}: input-1024.txt gives finite logits everywhere, and a state round-trip at every position is exact`, (t) => {
+  test(`${m}: input-1024.txt gives finite logits everywhere, and a state round-trip at every position is exact`, async (t) => {
     const modelPath = fixture(t, `tiny-rwkv-${m}-FP32.bin`);
     const inputPath = fixture(t, 'input-1024.txt');
     if (modelPath === undefined || inputPath === undefined) return;
-    const model = loadModel(modelPath, { backend });
+    const model = await loadModel(modelPath, { backend });
     const ids = Array.from(fs.readFileSync(inputPath));
     assert.equal(ids.length, 1024);
     const vocab = model.config.nVocab;
@@ -27,7 +27,7 @@ for (const m of MODELS) {
     // One uninterrupted pass.
     const reference = new Float32Array(ids.length * vocab);
     const state = model.createState();
-    for (let i = 0; i < ids.length; i++) reference.set(model.forward(ids[i]!, state), i * vocab);
+    for (let i = 0; i < ids.length; i++) reference.set(await model.forward(ids[i]!, state), i * vocab);
     for (let i = 0; i < reference.length; i++) {
       assert.ok(Number.isFinite(reference[i]!), `non-finite logit at position ${Math.floor(i / vocab)}`);
     }
@@ -36,7 +36,7 @@ for (const m of MODELS) {
     let s = model.createState();
     for (let i = 0; i < ids.length; i++) {
       s = State.fromBytes(model.config, s.toBytes());
-      const logits = model.forward(ids[i]!, s);
+      const logits = await model.forward(ids[i]!, s);
       for (let j = 0; j < vocab; j++) {
         if (logits[j] !== reference[i * vocab + j]) assert.fail(`position ${i}, logit ${j}: ${logits[j]} ≠ ${reference[i * vocab + j]}`);
       }
@@ -45,24 +45,24 @@ for (const m of MODELS) {
   });
 }
 
-test('a cloned state continues independently of the original', (t) => {
+test('a cloned state continues independently of the original', async (t) => {
   const modelPath = fixture(t, 'tiny-rwkv-4v0-660K-FP32.bin');
   if (modelPath === undefined) return;
-  const model = loadModel(modelPath, { backend });
+  const model = await loadModel(modelPath, { backend });
   const a = model.createState();
-  model.forward(65, a);
+  await model.forward(65, a);
   const b = a.clone();
-  const la = model.forward(66, a).slice();
-  const lb = model.forward(66, b).slice();
+  const la = await model.forward(66, a);
+  const lb = await model.forward(66, b);
   assert.deepEqual(la, lb);
-  model.forward(67, a);
+  await model.forward(67, a);
   assert.notDeepEqual(a.data, b.data);
 });
 
-test('a fresh v4 state has pp = -1e30 and zeros elsewhere (rwkv.cpp layout [ffn_x, att_x, aa, bb, pp])', (t) => {
+test('a fresh v4 state has pp = -1e30 and zeros elsewhere (rwkv.cpp layout [ffn_x, att_x, aa, bb, pp])', async (t) => {
   const modelPath = fixture(t, 'tiny-rwkv-4v0-660K-FP32.bin');
   if (modelPath === undefined) return;
-  const model = loadModel(modelPath, { backend });
+  const model = await loadModel(modelPath, { backend });
   const s = model.createState();
   const c = model.config.nEmbd;
   assert.equal(s.data.length, model.config.nLayer * 5 * c);
@@ -73,10 +73,10 @@ test('a fresh v4 state has pp = -1e30 and zeros elsewhere (rwkv.cpp layout [ffn_
   }
 });
 
-test('State.fromBytes refuses a state of the wrong size or with NaN', (t) => {
+test('State.fromBytes refuses a state of the wrong size or with NaN', async (t) => {
   const modelPath = fixture(t, 'tiny-rwkv-4v0-660K-FP32.bin');
   if (modelPath === undefined) return;
-  const model = loadModel(modelPath, { backend });
+  const model = await loadModel(modelPath, { backend });
   const bytes = model.createState().toBytes();
   assert.throws(() => State.fromBytes(model.config, bytes.subarray(4)), StateError);
   const bad = bytes.slice();

@@ -125,7 +125,7 @@ test("initialisation follows RWKV-LM's RWKV-4", () => {
 test('the f32 model on the WebAssembly kernels matches the float64 reference (loss and gradients)', async () => {
   const shape: Rwkv4Shape = { nLayer: 2, nEmbd: 24, nVocab: 37, ffnSize: 96 };
   const ref = new Rwkv4Train(shape, new ReferenceGemm('f64'));
-  const fast = new Rwkv4Train(shape, new WasmGemm(await testBackend()));
+  const fast = new Rwkv4Train(shape, new WasmGemm((await testBackend()).kernels));
   randomize(ref, 4);
   for (const p of ref.params) fast.param(p.name).data.set(p.data);
   const { ids, targets } = batch(5, shape.nVocab);

@@ -219,7 +219,7 @@ test('cross-entropy: value and gradient match finite differences', () => {
 
 test('WasmGemm: the three products equal the reference loops (f32, awkward sizes)', async () => {
   const backend = await testBackend();
-  const wasm = new WasmGemm(backend);
+  const wasm = new WasmGemm(backend.kernels);
   const ref = new ReferenceGemm('f32');
   const rng = new Rng(10);
   for (const [n, o, i] of [

@@ -25,7 +25,7 @@ import { shakespeare } from './helpers/data.js';
 import { fixture } from './helpers/fixtures.js';
 import { tempDir } from './helpers/formats.js';
 
-const gemm = new WasmGemm(await testBackend());
+const gemm = new WasmGemm((await testBackend()).kernels);
 const quiet = {};
 
 /** A few KB of varied English-like text that needs no shared data. */
@@ -192,46 +192,46 @@ test('one training step in parallel mode, then inference in RNN mode with the ne
   const r = await train({ data: [data], out, layers: 2, width: 24, context: 32, batch: 4, steps: 1, lr: 1e-3, valFraction: 0 }, gemm, quiet);
   const ids = Array.from(Buffer.from(syntheticText(40, 9)));
   const parallel = r.model.logits(Int32Array.from(ids), 1, ids.length);
-  const check = (modelPath: string, what: string): void => {
-    const model = loadModel(modelPath); // reference kernels, RNN mode
+  const check = async (modelPath: string, what: string): Promise<void> => {
+    const model = await loadModel(modelPath); // reference kernels, RNN mode
     const state = model.createState();
     let worst = 0;
     let scale = 0;
-    ids.forEach((id, p) => {
-      const logits = model.forward(id, state);
+    for (const [p, id] of ids.entries()) {
+      const logits = await model.forward(id, state);
       for (let j = 0; j < logits.length; j++) {
         worst = Math.max(worst, Math.abs(logits[j]! - parallel[p * 256 + j]!));
         scale = Math.max(scale, Math.abs(logits[j]!));
       }
-    });
+    }
     console.log(`# ${what}: RNN vs training-graph logits differ by ≤ ${worst.toExponential(2)} (largest logit ${scale.toFixed(3)})`);
     assert.ok(worst <= 1e-4 * Math.max(1, scale), `${what}: ${worst}`);
   };
-  check(path.join(out, MODEL_FILE), 'model.safetensors');
+  await check(path.join(out, MODEL_FILE), 'model.safetensors');
   // rwkv convert's path to the .pth that ChatRWKV / RWKV-LM load, read back.
   const pth = path.join(dir, 'model.pth');
   writeCheckpoint(openCheckpoint(path.join(out, MODEL_FILE)), pth);
-  check(pth, '.pth');
+  await check(pth, '.pth');
 
   // Fine-tuning a real trained model (--init, from an rwkv.cpp file): one step, then the same check.
   const fx = fixture(t, 'tiny-rwkv-4v0-660K-FP32.bin');
   if (fx === undefined) return;
   const ft = await train({ data: [data], out: path.join(dir, 'ft'), init: fx, context: 32, batch: 2, steps: 1, lr: 1e-4, valFraction: 0 }, gemm, quiet);
   const ftParallel = ft.model.logits(Int32Array.from(ids), 1, ids.length);
-  const before = loadModel(fx);
-  const ftModel = loadModel(path.join(dir, 'ft', MODEL_FILE));
+  const before = await loadModel(fx);
+  const ftModel = await loadModel(path.join(dir, 'ft', MODEL_FILE));
   const stBefore = before.createState();
   const st = ftModel.createState();
   let changed = 0;
   let worst = 0;
-  ids.forEach((id, p) => {
-    const l0 = before.forward(id, stBefore);
-    const l = ftModel.forward(id, st);
+  for (const [p, id] of ids.entries()) {
+    const l0 = await before.forward(id, stBefore);
+    const l = await ftModel.forward(id, st);
     for (let j = 0; j < 256; j++) {
       changed = Math.max(changed, Math.abs(l[j]! - l0[j]!));
       worst = Math.max(worst, Math.abs(l[j]! - ftParallel[p * 256 + j]!));
     }
-  });
+  }
   assert.ok(changed > 1e-4, 'one step changed the fine-tuned model');
   console.log(`# fine-tuned 4v0-660K: RNN vs training-graph logits differ by ≤ ${worst.toExponential(2)}`);
   assert.ok(worst <= 1e-4, `fine-tuned: ${worst}`);
@@ -245,11 +245,11 @@ test('the fine-tune starts where the checkpoint is: its loss before any update e
   const r = await train({ data: [input], out: dir, init: fx, context: 64, batch: 2, steps: 1, lr: 1e-9, valFraction: 0 }, gemm, quiet);
   const bytes = fs.readFileSync(input).subarray(0, 65);
   const lossTrain = r.model.forward(Int32Array.from(bytes.subarray(0, 64)), Int32Array.from(bytes.subarray(1)), 1, 64);
-  const model = loadModel(fx);
+  const model = await loadModel(fx);
   const st = model.createState();
   let lossRnn = 0;
   for (let p = 0; p < 64; p++) {
-    const l = model.forward(bytes[p]!, st);
+    const l = await model.forward(bytes[p]!, st);
     let max = -Infinity;
     for (const v of l) max = Math.max(max, v);
     let z = 0;

@@ -4,55 +4,27 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Rng } from '../src/generation/rng.js';
-import { WasmBackend } from '../src/kernels/wasm-backend.js';
+import { WasmKernels } from '../src/kernels/wasm-kernels.js';
 import { applyResultFunction, matrixFromTensor, readRow, referenceMatmul, referenceMatvec, toInt8Rows, type Matrix, type ResultFunction } from '../src/kernels/matrix.js';
 import { groupNorm } from '../src/kernels/norm.js';
-import { QK } from '../src/kernels/quant.js';
 import { DTYPES, type DType } from '../src/tensor/dtype.js';
+import { randomBytes } from './helpers/random-bytes.js';
 
-const backends = new Map<number, WasmBackend>();
+const backends = new Map<number, WasmKernels>();
 before(async () => {
-  for (const threads of [1, 2]) backends.set(threads, await WasmBackend.create({ threads }));
+  for (const threads of [1, 2]) backends.set(threads, await WasmKernels.create({ threads }));
 });
 after(async () => {
   for (const b of backends.values()) await b.close();
 });
 
-/** Random stored bytes that decode to finite values: random f32/f16/bf16 values, random ggml blocks. */
-function randomBytes(dtype: DType, rows: number, cols: number, rng: Rng): Uint8Array {
-  const info = DTYPES[dtype];
-  const bytes = new Uint8Array(((rows * cols) / info.blockSize) * info.blockBytes);
-  const view = new DataView(bytes.buffer);
-  if (dtype === 'f32') {
-    for (let i = 0; i < rows * cols; i++) view.setFloat32(4 * i, rng.next() * 2 - 1, true);
-  } else if (dtype === 'f16' || dtype === 'bf16') {
-    for (let i = 0; i < rows * cols; i++) {
-      const f = new Float32Array([rng.next() * 2 - 1]);
-      const bits = new Uint32Array(f.buffer)[0]!;
-      // bf16: the top half of an f32; f16: a random finite half (exponent < 31), any sign.
-      const h = dtype === 'bf16' ? bits >>> 16 : ((rng.nextU32() & 0x8000) | (rng.nextU32() % (30 << 10))) & 0xffff;
-      view.setUint16(2 * i, h, true);
-    }
-  } else {
-    for (let i = 0; i < bytes.length; i++) bytes[i] = rng.nextU32() & 0xff;
-    // Scales (and minimums) as small finite halves: exponent field 1..16.
-    for (let b = 0; b < (rows * cols) / QK; b++) {
-      const o = b * info.blockBytes;
-      const half = (): number => ((rng.nextU32() & 0x8000) | ((1 + (rng.nextU32() % 16)) << 10) | (rng.nextU32() & 0x3ff)) & 0xffff;
-      view.setUint16(o, half(), true);
-      if (dtype === 'q4_1' || dtype === 'q5_1') view.setUint16(o + 2, half(), true);
-    }
-  }
-  return bytes;
-}
-
-function placed(backend: WasmBackend, dtype: DType, rows: number, cols: number, rng: Rng): { fast: Matrix; ref: Matrix } {
+function placed(backend: WasmKernels, dtype: DType, rows: number, cols: number, rng: Rng): { fast: Matrix; ref: Matrix } {
   const data = randomBytes(dtype, rows, cols, rng);
   const inWasm = backend.allocate(data.byteLength);
   inWasm.set(data);
   const shape = [rows, cols];
   return {
-    fast: matrixFromTensor({ name: `${dtype}`, dtype, shape, data: inWasm }, rows, cols, backend),
+    fast: matrixFromTensor({ name: `${dtype}`, dtype, shape, data: inWasm }, rows, cols),
     ref: matrixFromTensor({ name: `${dtype}`, dtype, shape, data }, rows, cols),
   };
 }
@@ -99,14 +71,14 @@ for (const threads of [1, 2]) {
         scale = Math.max(scale, s);
       }
       const actual = new Float32Array(c.rows);
-      fast.kernels!.matvec(fast, x, actual);
+      backend.matvec(fast, x, actual);
       assertClose(actual, expected, scale, 'matvec');
       for (const t of [1, 2, 5, 17]) {
         const xs = new Float32Array(t * c.cols).map(() => rng.next() * 2 - 1);
         const want = new Float32Array(t * c.rows);
         referenceMatmul(ref, xs, t, want);
         const got = new Float32Array(t * c.rows);
-        fast.kernels!.matmul(fast, xs, t, got);
+        backend.matmul(fast, xs, t, got);
         assertClose(got, want, scale * 2, `matmul t=${t}`);
       }
     });
@@ -118,13 +90,13 @@ for (const threads of [1, 2]) {
     const backend = backends.get(threads)!;
     const rng = new Rng(4242 + threads);
     const { ref } = placed(backend, 'f32', 37, 101, rng);
-    const fast = toInt8Rows(ref, backend.allocate, backend);
+    const fast = toInt8Rows(ref, backend.allocate);
     const plain = toInt8Rows(ref, (n) => new Uint8Array(n));
     const x = new Float32Array(101).map(() => rng.next() * 2 - 1);
     const want = new Float32Array(37);
     referenceMatvec(plain, x, want);
     const got = new Float32Array(37);
-    fast.kernels!.matvec(fast, x, got);
+    backend.matvec(fast, x, got);
     // Activations rounded to i16 with one scale: each term errs by at most |w|·max|x|/65534.
     let bound = 0;
     const row = new Float32Array(101);
@@ -146,7 +118,7 @@ for (const threads of [1, 2]) {
     const mmWant = new Float32Array(5 * 37);
     referenceMatmul(plain, xs, 5, mmWant);
     const mmGot = new Float32Array(5 * 37);
-    fast.kernels!.matmul(fast, xs, 5, mmGot);
+    backend.matmul(fast, xs, 5, mmGot);
     assertClose(mmGot, mmWant, 10, 'int8 matmul');
   });
 }
@@ -163,7 +135,7 @@ for (const threads of [1, 2]) {
       const want = new Float32Array(21);
       referenceMatvec(ref, x, want);
       const got = new Float32Array(21);
-      fast.kernels!.matvec(fast, x, got);
+      backend.matvec(fast, x, got);
       const row = new Float32Array(128);
       for (let r = 0; r < 21; r++) {
         readRow(ref, r, row);
@@ -175,7 +147,7 @@ for (const threads of [1, 2]) {
       // (down to 2^-98 ≈ 3e-30; below that a block is rounded at 2^-128 absolute).
       const tiny = new Float32Array(128).map(() => (rng.next() - 0.5) * 1e-28);
       referenceMatvec(ref, tiny, want);
-      fast.kernels!.matvec(fast, tiny, got);
+      backend.matvec(fast, tiny, got);
       for (let r = 0; r < 21; r++) {
         readRow(ref, r, row);
         const scale = row.reduce((a, w, j) => a + Math.abs(w * tiny[j]!), 0);
@@ -194,7 +166,7 @@ test('quantized products: an Inf or NaN activation gives NaN, not a finite numbe
       const x = randomVector(rng, 96);
       x[40] = bad;
       const y = new Float32Array(5);
-      fast.kernels!.matvec(fast, x, y);
+      backend.matvec(fast, x, y);
       for (let r = 0; r < 5; r++) assert.ok(Number.isNaN(y[r]!) || !Number.isFinite(y[r]!), `${dtype} x=${bad}: row ${r} = ${y[r]}`);
     }
   }
@@ -213,7 +185,7 @@ for (const threads of [1, 2]) {
       ['q4_0', 1, 32, undefined],
     ];
     const jobs = shapes.map(([dtype, rows, cols, then]) => {
-      const m = dtype === 'int8' ? toInt8Rows(placed(backend, 'f32', rows, cols, rng).ref, backend.allocate, backend) : placed(backend, dtype, rows, cols, rng).fast;
+      const m = dtype === 'int8' ? toInt8Rows(placed(backend, 'f32', rows, cols, rng).ref, backend.allocate) : placed(backend, dtype, rows, cols, rng).fast;
       return { m, x: randomVector(rng, cols), y: new Float32Array(rows), then };
     });
     backend.matvecMany(jobs);
@@ -367,9 +339,9 @@ test('int8 rows of 4096 columns at full scale: the integer sums do not overflow'
   // Every weight and activation at its largest magnitude with the same sign: the worst case for the i32 lanes.
   const values = new Float32Array(rows * cols).fill(1);
   const ref = matrixFromTensor({ name: 'ones', dtype: 'f32', shape: [rows, cols], data: new Uint8Array(values.buffer) }, rows, cols);
-  const fast = toInt8Rows(ref, backend.allocate, backend);
+  const fast = toInt8Rows(ref, backend.allocate);
   const x = new Float32Array(cols).fill(1);
   const y = new Float32Array(rows);
-  fast.kernels!.matvec(fast, x, y);
+  backend.matvec(fast, x, y);
   for (let r = 0; r < rows; r++) assert.ok(Math.abs(y[r]! - cols) <= cols * 1e-4, `row ${r}: ${y[r]} ≠ ${cols}`);
 });

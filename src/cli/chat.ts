@@ -207,7 +207,7 @@ class ChatSession {
       this.current = undefined;
     }
     // Keep the template intact for the next turn when the answer did not end with its blank line.
-    if (generation.finishReason !== 'stop') this.rwkv.feed(this.state, '\n\n');
+    if (generation.finishReason !== 'stop') await this.rwkv.feed(this.state, '\n\n');
     await write('\n\n');
     const s = generation.stats;
     this.last = generation;

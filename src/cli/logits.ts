@@ -1,7 +1,7 @@
 // `rwkv logits`: the model's logits over a file's bytes, as raw float32 little-endian.
 import * as fs from 'node:fs';
-import { ArgumentError, RwkvError } from '../errors.js';
-import { DEFAULT_CHUNK, type RwkvModel } from '../models/model.js';
+import { RwkvError } from '../errors.js';
+import type { RwkvModel } from '../models/model.js';
 import { loadTokenizer } from '../tokenizers/load.js';
 import { openModel, type KernelArgs } from './open-model.js';
 
@@ -12,7 +12,6 @@ export interface LogitsArgs extends KernelArgs {
   all?: boolean;
   mode?: 'parallel' | 'rnn';
   tokenizer?: string;
-  chunk?: number;
 }
 
 export function readInputFile(path: string): Uint8Array {
@@ -31,26 +30,24 @@ export async function runLogits(args: LogitsArgs): Promise<void> {
   const ids = args.tokenizer !== undefined ? loadTokenizer(args.tokenizer).encodeBytes(bytes) : Array.from(bytes);
   const opened = await openModel(args.model, args);
   try {
-    writeLogits(opened.model, ids, args);
+    await writeLogits(opened.model, ids, args);
   } finally {
     await opened.close();
   }
 }
 
-function writeLogits(model: RwkvModel, bytes: readonly number[], args: LogitsArgs): void {
+async function writeLogits(model: RwkvModel, bytes: readonly number[], args: LogitsArgs): Promise<void> {
   if (bytes.length === 0) throw new RwkvError('BAD_ARGUMENT', 'is empty: there is no position to compute logits for', { file: args.input });
   const vocab = model.config.nVocab;
   const state = model.createState();
   const all = args.all === true;
   let out: Float32Array;
   if ((args.mode ?? 'parallel') === 'parallel') {
-    const chunk = args.chunk ?? DEFAULT_CHUNK;
-    if (chunk < 1) throw new ArgumentError(`--chunk must be ≥ 1, got ${chunk}`);
-    out = model.forwardSequence(bytes, state, { allLogits: all, chunk });
+    out = await model.forwardSequence(bytes, state, { allLogits: all });
   } else {
     out = new Float32Array(all ? bytes.length * vocab : vocab);
     for (let i = 0; i < bytes.length; i++) {
-      const logits = model.forward(bytes[i]!, state);
+      const logits = await model.forward(bytes[i]!, state);
       if (all) out.set(logits, i * vocab);
       else if (i === bytes.length - 1) out.set(logits);
     }

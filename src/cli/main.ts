@@ -3,7 +3,6 @@
 // exit status 1; `--verbose` adds the stack trace.
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { RwkvError } from '../errors.js';
-import { DEFAULT_CHUNK } from '../models/model.js';
 import { addSamplingOptions, GENERATE_DEFAULTS, runGenerate, type GenerateArgs } from './generate.js';
 import { CHAT_DEFAULTS, runChat, type ChatArgs } from './chat.js';
 import { DEFAULT_MODEL } from './default-model.js';
@@ -63,7 +62,6 @@ export function buildProgram(): Command {
         .choices(['parallel', 'rnn'])
         .default('parallel'),
     )
-    .option('--chunk <n>', 'chunk length of the chunked WKV in parallel mode (v5, v6, v7)', parseIntArg('--chunk'), DEFAULT_CHUNK)
     .action((opts: LogitsArgs) => runLogits(opts));
 
   addSamplingOptions(withKernelOptions(program.command('generate')), GENERATE_DEFAULTS)

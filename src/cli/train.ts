@@ -6,7 +6,7 @@
 import { Presets, SingleBar } from 'cli-progress';
 import * as path from 'node:path';
 import { ArgumentError } from '../errors.js';
-import { WasmBackend } from '../kernels/wasm-backend.js';
+import { WasmKernels } from '../kernels/wasm-kernels.js';
 import { ReferenceGemm, WasmGemm, type Gemm } from '../training/gemm.js';
 import { MODEL_FILE } from '../training/checkpoint.js';
 import { LOG_FILE, train, type StartInfo, type StepReport, type TrainOptions, type TrainResult } from '../training/train.js';
@@ -53,11 +53,11 @@ export async function runTrain(args: TrainArgs): Promise<TrainResult> {
     throw new ArgumentError(`--threads must be an integer ≥ 1, got ${args.threads}`);
   }
   const { threads, kernels, progress, ...rest } = args;
-  let backend: WasmBackend | undefined;
+  let backend: WasmKernels | undefined;
   let gemm: Gemm;
   if (kernels === 'reference') gemm = new ReferenceGemm('f32');
   else {
-    backend = await WasmBackend.create(threads !== undefined ? { threads } : {});
+    backend = await WasmKernels.create(threads !== undefined ? { threads } : {});
     gemm = new WasmGemm(backend);
   }
   const err = process.stderr;

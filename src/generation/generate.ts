@@ -1,6 +1,6 @@
 // Token-level generation: prompts are read in parallel mode (forwardSequence) in blocks aligned to the
 // prefix cache's boundaries; new tokens are drawn one at a time and fed in RNN mode (forward).
-import { ArgumentError } from '../errors.js';
+import { AbortError, ArgumentError } from '../errors.js';
 import type { RwkvModel } from '../models/model.js';
 import type { State } from '../models/state.js';
 import { RwkvState } from './context.js';
@@ -143,8 +143,10 @@ export interface PrefillOptions {
   block?: number;
   /** Reuse and record snapshots here (only for a fresh state). */
   cache?: PrefixCache;
-  /** Chunk length of the chunked WKV in parallel mode. */
-  chunk?: number;
+  /** How blocks reach the model (e.g. a Batcher's forward); default model.forwardSequence. */
+  forward?: ForwardFn;
+  /** Stops reading between blocks. */
+  signal?: AbortSignal;
 }
 
 export interface PrefillResult {
@@ -158,7 +160,7 @@ export interface PrefillResult {
  * Feeds `ids` into `ctx` in parallel mode, in blocks whose ends fall on multiples of `block` from a fresh
  * state; leaves the logits after the last token in `ctx.logits`. A fresh `ctx` may resume from the cache.
  */
-export function prefill(model: RwkvModel, ctx: RwkvState, ids: readonly number[], options: PrefillOptions = {}): PrefillResult {
+export async function prefill(model: RwkvModel, ctx: RwkvState, ids: readonly number[], options: PrefillOptions = {}): Promise<PrefillResult> {
   const block = options.block ?? 64;
   if (!Number.isInteger(block) || block < 1) throw new ArgumentError(`prompt block must be an integer ≥ 1, got ${block}`);
   for (const id of ids) checkTokenId(id, 'prompt token', model.config.nVocab);
@@ -175,10 +177,11 @@ export function prefill(model: RwkvModel, ctx: RwkvState, ids: readonly number[]
   }
   const reused = pos;
   const snapshots: { length: number; state: Float32Array; logits: Float32Array }[] = [];
-  const seq = options.chunk !== undefined ? { chunk: options.chunk } : {};
+  const run = options.forward ?? ((tokens: readonly number[], state: State) => model.forwardSequence(tokens, state));
   while (pos < ids.length) {
+    if (options.signal?.aborted === true) throw new AbortError('aborted while reading the prompt');
     const end = Math.min(ids.length, pos + block - (ctx.tokenCount % block));
-    const logits = model.forwardSequence(ids.slice(pos, end), ctx.state, seq);
+    const logits = await run(ids.slice(pos, end), ctx.state);
     ctx.advance(end - pos, logits);
     pos = end;
     if (cache !== undefined && (ctx.tokenCount % block === 0 || pos === ids.length)) {
@@ -190,10 +193,10 @@ export function prefill(model: RwkvModel, ctx: RwkvState, ids: readonly number[]
 }
 
 /** Feeds `ids` into `state` one token at a time (RNN mode); returns the logits after the last one (undefined if none). */
-export function feed(model: RwkvModel, state: State, ids: readonly number[]): Float32Array | undefined {
+export async function feed(model: RwkvModel, state: State, ids: readonly number[]): Promise<Float32Array | undefined> {
   let logits: Float32Array | undefined;
-  for (const id of ids) logits = model.forward(id, state);
-  return logits?.slice();
+  for (const id of ids) logits = await model.forward(id, state);
+  return logits;
 }
 
 /**
@@ -202,12 +205,12 @@ export function feed(model: RwkvModel, state: State, ids: readonly number[]): Fl
  * `state` (a drawn stop token is neither yielded nor fed). Text-level features (stop strings, the
  * whitespace exemption of the penalties) belong to `Rwkv.generate`.
  */
-export function* generateTokens(
+export async function* generateTokens(
   model: RwkvModel,
   state: State,
   logits: Float32Array,
   options: GenerateOptions = {},
-): Generator<GeneratedToken> {
+): AsyncGenerator<GeneratedToken> {
   const resolved = validateGenerateOptions(options, model.config.nVocab);
   const ctx = RwkvState.from(state, logits.slice());
   const sampler = new TokenSampler(resolved.sampler, resolved.seed);
@@ -218,7 +221,7 @@ export function* generateTokens(
       yield step;
     } finally {
       // Also when the caller stops early: the state has seen every token it was given.
-      feedToken(model, ctx, step.id);
+      await feedToken((tokens, st) => model.forwardSequence(tokens, st), ctx, step.id);
     }
   }
 }
@@ -233,9 +236,12 @@ export function drawStep(ctx: RwkvState, sampler: TokenSampler, stopTokens: Read
   return step;
 }
 
+/** Runs tokens through the model (directly, or through a Batcher) and returns the last position's logits. */
+export type ForwardFn = (tokens: readonly number[], state: State) => Promise<Float32Array>;
+
 /** Feeds one token in RNN mode and keeps its logits in `ctx`. */
-export function feedToken(model: RwkvModel, ctx: RwkvState, id: number): void {
-  ctx.advance(1, model.forward(id, ctx.state).slice());
+export async function feedToken(forward: ForwardFn, ctx: RwkvState, id: number): Promise<void> {
+  ctx.advance(1, await forward([id], ctx.state));
 }
 
 /** log p(id) under softmax(logits). */

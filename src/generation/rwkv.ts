@@ -2,13 +2,16 @@
 // scoring, states you can keep (clone, save, load), and the prefix-state cache.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ArgumentError, RwkvError } from '../errors.js';
-import { WasmBackend } from '../kernels/wasm-backend.js';
+import { AbortError, ArgumentError, RwkvError } from '../errors.js';
+import type { Backend } from '../kernels/backend.js';
+import { createBackend } from '../kernels/create-backend.js';
 import { loadModel } from '../models/load.js';
 import type { RwkvModel } from '../models/model.js';
 import type { ModelConfig } from '../models/config.js';
+import type { State } from '../models/state.js';
 import { tokenizerForModel } from '../tokenizers/load.js';
 import { decodeText, StreamDecoder, type Tokenizer } from '../tokenizers/tokenizer.js';
+import { Batcher, type BatcherOptions } from './batcher.js';
 import { RwkvState } from './context.js';
 import {
   drawStep,
@@ -38,14 +41,14 @@ export interface RwkvOptions {
    * by the model's vocabulary size, its file looked for beside the model and in the working directory.
    */
   tokenizer?: string | Tokenizer;
-  /** Share an existing WebAssembly backend (not closed by close()) instead of creating one. */
-  backend?: WasmBackend;
+  /** Share an existing backend (not closed by close()) instead of creating one. */
+  backend?: Backend;
+  /** Continuous batching of concurrent calls: most sequences and rows per pass. */
+  batch?: BatcherOptions;
   /** The prefix-state cache: true (default), false, or its options. */
   prefixCache?: boolean | PrefixCacheOptions;
   /** Prompts are read in blocks ending at multiples of this many tokens (the cache's granularity). Default 64. */
   promptBlock?: number;
-  /** Chunk length of the chunked WKV in parallel mode (v5, v6, v7). Default 16 (DEFAULT_CHUNK). */
-  chunk?: number;
 }
 
 export interface RwkvGenerateOptions extends GenerateOptions {
@@ -93,7 +96,6 @@ export interface ScoreResult {
   perplexity: number;
 }
 
-const nextTick: (f: () => void) => void = typeof setImmediate === 'function' ? (f) => setImmediate(f) : (f) => setTimeout(f, 0);
 
 export class Rwkv {
   readonly model: RwkvModel;
@@ -104,7 +106,8 @@ export class Rwkv {
   readonly promptBlock: number;
   /** e.g. "wasm relaxed-simd × 2 thread(s)". */
   readonly kernels: string;
-  private readonly chunk: number | undefined;
+  /** Every forward pass of every call goes through it, so concurrent calls share passes. */
+  readonly batcher: Batcher;
   private readonly onClose: () => Promise<void>;
   private readonly exemptWeights = new Map<number, number>();
   private undecodableIds: number[] | undefined;
@@ -125,7 +128,7 @@ export class Rwkv {
     this.tokenizer = tokenizer;
     this.identity = modelIdentity(model);
     this.promptBlock = block;
-    this.chunk = options.chunk;
+    this.batcher = new Batcher(model, options.batch);
     const cacheOption = options.prefixCache ?? true;
     this.cache = cacheOption === false ? undefined : new PrefixCache(cacheOption === true ? {} : cacheOption);
     this.kernels = kernels;
@@ -134,22 +137,16 @@ export class Rwkv {
 
   /** Loads a model file of any supported format, with its tokenizer and the fast kernels. */
   static async load(file: string, options: RwkvOptions = {}): Promise<Rwkv> {
-    if (options.threads !== undefined && (!Number.isInteger(options.threads) || options.threads < 1)) {
-      throw new ArgumentError(`threads must be an integer ≥ 1, got ${options.threads}`);
-    }
     const int8 = options.int8 === true;
     const mode = int8 ? ', int8 weights and activations' : '';
-    if (options.kernels === 'reference') {
-      const model = loadModel(file, { int8 });
-      return new Rwkv(model, resolveTokenizer(model, options.tokenizer), options, `reference (TypeScript, 1 thread)${mode}`, async () => {});
-    }
     const owned = options.backend === undefined;
-    const backend = options.backend ?? (await WasmBackend.create(options.threads !== undefined ? { threads: options.threads } : {}));
+    const backend =
+      options.backend ??
+      (await createBackend({ kind: options.kernels ?? 'wasm', ...(options.threads !== undefined ? { threads: options.threads } : {}) }));
     const close = owned ? () => backend.close() : async () => {};
     try {
-      const model = loadModel(file, { backend, int8 });
-      const kernels = `wasm ${backend.flavour} × ${backend.threads} thread(s)${mode}`;
-      return new Rwkv(model, resolveTokenizer(model, options.tokenizer), options, kernels, close);
+      const model = await loadModel(file, { backend, int8 });
+      return new Rwkv(model, resolveTokenizer(model, options.tokenizer), options, `${backend.description}${mode}`, close);
     } catch (e) {
       await close();
       throw e;
@@ -187,14 +184,20 @@ export class Rwkv {
    * Feeds a prompt (text or token ids) into `state` in parallel mode, leaving its logits ready for
    * generation; a fresh state may resume from the prefix cache. Returns how many tokens were read/reused.
    */
-  feed(state: RwkvState, prompt: string | readonly number[], options: { cache?: boolean } = {}): { processed: number; reused: number } {
+  feed(state: RwkvState, prompt: string | readonly number[], options: { cache?: boolean; signal?: AbortSignal } = {}): Promise<{ processed: number; reused: number }> {
     this.checkState(state);
     const ids = typeof prompt === 'string' ? this.tokenizer.encode(prompt) : prompt;
     return prefill(this.model, state, ids, {
       block: this.promptBlock,
+      forward: this.forward(options.signal),
+      ...(options.signal !== undefined ? { signal: options.signal } : {}),
       ...(options.cache !== false && this.cache !== undefined ? { cache: this.cache } : {}),
-      ...(this.chunk !== undefined ? { chunk: this.chunk } : {}),
     });
+  }
+
+  /** Forward passes through the batcher (last-position logits). */
+  forward(signal?: AbortSignal): (tokens: readonly number[], state: State) => Promise<Float32Array> {
+    return (tokens, state) => this.batcher.forward(tokens, state, 'last', signal);
   }
 
   /**
@@ -227,12 +230,12 @@ export class Rwkv {
    * state the first token is scored after token 0, as ChatRWKV's evaluation does; with `state`, after its
    * last logits (and the state advances over the text).
    */
-  score(text: string | readonly number[], options: { state?: RwkvState } = {}): ScoreResult {
+  async score(text: string | readonly number[], options: { state?: RwkvState; signal?: AbortSignal } = {}): Promise<ScoreResult> {
     const ids = typeof text === 'string' ? this.tokenizer.encode(text) : [...text];
     const ctx = options.state ?? this.createState();
     this.checkState(ctx);
     if (ids.length === 0) return { ids, logProbs: [], total: 0, perplexity: NaN };
-    if (ctx.logits === undefined) this.feed(ctx, [0]);
+    if (ctx.logits === undefined) await this.feed(ctx, [0], options.signal !== undefined ? { signal: options.signal } : {});
     for (const id of ids) {
       if (!Number.isInteger(id) || id < 0 || id >= this.config.nVocab) {
         throw new ArgumentError(`token ${id} is not a token id (the vocabulary is 0..${this.config.nVocab - 1})`);
@@ -246,7 +249,8 @@ export class Rwkv {
     while (pos < ids.length) {
       const end = Math.min(ids.length, pos + block - (ctx.tokenCount % block));
       const part = ids.slice(pos, end);
-      const all = this.model.forwardSequence(part, ctx.state, { allLogits: true, ...(this.chunk !== undefined ? { chunk: this.chunk } : {}) });
+      if (options.signal?.aborted === true) throw new AbortError('scoring aborted');
+      const all = await this.batcher.forward(part, ctx.state, 'all', options.signal);
       for (let i = 0; i < part.length; i++) {
         logProbs.push(logSoftmaxAt(previous, part[i]!));
         previous = all.subarray(i * v, (i + 1) * v);
@@ -396,7 +400,7 @@ export class Generation implements AsyncIterableIterator<GenerationPiece> {
     const ctx = this.state;
     const stats = this.stats;
     let t = performance.now();
-    const fed = rwkv.feed(ctx, ids, { cache: extra.cache !== false });
+    const fed = await rwkv.feed(ctx, ids, { cache: extra.cache !== false, ...(extra.signal !== undefined ? { signal: extra.signal } : {}) });
     stats.promptTokens = ids.length;
     stats.reusedTokens = fed.reused;
     stats.promptMs = performance.now() - t;
@@ -410,11 +414,13 @@ export class Generation implements AsyncIterableIterator<GenerationPiece> {
     const matcher = new StopMatcher(stops);
     let tokens: GeneratedToken[] = [];
     let unfed: number | undefined;
-    const feedPending = (): void => {
+    const forward = rwkv.forward();
+    const feedPending = async (): Promise<void> => {
       if (unfed === undefined) return;
       const t0 = performance.now();
-      feedToken(rwkv.model, ctx, unfed);
+      const id = unfed;
       unfed = undefined;
+      await feedToken(forward, ctx, id);
       stats.generateMs += performance.now() - t0;
     };
     this.finishReason = 'length';
@@ -441,19 +447,17 @@ export class Generation implements AsyncIterableIterator<GenerationPiece> {
           tokens = [];
           yield piece;
         }
-        feedPending();
+        await feedPending();
         if (matcher.matched !== undefined) {
           this.finishReason = 'stop';
           return;
         }
-        // Let timers, I/O and signal handlers (e.g. Ctrl-C) run between tokens.
-        await new Promise<void>((resolve) => nextTick(resolve));
       }
       const tail = matcher.matched === undefined ? matcher.push(decoder.flush()) + matcher.flush() : '';
       if (tail !== '' || tokens.length > 0) yield { text: tail, tokens };
     } finally {
       // Also when the consumer stops early: the state has seen every token it was given.
-      feedPending();
+      await feedPending();
       if (this.finishReason === 'length' && stats.generatedTokens < options.maxTokens && options.maxTokens > 0) {
         this.finishReason = 'aborted';
       }

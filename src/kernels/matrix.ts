@@ -24,14 +24,6 @@ export function applyResultFunction(fn: ResultFunction, y: Float32Array): void {
   for (let i = 0; i < y.length; i++) y[i] = f(y[i]!);
 }
 
-/** Fast kernels that can read a matrix's bytes where they live (e.g. in a WebAssembly memory). */
-export interface MatrixKernels {
-  matvec(m: Matrix, x: Float32Array, y: Float32Array): void;
-  /** Several independent products at once (one meeting of the threads for all of them). */
-  matvecMany?(jobs: readonly MatvecJob[]): void;
-  matmul(m: Matrix, x: Float32Array, t: number, y: Float32Array): void;
-}
-
 /**
  * How a matrix's values are stored: a file dtype, or 'int8' — rows quantized at load time (opt-in, lossy):
  * per row, an f32 scale padded to 16 bytes, then the i8 values padded with zeros to a multiple of 16.
@@ -56,11 +48,9 @@ export interface Matrix {
   readonly f32: Float32Array | undefined;
   /** Set for f16 and bf16 (raw bits). */
   readonly u16: Uint16Array | undefined;
-  /** The fast kernels for this matrix, when its bytes live where they can read them; else the reference. */
-  readonly kernels?: MatrixKernels | undefined;
 }
 
-export function matrixFromTensor(t: Tensor, rows: number, cols: number, kernels?: MatrixKernels): Matrix {
+export function matrixFromTensor(t: Tensor, rows: number, cols: number): Matrix {
   const aligned2 = t.data.byteOffset % 2 === 0;
   const aligned4 = t.data.byteOffset % 4 === 0;
   const f32 = t.dtype === 'f32' && aligned4 ? new Float32Array(t.data.buffer, t.data.byteOffset, rows * cols) : undefined;
@@ -71,14 +61,14 @@ export function matrixFromTensor(t: Tensor, rows: number, cols: number, kernels?
   if ((t.dtype === 'f32' && f32 === undefined) || ((t.dtype === 'f16' || t.dtype === 'bf16') && u16 === undefined)) {
     throw new TypeError(`tensor '${t.name}' is not aligned for ${t.dtype}`);
   }
-  return { name: t.name, dtype: t.dtype, rows, cols, bytes: t.data, f32, u16, kernels };
+  return { name: t.name, dtype: t.dtype, rows, cols, bytes: t.data, f32, u16 };
 }
 
 /**
  * The opt-in int8 mode: `m` re-encoded as int8 rows (scale = max|row| / 127, values rounded to nearest),
  * in memory from `allocate`. Lossy: about 0.4% of each row's largest weight.
  */
-export function toInt8Rows(m: Matrix, allocate: (bytes: number) => Uint8Array, kernels?: MatrixKernels): Matrix {
+export function toInt8Rows(m: Matrix, allocate: (bytes: number) => Uint8Array): Matrix {
   const rb = int8RowBytes(m.cols);
   const bytes = allocate(m.rows * rb);
   const row = new Float32Array(m.cols);
@@ -93,7 +83,7 @@ export function toInt8Rows(m: Matrix, allocate: (bytes: number) => Uint8Array, k
     q.fill(0);
     for (let j = 0; j < m.cols; j++) q[j] = Math.max(-127, Math.min(127, Math.round(row[j]! / scale)));
   }
-  return { name: m.name, dtype: 'int8', rows: m.rows, cols: m.cols, bytes, f32: undefined, u16: undefined, kernels };
+  return { name: m.name, dtype: 'int8', rows: m.rows, cols: m.cols, bytes, f32: undefined, u16: undefined };
 }
 
 const f16 = f16ToF32Table();
@@ -139,35 +129,7 @@ export function readRow(m: Matrix, r: number, out: Float32Array): void {
 
 const blockScratch = new Float32Array(QK);
 
-/**
- * y = W·x, the reference kernel: W is rows × cols, x has cols values, y gets rows values.
- * Sums are accumulated in float64 (JS numbers) and rounded once to f32.
- */
-export function matvec(m: Matrix, x: Float32Array, y: Float32Array): void {
-  if (m.kernels !== undefined) {
-    m.kernels.matvec(m, x, y);
-    return;
-  }
-  referenceMatvec(m, x, y);
-}
-
-/**
- * Independent products y = m·x (no job reads another's y): one call of the fast kernels when every matrix
- * has the same ones, else one product after another.
- */
-export function matvecs(jobs: readonly MatvecJob[]): void {
-  const kernels = jobs[0]?.m.kernels;
-  if (kernels?.matvecMany !== undefined && jobs.every((j) => j.m.kernels === kernels)) {
-    kernels.matvecMany(jobs);
-    return;
-  }
-  for (const j of jobs) {
-    matvec(j.m, j.x, j.y);
-    if (j.then !== undefined) applyResultFunction(j.then, j.y);
-  }
-}
-
-/** The plain TypeScript matrix-vector product (float64 sums). */
+/** y = W·x, the plain TypeScript matrix-vector product: W is rows × cols, y gets rows values (float64 sums). */
 export function referenceMatvec(m: Matrix, x: Float32Array, y: Float32Array): void {
   const rows = m.rows;
   const n = m.cols;
@@ -236,19 +198,9 @@ export function referenceMatvec(m: Matrix, x: Float32Array, y: Float32Array): vo
 let rowScratch = new Float32Array(0);
 
 /**
- * Y = X·Wᵀ for a block of `t` input rows, the reference matrix-matrix kernel of parallel mode:
- * X is t × cols (row-major), Y gets t × rows. Each weight row is decoded once per call and dotted with
- * every input row, so a quantized or 16-bit matrix is read once for the whole block, not once per token.
+ * Y = X·Wᵀ for `t` input rows (X: t × cols, Y: t × rows), the plain TypeScript matrix-matrix product:
+ * float64 sums, each weight row decoded once and dotted with four input rows per load.
  */
-export function matmul(m: Matrix, x: Float32Array, t: number, y: Float32Array): void {
-  if (m.kernels !== undefined) {
-    m.kernels.matmul(m, x, t, y);
-    return;
-  }
-  referenceMatmul(m, x, t, y);
-}
-
-/** The plain TypeScript matrix-matrix product (float64 sums, four input rows per weight load). */
 export function referenceMatmul(m: Matrix, x: Float32Array, t: number, y: Float32Array): void {
   const rows = m.rows;
   const n = m.cols;

@@ -1,417 +1,153 @@
-// The fast CPU backend: WebAssembly SIMD kernels (asm/kernels.ts) over one shared WebAssembly.Memory that
-// holds the weights once, run by the calling thread plus a pool of workers that split each product by rows.
-//
-// Memory map (bytes): [0, 64 KiB) reserved for the module's own data; [CTRL, CTRL + 256) the control block
-// the threads synchronise on; weights and scratch after HEAP_START, handed out by a bump allocator.
-// wasm32 addresses end at 4 GiB: a model whose weights exceed ~3.5 GiB needs several memories (one per
-// group of layers, each with its own kernel instances), which this backend does not do yet — see
-// docs/performance.md.
+// The fast CPU backend: tensors and weights live in the WebAssembly memory of a `WasmKernels` (the SIMD
+// kernels and their worker pool), so products, norms and recurrences run on them in place — no copy in
+// or out per operation. Operations without a kernel (the elementwise ones, O(rows·C)) and shapes the SIMD
+// kernels do not take (a head size or width not a multiple of 4) run the reference code on views of the
+// same memory: one definition of the math, inherited.
 import { ArgumentError } from '../errors.js';
-import { currentPlatform, type KernelPlatform, type PoolWorker } from './wasm-platform.js';
-import { chunkBounds, Ctrl, matmulThreadBytes, Op, runChunks, UNCLAIMABLE, type KernelExports } from './wasm-pool.js';
+import { checkOwner, type DeviceMatrix, type DeviceTensor, type MatmulJob, type RowLayout, type StateSlot } from './backend.js';
+import type { Matrix, ResultFunction } from './matrix.js';
+import { HostMatrix, HostTensor, ReferenceBackend } from './reference-backend.js';
+import { WasmKernels, type WasmKernelsOptions } from './wasm-kernels.js';
 
-import type { Matrix, MatrixDType, MatrixKernels, MatvecJob, ResultFunction } from './matrix.js';
+/** Result functions the batched matrix-vector kernel applies itself. */
+const KERNEL_FUNCTIONS = new Set<string>(['relu2', 'sigmoid', 'tanh']);
 
-export const DTYPE_CODES: Readonly<Record<MatrixDType, number>> = {
-  f32: 0,
-  f16: 1,
-  bf16: 2,
-  q4_0: 3,
-  q4_1: 4,
-  q5_0: 5,
-  q5_1: 6,
-  q8_0: 7,
-  int8: 8,
-};
+export class WasmBackend extends ReferenceBackend {
+  override readonly kind = 'wasm' as const;
+  override readonly description: string;
+  override readonly threads: number;
+  readonly kernels: WasmKernels;
+  private readonly ownsKernels: boolean;
 
-/** Functions a batched product may apply to its results (asm/kernels.ts `applyFunction`). */
-const FUNCTION_CODES: Readonly<Record<ResultFunction, number>> = { relu2: 1, sigmoid: 2, tanh: 3 };
-
-/** `bytes` rounded up to a whole number of 64-byte cache lines (every scratch array starts on one). */
-function align64(bytes: number): number {
-  return Math.ceil(bytes / 64) * 64;
-}
-
-const PAGE = 65536;
-const CTRL = 4096; // control block: 64 i32
-const HEAP_START = PAGE;
-const MAX_PAGES = 65536; // 4 GiB
-
-/** The SIMD recurrences need N a multiple of 4 and every vector of H·N values. */
-function checkWkv(state: Float32Array, vectors: Float32Array[], y: Float32Array, heads: number, n: number): void {
-  const c = heads * n;
-  if (n % 4 !== 0 || state.length !== c * n || y.length !== c || vectors.some((v) => v.length < c)) {
-    throw new ArgumentError(`wkv: ${heads} heads of ${n} need N % 4 = 0, a state of ${c * n} and vectors of ${c} values`);
-  }
-}
-
-export interface WasmBackendOptions {
-  /** Threads working on each product, the calling thread included. Default: number of cores. */
-  threads?: number;
-  /** Use the relaxed-SIMD (fused multiply-add) build when available. Default true. */
-  relaxedSimd?: boolean;
-}
-
-export class WasmBackend implements MatrixKernels {
-  readonly memory: WebAssembly.Memory;
-  readonly threads: number;
-  /** 'relaxed-simd' or 'simd'. */
-  readonly flavour: string;
-  private readonly kernels: KernelExports;
-  private readonly workers: PoolWorker[];
-  /** Whether this thread may block in Atomics.wait (a browser's main thread may not). */
-  private readonly canBlock: boolean;
-  private top = HEAP_START;
-  private ctrl: Int32Array;
-  private f32: Float32Array;
-  private u32: Uint32Array;
-  private scratch = 0;
-  private scratchBytes = 0;
-  private closed = false;
-
-  private constructor(memory: WebAssembly.Memory, module: WebAssembly.Module, flavour: string, workers: PoolWorker[], threads: number, platform: KernelPlatform) {
-    this.memory = memory;
-    this.canBlock = platform.canBlock;
-    this.flavour = flavour;
-    this.workers = workers;
-    this.threads = threads;
-    this.kernels = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as KernelExports;
-    this.ctrl = new Int32Array(memory.buffer, CTRL, 64);
-    this.f32 = new Float32Array(memory.buffer);
-    this.u32 = new Uint32Array(this.f32.buffer);
-    this.buffers.add(memory.buffer);
+  private constructor(kernels: WasmKernels, owns: boolean) {
+    super();
+    this.kernels = kernels;
+    this.ownsKernels = owns;
+    this.threads = kernels.threads;
+    this.description = `wasm ${kernels.flavour} × ${kernels.threads} thread(s)`;
   }
 
-  /**
-   * Starts the worker pool and waits until every worker has its instance. Runs in Node (worker_threads)
-   * and in browsers (module Web Workers; the page must be cross-origin isolated for SharedArrayBuffer).
-   */
-  static async create(options: WasmBackendOptions = {}): Promise<WasmBackend> {
-    const platform = await currentPlatform();
-    const threads = options.threads ?? Math.max(1, platform.cores());
-    if (!Number.isInteger(threads) || threads < 1 || threads > 64) {
-      throw new ArgumentError(`threads must be an integer from 1 to 64, got ${threads}`);
-    }
-    const modules = await platform.kernelModules();
-    const useRelaxed = options.relaxedSimd !== false && modules.relaxed !== undefined;
-    const module = useRelaxed ? modules.relaxed! : modules.simd;
-    const memory = new WebAssembly.Memory({ initial: 2, maximum: MAX_PAGES, shared: true });
-    const workers: PoolWorker[] = [];
-    for (let i = 1; i < threads; i++) workers.push(platform.startWorker({ module, memory, index: i, ctrlOffset: CTRL }));
-    try {
-      await Promise.all(workers.map((w) => w.ready));
-    } catch (e) {
-      await Promise.all(workers.map((w) => w.terminate()));
-      throw e;
-    }
-    return new WasmBackend(memory, module, useRelaxed ? 'relaxed-simd' : 'simd', workers, threads, platform);
+  /** Starts the kernels' worker pool (threads: the calling thread included; default every core). */
+  static async create(options: WasmKernelsOptions = {}): Promise<WasmBackend> {
+    return new WasmBackend(await WasmKernels.create(options), true);
   }
 
-  /** Allocates `byteLength` bytes of the shared memory, 64-byte aligned (a TensorAllocator). */
-  allocate = (byteLength: number): Uint8Array => {
-    const start = this.reserve(byteLength);
-    return new Uint8Array(this.memory.buffer, start, byteLength);
-  };
-
-  /** Whether `bytes` lives in this backend's memory. */
-  owns(bytes: Uint8Array): boolean {
-    // After memory.grow the memory hands out a new SharedArrayBuffer object over the same memory, and
-    // views made earlier keep the old object: compare against every object seen.
-    return this.buffers.has(bytes.buffer);
+  /** A backend over kernels someone else owns (close() leaves them running). */
+  static over(kernels: WasmKernels): WasmBackend {
+    return new WasmBackend(kernels, false);
   }
 
-  private readonly buffers = new Set<ArrayBufferLike>();
-
-  private reserve(byteLength: number): number {
-    const start = align64(this.top);
-    const end = start + byteLength;
-    if (end > MAX_PAGES * PAGE) {
-      throw new ArgumentError(
-        `the weights and work buffers do not fit in wasm32's 4 GiB memory (need ${end} bytes); use a smaller or quantized model, or shorter inputs`,
-      );
-    }
-    const pages = Math.ceil(end / PAGE);
-    const have = this.memory.buffer.byteLength / PAGE;
-    if (pages > have) this.memory.grow(pages - have);
-    this.top = end;
-    this.refreshViews();
-    return start;
+  override allocateBytes(byteLength: number): Uint8Array {
+    return this.kernels.allocate(byteLength);
   }
 
-  private refreshViews(): void {
-    const buffer = this.memory.buffer;
-    this.buffers.add(buffer);
-    if (this.f32.buffer !== buffer) {
-      this.ctrl = new Int32Array(buffer, CTRL, 64);
-      this.f32 = new Float32Array(buffer);
-      this.u32 = new Uint32Array(buffer);
-    }
+  override matrix(m: Matrix): DeviceMatrix {
+    if (this.kernels.owns(m.bytes)) return new HostMatrix(this, m);
+    // Bytes from elsewhere (a transformed LoRA factor, an int8 copy): copied into the memory once.
+    const bytes = this.kernels.allocate(m.bytes.byteLength);
+    bytes.set(m.bytes);
+    const f32 = m.dtype === 'f32' ? new Float32Array(bytes.buffer, bytes.byteOffset, m.rows * m.cols) : undefined;
+    const u16 = m.dtype === 'f16' || m.dtype === 'bf16' ? new Uint16Array(bytes.buffer, bytes.byteOffset, m.rows * m.cols) : undefined;
+    return new HostMatrix(this, { ...m, bytes, f32, u16 });
   }
 
-  /** A scratch region of at least `bytes` bytes (reused between calls; grows by reallocation). */
-  private scratchRegion(bytes: number): number {
-    if (bytes > this.scratchBytes) {
-      this.scratchBytes = Math.max(bytes, this.scratchBytes * 2);
-      this.scratch = this.reserve(this.scratchBytes);
-    }
-    return this.scratch;
+  override tensor(rows: number, cols: number): DeviceTensor {
+    if (!Number.isInteger(rows) || !Number.isInteger(cols) || rows < 1 || cols < 1) throw new RangeError(`a tensor of ${rows} × ${cols}`);
+    const n = rows * cols;
+    const ptr = this.kernels.malloc(n * 4);
+    // A view made now stays valid: a shared memory grows in place.
+    const data = new Float32Array(this.kernels.memory.buffer, ptr, n);
+    data.fill(0);
+    return new HostTensor(this, rows, cols, data, ptr);
   }
 
-  /** Runs a job of `units` units (rows or bytes), cut into chunks of multiples of `align` units (see chunkBounds). */
-  private dispatch(op: Op, args: number[], units: number, align: number): void {
-    if (this.closed) throw new ArgumentError('the WebAssembly backend has been closed');
-    const ctrl = this.ctrl;
-    const chunks = chunkBounds(units, this.threads, align).length - 1;
-    if (chunks >= UNCLAIMABLE) throw new ArgumentError(`a job of ${units} units is too large to split`);
-    // Close the previous job's counter before touching the parameters, so that a worker still holding
-    // an old claim word cannot win it against the new job's chunk count.
-    Atomics.store(ctrl, Ctrl.Claim, (this.generation << 16) | UNCLAIMABLE);
-    Atomics.store(ctrl, Ctrl.Failed, 0);
-    ctrl[Ctrl.Op] = op;
-    for (let i = 0; i < args.length; i++) ctrl[Ctrl.Args + i] = args[i]! | 0;
-    ctrl[Ctrl.Chunks] = chunks;
-    ctrl[Ctrl.Units] = units;
-    ctrl[Ctrl.Align] = align;
-    ctrl[Ctrl.Threads] = this.threads;
-    this.generation = (this.generation + 1) & 0x7fff;
-    const g = this.generation;
-    Atomics.store(ctrl, Ctrl.Completed, 0);
-    Atomics.store(ctrl, Ctrl.Claim, g << 16);
-    if (this.threads > 1) {
-      Atomics.store(ctrl, Ctrl.Generation, g);
-      Atomics.notify(ctrl, Ctrl.Generation);
-    }
-    runChunks(this.kernels, ctrl, 0, g);
-    let spins = 0;
-    for (;;) {
-      const done = Atomics.load(ctrl, Ctrl.Completed);
-      if (done >= chunks) break;
-      if (++spins > 20_000 && this.canBlock) Atomics.wait(ctrl, Ctrl.Completed, done, 1);
-    }
-    if (Atomics.load(ctrl, Ctrl.Failed) !== 0) throw new Error('a WebAssembly kernel failed (out-of-bounds memory access?)');
+  override free(t: DeviceTensor): void {
+    checkOwner(this, t);
+    const h = t as HostTensor;
+    this.kernels.release(h.ptr, h.data.byteLength);
   }
 
-  private generation = 0;
-
-  matvec(m: Matrix, x: Float32Array, y: Float32Array): void {
-    this.matvecMany([{ m, x, y }]);
+  override async close(): Promise<void> {
+    if (this.ownsKernels) await this.kernels.close();
   }
 
-  /**
-   * Several independent products y = m·x as one job, so that the threads meet once for all of them. Each x
-   * is copied into the shared memory and prepared for its matrix's kernel (bf16: permuted; quantized
-   * types: split into integer blocks; int8 rows: rounded to i16) on this thread, then the threads split
-   * the rows of all the products.
-   */
-  matvecMany(jobs: readonly MatvecJob[]): void {
-    const prepared = jobs.map(({ m }) => this.preparedBytes(m));
-    let bytes = align64(jobs.length * 48);
-    jobs.forEach(({ m }, i) => (bytes += align64(m.cols * 4) + align64(prepared[i]!) + align64(m.rows * 4)));
-    const base = this.scratchRegion(bytes);
-    const table = this.u32;
-    const tableF32 = this.f32;
-    let p = base + align64(jobs.length * 48);
-    let totalRows = 0;
-    const yPtrs: number[] = [];
-    for (let i = 0; i < jobs.length; i++) {
-      const { m, x, then } = jobs[i]!;
-      const xPtr = p;
-      p += align64(m.cols * 4);
-      this.f32.set(x.subarray(0, m.cols), xPtr / 4);
-      let xArg = xPtr;
-      let xScale = 0;
-      if (prepared[i]! > 0) {
-        xArg = p;
-        if (m.dtype === 'int8') xScale = this.kernels.quantizeActivations(xPtr, p, m.cols);
-        else this.kernels.prepareActivations(DTYPE_CODES[m.dtype], xPtr, p, m.cols);
-        p += align64(prepared[i]!);
+  private ptr(t: DeviceTensor): number {
+    checkOwner(this, t);
+    return (t as HostTensor).ptr;
+  }
+
+  override matmul(jobs: readonly MatmulJob[]): void {
+    // One-row products go to the batched matrix-vector kernel as one job; longer ones to the packed
+    // matrix-matrix kernel, one job each.
+    const vectors: { m: Matrix; x: number; y: number; then?: ResultFunction | undefined }[] = [];
+    const after: MatmulJob[] = [];
+    for (const job of jobs) {
+      const { m, x, y, then } = job;
+      if (x.cols !== m.cols || y.cols !== m.rows || y.rows !== x.rows) {
+        throw new RangeError(`matmul ${m.name}: x ${x.rows} × ${x.cols}, y ${y.rows} × ${y.cols} for a ${m.rows} × ${m.cols} matrix`);
       }
-      const yPtr = p;
-      p += align64(m.rows * 4);
-      yPtrs.push(yPtr);
-      const e = base / 4 + i * 12;
-      table[e] = DTYPE_CODES[m.dtype];
-      table[e + 1] = m.bytes.byteOffset;
-      table[e + 2] = xArg;
-      table[e + 3] = yPtr;
-      table[e + 4] = m.cols;
-      table[e + 5] = m.rows;
-      table[e + 6] = totalRows;
-      tableF32[e + 7] = xScale;
-      table[e + 8] = then === undefined ? 0 : FUNCTION_CODES[then];
-      totalRows += m.rows;
+      const host = this.host(m);
+      const inKernel = then !== undefined && KERNEL_FUNCTIONS.has(then) && x.rows === 1;
+      if (x.rows === 1) vectors.push({ m: host, x: this.ptr(x), y: this.ptr(y), then: inKernel ? (then as ResultFunction) : undefined });
+      else this.kernels.matmulAt(host, this.ptr(x), x.rows, this.ptr(y));
+      if (then !== undefined && !inKernel) after.push(job);
     }
-    this.dispatch(Op.MatvecBatch, [base, jobs.length, totalRows], totalRows, 16);
-    for (let i = 0; i < jobs.length; i++) {
-      const { m, y } = jobs[i]!;
-      y.set(this.f32.subarray(yPtrs[i]! / 4, yPtrs[i]! / 4 + m.rows));
+    if (vectors.length > 0) this.kernels.matvecAt(vectors);
+    for (const { y, then } of after) this.unary(y, then!, y);
+  }
+
+  override norm(x: DeviceTensor, weight: DeviceTensor, bias: DeviceTensor, out: DeviceTensor, groups: number, eps: number): void {
+    if (x.cols % groups !== 0 || weight.cols !== x.cols || bias.cols !== x.cols || out.rows !== x.rows || out.cols !== x.cols) {
+      throw new ArgumentError(`norm: ${x.rows} × ${x.cols} in ${groups} groups does not fit its weights or output`);
     }
+    this.kernels.exports.groupNorm(this.ptr(x), this.ptr(weight), this.ptr(bias), this.ptr(out), x.rows, x.cols, groups, eps);
   }
 
-  /** Bytes of the prepared activations for one product with `m` (0 when the kernel reads x as it is). */
-  private preparedBytes(m: Matrix): number {
-    if (m.dtype === 'int8') return m.cols * 2 + 32; // i16 values padded to a multiple of 16
-    return this.kernels.preparedBytes(DTYPE_CODES[m.dtype], m.cols);
+  override wkv4(layout: RowLayout, slot: StateSlot, k: DeviceTensor, v: DeviceTensor, r: DeviceTensor, w: DeviceTensor, u: DeviceTensor, y: DeviceTensor): void {
+    const c = k.cols;
+    if (c % 4 !== 0) return super.wkv4(layout, slot, k, v, r, w, u, y);
+    const row = c * 4;
+    const [pk, pv, pr, pw, pu, py] = [k, v, r, w, u, y].map((t) => this.ptr(t)) as [number, number, number, number, number, number];
+    const s = this.ptr(slot.state);
+    layout.lengths.forEach((len, b) => {
+      const o = layout.starts[b]! * row;
+      const ps = s + (b * slot.state.cols + slot.offset) * 4;
+      this.kernels.exports.wkv4(ps, pk + o, pv + o, pr + o, pw, pu, py + o, c, len);
+    });
   }
 
-  /**
-   * Copies the first `n` values of each [array, n] into the scratch region, each on its own cache line,
-   * followed by room for `outFloats` floats: returns their addresses and the room's.
-   */
-  private stage(arrays: [Float32Array, number][], outFloats: number): { ptrs: number[]; out: number } {
-    let bytes = align64(outFloats * 4);
-    for (const [, n] of arrays) bytes += align64(n * 4);
-    let p = this.scratchRegion(bytes);
-    const ptrs: number[] = [];
-    for (const [a, n] of arrays) {
-      this.f32.set(a.subarray(0, n), p / 4);
-      ptrs.push(p);
-      p += align64(n * 4);
-    }
-    return { ptrs, out: p };
+  override wkv5(layout: RowLayout, slot: StateSlot, heads: number, r: DeviceTensor, k: DeviceTensor, v: DeviceTensor, w: DeviceTensor, u: DeviceTensor, y: DeviceTensor): void {
+    const c = r.cols;
+    const n = c / heads;
+    if (n % 4 !== 0) return super.wkv5(layout, slot, heads, r, k, v, w, u, y);
+    const row = c * 4;
+    const wStep = w.rows === 1 ? 0 : row;
+    const [pr, pk, pv, pw, pu, py] = [r, k, v, w, u, y].map((t) => this.ptr(t)) as [number, number, number, number, number, number];
+    const s = this.ptr(slot.state);
+    const wkv5 = this.kernels.exports.wkv5;
+    layout.lengths.forEach((len, b) => {
+      const ps = s + (b * slot.state.cols + slot.offset) * 4;
+      for (let p = layout.starts[b]!; p < layout.starts[b]! + len; p++) {
+        const o = p * row;
+        wkv5(ps, pr + o, pk + o, pv + o, pw + p * wStep, pu, py + o, heads, n);
+      }
+    });
   }
 
-  /** Copies `n` floats at `ptr` of the shared memory into `dst`. */
-  private fetch(ptr: number, n: number, dst: Float32Array): void {
-    dst.set(this.f32.subarray(ptr / 4, ptr / 4 + n));
-  }
-
-  /** LayerNorm (groups = 1) or GroupNorm of `rows` rows of weight.length values (see asm/kernels.ts). */
-  groupNorm(x: Float32Array, weight: Float32Array, bias: Float32Array, out: Float32Array, rows: number, groups: number, eps: number): void {
-    const c = weight.length;
-    if (bias.length !== c || c % groups !== 0 || x.length < rows * c || out.length < rows * c) {
-      throw new ArgumentError(`groupNorm: ${rows} rows of ${c} values in ${groups} groups do not fit the given arrays`);
-    }
-    const {
-      ptrs: [wPtr, bPtr, xPtr],
-    } = this.stage([[weight, c], [bias, c], [x, rows * c]], 0);
-    this.kernels.groupNorm(xPtr!, wPtr!, bPtr!, xPtr!, rows, c, groups, eps);
-    this.fetch(xPtr!, rows * c, out);
-  }
-
-  /**
-   * RWKV-4's WKV over `t` tokens with σ(r) applied (see asm/kernels.ts `wkv4`): `state` holds aa, bb, pp
-   * (C each) and is updated in place; k, v, r and y are t × C; w and u are C. C must be a multiple of 4.
-   */
-  wkv4(state: Float32Array, k: Float32Array, v: Float32Array, r: Float32Array, w: Float32Array, u: Float32Array, y: Float32Array, c: number, t: number): void {
-    const tc = t * c;
-    if (c % 4 !== 0 || state.length !== 3 * c || w.length < c || u.length < c || [k, v, r, y].some((a) => a.length < tc)) {
-      throw new ArgumentError(`wkv4: C = ${c} must be a multiple of 4, the state 3·C and k, v, r, y t·C = ${tc} values`);
-    }
-    const {
-      ptrs: [sPtr, wPtr, uPtr, kPtr, vPtr, rPtr],
-      out: yPtr,
-    } = this.stage([[state, 3 * c], [w, c], [u, c], [k, tc], [v, tc], [r, tc]], tc);
-    this.kernels.wkv4(sPtr!, kPtr!, vPtr!, rPtr!, wPtr!, uPtr!, yPtr, c, t);
-    this.fetch(sPtr!, 3 * c, state);
-    this.fetch(yPtr, tc, y);
-  }
-
-  /**
-   * Copies the state and every vector into the scratch region, calls `step(s, ptrs, y)` for each of the
-   * `t` tokens with the addresses of that token's rows (a vector of t·C values advances by C per token,
-   * one of C values stays), and copies the state and the t × C output back. With t = 1 it is RNN mode's
-   * WKV; with more, parallel mode's, the one-token kernel stepped along the sequence (exact like RNN mode).
-   */
-  private wkvSequence(
-    state: Float32Array,
-    vectors: Float32Array[],
-    y: Float32Array,
-    c: number,
-    t: number,
-    step: (s: number, v: number[], y: number) => void,
-  ): void {
-    const lengths = vectors.map((vec) => (vec.length >= t * c ? t * c : c));
-    const {
-      ptrs: [sPtr, ...ptrs],
-      out: yPtr,
-    } = this.stage([[state, state.length], ...vectors.map((vec, i): [Float32Array, number] => [vec, lengths[i]!])], t * c);
-    // Bytes each vector's address moves per token.
-    const strides = lengths.map((n) => (n === t * c ? c * 4 : 0));
-    const at = ptrs.slice();
-    for (let tok = 0; tok < t; tok++) {
-      for (let i = 0; i < at.length; i++) at[i] = ptrs[i]! + tok * strides[i]!;
-      step(sPtr!, at, yPtr + tok * c * 4);
-    }
-    this.fetch(sPtr!, state.length, state);
-    this.fetch(yPtr, t * c, y);
-  }
-
-  /**
-   * The v5/v6 WKV over t tokens: r, k, v and y are t × C; w (the decay) is t × C (v6) or C (v5); u is C.
-   * `state` (H·N² floats) is updated in place.
-   */
-  wkv5Sequence(state: Float32Array, r: Float32Array, k: Float32Array, v: Float32Array, w: Float32Array, u: Float32Array, y: Float32Array, heads: number, n: number, t: number): void {
-    const c = heads * n;
-    if (n % 4 !== 0 || state.length !== c * n || [r, k, v, y].some((a) => a.length < t * c) || (w.length !== c && w.length < t * c) || u.length < c) {
-      throw new ArgumentError(`wkv5Sequence: ${t} tokens of ${heads} heads of ${n} need N % 4 = 0, a state of ${c * n} and t × C vectors`);
-    }
-    this.wkvSequence(state, [r, k, v, w, u.subarray(0, c)], y, c, t, (s, [pr, pk, pv, pw, pu], py) => this.kernels.wkv5(s, pr!, pk!, pv!, pw!, pu!, py, heads, n));
-  }
-
-  /** The v7 WKV over t tokens: every vector and y are t × C; `state` (H·N² floats) is updated in place. */
-  wkv7Sequence(state: Float32Array, r: Float32Array, w: Float32Array, k: Float32Array, v: Float32Array, kk: Float32Array, a: Float32Array, y: Float32Array, heads: number, n: number, t: number): void {
-    const c = heads * n;
-    if (n % 4 !== 0 || state.length !== c * n || [r, w, k, v, kk, a, y].some((x) => x.length < t * c)) {
-      throw new ArgumentError(`wkv7Sequence: ${t} tokens of ${heads} heads of ${n} need N % 4 = 0, a state of ${c * n} and t × C vectors`);
-    }
-    this.wkvSequence(state, [r, w, k, v, kk, a], y, c, t, (s, [pr, pw, pk, pv, pkk, pa], py) => this.kernels.wkv7(s, pr!, pw!, pk!, pv!, pkk!, pa!, py, heads, n));
-  }
-
-  /** v5/v6 WKV of one token (see asm/kernels.ts `wkv5`); `state` is updated in place, `y` written. */
-  wkv5(state: Float32Array, r: Float32Array, k: Float32Array, v: Float32Array, w: Float32Array, u: Float32Array, y: Float32Array, heads: number, n: number): void {
-    checkWkv(state, [r, k, v, w, u], y, heads, n);
-    this.wkvSequence(state, [r, k, v, w, u], y, heads * n, 1, (s, [pr, pk, pv, pw, pu], py) => this.kernels.wkv5(s, pr!, pk!, pv!, pw!, pu!, py, heads, n));
-  }
-
-  /** v7 WKV of one token (see asm/kernels.ts `wkv7`); `state` is updated in place, `y` written. */
-  wkv7(state: Float32Array, r: Float32Array, w: Float32Array, k: Float32Array, v: Float32Array, kk: Float32Array, a: Float32Array, y: Float32Array, heads: number, n: number): void {
-    checkWkv(state, [r, w, k, v, kk, a], y, heads, n);
-    this.wkvSequence(state, [r, w, k, v, kk, a], y, heads * n, 1, (s, [pr, pw, pk, pv, pkk, pa], py) =>
-      this.kernels.wkv7(s, pr!, pw!, pk!, pv!, pkk!, pa!, py, heads, n),
-    );
-  }
-
-  matmul(m: Matrix, x: Float32Array, t: number, y: Float32Array): void {
-    const xBytes = align64(t * m.cols * 4);
-    const yBytes = align64(t * m.rows * 4);
-    const packBytes = this.threads * matmulThreadBytes(m.cols);
-    const base = this.scratchRegion(xBytes + yBytes + packBytes);
-    const xPtr = base;
-    const yPtr = base + xBytes;
-    const packPtr = yPtr + yBytes;
-    this.f32.set(x.subarray(0, t * m.cols), xPtr / 4);
-    this.dispatch(Op.Matmul, [DTYPE_CODES[m.dtype], m.bytes.byteOffset, xPtr, yPtr, t, m.rows, m.cols, packPtr], m.rows, 16);
-    y.set(this.f32.subarray(yPtr / 4, yPtr / 4 + t * m.rows));
-  }
-
-  /**
-   * The machine's read bandwidth as these threads see it: bytes/s of a SIMD read loop over `bytes` bytes
-   * (far beyond the caches), best of `repeats` passes.
-   */
-  measureReadBandwidth(bytes = 512 * 2 ** 20, repeats = 5): number {
-    const buf = this.allocate(bytes);
-    for (let i = 0; i < bytes; i += 4096) buf[i] = 1; // touch every page
-    let best = 0;
-    for (let r = 0; r < repeats; r++) {
-      const t0 = performance.now();
-      this.dispatch(Op.ReadSum, [buf.byteOffset, bytes], bytes, 1 << 16);
-      const seconds = (performance.now() - t0) / 1000;
-      best = Math.max(best, bytes / seconds);
-    }
-    return best;
-  }
-
-  /** Stops the workers. The memory (and the weights in it) stays valid for reading. */
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    if (this.workers.length > 0) {
-      this.ctrl[Ctrl.Op] = Op.Exit;
-      this.generation = (this.generation + 1) & 0x7fff;
-      Atomics.store(this.ctrl, Ctrl.Generation, this.generation);
-      Atomics.notify(this.ctrl, Ctrl.Generation);
-      await Promise.all(this.workers.map((w) => w.terminate()));
-    }
+  override wkv7(layout: RowLayout, slot: StateSlot, heads: number, r: DeviceTensor, w: DeviceTensor, k: DeviceTensor, v: DeviceTensor, kk: DeviceTensor, a: DeviceTensor, y: DeviceTensor): void {
+    const c = r.cols;
+    const n = c / heads;
+    if (n % 4 !== 0) return super.wkv7(layout, slot, heads, r, w, k, v, kk, a, y);
+    const row = c * 4;
+    const [pr, pw, pk, pv, pkk, pa, py] = [r, w, k, v, kk, a, y].map((t) => this.ptr(t)) as [number, number, number, number, number, number, number];
+    const s = this.ptr(slot.state);
+    const wkv7 = this.kernels.exports.wkv7;
+    layout.lengths.forEach((len, b) => {
+      const ps = s + (b * slot.state.cols + slot.offset) * 4;
+      for (let p = layout.starts[b]!; p < layout.starts[b]! + len; p++) {
+        const o = p * row;
+        wkv7(ps, pr + o, pw + o, pk + o, pv + o, pkk + o, pa + o, py + o, heads, n);
+      }
+    });
   }
 }

@@ -7,6 +7,7 @@ export const enum Op {
   MatvecBatch = 1,
   Matmul = 2,
   ReadSum = 3,
+  MatmulRows = 4,
   Exit = 99,
 }
 
@@ -39,6 +40,11 @@ export function matmulThreadBytes(cols: number): number {
   return cols * 64 + Math.max(cols, 8) * 4;
 }
 
+/** Bytes of one thread's matmulRows decode buffer: two rows of f32. */
+export function matmulRowsThreadBytes(cols: number): number {
+  return Math.ceil((cols * 8) / 64) * 64;
+}
+
 export interface KernelExports {
   matvec(dtype: number, w: number, x: number, y: number, cols: number, r0: number, r1: number): void;
   matvecBatch(table: number, count: number, g0: number, g1: number): void;
@@ -57,6 +63,7 @@ export interface KernelExports {
     pack: number,
     tmp: number,
   ): void;
+  matmulRows(dtype: number, w: number, x: number, y: number, t: number, rows: number, cols: number, r0: number, r1: number, tmp: number): void;
   readSum(ptr: number, bytes: number): number;
   groupNorm(x: number, w: number, b: number, y: number, rows: number, c: number, groups: number, eps: number): void;
   wkv4(s: number, k: number, v: number, r: number, w: number, u: number, y: number, c: number, t: number): void;
@@ -77,6 +84,9 @@ function runChunk(k: KernelExports, ctrl: Int32Array, index: number, u0: number,
     // Per-thread pack and decode buffers, laid out one after another from a(7).
     const pack = a(7) + index * matmulThreadBytes(cols);
     k.matmul(a(0), a(1), a(2), a(3), a(4), a(5), cols, u0, u1, pack, pack + cols * 64);
+  } else if (op === Op.MatmulRows) {
+    const cols = a(6);
+    k.matmulRows(a(0), a(1), a(2), a(3), a(4), a(5), cols, u0, u1, a(7) + index * matmulRowsThreadBytes(cols));
   } else if (op === Op.ReadSum) {
     k.readSum(a(0) + u0, u1 - u0);
   }

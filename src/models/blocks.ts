@@ -1,134 +1,10 @@
-// Pieces shared by several versions: token-shift interpolation and the channel mix (the FFN).
-import { reluSquared, sigmoid } from '../kernels/activations.js';
-import { matmul, matvec, matvecs, type Matrix, type MatvecJob } from '../kernels/matrix.js';
-import type { ScratchPool } from './model.js';
-import type { KernelProvider, Weights } from './weights.js';
+// What every version's blocks share: the pass they run in, named work tensors, token-shift interpolation,
+// and the channel mix (the FFN). Every tensor below is rows × C unless noted, rows = the batch's tokens.
+import type { Backend, DeviceMatrix, DeviceTensor, RowLayout, StateSlot } from '../kernels/backend.js';
+import type { Weights } from './weights.js';
 
-/** v4/v5 token shift: out = x·μ + prev·(1−μ). */
-export function mixLerp(x: Float32Array, prev: Float32Array, mu: Float32Array, out: Float32Array): void {
-  for (let i = 0; i < x.length; i++) out[i] = x[i]! * mu[i]! + prev[i]! * (1 - mu[i]!);
-}
-
-/** v6/v7 token shift: out = x + (prev − x)·μ. */
-export function shiftLerp(x: Float32Array, prev: Float32Array, mu: Float32Array, out: Float32Array): void {
-  for (let i = 0; i < x.length; i++) out[i] = x[i]! + (prev[i]! - x[i]!) * mu[i]!;
-}
-
-/**
- * Token shift over a T × C block: `prevRows` gets row t−1 of `x` for t ≥ 1 and `first` (the state's
- * previous token) for t = 0. The state's slot is then updated to x's last row.
- */
-export function shiftRows(x: Float32Array, t: number, first: Float32Array, prevRows: Float32Array): void {
-  const c = first.length;
-  prevRows.set(first, 0);
-  prevRows.set(x.subarray(0, (t - 1) * c), c);
-  first.set(x.subarray((t - 1) * c, t * c));
-}
-
-/** Applies a per-channel interpolation (`mixLerp` or `shiftLerp`) row by row over T × C blocks. */
-export function lerpRows(
-  lerp: typeof mixLerp,
-  x: Float32Array,
-  prev: Float32Array,
-  mu: Float32Array,
-  out: Float32Array,
-): void {
-  const c = mu.length;
-  const n = x.length;
-  if (lerp === mixLerp) {
-    for (let o = 0; o < n; o += c) {
-      for (let i = 0; i < c; i++) out[o + i] = x[o + i]! * mu[i]! + prev[o + i]! * (1 - mu[i]!);
-    }
-  } else {
-    for (let o = 0; o < n; o += c) {
-      for (let i = 0; i < c; i++) out[o + i] = x[o + i]! + (prev[o + i]! - x[o + i]!) * mu[i]!;
-    }
-  }
-}
-
-/** Which interpolation a version's channel mix uses. */
-export type ShiftStyle = 'mix' | 'shift';
-
-/**
- * Channel mix of v4, v5 and v6: σ(Wr·xr) ⊙ Wv·relu(Wk·xk)². v7 drops the receptance (`receptance`
- * undefined). Layer state slot: ffn_x at [0, C).
- */
-export class ChannelMix {
-  private readonly key: Matrix; // F × C
-  private readonly value: Matrix; // C × F
-  private readonly receptance: Matrix | undefined; // C × C
-  private readonly muK: Float32Array;
-  private readonly muR: Float32Array | undefined;
-  private readonly style: ShiftStyle;
-  private readonly xk: Float32Array;
-  private readonly xr: Float32Array;
-  private readonly k: Float32Array; // F
-  private readonly r: Float32Array;
-  /** relu(Wk·xk)² and σ(Wr·xr): independent, run as one batch. */
-  private readonly keyAndReceptance: MatvecJob[];
-
-  constructor(
-    w: Weights,
-    prefix: string,
-    c: number,
-    f: number,
-    names: { muK: string; muR: string | undefined; style: ShiftStyle },
-  ) {
-    this.key = w.matrix(`${prefix}.key.weight`, f, c, 'ffn size × n_embd');
-    this.value = w.matrix(`${prefix}.value.weight`, c, f, 'n_embd × ffn size');
-    this.muK = w.vector(`${prefix}.${names.muK}`, c, 'n_embd');
-    if (names.muR !== undefined) {
-      this.receptance = w.matrix(`${prefix}.receptance.weight`, c, c, 'n_embd × n_embd');
-      this.muR = w.vector(`${prefix}.${names.muR}`, c, 'n_embd');
-    } else {
-      this.receptance = undefined;
-      this.muR = undefined;
-    }
-    this.style = names.style;
-    this.xk = new Float32Array(c);
-    this.xr = new Float32Array(c);
-    this.k = new Float32Array(f);
-    this.r = new Float32Array(c);
-    this.keyAndReceptance = [{ m: this.key, x: this.xk, y: this.k, then: 'relu2' }];
-    if (this.receptance !== undefined) this.keyAndReceptance.push({ m: this.receptance, x: this.xr, y: this.r, then: 'sigmoid' });
-  }
-
-  /** Parallel mode: `xf` is T × C (ln2-normed rows), `out` T × C; `prev` is the state's ffn_x. */
-  runSequence(xf: Float32Array, t: number, prev: Float32Array, out: Float32Array, scratch: ScratchPool): void {
-    const c = this.muK.length;
-    const f = this.k.length;
-    const lerp = this.style === 'mix' ? mixLerp : shiftLerp;
-    const shifted = scratch.get('ffn.shifted', t * c);
-    shiftRows(xf, t, prev, shifted);
-    const xk = scratch.get('ffn.xk', t * c);
-    lerpRows(lerp, xf, shifted, this.muK, xk);
-    const k = scratch.get('ffn.k', t * f);
-    matmul(this.key, xk, t, k);
-    for (let i = 0; i < k.length; i++) k[i] = reluSquared(k[i]!);
-    matmul(this.value, k, t, out);
-    if (this.receptance !== undefined) {
-      const xr = xk; // reuse
-      lerpRows(lerp, xf, shifted, this.muR!, xr);
-      const r = shifted; // reuse: the shifted rows are no longer needed
-      matmul(this.receptance, xr, t, r);
-      for (let i = 0; i < out.length; i++) out[i] = out[i]! * sigmoid(r[i]!);
-    }
-  }
-
-  /** `xf`: ln2-normed input (C). `prev`: the state's ffn_x (C), updated to `xf`. */
-  run(xf: Float32Array, prev: Float32Array, out: Float32Array): void {
-    const lerp = this.style === 'mix' ? mixLerp : shiftLerp;
-    lerp(xf, prev, this.muK, this.xk);
-    if (this.receptance !== undefined) lerp(xf, prev, this.muR!, this.xr);
-    prev.set(xf);
-    matvecs(this.keyAndReceptance);
-    matvec(this.value, this.k, out);
-    if (this.receptance !== undefined) {
-      const r = this.r;
-      for (let i = 0; i < out.length; i++) out[i] = out[i]! * r[i]!;
-    }
-  }
-}
+/** LayerNorm eps of ln0, ln1, ln2 and ln_out (and of the training code). */
+export const LN_EPS = 1e-5;
 
 /**
  * ln_x's eps for v5, v6 and v7. The training code normalises x / head_size_divisor (8) with eps 1e-5, the
@@ -137,43 +13,115 @@ export class ChannelMix {
 export const LN_X_EPS = 64e-5;
 
 /**
- * The v5/v6 WKV of one token over all heads, in place on `heads` (H × N × N, S[h][key i][value j]):
- *   y_j = Σ_i r_i·(u_i·k_i·v_j + S_ij);  S_ij ← k_i·v_j + w_i·S_ij
- * on the fast kernels when there are some, else in TypeScript (sums of one head in `acc`, N doubles).
+ * Work tensors by name, reused from pass to pass (reallocated when the batch's shape changes). Names must
+ * be distinct among tensors in use at once; contents are garbage when handed out.
  */
-export function wkv5Step(
-  fast: KernelProvider | undefined,
-  heads: Float32Array,
-  r: Float32Array,
-  k: Float32Array,
-  v: Float32Array,
-  w: Float32Array,
-  u: Float32Array,
-  y: Float32Array,
-  nHead: number,
-  n: number,
-  acc: Float64Array,
-): void {
-  if (fast?.wkv5 !== undefined && n % 4 === 0) {
-    fast.wkv5(heads, r, k, v, w, u, y, nHead, n);
-    return;
+export class Workspace {
+  private readonly tensors = new Map<string, DeviceTensor>();
+
+  constructor(private readonly backend: Backend) {}
+
+  get(name: string, rows: number, cols: number): DeviceTensor {
+    const t = this.tensors.get(name);
+    if (t !== undefined && t.rows === rows && t.cols === cols) return t;
+    if (t !== undefined) this.backend.free(t);
+    const fresh = this.backend.tensor(rows, cols);
+    this.tensors.set(name, fresh);
+    return fresh;
   }
-  for (let h = 0; h < nHead; h++) {
-    const o = h * n; // this head's channels
-    acc.fill(0);
-    for (let i = 0; i < n; i++) {
-      const ki = k[o + i]!;
-      const ri = r[o + i]!;
-      const ui = u[o + i]!;
-      const wi = w[o + i]!;
-      const row = (o + i) * n; // S[h][i][·]
-      for (let j = 0; j < n; j++) {
-        const kv = ki * v[o + j]!;
-        const sij = heads[row + j]!;
-        acc[j] = acc[j]! + ri * (ui * kv + sij);
-        heads[row + j] = kv + wi * sij;
-      }
+
+  /** Frees every tensor. */
+  clear(): void {
+    for (const t of this.tensors.values()) this.backend.free(t);
+    this.tensors.clear();
+  }
+}
+
+/** One forward pass over a batch: what every block of every layer needs. */
+export interface Pass {
+  readonly backend: Backend;
+  readonly layout: RowLayout;
+  /** B × (the model's state size): one row per sequence. */
+  readonly state: DeviceTensor;
+  readonly work: Workspace;
+  /** v7: layer 0's value vectors, which every later layer mixes in. */
+  vFirst?: DeviceTensor;
+}
+
+/** A layer: both halves read ln-normed rows and write their output (added to the residual by the model). */
+export interface Block {
+  /** `base`: the layer's first float in a state row (models/state.ts: ffn_x at base, att_x at base + C). */
+  timeMix(pass: Pass, base: number, xa: DeviceTensor, out: DeviceTensor): void;
+  channelMix(pass: Pass, base: number, xf: DeviceTensor, out: DeviceTensor): void;
+}
+
+/** The slot of a layer's state row that starts `offset` floats after the layer's base. */
+export function slot(pass: Pass, base: number, offset: number): StateSlot {
+  return { state: pass.state, offset: base + offset };
+}
+
+/**
+ * Token-shift interpolation in the convention of each version, on the backend's one lerp
+ * (out = a + (b − a)·μ): v4/v5 `x·μ + prev·(1−μ)` is lerp(prev, x, μ); v6/v7 `x + (prev − x)·μ` is
+ * lerp(x, prev, μ).
+ */
+export type ShiftStyle = 'v4' | 'v6';
+
+export function mixShift(pass: Pass, style: ShiftStyle, x: DeviceTensor, prev: DeviceTensor, mu: DeviceTensor, out: DeviceTensor): void {
+  if (style === 'v4') pass.backend.lerp(prev, x, mu, out);
+  else pass.backend.lerp(x, prev, mu, out);
+}
+
+/**
+ * Channel mix of v4, v5 and v6: σ(Wr·xr) ⊙ Wv·relu(Wk·xk)². v7 drops the receptance (`muR` undefined).
+ * Layer state: ffn_x at the layer's base.
+ */
+export class ChannelMix {
+  private readonly key: DeviceMatrix; // F × C
+  private readonly value: DeviceMatrix; // C × F
+  private readonly receptance: DeviceMatrix | undefined; // C × C
+  private readonly muK: DeviceTensor; // 1 × C
+  private readonly muR: DeviceTensor | undefined;
+  private readonly c: number;
+  private readonly f: number;
+
+  constructor(
+    w: Weights,
+    prefix: string,
+    c: number,
+    f: number,
+    private readonly names: { muK: string; muR: string | undefined; style: ShiftStyle },
+  ) {
+    this.c = c;
+    this.f = f;
+    this.key = w.matrix(`${prefix}.key.weight`, f, c, 'ffn size × n_embd');
+    this.value = w.matrix(`${prefix}.value.weight`, c, f, 'n_embd × ffn size');
+    this.muK = w.param(`${prefix}.${names.muK}`, c, 'n_embd');
+    this.receptance = names.muR !== undefined ? w.matrix(`${prefix}.receptance.weight`, c, c, 'n_embd × n_embd') : undefined;
+    this.muR = names.muR !== undefined ? w.param(`${prefix}.${names.muR}`, c, 'n_embd') : undefined;
+  }
+
+  run(pass: Pass, base: number, xf: DeviceTensor, out: DeviceTensor): void {
+    const { backend, work, layout } = pass;
+    const rows = layout.rows;
+    const prev = work.get('ffn.prev', rows, this.c);
+    backend.tokenShift(layout, slot(pass, base, 0), xf, prev);
+    const xk = work.get('ffn.xk', rows, this.c);
+    mixShift(pass, this.names.style, xf, prev, this.muK, xk);
+    const k = work.get('ffn.k', rows, this.f);
+    if (this.receptance === undefined) {
+      backend.matmul([{ m: this.key, x: xk, y: k, then: 'relu2' }]);
+      backend.matmul([{ m: this.value, x: k, y: out }]);
+      return;
     }
-    for (let j = 0; j < n; j++) y[o + j] = acc[j]!;
+    const xr = work.get('ffn.xr', rows, this.c);
+    mixShift(pass, this.names.style, xf, prev, this.muR!, xr);
+    const r = work.get('ffn.r', rows, this.c);
+    backend.matmul([
+      { m: this.key, x: xk, y: k, then: 'relu2' },
+      { m: this.receptance, x: xr, y: r, then: 'sigmoid' },
+    ]);
+    backend.matmul([{ m: this.value, x: k, y: out }]);
+    backend.mul(out, r, out);
   }
 }

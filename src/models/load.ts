@@ -2,8 +2,11 @@
 // sizes, checks them against what the container declares, and builds that version's blocks.
 import { ModelError } from '../errors.js';
 import { openCheckpoint } from '../formats/open.js';
-import type { TensorAllocator, TensorSource } from '../formats/tensor-source.js';
+import type { TensorSource } from '../formats/tensor-source.js';
+import { toEncoding } from '../formats/transform.js';
 import { detectVersion } from '../formats/version.js';
+import type { Backend } from '../kernels/backend.js';
+import { ReferenceBackend } from '../kernels/reference-backend.js';
 import { shapeString, elementCount } from '../tensor/tensor.js';
 import type { ModelConfig, RwkvVersion } from './config.js';
 import type { RwkvModel } from './model.js';
@@ -11,14 +14,14 @@ import { buildV4 } from './v4.js';
 import { buildV5 } from './v5.js';
 import { buildV6 } from './v6.js';
 import { buildV7 } from './v7.js';
-import { Weights, type KernelProvider } from './weights.js';
+import { Weights } from './weights.js';
 
 export interface LoadOptions {
   /**
-   * The fast kernels (e.g. a `WasmBackend`): weights are read straight into its memory and every matrix
-   * product runs there. Without one, weights stay in plain memory and the reference kernels run.
+   * The backend the model runs on (from createBackend): weights are read straight into its memory.
+   * Default: a ReferenceBackend (plain TypeScript).
    */
-  backend?: KernelProvider & { allocate: TensorAllocator };
+  backend?: Backend;
   /**
    * Opt-in, lossy: re-encode the big matrices as int8 rows (one scale per row) and round activations to
    * int16 inside the products — about 2× fewer bytes per token than f16. The file's weights are read
@@ -28,12 +31,11 @@ export interface LoadOptions {
 }
 
 /** Loads a model file of any supported format and version. */
-export function loadModel(path: string, options: LoadOptions = {}): RwkvModel {
-  if (options.int8 === true) {
-    const allocate = options.backend?.allocate ?? ((n: number) => new Uint8Array(n));
-    return modelFromSource(openCheckpoint(path), options.backend, allocate);
-  }
-  return modelFromSource(openCheckpoint(path, options.backend?.allocate), options.backend);
+export async function loadModel(path: string, options: LoadOptions = {}): Promise<RwkvModel> {
+  const backend = options.backend ?? new ReferenceBackend();
+  const int8 = options.int8 === true;
+  const allocate = int8 ? (n: number) => new Uint8Array(n) : (n: number) => backend.allocateBytes(n);
+  return modelFromSource(openCheckpoint(path, allocate), backend, int8);
 }
 
 /** Layers are blocks.0 … blocks.(n−1), each with an ln1; a gap is a missing tensor, not fewer layers. */
@@ -103,26 +105,24 @@ function headsOf(source: TensorSource, version: RwkvVersion, c: number): { nHead
   return { nHead, headSize: c / nHead };
 }
 
-/** Builds a model from named tensors; `int8` (an allocator) turns on the opt-in int8 mode. */
-export function modelFromSource(
-  source: TensorSource,
-  kernels?: KernelProvider,
-  int8?: (bytes: number) => Uint8Array,
-): RwkvModel {
+/**
+ * Builds a model from named tensors. The source is first brought into the one in-memory convention the
+ * version files read (rwkv.cpp's parameter encoding — docs/architecture.md lists it per tensor kind):
+ * official checkpoints have their few small transformed parameters converted here, once.
+ */
+export function modelFromSource(source: TensorSource, backend: Backend = new ReferenceBackend(), int8 = false): RwkvModel {
   const version = detectVersion(source);
   const config = inferConfig(source, version);
-  const w = new Weights(source, kernels, int8);
-  // rwkv.cpp stores some parameters pre-transformed; official checkpoints store them raw.
-  const rwkvcpp = source.encoding === 'rwkvcpp';
+  const w = new Weights(toEncoding(source, 'rwkvcpp'), backend, int8, source);
   switch (version) {
     case '4':
-      return buildV4(w, config, rwkvcpp ? 'negexp' : 'raw');
+      return buildV4(w, config);
     case '5.1':
     case '5.2':
-      return buildV5(w, config, rwkvcpp ? 'rwkvcpp' : 'official');
+      return buildV5(w, config);
     case '6':
-      return buildV6(w, config, rwkvcpp ? 'rwkvcpp' : 'official');
+      return buildV6(w, config);
     case '7':
-      return buildV7(w, config, rwkvcpp ? 'rwkvcpp' : 'official');
+      return buildV7(w, config);
   }
 }

@@ -32,7 +32,7 @@ export interface RandomOptions {
    * with the embedding and head kept f32, as rwkv.cpp's quantizer does.
    */
   dtype?: DType;
-  /** Where tensor bytes go (e.g. a WasmBackend's memory). */
+  /** Where tensor bytes go (e.g. a WasmKernels's memory). */
   allocate?: TensorAllocator;
 }
 

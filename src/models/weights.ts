@@ -1,47 +1,37 @@
-// Looks up a model's tensors by name and checks their shapes, turning a missing or misshapen tensor into
-// a ModelError that names the file and the tensor.
+// Looks up a model's tensors by name, checks their shapes (a missing or misshapen tensor is a ModelError
+// that names the file and the tensor) and places them on the model's backend.
 import { ModelError } from '../errors.js';
 import type { TensorSource } from '../formats/tensor-source.js';
-import { f32Matrix, matrixFromTensor, toInt8Rows, type Matrix, type MatrixDType, type MatrixKernels } from '../kernels/matrix.js';
-import type { NormKernels } from '../kernels/norm.js';
+import type { Backend, DeviceMatrix, DeviceTensor } from '../kernels/backend.js';
+import { f32Matrix, matrixFromTensor, toInt8Rows, type MatrixDType } from '../kernels/matrix.js';
 import { dequantize } from '../kernels/quant.js';
 import { DTYPES, decodeBF16, f16ToF32Table } from '../tensor/dtype.js';
 import { elementCount, f32View, shapeString, u16View, type Tensor } from '../tensor/tensor.js';
 
-/** Fast kernels together with the memory they read from. */
-export interface KernelProvider extends MatrixKernels, Partial<NormKernels> {
-  /** Whether these kernels can read `bytes` where they are. */
-  owns(bytes: Uint8Array): boolean;
-  /** Memory the kernels can read. */
-  allocate(byteLength: number): Uint8Array;
-  /** RWKV-4's WKV over t tokens with σ(r) applied, in place on `state` (aa, bb, pp); see WasmBackend. */
-  wkv4?(state: Float32Array, k: Float32Array, v: Float32Array, r: Float32Array, w: Float32Array, u: Float32Array, y: Float32Array, c: number, t: number): void;
-  /** The v5/v6 WKV over t tokens (w: t × C or C); see WasmBackend. */
-  wkv5Sequence?(state: Float32Array, r: Float32Array, k: Float32Array, v: Float32Array, w: Float32Array, u: Float32Array, y: Float32Array, heads: number, n: number, t: number): void;
-  /** The v7 WKV over t tokens; see WasmBackend. */
-  wkv7Sequence?(state: Float32Array, r: Float32Array, w: Float32Array, k: Float32Array, v: Float32Array, kk: Float32Array, a: Float32Array, y: Float32Array, heads: number, n: number, t: number): void;
-  /** The v5/v6 WKV of one token, in place on `state` (H·N² floats); see WasmBackend. */
-  wkv5?(state: Float32Array, r: Float32Array, k: Float32Array, v: Float32Array, w: Float32Array, u: Float32Array, y: Float32Array, heads: number, n: number): void;
-  /** The v7 WKV of one token, in place on `state` (H·N² floats); see WasmBackend. */
-  wkv7?(state: Float32Array, r: Float32Array, w: Float32Array, k: Float32Array, v: Float32Array, kk: Float32Array, a: Float32Array, y: Float32Array, heads: number, n: number): void;
-}
-
-/** Matrices smaller than this stay in their stored encoding in int8 mode (LoRA factors, tiny models' matrices are all bigger). */
+/** Matrices smaller than this stay in their stored encoding in int8 mode (LoRA factors; tiny models' matrices are all bigger). */
 const INT8_MIN_ELEMENTS = 4096;
 
+/**
+ * A model's tensors on its backend: matrices placed in their stored encoding, parameters uploaded as
+ * 1 × n f32 rows. The source is already in the one in-memory convention (see models/load.ts).
+ */
 export class Weights {
   readonly source: TensorSource;
-  private readonly kernels: KernelProvider | undefined;
-  /** Opt-in int8 mode: big matrices re-encoded as int8 rows here (the backend's memory). */
-  private readonly int8: ((bytes: number) => Uint8Array) | undefined;
+  readonly backend: Backend;
+  /** Opt-in int8 mode: big matrices re-encoded as int8 rows. */
+  private readonly int8: boolean;
   /** Matrices held in another encoding than the file's (int8 mode), with their bytes in memory. */
   readonly reencoded = new Map<string, { dtype: MatrixDType; bytes: number }>();
   /** Names read so far, to report tensors a model did not use. */
   private readonly used = new Set<string>();
 
-  constructor(source: TensorSource, kernels?: KernelProvider, int8?: (bytes: number) => Uint8Array) {
+  /** The tensors as the file stores them (`source` may hold converted copies of a few). */
+  readonly original: TensorSource;
+
+  constructor(source: TensorSource, backend: Backend, int8 = false, original: TensorSource = source) {
     this.source = source;
-    this.kernels = kernels;
+    this.original = original;
+    this.backend = backend;
     this.int8 = int8;
   }
 
@@ -60,7 +50,7 @@ export class Weights {
     return t;
   }
 
-  /** A tensor of `length` values in any shape with that many elements (e.g. [C], [1, 1, C], [H, N]). */
+  /** A tensor of `length` values in any shape with that many elements (e.g. [C], [1, 1, C], [H, N]), on the host. */
   vector(name: string, length: number, meaning = ''): Float32Array {
     const t = this.tensor(name);
     const n = elementCount(t.shape);
@@ -74,8 +64,18 @@ export class Weights {
     return toF32(t);
   }
 
+  /** `vector` uploaded as a 1 × length parameter. */
+  param(name: string, length: number, meaning = ''): DeviceTensor {
+    return this.upload(this.vector(name, length, meaning));
+  }
+
+  /** Values computed at load (a derived parameter) as a 1 × n tensor. */
+  upload(values: Float32Array): DeviceTensor {
+    return this.backend.upload(values, 1, values.length);
+  }
+
   /** A rows × cols weight matrix (PyTorch order [out, in]), kept in its stored encoding. */
-  matrix(name: string, rows: number, cols: number, meaning = ''): Matrix {
+  matrix(name: string, rows: number, cols: number, meaning = ''): DeviceMatrix {
     const t = this.tensor(name);
     if (t.shape.length !== 2 || t.shape[0] !== rows || t.shape[1] !== cols) {
       const why = meaning !== '' ? ` (${meaning})` : '';
@@ -84,38 +84,41 @@ export class Weights {
         tensor: name,
       });
     }
-    const fast = this.kernels !== undefined && this.kernels.owns(t.data) ? this.kernels : undefined;
-    const m = matrixFromTensor(t, rows, cols, fast);
+    const m = matrixFromTensor(t, rows, cols);
     // int8 mode re-encodes the matrices that are streamed every token; the embedding is only looked up.
-    if (this.int8 !== undefined && name !== 'emb.weight' && rows * cols >= INT8_MIN_ELEMENTS) {
-      const q = toInt8Rows(m, this.int8, this.kernels);
+    if (this.int8 && name !== 'emb.weight' && rows * cols >= INT8_MIN_ELEMENTS) {
+      const q = toInt8Rows(m, (n) => this.backend.allocateBytes(n));
       this.reencoded.set(name, { dtype: q.dtype, bytes: q.bytes.byteLength });
-      return q;
+      return this.backend.matrix(q);
     }
-    return m;
+    return this.backend.matrix(m);
   }
 
   /**
-   * A matrix computed at load time (e.g. a LoRA factor transposed from the official layout), rows × cols
-   * f32 values, placed where the fast kernels can read it.
+   * Rows [first, first + count) of a tensor read as a rows × cols matrix (any shape with that many
+   * elements), as a matrix of its own in the stored encoding (e.g. one chunk of v6's mix LoRA).
    */
-  derivedMatrix(name: string, values: Float32Array, rows: number, cols: number): Matrix {
-    if (this.kernels === undefined) return f32Matrix(name, values, rows, cols);
-    const bytes = this.kernels.allocate(values.byteLength);
-    const placed = new Float32Array(bytes.buffer, bytes.byteOffset, values.length);
-    placed.set(values);
-    return { ...f32Matrix(name, placed, rows, cols), kernels: this.kernels };
+  matrixRows(name: string, rows: number, cols: number, first: number, count: number, meaning = ''): DeviceMatrix {
+    const t = this.tensor(name);
+    if (elementCount(t.shape) !== rows * cols) {
+      const why = meaning !== '' ? ` (${meaning})` : '';
+      throw new ModelError('BAD_SHAPE', `has shape ${shapeString(t.shape)}, expected ${rows} × ${cols} values${why}`, { file: this.file, tensor: name });
+    }
+    const rowBytes = t.data.byteLength / rows;
+    const part: Tensor = { name: `${name}[${first}:${first + count}]`, dtype: t.dtype, shape: [count, cols], data: t.data.subarray(first * rowBytes, (first + count) * rowBytes) };
+    return this.backend.matrix(matrixFromTensor(part, count, cols));
   }
 
-  /** The fast kernels, when the model runs on them (for the recurrences that are not matrix products). */
-  get fast(): KernelProvider | undefined {
-    return this.kernels;
+  /** A matrix of rows × cols f32 values computed at load (e.g. a row range of a stored matrix). */
+  derivedMatrix(name: string, values: Float32Array, rows: number, cols: number): DeviceMatrix {
+    return this.backend.matrix(f32Matrix(name, values, rows, cols));
   }
 
   /** Tensors present in the file that no lookup asked for. */
   unused(): string[] {
     return [...this.source.tensors.keys()].filter((k) => !this.used.has(k));
   }
+
 }
 
 /** A small tensor's values as a fresh f32 array (vectors and LoRA factors; not for big matrices). */

@@ -8,7 +8,7 @@
 // copies: dX = dY·(Wᵀ)ᵀ with Wᵀ copied into its memory, and dW = dYᵀ·(Xᵀ)ᵀ with Xᵀ copied there. The
 // copies cost O(n·I + O·I) per product against O(n·O·I) for the product itself.
 import { f32Matrix } from '../kernels/matrix.js';
-import type { WasmBackend } from '../kernels/wasm-backend.js';
+import type { WasmKernels } from '../kernels/wasm-kernels.js';
 import type { Vec } from './ops.js';
 
 export interface Gemm {
@@ -101,7 +101,7 @@ export function transpose(out: Float32Array, a: Vec, rows: number, cols: number)
 export class WasmGemm implements Gemm {
   readonly precision = 'f32' as const;
   readonly name: string;
-  private readonly backend: WasmBackend;
+  private readonly backend: WasmKernels;
   // Regions of the backend's memory for the transposed operands, grown by reallocation (the backend's
   // allocator never frees, so they are sized once for the largest product and kept).
   private wt: Float32Array = new Float32Array(0);
@@ -110,7 +110,7 @@ export class WasmGemm implements Gemm {
   private dyT: Float32Array = new Float32Array(0);
   private out: Float32Array = new Float32Array(0);
 
-  constructor(backend: WasmBackend) {
+  constructor(backend: WasmKernels) {
     this.backend = backend;
     this.name = `wasm ${backend.flavour} × ${backend.threads} thread(s)`;
   }

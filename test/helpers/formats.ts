@@ -18,10 +18,10 @@ export const GGUF_MODELS = ['6v0-1m', '7v0-834K'] as const;
 export const fp32 = (m: string): string => `tiny-rwkv-${m}-FP32.bin`;
 
 /** The 256 logits after `"in` from a fresh state. */
-export function logitsAfterIn(model: RwkvModel): Float32Array {
+export async function logitsAfterIn(model: RwkvModel): Promise<Float32Array> {
   const state = model.createState();
   let logits: Float32Array | undefined;
-  for (const token of PROMPT_IN) logits = model.forward(token, state);
+  for (const token of PROMPT_IN) logits = await model.forward(token, state);
   return logits!;
 }
 
@@ -45,6 +45,23 @@ export function expectRwkvError(fn: () => unknown, code: RwkvErrorCode, mentions
   assert.equal(thrown.code, code, thrown.message);
   for (const m of mentions) assert.ok(thrown.message.includes(m), `message lacks "${m}": ${thrown.message}`);
   return thrown;
+}
+
+/** `fn` must reject (or throw) an RwkvError with `code` whose message contains each of `mentions`. */
+export async function expectRwkvRejection(
+  fn: () => Promise<unknown>,
+  code: RwkvErrorCode,
+  mentions: readonly string[] = [],
+): Promise<RwkvError> {
+  let thrown: unknown;
+  try {
+    await fn();
+  } catch (e) {
+    thrown = e;
+  }
+  return expectRwkvError(() => {
+    if (thrown !== undefined) throw thrown;
+  }, code, mentions);
 }
 
 /** Tensors equal in name order, shape, dtype and bytes. */

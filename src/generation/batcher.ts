@@ -1,0 +1,104 @@
+// Continuous batching: every forward request of every concurrent generate/score call on one model goes
+// through here, and the requests waiting at the moment a pass starts run together in that pass (rows of
+// all sequences concatenated into each product). A sequence joins or leaves between passes; a long
+// prompt arrives in slices (generate.ts `prefill`), so it holds the others up for one slice at most.
+import { AbortError } from '../errors.js';
+import type { LogitsWanted, RwkvModel } from '../models/model.js';
+import type { State } from '../models/state.js';
+
+interface Request {
+  readonly tokens: readonly number[];
+  readonly state: State;
+  readonly logits: LogitsWanted;
+  readonly resolve: (logits: Float32Array) => void;
+  readonly reject: (e: unknown) => void;
+  readonly signal: AbortSignal | undefined;
+}
+
+/** Lets other callbacks (I/O, timers, new requests) run; setImmediate in Node, a macrotask elsewhere. */
+export const yieldToHost: () => Promise<void> =
+  typeof setImmediate === 'function' ? () => new Promise((r) => setImmediate(r)) : () => new Promise((r) => setTimeout(r, 0));
+
+export interface BatcherOptions {
+  /** Most sequences in one pass. Default 8. */
+  maxBatch?: number;
+  /** Most rows (tokens) in one pass; a sequence that alone exceeds it still runs alone. Default 512. */
+  maxRows?: number;
+}
+
+export class Batcher {
+  readonly model: RwkvModel;
+  private readonly maxBatch: number;
+  private readonly maxRows: number;
+  private pending: Request[] = [];
+  private draining = false;
+  /** Passes run and sequences they carried (for benchmarks and tests). */
+  readonly stats = { passes: 0, sequences: 0 };
+
+  constructor(model: RwkvModel, options: BatcherOptions = {}) {
+    this.model = model;
+    this.maxBatch = options.maxBatch ?? 8;
+    this.maxRows = options.maxRows ?? 512;
+  }
+
+  /** Feeds `tokens` into `state` in some coming pass; resolves to the logits wanted. */
+  forward(tokens: readonly number[], state: State, logits: LogitsWanted = 'last', signal?: AbortSignal): Promise<Float32Array> {
+    if (signal?.aborted === true) return Promise.reject(new AbortError('aborted'));
+    return new Promise((resolve, reject) => {
+      this.pending.push({ tokens, state, logits, resolve, reject, signal });
+      if (!this.draining) {
+        this.draining = true;
+        // Start on a later turn, so that requests issued together (e.g. by Promise.all) share the pass.
+        void yieldToHost().then(() => this.drain());
+      }
+    });
+  }
+
+  private take(): Request[] {
+    const batch: Request[] = [];
+    const states = new Set<State>();
+    const rest: Request[] = [];
+    let rows = 0;
+    for (const r of this.pending) {
+      if (r.signal?.aborted === true) {
+        r.reject(new AbortError('aborted'));
+        continue;
+      }
+      const fits = batch.length < this.maxBatch && (batch.length === 0 || rows + r.tokens.length <= this.maxRows);
+      // One state appears at most once per pass; its later requests wait for the next one, in order.
+      if (fits && !states.has(r.state)) {
+        batch.push(r);
+        states.add(r.state);
+        rows += r.tokens.length;
+      } else rest.push(r);
+    }
+    this.pending = rest;
+    return batch;
+  }
+
+  private async drain(): Promise<void> {
+    try {
+      for (;;) {
+        const batch = this.take();
+        if (batch.length === 0) break;
+        try {
+          const out = await this.model.run(batch.map(({ tokens, state, logits }) => ({ tokens, state, logits })));
+          this.stats.passes++;
+          this.stats.sequences += batch.length;
+          batch.forEach((r, i) => r.resolve(out[i]!));
+        } catch (e) {
+          for (const r of batch) r.reject(e);
+        }
+        // Between passes the host runs its callbacks, and the callers whose logits came back submit
+        // their next token in time for the next pass.
+        await yieldToHost();
+      }
+    } finally {
+      this.draining = false;
+      if (this.pending.length > 0) {
+        this.draining = true;
+        void yieldToHost().then(() => this.drain());
+      }
+    }
+  }
+}

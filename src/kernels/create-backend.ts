@@ -1,0 +1,27 @@
+// The one place that picks a backend: the CLI, the library and training all come here.
+import { ArgumentError } from '../errors.js';
+import type { Backend, BackendKind } from './backend.js';
+import { ReferenceBackend } from './reference-backend.js';
+import { WasmBackend } from './wasm-backend.js';
+
+export interface BackendOptions {
+  /** 'wasm' (default): WebAssembly SIMD kernels and a worker pool; 'reference': plain TypeScript, float64 sums, slow. */
+  kind?: BackendKind;
+  /** Threads of the WebAssembly kernels, the calling thread included. Default: every core. */
+  threads?: number;
+}
+
+export async function createBackend(options: BackendOptions = {}): Promise<Backend> {
+  const kind = options.kind ?? 'wasm';
+  if (options.threads !== undefined && (!Number.isInteger(options.threads) || options.threads < 1 || options.threads > 64)) {
+    throw new ArgumentError(`threads must be an integer from 1 to 64, got ${options.threads}`);
+  }
+  switch (kind) {
+    case 'reference':
+      return new ReferenceBackend();
+    case 'wasm':
+      return WasmBackend.create(options.threads !== undefined ? { threads: options.threads } : {});
+    default:
+      throw new ArgumentError(`unknown backend '${String(kind)}' (known: wasm, reference)`);
+  }
+}

@@ -1,0 +1,357 @@
+// The checking oracle: every Backend operation in plain TypeScript over JS arrays, sums and recurrences in
+// float64 (JS numbers), results rounded to f32 when stored. Slow and obvious on purpose; the conformance
+// suite (test/backend-conformance.test.ts) holds every other backend to it.
+import { reluSquared, sigmoid, silu } from './activations.js';
+import {
+  checkOwner,
+  type Backend,
+  type DeviceMatrix,
+  type DeviceTensor,
+  type MatmulJob,
+  type RowLayout,
+  type StateSlot,
+  type UnaryFunction,
+} from './backend.js';
+import { readRow, referenceMatmul, type Matrix } from './matrix.js';
+
+/** A tensor whose values a JS array can see (plain memory, or a view of a WebAssembly memory at `ptr`). */
+export class HostTensor implements DeviceTensor {
+  constructor(
+    readonly owner: Backend,
+    readonly rows: number,
+    readonly cols: number,
+    readonly data: Float32Array,
+    /** Byte address in the backend's WebAssembly memory (WasmBackend); 0 for plain memory. */
+    readonly ptr = 0,
+  ) {}
+}
+
+export class HostMatrix implements DeviceMatrix {
+  readonly name: string;
+  readonly dtype: Matrix['dtype'];
+  readonly rows: number;
+  readonly cols: number;
+  readonly byteLength: number;
+  constructor(
+    readonly owner: Backend,
+    readonly m: Matrix,
+  ) {
+    this.name = m.name;
+    this.dtype = m.dtype;
+    this.rows = m.rows;
+    this.cols = m.cols;
+    this.byteLength = m.bytes.byteLength;
+  }
+}
+
+export const UNARY: Readonly<Record<UnaryFunction, (x: number) => number>> = {
+  relu2: reluSquared,
+  sigmoid,
+  tanh: Math.tanh,
+  silu,
+  exp: Math.exp,
+};
+
+/** Checks that an operand is the output's shape or one broadcast row of its width. */
+function broadcastable(b: DeviceTensor, out: DeviceTensor, what: string): void {
+  if (b.cols !== out.cols || (b.rows !== out.rows && b.rows !== 1)) {
+    throw new RangeError(`${what}: a ${b.rows} × ${b.cols} operand does not broadcast to ${out.rows} × ${out.cols}`);
+  }
+}
+
+/**
+ * Also the base of the WebAssembly backend, whose tensors are views of its memory: it overrides the
+ * operations it has kernels for and inherits the rest (the cheap elementwise ones) as they are here.
+ */
+export class ReferenceBackend implements Backend {
+  readonly kind: Backend['kind'] = 'reference';
+  readonly description: string = 'reference (TypeScript, 1 thread)';
+  readonly threads: number = 1;
+
+  allocateBytes(byteLength: number): Uint8Array {
+    return new Uint8Array(byteLength);
+  }
+
+  matrix(m: Matrix): DeviceMatrix {
+    return new HostMatrix(this, m);
+  }
+
+  tensor(rows: number, cols: number): DeviceTensor {
+    if (!Number.isInteger(rows) || !Number.isInteger(cols) || rows < 1 || cols < 1) throw new RangeError(`a tensor of ${rows} × ${cols}`);
+    return new HostTensor(this, rows, cols, new Float32Array(rows * cols));
+  }
+
+  upload(values: Float32Array, rows: number, cols: number): DeviceTensor {
+    if (values.length !== rows * cols) throw new RangeError(`upload: ${values.length} values for ${rows} × ${cols}`);
+    const t = this.tensor(rows, cols);
+    this.data(t).set(values);
+    return t;
+  }
+
+  write(t: DeviceTensor, values: Float32Array, offset = 0): void {
+    this.data(t).set(values, offset);
+  }
+
+  read(t: DeviceTensor): Promise<Float32Array> {
+    return Promise.resolve(this.data(t).slice());
+  }
+
+  free(t: DeviceTensor): void {
+    checkOwner(this, t);
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  protected data(t: DeviceTensor): Float32Array {
+    checkOwner(this, t);
+    return (t as HostTensor).data;
+  }
+
+  protected host(m: DeviceMatrix): Matrix {
+    checkOwner(this, m);
+    return (m as HostMatrix).m;
+  }
+
+  embed(m: DeviceMatrix, tokens: readonly number[], out: DeviceTensor): void {
+    const w = this.host(m);
+    const o = this.data(out);
+    for (let i = 0; i < tokens.length; i++) readRow(w, tokens[i]!, o.subarray(i * w.cols, (i + 1) * w.cols));
+  }
+
+  matmul(jobs: readonly MatmulJob[]): void {
+    for (const { m, x, y, then } of jobs) {
+      if (x.cols !== m.cols || y.cols !== m.rows || y.rows !== x.rows) {
+        throw new RangeError(`matmul ${m.name}: x ${x.rows} × ${x.cols}, y ${y.rows} × ${y.cols} for a ${m.rows} × ${m.cols} matrix`);
+      }
+      const out = this.data(y);
+      referenceMatmul(this.host(m), this.data(x), x.rows, out);
+      if (then !== undefined) {
+        const f = UNARY[then];
+        for (let i = 0; i < out.length; i++) out[i] = f(out[i]!);
+      }
+    }
+  }
+
+  norm(x: DeviceTensor, weight: DeviceTensor, bias: DeviceTensor, out: DeviceTensor, groups: number, eps: number): void {
+    const xs = this.data(x);
+    const w = this.data(weight);
+    const b = this.data(bias);
+    const o = this.data(out);
+    const c = x.cols;
+    const size = c / groups;
+    for (let r = 0; r < x.rows; r++) {
+      for (let g = 0; g < groups; g++) {
+        const base = r * c + g * size;
+        let mean = 0;
+        for (let i = 0; i < size; i++) mean += xs[base + i]!;
+        mean /= size;
+        let variance = 0;
+        for (let i = 0; i < size; i++) {
+          const d = xs[base + i]! - mean;
+          variance += d * d;
+        }
+        variance /= size;
+        const inv = 1 / Math.sqrt(variance + eps);
+        for (let i = 0; i < size; i++) o[base + i] = (xs[base + i]! - mean) * inv * w[g * size + i]! + b[g * size + i]!;
+      }
+    }
+  }
+
+  /** out = a + b (op 0) or a ⊙ b (op 1), b broadcast by rows; loops written out (they run over T × C). */
+  private binary(a: DeviceTensor, b: DeviceTensor, out: DeviceTensor, op: 0 | 1, what: string): void {
+    broadcastable(a, out, what);
+    broadcastable(b, out, what);
+    const av = this.data(a);
+    const bv = this.data(b);
+    const o = this.data(out);
+    const c = out.cols;
+    const aStep = a.rows === 1 ? 0 : c;
+    const bStep = b.rows === 1 ? 0 : c;
+    for (let r = 0; r < out.rows; r++) {
+      const ao = r * aStep;
+      const bo = r * bStep;
+      const oo = r * c;
+      if (op === 0) for (let i = 0; i < c; i++) o[oo + i] = av[ao + i]! + bv[bo + i]!;
+      else for (let i = 0; i < c; i++) o[oo + i] = av[ao + i]! * bv[bo + i]!;
+    }
+  }
+
+  add(a: DeviceTensor, b: DeviceTensor, out: DeviceTensor): void {
+    this.binary(a, b, out, 0, 'add');
+  }
+
+  mul(a: DeviceTensor, b: DeviceTensor, out: DeviceTensor): void {
+    this.binary(a, b, out, 1, 'mul');
+  }
+
+  lerp(a: DeviceTensor, b: DeviceTensor, mu: DeviceTensor, out: DeviceTensor): void {
+    for (const t of [a, b, mu]) broadcastable(t, out, 'lerp');
+    const [av, bv, mv, o] = [this.data(a), this.data(b), this.data(mu), this.data(out)];
+    const c = out.cols;
+    const [as, bs, ms] = [a, b, mu].map((t) => (t.rows === 1 ? 0 : c)) as [number, number, number];
+    for (let r = 0; r < out.rows; r++) {
+      const ao = r * as;
+      const bo = r * bs;
+      const mo = r * ms;
+      const oo = r * c;
+      for (let i = 0; i < c; i++) {
+        const x = av[ao + i]!;
+        o[oo + i] = x + (bv[bo + i]! - x) * mv[mo + i]!;
+      }
+    }
+  }
+
+  unary(x: DeviceTensor, f: UnaryFunction, out: DeviceTensor, scale = 1): void {
+    const xs = this.data(x);
+    const o = this.data(out);
+    if (x.rows !== out.rows || x.cols !== out.cols) throw new RangeError('unary: x and out differ in shape');
+    const fn = UNARY[f];
+    for (let i = 0; i < o.length; i++) o[i] = fn(scale * xs[i]!);
+  }
+
+  tokenShift(layout: RowLayout, slot: StateSlot, x: DeviceTensor, out: DeviceTensor): void {
+    const c = x.cols;
+    const xs = this.data(x);
+    const o = this.data(out);
+    const s = this.data(slot.state);
+    const width = slot.state.cols;
+    layout.lengths.forEach((len, b) => {
+      const start = layout.starts[b]!;
+      const at = b * width + slot.offset;
+      const last = xs.slice((start + len - 1) * c, (start + len) * c);
+      // Row by row from the end, so that out may be x.
+      for (let i = len - 1; i >= 1; i--) o.set(xs.subarray((start + i - 1) * c, (start + i) * c), (start + i) * c);
+      o.set(s.subarray(at, at + c), start * c);
+      s.set(last, at);
+    });
+  }
+
+  gatherRows(x: DeviceTensor, rows: readonly number[], out: DeviceTensor): void {
+    const xs = this.data(x);
+    const o = this.data(out);
+    const c = x.cols;
+    rows.forEach((r, i) => o.set(xs.subarray(r * c, (r + 1) * c), i * c));
+  }
+
+  l2NormHeads(x: DeviceTensor, heads: number, eps: number, out: DeviceTensor): void {
+    const xs = this.data(x);
+    const o = this.data(out);
+    const n = x.cols / heads;
+    for (let h = 0; h < x.rows * heads; h++) {
+      let sq = 0;
+      for (let i = 0; i < n; i++) sq += xs[h * n + i]! * xs[h * n + i]!;
+      const inv = 1 / Math.max(Math.sqrt(sq), eps);
+      for (let i = 0; i < n; i++) o[h * n + i] = xs[h * n + i]! * inv;
+    }
+  }
+
+  wkv4(layout: RowLayout, slot: StateSlot, k: DeviceTensor, v: DeviceTensor, r: DeviceTensor, w: DeviceTensor, u: DeviceTensor, y: DeviceTensor): void {
+    const c = k.cols;
+    const [ks, vs, rs, ws, us, ys, s] = [k, v, r, w, u, y, slot.state].map((t) => this.data(t)) as Float32Array[] as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array];
+    layout.lengths.forEach((len, b) => {
+      const base = b * slot.state.cols + slot.offset;
+      for (let i = 0; i < c; i++) {
+        let aa = s[base + i]!;
+        let bb = s[base + c + i]!;
+        let pp = s[base + 2 * c + i]!;
+        for (let p = layout.starts[b]!; p < layout.starts[b]! + len; p++) {
+          const o = p * c + i;
+          const kt = ks[o]!;
+          const vt = vs[o]!;
+          let ww = us[i]! + kt;
+          let q = Math.max(pp, ww);
+          let e1 = Math.exp(pp - q);
+          let e2 = Math.exp(ww - q);
+          ys[o] = sigmoid(rs[o]!) * ((e1 * aa + e2 * vt) / (e1 * bb + e2));
+          ww = ws[i]! + pp;
+          q = Math.max(ww, kt);
+          e1 = Math.exp(ww - q);
+          e2 = Math.exp(kt - q);
+          // Rounded as the state stores them after every token.
+          aa = Math.fround(e1 * aa + e2 * vt);
+          bb = Math.fround(e1 * bb + e2);
+          pp = Math.fround(q);
+        }
+        s[base + i] = aa;
+        s[base + c + i] = bb;
+        s[base + 2 * c + i] = pp;
+      }
+    });
+  }
+
+  wkv5(layout: RowLayout, slot: StateSlot, heads: number, r: DeviceTensor, k: DeviceTensor, v: DeviceTensor, w: DeviceTensor, u: DeviceTensor, y: DeviceTensor): void {
+    const c = r.cols;
+    const n = c / heads;
+    const [rs, ks, vs, ws, us, ys, s] = [r, k, v, w, u, y, slot.state].map((t) => this.data(t)) as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array];
+    const wStep = w.rows === 1 ? 0 : c;
+    const acc = new Float64Array(n);
+    layout.lengths.forEach((len, b) => {
+      const base = b * slot.state.cols + slot.offset;
+      for (let p = layout.starts[b]!; p < layout.starts[b]! + len; p++) {
+        for (let h = 0; h < heads; h++) {
+          const o = p * c + h * n;
+          acc.fill(0);
+          for (let i = 0; i < n; i++) {
+            const ki = ks[o + i]!;
+            const ri = rs[o + i]!;
+            const ui = us[h * n + i]!;
+            const wi = ws[p * wStep + h * n + i]!;
+            const row = base + (h * n + i) * n;
+            for (let j = 0; j < n; j++) {
+              const kv = ki * vs[o + j]!;
+              const sij = s[row + j]!;
+              acc[j] = acc[j]! + ri * (ui * kv + sij);
+              s[row + j] = kv + wi * sij;
+            }
+          }
+          for (let j = 0; j < n; j++) ys[o + j] = acc[j]!;
+        }
+      }
+    });
+  }
+
+  wkv7(layout: RowLayout, slot: StateSlot, heads: number, r: DeviceTensor, w: DeviceTensor, k: DeviceTensor, v: DeviceTensor, kk: DeviceTensor, a: DeviceTensor, y: DeviceTensor): void {
+    const c = r.cols;
+    const n = c / heads;
+    const [rs, ws, ks, vs, kks, as, ys, s] = [r, w, k, v, kk, a, y, slot.state].map((t) => this.data(t)) as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array];
+    layout.lengths.forEach((len, b) => {
+      const base = b * slot.state.cols + slot.offset;
+      for (let p = layout.starts[b]!; p < layout.starts[b]! + len; p++) {
+        for (let h = 0; h < heads; h++) {
+          const o = p * c + h * n;
+          const sh = base + h * n * n;
+          for (let i = 0; i < n; i++) {
+            const row = sh + i * n;
+            let sa = 0;
+            for (let j = 0; j < n; j++) sa += s[row + j]! * kks[o + j]!;
+            const vi = vs[o + i]!;
+            let acc = 0;
+            for (let j = 0; j < n; j++) {
+              const q = o + j;
+              const sij = Math.fround(s[row + j]! * ws[q]! - sa * kks[q]! * as[q]! + vi * ks[q]!);
+              s[row + j] = sij;
+              acc += sij * rs[q]!;
+            }
+            ys[o + i] = acc;
+          }
+        }
+      }
+    });
+  }
+
+  wkv7Bonus(heads: number, r: DeviceTensor, k: DeviceTensor, rk: DeviceTensor, v: DeviceTensor, y: DeviceTensor): void {
+    const c = r.cols;
+    const n = c / heads;
+    const [rs, ks, rks, vs, ys] = [r, k, rk, v, y].map((t) => this.data(t)) as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array];
+    for (let p = 0; p < r.rows; p++) {
+      for (let h = 0; h < heads; h++) {
+        const o = p * c + h * n;
+        let dot = 0;
+        for (let i = 0; i < n; i++) dot += rs[o + i]! * ks[o + i]! * rks[h * n + i]!;
+        for (let i = 0; i < n; i++) ys[o + i] = ys[o + i]! + dot * vs[o + i]!;
+      }
+    }
+  }
+}
