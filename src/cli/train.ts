@@ -6,8 +6,8 @@
 import { Presets, SingleBar } from 'cli-progress';
 import * as path from 'node:path';
 import { ArgumentError } from '../errors.js';
-import { WasmKernels } from '../kernels/wasm-kernels.js';
-import { ReferenceGemm, WasmGemm, type Gemm } from '../training/gemm.js';
+import { createBackend } from '../kernels/create-backend.js';
+import { gemmFor } from '../training/gemm.js';
 import { MODEL_FILE } from '../training/checkpoint.js';
 import { LOG_FILE, train, type StartInfo, type StepReport, type TrainOptions, type TrainResult } from '../training/train.js';
 
@@ -53,13 +53,8 @@ export async function runTrain(args: TrainArgs): Promise<TrainResult> {
     throw new ArgumentError(`--threads must be an integer ≥ 1, got ${args.threads}`);
   }
   const { threads, kernels, progress, ...rest } = args;
-  let backend: WasmKernels | undefined;
-  let gemm: Gemm;
-  if (kernels === 'reference') gemm = new ReferenceGemm('f32');
-  else {
-    backend = await WasmKernels.create(threads !== undefined ? { threads } : {});
-    gemm = new WasmGemm(backend);
-  }
+  const backend = await createBackend({ kind: kernels ?? 'wasm', ...(threads !== undefined ? { threads } : {}) });
+  const gemm = gemmFor(backend);
   const err = process.stderr;
   const tty = progress !== false && err.isTTY === true;
   const plain = progress !== false && !tty;
@@ -125,6 +120,6 @@ export async function runTrain(args: TrainArgs): Promise<TrainResult> {
   } finally {
     bar?.stop();
     process.off('SIGINT', onSigint);
-    await backend?.close();
+    await backend.close();
   }
 }

@@ -7,7 +7,9 @@
 // computes only Y = X·Mᵀ for a matrix M in its memory, so the backward products are fed transposed
 // copies: dX = dY·(Wᵀ)ᵀ with Wᵀ copied into its memory, and dW = dYᵀ·(Xᵀ)ᵀ with Xᵀ copied there. The
 // copies cost O(n·I + O·I) per product against O(n·O·I) for the product itself.
+import type { Backend } from '../kernels/backend.js';
 import { f32Matrix } from '../kernels/matrix.js';
+import { WasmBackend } from '../kernels/wasm-backend.js';
 import type { WasmKernels } from '../kernels/wasm-kernels.js';
 import type { Vec } from './ops.js';
 
@@ -162,4 +164,9 @@ export class WasmGemm implements Gemm {
     this.backend.matmul(f32Matrix('xT', xt, i, n), dyT, o, out);
     for (let k = 0; k < o * i; k++) dw[k] += out[k]!;
   }
+}
+
+/** The Gemm that runs on a backend from createBackend: its WebAssembly kernels, or plain loops for 'reference'. */
+export function gemmFor(backend: Backend): Gemm {
+  return backend instanceof WasmBackend ? new WasmGemm(backend.kernels) : new ReferenceGemm('f32');
 }
