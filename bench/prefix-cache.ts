@@ -39,8 +39,8 @@ async function main(): Promise<void> {
   const suffixes = Array.from({ length: Number(values.repeat) + 2 }, (_, k) => ids(Number(values.suffix), 100 + k));
   const prompt = (k: number): number[] => [...prefix, ...suffixes[k]!];
   // Token-id prompts: the byte tokenizer only stands in for text output.
-  const cached = Rwkv.fromModel(model, { tokenizer: 'bytes' });
-  const uncached = Rwkv.fromModel(model, { tokenizer: 'bytes', prefixCache: false });
+  const cached = await Rwkv.fromModel(model, { tokenizer: 'bytes' });
+  const uncached = await Rwkv.fromModel(model, { tokenizer: 'bytes', prefixCache: false });
   const promptMs = async (rwkv: Rwkv, p: number[]): Promise<{ ms: number; reused: number }> => {
     const g = rwkv.generate(p, { maxTokens: 1, seed: 1 });
     await g.text();

@@ -1,8 +1,13 @@
-// Public API of rwkv-ts.
+// Public API of rwkv-ts. Nothing this module imports, directly or not, imports a node: module statically
+// (test/no-node-imports.test.ts checks), so it also loads in a browser; what needs Node (file paths, saved
+// states) imports node:fs when used. Writing checkpoint files is Node-only and lives in 'rwkv-ts/node'
+// (src/node.ts), which re-exports all of this too.
 export { RwkvError, FormatError, ModelError, StateError, ArgumentError, type RwkvErrorCode } from './errors.js';
 export type { DType } from './tensor/dtype.js';
 export type { Tensor } from './tensor/tensor.js';
 export type { TensorSource, TensorAllocator } from './formats/tensor-source.js';
+export { openByteSource, isByteSource, MemorySource, BlobSource, type ByteSource, type ByteSourceInput, type ByteSourceOptions, type LoadProgress } from './formats/byte-source.js';
+export type { ReadOptions } from './formats/source-reader.js';
 export { readRwkvCpp, type RwkvCppFile, type RwkvCppHeader } from './formats/rwkvcpp.js';
 export { openCheckpoint } from './formats/open.js';
 export type { ModelConfig, RwkvVersion } from './models/config.js';
@@ -11,10 +16,9 @@ export { State } from './models/state.js';
 export { loadModel, modelFromSource, type LoadOptions } from './models/load.js';
 export { detectVersion } from './formats/version.js';
 export { detectFormat, type CheckpointFormat } from './formats/open.js';
-export { readSafetensors, writeSafetensors } from './formats/safetensors.js';
-export { readPth, writePth } from './formats/pth.js';
-export { readGguf, writeGguf } from './formats/gguf.js';
-export { writeCheckpoint, outputFormatOf, type OutputFormat, type WriteOptions } from './formats/convert.js';
+export { readSafetensors } from './formats/safetensors.js';
+export { readPth } from './formats/pth.js';
+export { readGguf } from './formats/gguf.js';
 export { toEncoding } from './formats/transform.js';
 export { quantize, type QuantType } from './kernels/quantize.js';
 export { describeModel, summarize, type ModelSummary } from './models/describe.js';
@@ -23,7 +27,7 @@ export { StreamDecoder, decodeText } from './tokenizers/tokenizer.js';
 export { ByteTokenizer } from './tokenizers/bytes.js';
 export { WorldTokenizer, WORLD_END_OF_TEXT } from './tokenizers/world.js';
 export { BpeTokenizer } from './tokenizers/bpe.js';
-export { loadTokenizer, tokenizerForModel, KNOWN_VOCABULARIES } from './tokenizers/load.js';
+export { loadTokenizer, tokenizerForModel, tokenizerFromBytes, isTokenizer, KNOWN_VOCABULARIES, type TokenizerSpec } from './tokenizers/load.js';
 export { WasmKernels, type WasmKernelsOptions } from './kernels/wasm-kernels.js';
 export { Rwkv, Generation, type RwkvOptions, type RwkvGenerateOptions, type GenerationPiece, type GenerationStats, type FinishReason, type ScoreResult } from './generation/rwkv.js';
 export { RwkvState } from './generation/context.js';

@@ -47,8 +47,8 @@ test('piped stdin: answers, /save, /load gives the same answer to the same quest
   // The saved state and the chat's template, checked through the library: the same question with the same
   // options and seed (the session's seed plus the tokens in the state) gives the answer the chat printed.
   const backend = await testBackend();
-  const rwkv = Rwkv.fromModel(await loadModel(model, { backend }));
-  const state = rwkv.loadState(file);
+  const rwkv = await Rwkv.fromModel(await loadModel(model, { backend }));
+  const state = await rwkv.loadState(file);
   assert.equal(state.tokenCount, Number(saved[1]));
   const text = await rwkv
     .generate('User: How are you?\n\nAssistant:', {

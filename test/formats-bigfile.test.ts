@@ -34,7 +34,7 @@ function sparseSupported(t: TestContext): boolean {
 test('a .pth over 4 GiB (ZIP64; storages past the 32-bit boundary) loads and runs', async (t) => {
   const st = fixture(t, 'converted/tiny-rwkv-7v0-834K-FP32.safetensors');
   if (st === undefined || !sparseSupported(t)) return;
-  const src = openCheckpoint(st);
+  const src = await openCheckpoint(st);
   const tensors = [...src.tensors.values()].map((x) => outTensor(x));
   const p = path.join(dir, 'big.pth');
   const w = FileWriter.create(p);
@@ -54,7 +54,7 @@ test('a .pth over 4 GiB (ZIP64; storages past the 32-bit boundary) loads and run
   fs.readSync(fd, tail, 0, 22, size - 22);
   fs.closeSync(fd);
   assert.equal(tail.readUInt32LE(16), 0xffffffff);
-  const back = openCheckpoint(p);
+  const back = await openCheckpoint(p);
   assert.equal(back.format, 'pth');
   assertSameTensors(back.tensors, src.tensors, '> 4 GiB .pth');
   assert.equal(maxAbsDiff(await logitsAfterIn(await loadModel(p)), await logitsAfterIn(await loadModel(st))), 0);
@@ -64,7 +64,7 @@ test('a GGUF whose tensor data starts past 4 GiB loads and runs', async (t) => {
   const bin = fixture(t, fp32('6v0-1m'));
   if (bin === undefined || !sparseSupported(t)) return;
   const small = path.join(dir, 'small.gguf');
-  writeCheckpoint(openCheckpoint(bin), small, { quantize: 'q5_1' });
+  writeCheckpoint(await openCheckpoint(bin), small, { quantize: 'q5_1' });
   const b = fs.readFileSync(small);
   // Walk to the tensor infos and move every offset up by GAP (a multiple of the 32-byte alignment).
   let p = 24;
@@ -92,6 +92,6 @@ test('a GGUF whose tensor data starts past 4 GiB loads and runs', async (t) => {
   fs.writeSync(fd, b, dataStart, b.byteLength - dataStart, dataStart + GAP);
   fs.closeSync(fd);
   assert.ok(fs.statSync(big).size > GAP);
-  assertSameTensors(readGguf(big).tensors, readGguf(small).tensors, '> 4 GiB GGUF');
+  assertSameTensors((await readGguf(big)).tensors, (await readGguf(small)).tensors, '> 4 GiB GGUF');
   assert.equal(maxAbsDiff(await logitsAfterIn(await loadModel(big)), await logitsAfterIn(await loadModel(small))), 0);
 });

@@ -18,7 +18,7 @@ import { dequantize } from '../src/kernels/quant.js';
 import { decodeBF16, decodeF16 } from '../src/tensor/dtype.js';
 import { f32View } from '../src/tensor/tensor.js';
 import { fixture } from './helpers/fixtures.js';
-import { assertSameTensors, expectRwkvError, fp32, MODELS, tempDir } from './helpers/formats.js';
+import { assertSameTensors, expectRwkvRejection, fp32, MODELS, tempDir } from './helpers/formats.js';
 
 const dir = tempDir('convert');
 let n = 0;
@@ -51,12 +51,12 @@ for (const m of MODELS) {
 }
 
 for (const c of QUANT_CASES) {
-  test(`quantize ${fp32(c.model)} to ${c.type.toUpperCase()}: byte-identical to rwkv.cpp's ${c.expected}`, (t) => {
+  test(`quantize ${fp32(c.model)} to ${c.type.toUpperCase()}: byte-identical to rwkv.cpp's ${c.expected}`, async (t) => {
     const src = fixture(t, fp32(c.model));
     const expected = fixture(t, c.expected);
     if (src === undefined || expected === undefined) return;
     const out = tmp(`${c.model}-${c.type}.bin`);
-    writeCheckpoint(openCheckpoint(src), out, { quantize: c.type });
+    writeCheckpoint(await openCheckpoint(src), out, { quantize: c.type });
     const a = fs.readFileSync(out);
     const b = fs.readFileSync(expected);
     assert.equal(a.byteLength, b.byteLength);
@@ -64,14 +64,14 @@ for (const c of QUANT_CASES) {
   });
 }
 
-test('6v0-1m Q5_0: every tensor rwkv.cpp kept unquantized matches; the quantized ones differ only in rare blocks (old ggml rounding)', (t) => {
+test('6v0-1m Q5_0: every tensor rwkv.cpp kept unquantized matches; the quantized ones differ only in rare blocks (old ggml rounding)', async (t) => {
   const src = fixture(t, fp32('6v0-1m'));
   const old = fixture(t, 'tiny-rwkv-6v0-1m-Q5_0.bin');
   if (src === undefined || old === undefined) return;
   const out = tmp('6v0-q5_0.bin');
-  writeCheckpoint(openCheckpoint(src), out, { quantize: 'q5_0' });
-  const mine = readRwkvCpp(out);
-  const theirs = readRwkvCpp(old);
+  writeCheckpoint(await openCheckpoint(src), out, { quantize: 'q5_0' });
+  const mine = await readRwkvCpp(out);
+  const theirs = await readRwkvCpp(old);
   assert.deepEqual([...mine.tensors.keys()], [...theirs.tensors.keys()]);
   let differingBlocks = 0;
   let blocks = 0;
@@ -91,7 +91,7 @@ test('6v0-1m Q5_0: every tensor rwkv.cpp kept unquantized matches; the quantized
   assert.ok(differingBlocks / blocks < 0.01, `${differingBlocks} of ${blocks} blocks differ`);
 });
 
-test('quantizers: dequantize(quantize(x)) stays within half a step of x (q4_0/q5_0: one step on their short side); all-zero and constant blocks are exact', () => {
+test('quantizers: dequantize(quantize(x)) stays within half a step of x (q4_0/q5_0: one step on their short side); all-zero and constant blocks are exact', async () => {
   const x = new Float32Array(32 * 64);
   let s = 12345;
   for (let i = 0; i < x.length; i++) {
@@ -120,7 +120,7 @@ test('quantizers: dequantize(quantize(x)) stays within half a step of x (q4_0/q5
   }
 });
 
-test('f16 / bf16 encoders: round to nearest even, exact on representable values, ±Inf on overflow, NaN kept', () => {
+test('f16 / bf16 encoders: round to nearest even, exact on representable values, ±Inf on overflow, NaN kept', async () => {
   for (let h = 0; h < 65536; h++) {
     const v = decodeF16(h);
     if (Number.isNaN(v)) assert.ok(Number.isNaN(decodeF16(f32ToF16Bits(v))));
@@ -142,55 +142,55 @@ test('f16 / bf16 encoders: round to nearest even, exact on representable values,
 // --- Float conversions ---------------------------------------------------------------------------------
 
 for (const m of MODELS) {
-  test(`${m}: FP32 → .bin --dtype f16 is byte-identical to rwkv.cpp's FP16 file (header version aside)`, (t) => {
+  test(`${m}: FP32 → .bin --dtype f16 is byte-identical to rwkv.cpp's FP16 file (header version aside)`, async (t) => {
     const src = fixture(t, fp32(m));
     const expected = fixture(t, `tiny-rwkv-${m}-FP16.bin`);
     if (src === undefined || expected === undefined) return;
     const out = tmp(`${m}-f16.bin`);
-    writeCheckpoint(openCheckpoint(src), out, { dtype: 'f16' });
+    writeCheckpoint(await openCheckpoint(src), out, { dtype: 'f16' });
     sameRwkvCppBytes(fs.readFileSync(out), fs.readFileSync(expected), out);
   });
 
-  test(`${m}: the official ↔ rwkv.cpp transforms are exact inverses on the fixtures (converted/*.safetensors → .bin = the FP32 file)`, (t) => {
+  test(`${m}: the official ↔ rwkv.cpp transforms are exact inverses on the fixtures (converted/*.safetensors → .bin = the FP32 file)`, async (t) => {
     const src = fixture(t, `converted/tiny-rwkv-${m}-FP32.safetensors`);
     const bin = fixture(t, fp32(m));
     if (src === undefined || bin === undefined) return;
     const out = tmp(`${m}-from-st.bin`);
-    writeCheckpoint(openCheckpoint(src), out);
+    writeCheckpoint(await openCheckpoint(src), out);
     sameRwkvCppBytes(fs.readFileSync(out), fs.readFileSync(bin), out);
-    assertSameTensors(toEncoding(readRwkvCpp(bin), 'official').tensors, openCheckpoint(src).tensors, 'FP32 .bin → official');
+    assertSameTensors(toEncoding(await readRwkvCpp(bin), 'official').tensors, (await openCheckpoint(src)).tensors, 'FP32 .bin → official');
   });
 
-  test(`${m}: f32 round trips are lossless (.bin → .safetensors → .pth → .gguf/.bin → .safetensors)`, (t) => {
+  test(`${m}: f32 round trips are lossless (.bin → .safetensors → .pth → .gguf/.bin → .safetensors)`, async (t) => {
     const bin = fixture(t, fp32(m));
     const conv = fixture(t, `converted/tiny-rwkv-${m}-FP32.safetensors`);
     if (bin === undefined || conv === undefined) return;
-    const official = openCheckpoint(conv).tensors;
+    const official = (await openCheckpoint(conv)).tensors;
     const a = tmp(`${m}.safetensors`);
-    writeCheckpoint(openCheckpoint(bin), a);
-    assertSameTensors(openCheckpoint(a).tensors, official, '.bin → .safetensors');
+    writeCheckpoint(await openCheckpoint(bin), a);
+    assertSameTensors((await openCheckpoint(a)).tensors, official, '.bin → .safetensors');
     const b = tmp(`${m}.pth`);
-    writeCheckpoint(openCheckpoint(a), b);
-    assertSameTensors(openCheckpoint(b).tensors, official, '→ .pth');
+    writeCheckpoint(await openCheckpoint(a), b);
+    assertSameTensors((await openCheckpoint(b)).tensors, official, '→ .pth');
     const c = tmp(`${m}.${m.startsWith('6') || m.startsWith('7') ? 'gguf' : 'bin'}`);
-    writeCheckpoint(openCheckpoint(b), c);
+    writeCheckpoint(await openCheckpoint(b), c);
     const d = tmp(`${m}-again.safetensors`);
-    writeCheckpoint(openCheckpoint(c), d);
-    assertSameTensors(openCheckpoint(d).tensors, official, `→ ${path.extname(c)} → .safetensors`);
+    writeCheckpoint(await openCheckpoint(c), d);
+    assertSameTensors((await openCheckpoint(d)).tensors, official, `→ ${path.extname(c)} → .safetensors`);
   });
 }
 
-test('--dtype f16 / bf16 for official formats: every tensor rounded to nearest even, nothing else changed', (t) => {
+test('--dtype f16 / bf16 for official formats: every tensor rounded to nearest even, nothing else changed', async (t) => {
   const src = fixture(t, 'converted/tiny-rwkv-6v0-1m-FP32.safetensors');
   if (src === undefined) return;
-  const orig = openCheckpoint(src).tensors;
+  const orig = (await openCheckpoint(src)).tensors;
   for (const [dtype, ext, enc, dec] of [
     ['f16', 'pth', f32ToF16Bits, decodeF16],
     ['bf16', 'safetensors', f32ToBF16Bits, decodeBF16],
   ] as const) {
     const out = tmp(`6v0.${dtype}.${ext}`);
-    writeCheckpoint(openCheckpoint(src), out, { dtype });
-    const back = openCheckpoint(out).tensors;
+    writeCheckpoint(await openCheckpoint(src), out, { dtype });
+    const back = (await openCheckpoint(out)).tensors;
     assert.deepEqual([...back.keys()], [...orig.keys()]);
     for (const [name, t32] of orig) {
       const t16 = back.get(name)!;
@@ -205,42 +205,42 @@ test('--dtype f16 / bf16 for official formats: every tensor rounded to nearest e
 
 // --- CLI entry points ------------------------------------------------------------------------------------
 
-test('runQuantize and runConvert: the files named by the extension, with a one-line summary; bad options are ArgumentErrors', (t) => {
+test('runQuantize and runConvert: the files named by the extension, with a one-line summary; bad options are ArgumentErrors', async (t) => {
   const src = fixture(t, fp32('7v0-834K'));
   const expected = fixture(t, 'quantized/tiny-rwkv-7v0-834K-FP32-to-Q8_0.bin');
   if (src === undefined || expected === undefined) return;
   const q = tmp('7v0-q8.bin');
-  const summary = runQuantize({ in: src, out: q, type: 'Q8_0' });
+  const summary = await runQuantize({ in: src, out: q, type: 'Q8_0' });
   assert.equal(summary.format, 'rwkv.cpp');
   assert.ok(fs.readFileSync(q).equals(fs.readFileSync(expected)));
   const g = tmp('7v0-q8.gguf');
-  runQuantize({ in: src, out: g, type: 'q8_0' });
-  assert.ok([...openCheckpoint(g).tensors.values()].some((x) => x.dtype === 'q8_0'));
+  await runQuantize({ in: src, out: g, type: 'q8_0' });
+  assert.ok([...(await openCheckpoint(g)).tensors.values()].some((x) => x.dtype === 'q8_0'));
   // from an official checkpoint: the same bytes as rwkv.cpp's quantizer applied to the rwkv.cpp file
   const pth = fixture(t, 'converted/tiny-rwkv-5v2-730K-FP32.pth');
   const q51 = fixture(t, 'tiny-rwkv-5v2-730K-Q5_1.bin');
   if (pth === undefined || q51 === undefined) return;
   const fromPth = tmp('5v2-from-pth-q5_1.bin');
-  runQuantize({ in: pth, out: fromPth, type: 'Q5_1' });
+  await runQuantize({ in: pth, out: fromPth, type: 'Q5_1' });
   assert.ok(fs.readFileSync(fromPth).equals(fs.readFileSync(q51)), 'quantized from .pth');
   const h = tmp('7v0-half.safetensors');
-  assert.equal(runConvert({ in: src, out: h, dtype: 'f16' }).format, 'safetensors');
-  assert.ok([...openCheckpoint(h).tensors.values()].every((x) => x.dtype === 'f16'));
+  assert.equal((await runConvert({ in: src, out: h, dtype: 'f16' })).format, 'safetensors');
+  assert.ok([...(await openCheckpoint(h)).tensors.values()].every((x) => x.dtype === 'f16'));
 
-  expectRwkvError(() => runQuantize({ in: src, out: tmp('x.bin'), type: 'Q3_K' }), 'BAD_ARGUMENT', ['Q4_0']);
-  expectRwkvError(() => runQuantize({ in: src, out: tmp('x.safetensors'), type: 'Q4_0' }), 'BAD_ARGUMENT', ['.bin or .gguf']);
-  expectRwkvError(() => runConvert({ in: src, out: tmp('x.onnx') }), 'BAD_ARGUMENT', ['extension']);
-  expectRwkvError(() => runConvert({ in: src, out: tmp('x.bin'), dtype: 'f8' }), 'BAD_ARGUMENT', ['--dtype']);
-  expectRwkvError(() => runConvert({ in: src, out: tmp('x.bin'), dtype: 'bf16' }), 'BAD_ARGUMENT', ['bf16']);
-  expectRwkvError(() => runConvert({ in: path.join(dir, 'missing.pth'), out: tmp('x.bin') }), 'FILE_NOT_FOUND');
+  await expectRwkvRejection(() => runQuantize({ in: src, out: tmp('x.bin'), type: 'Q3_K' }), 'BAD_ARGUMENT', ['Q4_0']);
+  await expectRwkvRejection(() => runQuantize({ in: src, out: tmp('x.safetensors'), type: 'Q4_0' }), 'BAD_ARGUMENT', ['.bin or .gguf']);
+  await expectRwkvRejection(() => runConvert({ in: src, out: tmp('x.onnx') }), 'BAD_ARGUMENT', ['extension']);
+  await expectRwkvRejection(() => runConvert({ in: src, out: tmp('x.bin'), dtype: 'f8' }), 'BAD_ARGUMENT', ['--dtype']);
+  await expectRwkvRejection(() => runConvert({ in: src, out: tmp('x.bin'), dtype: 'bf16' }), 'BAD_ARGUMENT', ['bf16']);
+  await expectRwkvRejection(() => runConvert({ in: path.join(dir, 'missing.pth'), out: tmp('x.bin') }), 'FILE_NOT_FOUND');
   assert.equal(outputFormatOf('A.PT'), 'pth');
 });
 
-test('GGUF has no RWKV v4/v5 architecture: converting one to .gguf is refused, and no partial file is left', (t) => {
+test('GGUF has no RWKV v4/v5 architecture: converting one to .gguf is refused, and no partial file is left', async (t) => {
   const src = fixture(t, fp32('5v2-730K'));
   if (src === undefined) return;
   const out = tmp('5v2.gguf');
-  expectRwkvError(() => runConvert({ in: src, out }), 'BAD_ARGUMENT', ['rwkv6', 'rwkv7']);
+  await expectRwkvRejection(() => runConvert({ in: src, out }), 'BAD_ARGUMENT', ['rwkv6', 'rwkv7']);
   assert.ok(!fs.existsSync(out));
   assert.deepEqual(
     fs.readdirSync(dir).filter((f) => f.includes('.partial')),

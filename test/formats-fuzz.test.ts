@@ -148,7 +148,7 @@ function mutate(base: Buffer, fields: readonly Field[], header: number, r: () =>
   return { bytes: b, what: `field at ${f.at} (${f.width} bytes) set to ${huge}` };
 }
 
-function fuzz(t: TestContext, label: string, base: Buffer, layout: { fields: Field[]; header: number }, seed: number): void {
+async function fuzz(t: TestContext, label: string, base: Buffer, layout: { fields: Field[]; header: number }, seed: number): Promise<void> {
   const r = rng(seed);
   const file = path.join(dir, `${label}.variant`);
   const out: Outcome = { models: 0, errors: new Map() };
@@ -162,8 +162,8 @@ function fuzz(t: TestContext, label: string, base: Buffer, layout: { fields: Fie
       return new Uint8Array(n);
     };
     try {
-      const model = modelFromSource(openCheckpoint(file, allocate));
-      model.forward(0x41, model.createState());
+      const model = modelFromSource(await openCheckpoint(file, allocate));
+      await model.forward(0x41, model.createState());
       out.models++;
     } catch (e) {
       if (!(e instanceof RwkvError)) {
@@ -177,35 +177,35 @@ function fuzz(t: TestContext, label: string, base: Buffer, layout: { fields: Fie
   assert.ok(out.errors.size >= 2, 'the variants should exercise several kinds of error');
 }
 
-test('fuzz: rwkv.cpp .bin', { timeout: 120_000 }, (t) => {
+test('fuzz: rwkv.cpp .bin', { timeout: 120_000 }, async (t) => {
   const p = fixture(t, 'quantized/tiny-rwkv-5v1-730K-FP32-to-Q4_0.bin');
   if (p === undefined) return;
   const base = fs.readFileSync(p);
-  fuzz(t, 'rwkvcpp', base, rwkvCppFields(base), 1);
+  await fuzz(t, 'rwkvcpp', base, rwkvCppFields(base), 1);
 });
 
-test('fuzz: safetensors', { timeout: 120_000 }, (t) => {
+test('fuzz: safetensors', { timeout: 120_000 }, async (t) => {
   const p = fixture(t, 'converted/tiny-rwkv-5v1-730K-FP32.safetensors');
   if (p === undefined) return;
   const small = path.join(dir, 'base.safetensors');
-  writeCheckpoint(openCheckpoint(p), small, { dtype: 'f16' });
+  writeCheckpoint(await openCheckpoint(p), small, { dtype: 'f16' });
   const base = fs.readFileSync(small);
-  fuzz(t, 'safetensors', base, safetensorsFields(base), 2);
+  await fuzz(t, 'safetensors', base, safetensorsFields(base), 2);
 });
 
-test('fuzz: PyTorch .pth', { timeout: 120_000 }, (t) => {
+test('fuzz: PyTorch .pth', { timeout: 120_000 }, async (t) => {
   const p = fixture(t, 'converted/tiny-rwkv-5v1-730K-FP32.pth');
   if (p === undefined) return;
   const small = path.join(dir, 'base.pth');
-  writeCheckpoint(openCheckpoint(p), small, { dtype: 'bf16' });
+  writeCheckpoint(await openCheckpoint(p), small, { dtype: 'bf16' });
   const base = fs.readFileSync(small);
-  fuzz(t, 'pth', base, zipFields(base), 3);
+  await fuzz(t, 'pth', base, zipFields(base), 3);
   // and the torch.save-written fixture itself (its own zip layout)
   const orig = fs.readFileSync(p);
-  fuzz(t, 'pth-torch', orig, zipFields(orig), 4);
+  await fuzz(t, 'pth-torch', orig, zipFields(orig), 4);
 });
 
-test('fuzz: GGUF', { timeout: 120_000 }, (t) => {
+test('fuzz: GGUF', { timeout: 120_000 }, async (t) => {
   for (const [m, seed] of [
     ['6v0-1m', 5],
     ['7v0-834K', 6],
@@ -213,8 +213,8 @@ test('fuzz: GGUF', { timeout: 120_000 }, (t) => {
     const p = fixture(t, `tiny-rwkv-${m}-FP32.bin`);
     if (p === undefined) return;
     const small = path.join(dir, `base-${m}.gguf`);
-    writeCheckpoint(openCheckpoint(p), small, { quantize: 'q4_1' });
+    writeCheckpoint(await openCheckpoint(p), small, { quantize: 'q4_1' });
     const base = fs.readFileSync(small);
-    fuzz(t, `gguf-${m}`, base, ggufFields(base), seed);
+    await fuzz(t, `gguf-${m}`, base, ggufFields(base), seed);
   }
 });

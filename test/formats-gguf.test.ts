@@ -6,14 +6,15 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { writeCheckpoint } from '../src/formats/convert.js';
-import { ggufLayout, readGguf, writeGguf } from '../src/formats/gguf.js';
+import { ggufLayout, readGguf } from '../src/formats/gguf.js';
+import { writeGguf } from '../src/formats/gguf-writer.js';
 import { openCheckpoint } from '../src/formats/open.js';
 import { readRwkvCpp } from '../src/formats/rwkvcpp.js';
 import { toEncoding } from '../src/formats/transform.js';
 import { outTensor } from '../src/formats/writer.js';
 import { loadModel } from '../src/models/load.js';
 import { fixture, maxAbsDiff } from './helpers/fixtures.js';
-import { assertSameTensors, expectRwkvError, fp32, logitsAfterIn, tempDir } from './helpers/formats.js';
+import { assertSameTensors, expectRwkvRejection, fp32, logitsAfterIn, tempDir } from './helpers/formats.js';
 
 const dir = tempDir('gguf');
 let n = 0;
@@ -107,11 +108,11 @@ const BASE_KV: Kv[] = [
 
 // ---------------------------------------------------------------------------------------------------
 
-test('rwkv7 file: llama.cpp names, ggml shapes and hyper-parameters; layer 0 carries copies of a0/a1/a2 as v0/v1/v2', (t) => {
+test('rwkv7 file: llama.cpp names, ggml shapes and hyper-parameters; layer 0 carries copies of a0/a1/a2 as v0/v1/v2', async (t) => {
   const bin = fixture(t, fp32('7v0-834K'));
   if (bin === undefined) return;
   const out = tmp('7v0.gguf');
-  writeCheckpoint(openCheckpoint(bin), out);
+  writeCheckpoint(await openCheckpoint(bin), out);
   const raw = fs.readFileSync(out);
   const g = parseGguf(raw);
   assert.equal(g.kv.get('general.architecture'), 'rwkv7');
@@ -146,16 +147,16 @@ test('rwkv7 file: llama.cpp names, ggml shapes and hyper-parameters; layer 0 car
   };
   for (const k of ['0', '1', '2']) assert.ok(bytes(`blk.0.time_mix_v${k}.weight`).equals(bytes(`blk.0.time_mix_a${k}.weight`)), `v${k} = a${k}`);
   // Read back: exactly the rwkv.cpp-encoded tensors (the dummies dropped).
-  const back = readGguf(out);
+  const back = await readGguf(out);
   assert.equal(back.encoding, 'rwkvcpp');
-  assertSameTensors(back.tensors, readRwkvCpp(bin).tensors, 'GGUF → rwkv.cpp encoding');
+  assertSameTensors(back.tensors, (await readRwkvCpp(bin)).tensors, 'GGUF → rwkv.cpp encoding');
 });
 
-test('rwkv6 file: fused token-shift [5,1,1,C], LoRA factors as llama.cpp lays them out; reads back to the rwkv.cpp tensors', (t) => {
+test('rwkv6 file: fused token-shift [5,1,1,C], LoRA factors as llama.cpp lays them out; reads back to the rwkv.cpp tensors', async (t) => {
   const bin = fixture(t, fp32('6v0-1m'));
   if (bin === undefined) return;
   const out = tmp('6v0.gguf');
-  writeCheckpoint(openCheckpoint(bin), out);
+  writeCheckpoint(await openCheckpoint(bin), out);
   const g = parseGguf(fs.readFileSync(out));
   const ne = (name: string): number[] => g.infos.find((i) => i.name === name)?.ne ?? [];
   assert.equal(g.kv.get('rwkv6.time_mix_extra_dim'), 32);
@@ -171,16 +172,16 @@ test('rwkv6 file: fused token-shift [5,1,1,C], LoRA factors as llama.cpp lays th
   assert.deepEqual(ne('blk.0.time_mix_first.weight'), [8, 8]); // {head_size, n_head}
   assert.deepEqual(ne('blk.0.channel_mix_receptance.weight'), [64, 64]);
   assert.ok(!g.infos.some((i) => i.name.includes('time_mix_lerp_w')));
-  assertSameTensors(readGguf(out).tensors, readRwkvCpp(bin).tensors, 'GGUF → rwkv.cpp encoding');
+  assertSameTensors((await readGguf(out)).tensors, (await readRwkvCpp(bin)).tensors, 'GGUF → rwkv.cpp encoding');
 });
 
-test('rwkv6 rescale_every_n_layers: output weights divided by 2^⌊i/n⌋ (f32 and Q8_0) are restored on read', (t) => {
+test('rwkv6 rescale_every_n_layers: output weights divided by 2^⌊i/n⌋ (f32 and Q8_0) are restored on read', async (t) => {
   const bin = fixture(t, fp32('6v0-1m'));
   if (bin === undefined) return;
   for (const quant of [undefined, 'q8_0'] as const) {
     const plain = tmp(`6v0-${quant ?? 'f32'}.gguf`);
-    writeCheckpoint(openCheckpoint(bin), plain, quant !== undefined ? { quantize: quant } : {});
-    const src = readGguf(plain);
+    writeCheckpoint(await openCheckpoint(bin), plain, quant !== undefined ? { quantize: quant } : {});
+    const src = await readGguf(plain);
     const every = 6; // as RWKV-6 World models ship
     const tensors = [...src.tensors.values()].map((x) => {
       const m = /^blocks\.(\d+)\.(att\.output|ffn\.value)\.weight$/.exec(x.name);
@@ -196,7 +197,7 @@ test('rwkv6 rescale_every_n_layers: output weights divided by 2^⌊i/n⌋ (f32 a
     const kvs = layout.kvs.map((kv) => (kv.key === 'rwkv6.rescale_every_n_layers' && kv.type === 'u32' ? { ...kv, value: every } : kv));
     const scaled = tmp(`6v0-${quant ?? 'f32'}-rescaled.gguf`);
     writeGguf(scaled, kvs, layout.tensors);
-    assertSameTensors(readGguf(scaled).tensors, src.tensors, `rescaled ${quant ?? 'f32'}`);
+    assertSameTensors((await readGguf(scaled)).tensors, src.tensors, `rescaled ${quant ?? 'f32'}`);
   }
 });
 
@@ -205,25 +206,25 @@ test('Q8_0 GGUF from the FP32 fixture: the same blocks as rwkv.cpp\'s Q8_0 file,
   const q8 = fixture(t, 'quantized/tiny-rwkv-7v0-834K-FP32-to-Q8_0.bin');
   if (bin === undefined || q8 === undefined) return;
   const out = tmp('7v0-q8.gguf');
-  writeCheckpoint(openCheckpoint(bin), out, { quantize: 'q8_0' });
-  assertSameTensors(readGguf(out).tensors, readRwkvCpp(q8).tensors, 'Q8_0 GGUF vs rwkv.cpp Q8_0');
+  writeCheckpoint(await openCheckpoint(bin), out, { quantize: 'q8_0' });
+  assertSameTensors((await readGguf(out)).tensors, (await readRwkvCpp(q8)).tensors, 'Q8_0 GGUF vs rwkv.cpp Q8_0');
   assert.equal(maxAbsDiff(await logitsAfterIn(await loadModel(out)), await logitsAfterIn(await loadModel(q8))), 0);
   assert.equal(parseGguf(fs.readFileSync(out)).kv.get('general.file_type'), 7); // LLAMA_FTYPE_MOSTLY_Q8_0
 });
 
-test('GGUF → .bin gives back the rwkv.cpp FP32 file byte for byte', (t) => {
+test('GGUF → .bin gives back the rwkv.cpp FP32 file byte for byte', async (t) => {
   for (const m of ['6v0-1m', '7v0-834K']) {
     const bin = fixture(t, fp32(m));
     if (bin === undefined) return;
     const g = tmp(`${m}.gguf`);
-    writeCheckpoint(openCheckpoint(bin), g);
+    writeCheckpoint(await openCheckpoint(bin), g);
     const b = tmp(`${m}.bin`);
-    writeCheckpoint(openCheckpoint(g), b);
+    writeCheckpoint(await openCheckpoint(g), b);
     assert.ok(fs.readFileSync(b).equals(fs.readFileSync(bin)), m);
   }
 });
 
-test('malformed GGUF headers are typed errors naming the file (and the tensor at fault)', () => {
+test('malformed GGUF headers are typed errors naming the file (and the tensor at fault)', async () => {
   const f32x4 = (name: string, offset = 0): RawInfo => ({ name, ne: [4], type: 0, offset });
   const write = (label: string, b: Buffer): string => {
     const p = tmp(`${label}.gguf`);
@@ -232,36 +233,36 @@ test('malformed GGUF headers are typed errors naming the file (and the tensor at
   };
   const data = new Uint8Array(64);
   const good = write('good', buildGguf(BASE_KV, [f32x4('blk.0.time_mix_k_k.weight')], data));
-  assert.equal(readGguf(good).tensors.get('blocks.0.att.k_k')!.shape.join(','), '1,1,4');
-  expectRwkvError(() => readGguf(write('v2', buildGguf(BASE_KV, [], data, { version: 2 }))), 'UNSUPPORTED_VERSION', ['version 2']);
-  expectRwkvError(() => readGguf(write('v100', buildGguf(BASE_KV, [], data, { version: 100 }))), 'BAD_MAGIC');
-  expectRwkvError(() => readGguf(write('be', buildGguf(BASE_KV, [], data, { version: 3 << 24 }))), 'UNSUPPORTED_VERSION', ['big-endian']);
-  expectRwkvError(() => readGguf(write('count', buildGguf(BASE_KV, [], data, { tensorCount: 1n << 50n }))), 'TRUNCATED');
-  expectRwkvError(() => readGguf(write('llama', buildGguf([['general.architecture', 'str', 'llama']], [], data))), 'UNKNOWN_MODEL', ['llama']);
-  expectRwkvError(() => readGguf(write('noarch', buildGguf([], [], data))), 'UNKNOWN_MODEL', ['architecture']);
-  expectRwkvError(() => readGguf(write('k-quant', buildGguf(BASE_KV, [{ name: 'output.weight', ne: [256, 1], type: 12, offset: 0 }], data))), 'UNSUPPORTED_DTYPE', [
+  assert.equal((await readGguf(good)).tensors.get('blocks.0.att.k_k')!.shape.join(','), '1,1,4');
+  await expectRwkvRejection(() => readGguf(write('v2', buildGguf(BASE_KV, [], data, { version: 2 }))), 'UNSUPPORTED_VERSION', ['version 2']);
+  await expectRwkvRejection(() => readGguf(write('v100', buildGguf(BASE_KV, [], data, { version: 100 }))), 'BAD_MAGIC');
+  await expectRwkvRejection(() => readGguf(write('be', buildGguf(BASE_KV, [], data, { version: 3 << 24 }))), 'UNSUPPORTED_VERSION', ['big-endian']);
+  await expectRwkvRejection(() => readGguf(write('count', buildGguf(BASE_KV, [], data, { tensorCount: 1n << 50n }))), 'TRUNCATED');
+  await expectRwkvRejection(() => readGguf(write('llama', buildGguf([['general.architecture', 'str', 'llama']], [], data))), 'UNKNOWN_MODEL', ['llama']);
+  await expectRwkvRejection(() => readGguf(write('noarch', buildGguf([], [], data))), 'UNKNOWN_MODEL', ['architecture']);
+  await expectRwkvRejection(() => readGguf(write('k-quant', buildGguf(BASE_KV, [{ name: 'output.weight', ne: [256, 1], type: 12, offset: 0 }], data))), 'UNSUPPORTED_DTYPE', [
     "'output.weight'",
     'Q4_K',
   ]);
-  expectRwkvError(() => readGguf(write('align', buildGguf(BASE_KV, [f32x4('a', 4)], data))), 'BAD_HEADER', ["'a'", 'alignment']);
-  expectRwkvError(() => readGguf(write('past', buildGguf(BASE_KV, [f32x4('a', 64)], data))), 'TRUNCATED', ["'a'"]);
-  expectRwkvError(() => readGguf(write('overlap', buildGguf(BASE_KV, [{ name: 'a', ne: [8], type: 0, offset: 0 }, f32x4('b', 0)], data))), 'BAD_HEADER', ['overlaps']);
-  expectRwkvError(() => readGguf(write('dims', buildGguf(BASE_KV, [{ name: 'a', ne: [1, 1, 1, 1, 4], type: 0, offset: 0 }], data))), 'BAD_HEADER', ["'a'"]);
-  expectRwkvError(() => readGguf(write('block', buildGguf(BASE_KV, [{ name: 'a', ne: [16], type: 8, offset: 0 }], data))), 'BAD_HEADER', ["'a'", 'block']);
-  expectRwkvError(() => readGguf(write('nohead', buildGguf([['general.architecture', 'str', 'rwkv7']], [], data))), 'BAD_HEADER', ['head_size']);
+  await expectRwkvRejection(() => readGguf(write('align', buildGguf(BASE_KV, [f32x4('a', 4)], data))), 'BAD_HEADER', ["'a'", 'alignment']);
+  await expectRwkvRejection(() => readGguf(write('past', buildGguf(BASE_KV, [f32x4('a', 64)], data))), 'TRUNCATED', ["'a'"]);
+  await expectRwkvRejection(() => readGguf(write('overlap', buildGguf(BASE_KV, [{ name: 'a', ne: [8], type: 0, offset: 0 }, f32x4('b', 0)], data))), 'BAD_HEADER', ['overlaps']);
+  await expectRwkvRejection(() => readGguf(write('dims', buildGguf(BASE_KV, [{ name: 'a', ne: [1, 1, 1, 1, 4], type: 0, offset: 0 }], data))), 'BAD_HEADER', ["'a'"]);
+  await expectRwkvRejection(() => readGguf(write('block', buildGguf(BASE_KV, [{ name: 'a', ne: [16], type: 8, offset: 0 }], data))), 'BAD_HEADER', ["'a'", 'block']);
+  await expectRwkvRejection(() => readGguf(write('nohead', buildGguf([['general.architecture', 'str', 'rwkv7']], [], data))), 'BAD_HEADER', ['head_size']);
   // a string length far past the end of the file
   const b = buildGguf(BASE_KV, [], data);
   b.writeBigUInt64LE(1n << 40n, 24);
-  expectRwkvError(() => readGguf(write('strlen', b)), 'TRUNCATED');
+  await expectRwkvRejection(() => readGguf(write('strlen', b)), 'TRUNCATED');
   // v4/v5 cannot be written: llama.cpp has no such architecture
   assert.throws(() => ggufLayout([], '7', 'x'), /emb\.weight/);
 });
 
-test('GGUF → official formats: the rwkv.cpp-encoded tensors are transformed back to the official ones', (t) => {
+test('GGUF → official formats: the rwkv.cpp-encoded tensors are transformed back to the official ones', async (t) => {
   const bin = fixture(t, fp32('7v0-834K'));
   const conv = fixture(t, 'converted/tiny-rwkv-7v0-834K-FP32.safetensors');
   if (bin === undefined || conv === undefined) return;
   const g = tmp('7v0-b.gguf');
-  writeCheckpoint(openCheckpoint(bin), g);
-  assertSameTensors(toEncoding(readGguf(g), 'official').tensors, openCheckpoint(conv).tensors, 'GGUF → official');
+  writeCheckpoint(await openCheckpoint(bin), g);
+  assertSameTensors(toEncoding(await readGguf(g), 'official').tensors, (await openCheckpoint(conv)).tensors, 'GGUF → official');
 });

@@ -33,7 +33,7 @@ for (const m of MODELS) {
   test(`${m}: files written from the FP32 fixture (.pth, .safetensors, .bin${(GGUF_MODELS as readonly string[]).includes(m) ? ', .gguf' : ''}) give its logits`, async (t) => {
     const bin = fixture(t, fp32(m));
     if (bin === undefined) return;
-    const source = openCheckpoint(bin);
+    const source = await openCheckpoint(bin);
     const want = await logitsAfterIn(await loadModel(bin));
     const exts = ['pth', 'safetensors', 'bin', ...((GGUF_MODELS as readonly string[]).includes(m) ? ['gguf'] : [])];
     for (const ext of exts) {
@@ -51,8 +51,8 @@ for (const m of GGUF_MODELS) {
       const bin = fixture(t, `tiny-rwkv-${m}-${fmt}.bin`);
       if (bin === undefined) return;
       const out = path.join(dir, `${m}-${fmt}.gguf`);
-      writeCheckpoint(openCheckpoint(bin), out);
-      const back = openCheckpoint(out);
+      writeCheckpoint(await openCheckpoint(bin), out);
+      const back = await openCheckpoint(out);
       const types = new Set([...back.tensors.values()].map((x) => x.dtype));
       assert.ok(types.has(fmt === 'FP16' ? 'f16' : 'q5_1'), `stored types: ${[...types].join(', ')}`);
       const diff = maxAbsDiff(await logitsAfterIn(await loadModel(out)), await logitsAfterIn(await loadModel(bin)));
@@ -66,7 +66,7 @@ test('a quantized rwkv.cpp file written as .safetensors holds its exactly dequan
   const expected = fixture(t, 'expected-logits-official-5v2-730K-Q4_1.bin');
   if (bin === undefined || expected === undefined) return;
   const out = path.join(dir, '5v2-q4_1.safetensors');
-  writeCheckpoint(openCheckpoint(bin), out);
+  writeCheckpoint(await openCheckpoint(bin), out);
   const got = await logitsAfterIn(await loadModel(out));
   assert.ok(maxAbsDiff(got, await logitsAfterIn(await loadModel(bin))) <= SAME);
   assert.ok(maxAbsDiff(got, readF32(expected)) <= OFFICIAL);
@@ -81,10 +81,10 @@ for (const m of ['5v2-730K', '7v0-834K']) {
       ['f16', 'safetensors'],
     ] as const) {
       const half = path.join(dir, `${m}-${dtype}.${ext}`);
-      writeCheckpoint(openCheckpoint(conv), half, { dtype });
-      assert.ok([...openCheckpoint(half).tensors.values()].every((x) => x.dtype === dtype));
+      writeCheckpoint(await openCheckpoint(conv), half, { dtype });
+      assert.ok([...(await openCheckpoint(half)).tensors.values()].every((x) => x.dtype === dtype));
       const widened = path.join(dir, `${m}-${dtype}-widened.safetensors`);
-      writeCheckpoint(openCheckpoint(half), widened, { dtype: 'f32' });
+      writeCheckpoint(await openCheckpoint(half), widened, { dtype: 'f32' });
       const diff = maxAbsDiff(await logitsAfterIn(await loadModel(half)), await logitsAfterIn(await loadModel(widened)));
       assert.ok(diff <= SAME, `${dtype}: max abs difference ${diff} > ${SAME}`);
     }

@@ -17,7 +17,7 @@ import { readSafetensors } from '../src/formats/safetensors.js';
 import { loadModel } from '../src/models/load.js';
 import { f32View } from '../src/tensor/tensor.js';
 import { fixture, maxAbsDiff } from './helpers/fixtures.js';
-import { assertSameTensors, expectRwkvError, expectRwkvRejection, logitsAfterIn, MODELS, tempDir } from './helpers/formats.js';
+import { assertSameTensors, expectRwkvRejection, logitsAfterIn, MODELS, tempDir } from './helpers/formats.js';
 
 const dir = tempDir('pth');
 let n = 0;
@@ -138,28 +138,28 @@ const HOSTILE: { what: string; names: string; pickle: Buffer }[] = [
 for (const h of HOSTILE) {
   test(`refused, naming the global, nothing executed: ${h.what}`, async () => {
     const file = pthFile(h.pickle, {}, 'hostile');
-    const err = expectRwkvError(() => readPth(file), 'BAD_HEADER', [h.names, file]);
+    const err = await expectRwkvRejection(() => readPth(file), 'BAD_HEADER', [h.names, file]);
     assert.ok(err instanceof FormatError);
     await expectRwkvRejection(() => loadModel(file), 'BAD_HEADER', [h.names]);
     assert.ok(!fs.existsSync(MARKER), 'the payload ran');
   });
 }
 
-test('opcodes that build arbitrary objects (INST, OBJ, NEWOBJ, EXT1) are refused even without a global', () => {
+test('opcodes that build arbitrary objects (INST, OBJ, NEWOBJ, EXT1) are refused even without a global', async () => {
   for (const [what, pickle] of [
     ['INST', enc(`(S'${cmd}'\nios\nsystem\n.`)],
     ['OBJ', enc('\x80\x02(ccollections\nOrderedDict\no.')],
     ['NEWOBJ', enc('\x80\x02ccollections\nOrderedDict\n)\x81.')],
     ['EXT1', enc('\x80\x02\x82\x01.')],
   ] as const) {
-    expectRwkvError(() => readPth(pthFile(pickle, {}, what)), 'BAD_HEADER', [what]);
+    await expectRwkvRejection(() => readPth(pthFile(pickle, {}, what)), 'BAD_HEADER', [what]);
   }
   assert.ok(!fs.existsSync(MARKER));
 });
 
-test('REDUCE can call only the allowed functions: a storage type is not callable, BUILD only on dicts', () => {
-  expectRwkvError(() => readPth(pthFile(enc('\x80\x02ctorch\nFloatStorage\n)R.'), {}, 'call-storage')), 'BAD_HEADER', ['not callable']);
-  expectRwkvError(() => readPth(pthFile(enc('\x80\x02K\x01}b.'), {}, 'build-int')), 'BAD_HEADER', ['BUILD']);
+test('REDUCE can call only the allowed functions: a storage type is not callable, BUILD only on dicts', async () => {
+  await expectRwkvRejection(() => readPth(pthFile(enc('\x80\x02ctorch\nFloatStorage\n)R.'), {}, 'call-storage')), 'BAD_HEADER', ['not callable']);
+  await expectRwkvRejection(() => readPth(pthFile(enc('\x80\x02K\x01}b.'), {}, 'build-int')), 'BAD_HEADER', ['BUILD']);
 });
 
 // ---------------------------------------------------------------------------------------------------
@@ -192,7 +192,7 @@ function customPickle(
   return w.stop();
 }
 
-test('strided views (a saved transpose) are gathered; offsets into a shared storage work; f16 and bf16 storages load', () => {
+test('strided views (a saved transpose) are gathered; offsets into a shared storage work; f16 and bf16 storages load', async () => {
   // storage 0: 6 floats 0..5 viewed as a 3×2 transpose of a 2×3 matrix; storage 1: halves; storage 2: bf16
   const half = new Uint8Array(new Uint16Array([0x3c00, 0x4000, 0xc000]).buffer); // 1, 2, -2
   const bf = new Uint8Array(new Uint16Array([0x3f80, 0x4040]).buffer); // 1, 3
@@ -203,7 +203,7 @@ test('strided views (a saved transpose) are gathered; offsets into a shared stor
     { name: 'b', storage: 'BFloat16Storage', key: '2', numel: 2, offset: 0, shape: [1, 2], stride: [2, 1] },
   ]);
   const file = pthFile(pkl, { '0': f32Bytes([0, 1, 2, 3, 4, 5]), '1': half, '2': bf }, 'views');
-  const s = readPth(file);
+  const s = await readPth(file);
   assert.deepEqual([...f32View(s.tensors.get('t')!)], [0, 3, 1, 4, 2, 5]);
   assert.deepEqual(s.tensors.get('t')!.shape, [3, 2]);
   assert.deepEqual([...f32View(s.tensors.get('tail')!)], [4, 5]);
@@ -213,69 +213,69 @@ test('strided views (a saved transpose) are gathered; offsets into a shared stor
   assert.deepEqual(s.tensors.get('b')!.shape, [1, 2]);
 });
 
-test('nn.Parameter wrappers (_rebuild_parameter) and state dicts wrapped in {"state_dict": …} load as their tensors', () => {
+test('nn.Parameter wrappers (_rebuild_parameter) and state dicts wrapped in {"state_dict": …} load as their tensors', async () => {
   const one = [{ name: 'p', storage: 'FloatStorage', key: '0', numel: 2, offset: 0, shape: [2], stride: [1] }];
-  const s = readPth(pthFile(customPickle(one, { parameter: true }), { '0': f32Bytes([7, 8]) }, 'param'));
+  const s = await readPth(pthFile(customPickle(one, { parameter: true }), { '0': f32Bytes([7, 8]) }, 'param'));
   assert.deepEqual([...f32View(s.tensors.get('p')!)], [7, 8]);
-  const w = readPth(pthFile(customPickle(one, { wrap: 'state_dict' }), { '0': f32Bytes([5, 6]) }, 'wrapped'));
+  const w = await readPth(pthFile(customPickle(one, { wrap: 'state_dict' }), { '0': f32Bytes([5, 6]) }, 'wrapped'));
   assert.deepEqual([...w.tensors.keys()], ['p']);
   assert.deepEqual([...f32View(w.tensors.get('p')!)], [5, 6]);
 });
 
-test('malformed archives: missing storage record, storage smaller than the shape, compressed entries, unsupported dtypes, legacy format', () => {
+test('malformed archives: missing storage record, storage smaller than the shape, compressed entries, unsupported dtypes, legacy format', async () => {
   const one = [{ name: 'w', storage: 'FloatStorage', key: '0', numel: 4, offset: 0, shape: [4], stride: [1] }];
-  expectRwkvError(() => readPth(pthFile(customPickle(one), {}, 'no-record')), 'TRUNCATED', ["'w'", 'data/0']);
-  expectRwkvError(() => readPth(pthFile(customPickle(one), { '0': f32Bytes([1, 2]) }, 'short')), 'BAD_HEADER', ["'w'"]);
+  await expectRwkvRejection(() => readPth(pthFile(customPickle(one), {}, 'no-record')), 'TRUNCATED', ["'w'", 'data/0']);
+  await expectRwkvRejection(() => readPth(pthFile(customPickle(one), { '0': f32Bytes([1, 2]) }, 'short')), 'BAD_HEADER', ["'w'"]);
   const off = [{ name: 'w', storage: 'FloatStorage', key: '0', numel: 4, offset: 2, shape: [4], stride: [1] }];
-  expectRwkvError(() => readPth(pthFile(customPickle(off), { '0': f32Bytes([1, 2, 3, 4]) }, 'offset')), 'BAD_HEADER', ['runs past']);
+  await expectRwkvRejection(() => readPth(pthFile(customPickle(off), { '0': f32Bytes([1, 2, 3, 4]) }, 'offset')), 'BAD_HEADER', ['runs past']);
   const dbl = [{ name: 'd', storage: 'DoubleStorage', key: '0', numel: 1, offset: 0, shape: [1], stride: [1] }];
-  expectRwkvError(() => readPth(pthFile(customPickle(dbl), { '0': new Uint8Array(8) }, 'double')), 'UNSUPPORTED_DTYPE', ['torch.DoubleStorage', "'d'"]);
+  await expectRwkvRejection(() => readPth(pthFile(customPickle(dbl), { '0': new Uint8Array(8) }, 'double')), 'UNSUPPORTED_DTYPE', ['torch.DoubleStorage', "'d'"]);
   // many views of one storage: more bytes than the file holds
   const views = Array.from({ length: 50 }, (_, i) => ({ name: `v${i}`, storage: 'FloatStorage', key: '0', numel: 1024, offset: 0, shape: [1024], stride: [1] }));
-  expectRwkvError(() => readPth(pthFile(customPickle(views), { '0': new Uint8Array(4096) }, 'views')), 'BAD_HEADER', ['more than the whole file']);
+  await expectRwkvRejection(() => readPth(pthFile(customPickle(views), { '0': new Uint8Array(4096) }, 'views')), 'BAD_HEADER', ['more than the whole file']);
   // compressed data.pkl
   const deflated = zlib.deflateRawSync(customPickle(one));
   const zp = tmp('deflate.pth');
   fs.writeFileSync(zp, zip([{ name: 'archive/data.pkl', data: deflated, method: 8 }]));
-  expectRwkvError(() => readPth(zp), 'UNSUPPORTED_VERSION', ['compressed']);
+  await expectRwkvRejection(() => readPth(zp), 'UNSUPPORTED_VERSION', ['compressed']);
   // no data.pkl at all
   const np = tmp('nopkl.pth');
   fs.writeFileSync(np, zip([{ name: 'readme.txt', data: Buffer.from('hi') }]));
-  expectRwkvError(() => openCheckpoint(np), 'BAD_HEADER', ['data.pkl']);
+  await expectRwkvRejection(() => openCheckpoint(np), 'BAD_HEADER', ['data.pkl']);
   // legacy torch.save (pickled magic number first)
   const lp = tmp('legacy.pth');
   fs.writeFileSync(lp, Buffer.from([0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e]));
-  expectRwkvError(() => openCheckpoint(lp), 'UNSUPPORTED_VERSION', ['legacy']);
+  await expectRwkvRejection(() => openCheckpoint(lp), 'UNSUPPORTED_VERSION', ['legacy']);
   // a ChatRWKV pre-converted file (weights transformed for a strategy)
   const cw = new PickleWriter().proto(2).global('collections', 'OrderedDict').tuple(0).reduce().mark().str('_strategy').str('cpu fp32').setitems().stop();
-  expectRwkvError(() => readPth(pthFile(cw, {}, 'chatrwkv')), 'UNSUPPORTED_VERSION', ['ChatRWKV', 'cpu fp32']);
+  await expectRwkvRejection(() => readPth(pthFile(cw, {}, 'chatrwkv')), 'UNSUPPORTED_VERSION', ['ChatRWKV', 'cpu fp32']);
   // a pickle that is not a dict
-  expectRwkvError(() => readPth(pthFile(enc('\x80\x02K\x05.'), {}, 'int')), 'BAD_HEADER', ['dict']);
+  await expectRwkvRejection(() => readPth(pthFile(enc('\x80\x02K\x05.'), {}, 'int')), 'BAD_HEADER', ['dict']);
   // big-endian byte order record
   const bp = tmp('be.pth');
   fs.writeFileSync(bp, zip([{ name: 'a/data.pkl', data: customPickle(one) }, { name: 'a/byteorder', data: Buffer.from('big') }, { name: 'a/data/0', data: new Uint8Array(16) }]));
-  expectRwkvError(() => readPth(bp), 'UNSUPPORTED_VERSION', ['big']);
+  await expectRwkvRejection(() => readPth(bp), 'UNSUPPORTED_VERSION', ['big']);
 });
 
 // ---------------------------------------------------------------------------------------------------
 // The fixtures and our writer.
 
 for (const m of MODELS) {
-  test(`converted/${m}.pth (torch.save) holds exactly the tensors of its .safetensors twin`, (t) => {
+  test(`converted/${m}.pth (torch.save) holds exactly the tensors of its .safetensors twin`, async (t) => {
     const pth = fixture(t, `converted/tiny-rwkv-${m}-FP32.pth`);
     const st = fixture(t, `converted/tiny-rwkv-${m}-FP32.safetensors`);
     if (pth === undefined || st === undefined) return;
-    const a = readPth(pth);
+    const a = await readPth(pth);
     assert.equal(a.encoding, 'official');
-    assertSameTensors(a.tensors, readSafetensors(st).tensors, 'pth vs safetensors');
+    assertSameTensors(a.tensors, (await readSafetensors(st)).tensors, 'pth vs safetensors');
   });
 }
 
-test('our .pth: torch.save\'s layout (archive/data.pkl, data/<i>, version; 64-byte aligned, CRC-valid, only torch\'s opcodes)', (t) => {
+test('our .pth: torch.save\'s layout (archive/data.pkl, data/<i>, version; 64-byte aligned, CRC-valid, only torch\'s opcodes)', async (t) => {
   const st = fixture(t, 'converted/tiny-rwkv-7v0-834K-FP32.safetensors');
   if (st === undefined) return;
   const out = tmp('ours.pth');
-  writeCheckpoint(openCheckpoint(st), out);
+  writeCheckpoint(await openCheckpoint(st), out);
   const bytes = fs.readFileSync(out);
   // Walk the local headers: every entry stored, CRC correct, data 64-byte aligned.
   let p = 0;
@@ -295,7 +295,7 @@ test('our .pth: torch.save\'s layout (archive/data.pkl, data/<i>, version; 64-by
   assert.equal(names[0], 'archive/data.pkl');
   assert.equal(names[names.length - 1], 'archive/version');
   assert.ok(names.includes('archive/data/0'));
-  assertSameTensors(readPth(out).tensors, readSafetensors(st).tensors, 'round trip');
+  assertSameTensors((await readPth(out)).tensors, (await readSafetensors(st)).tensors, 'round trip');
   // The pickle uses only the opcodes torch.save itself emits for a state dict.
   const pkl = stateDictPickle([{ name: 'a', dtype: 'f32', shape: [2, 3, 4, 5] }, { name: 'b', dtype: 'bf16', shape: [] }]);
   // opcode → operand bytes (-1: two newline-terminated lines; -4: u32 length + bytes; -2: u8 length + bytes)
@@ -321,7 +321,7 @@ test('our .pth: torch.save\'s layout (archive/data.pkl, data/<i>, version; 64-by
 test('a .pth with Hugging Face RWKV-4 names (rwkv.blocks.N.attention.time_mix_key, …) loads as the official model', async (t) => {
   const st = fixture(t, 'converted/tiny-rwkv-4v0-660K-FP32.safetensors');
   if (st === undefined) return;
-  const src = readSafetensors(st);
+  const src = await readSafetensors(st);
   const hfName = (name: string): string =>
     name
       .replace(/^emb\.weight$/, 'rwkv.embeddings.weight')
@@ -339,6 +339,6 @@ test('a .pth with Hugging Face RWKV-4 names (rwkv.blocks.N.attention.time_mix_ke
   const storages: Record<string, Uint8Array> = {};
   tensors.forEach((x, i) => (storages[String(i)] = x.data));
   const file = pthFile(pkl, storages, 'hf');
-  assertSameTensors(readPth(file).tensors, src.tensors, 'HF names → official');
+  assertSameTensors((await readPth(file)).tensors, src.tensors, 'HF names → official');
   assert.ok(maxAbsDiff(await logitsAfterIn(await loadModel(file)), await logitsAfterIn(await loadModel(st))) === 0);
 });

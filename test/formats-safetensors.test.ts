@@ -10,7 +10,7 @@ import { readSafetensors } from '../src/formats/safetensors.js';
 import { loadModel } from '../src/models/load.js';
 import { f32View } from '../src/tensor/tensor.js';
 import { fixture } from './helpers/fixtures.js';
-import { assertSameTensors, expectRwkvError, logitsAfterIn, tempDir } from './helpers/formats.js';
+import { assertSameTensors, expectRwkvRejection, logitsAfterIn, tempDir } from './helpers/formats.js';
 
 const dir = tempDir('safetensors');
 let n = 0;
@@ -26,10 +26,10 @@ function stFile(header: unknown, data: Uint8Array = new Uint8Array(0), label = '
   return p;
 }
 
-test('the fixtures: official names in file order, all f32, metadata kept, encoding official', (t) => {
+test('the fixtures: official names in file order, all f32, metadata kept, encoding official', async (t) => {
   const p = fixture(t, 'converted/tiny-rwkv-6v0-1m-FP32.safetensors');
   if (p === undefined) return;
-  const s = readSafetensors(p);
+  const s = await readSafetensors(p);
   assert.equal(s.format, 'safetensors');
   assert.equal(s.encoding, 'official');
   assert.equal(s.tensors.size, 342);
@@ -39,11 +39,11 @@ test('the fixtures: official names in file order, all f32, metadata kept, encodi
   assert.ok([...s.tensors.values()].every((x) => x.dtype === 'f32'));
 });
 
-test('our writer: JSON padded to 8 bytes, __metadata__.format = pt, contiguous offsets in order; reads back the same', (t) => {
+test('our writer: JSON padded to 8 bytes, __metadata__.format = pt, contiguous offsets in order; reads back the same', async (t) => {
   const p = fixture(t, 'converted/tiny-rwkv-5v1-730K-FP32.safetensors');
   if (p === undefined) return;
   const out = tmp('w.safetensors');
-  writeCheckpoint(openCheckpoint(p), out, { metadata: { note: 'hello' } });
+  writeCheckpoint(await openCheckpoint(p), out, { metadata: { note: 'hello' } });
   const b = fs.readFileSync(out);
   const len = Number(b.readBigUInt64LE(0));
   assert.equal(len % 8, 0);
@@ -56,7 +56,7 @@ test('our writer: JSON padded to 8 bytes, __metadata__.format = pt, contiguous o
     end = v.data_offsets[1];
   }
   assert.equal(8 + len + end, b.byteLength);
-  assertSameTensors(readSafetensors(out).tensors, readSafetensors(p).tensors, 'round trip');
+  assertSameTensors((await readSafetensors(out)).tensors, (await readSafetensors(p)).tensors, 'round trip');
 });
 
 test('Hugging Face RWKV-4 names map to the official ones, and the model runs the same', async (t) => {
@@ -83,11 +83,11 @@ test('Hugging Face RWKV-4 names map to the official ones, and the model runs the
   }
   assert.ok('rwkv.blocks.3.feed_forward.time_mix_receptance' in renamed && 'rwkv.blocks.0.pre_ln.bias' in renamed);
   const hfFile = stFile(renamed, src.subarray(8 + len), 'hf');
-  assertSameTensors(readSafetensors(hfFile).tensors, readSafetensors(p).tensors, 'HF → official');
+  assertSameTensors((await readSafetensors(hfFile)).tensors, (await readSafetensors(p)).tensors, 'HF → official');
   assert.deepEqual(await logitsAfterIn(await loadModel(hfFile)), await logitsAfterIn(await loadModel(p)));
 });
 
-test('I8 and U8 tensors are widened to f32 exactly; F16 and BF16 are kept as stored', () => {
+test('I8 and U8 tensors are widened to f32 exactly; F16 and BF16 are kept as stored', async () => {
   const data = new Uint8Array([0x80, 0xff, 0x00, 0x7f, 0x80, 0xff, 0x00, 0x3c, 0x80, 0x3f]);
   const p = stFile(
     {
@@ -99,7 +99,7 @@ test('I8 and U8 tensors are widened to f32 exactly; F16 and BF16 are kept as sto
     data,
     'ints',
   );
-  expectRwkvError(() => readSafetensors(p), 'BAD_HEADER', ["'h'", 'overlaps']);
+  await expectRwkvRejection(() => readSafetensors(p), 'BAD_HEADER', ["'h'", 'overlaps']);
   const q = stFile(
     {
       i: { dtype: 'I8', shape: [2, 2], data_offsets: [0, 4] },
@@ -110,7 +110,7 @@ test('I8 and U8 tensors are widened to f32 exactly; F16 and BF16 are kept as sto
     new Uint8Array([0x80, 0xff, 0x00, 0x7f, 0x80, 0xff, 0x00, 0, 0x00, 0x3c, 0x80, 0x3f]),
     'ints2',
   );
-  const s = readSafetensors(q);
+  const s = await readSafetensors(q);
   assert.deepEqual([...f32View(s.tensors.get('i')!)], [-128, -1, 0, 127]);
   assert.deepEqual(s.tensors.get('i')!.shape, [2, 2]);
   assert.deepEqual([...f32View(s.tensors.get('u')!)], [128, 255, 0]);
@@ -118,23 +118,23 @@ test('I8 and U8 tensors are widened to f32 exactly; F16 and BF16 are kept as sto
   assert.equal(s.tensors.get('b')!.dtype, 'bf16');
 });
 
-test('malformed headers are typed errors naming the file and, where one is at fault, the tensor', () => {
+test('malformed headers are typed errors naming the file and, where one is at fault, the tensor', async () => {
   const ok = { w: { dtype: 'F32', shape: [2], data_offsets: [0, 8] } };
   const eight = new Uint8Array(8);
-  expectRwkvError(() => readSafetensors(stFile(ok, eight, 'length', 1n << 40n)), 'BAD_HEADER', ['exceeds']);
-  expectRwkvError(() => readSafetensors(stFile(ok, eight, 'length2', 100000n)), 'TRUNCATED', ['JSON header']);
-  expectRwkvError(() => readSafetensors(stFile('{"w": ', eight, 'json')), 'BAD_HEADER', ['does not parse']);
-  expectRwkvError(() => readSafetensors(stFile('[1, 2]', eight, 'array')), 'BAD_HEADER', ['not an object']);
-  expectRwkvError(() => readSafetensors(stFile({ w: { dtype: 'F64', shape: [1], data_offsets: [0, 8] } }, eight, 'f64')), 'UNSUPPORTED_DTYPE', ["'w'", 'F64']);
-  expectRwkvError(() => readSafetensors(stFile({ w: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } }, eight, 'count')), 'BAD_HEADER', ["'w'"]);
-  expectRwkvError(() => readSafetensors(stFile({ w: { dtype: 'F32', shape: [-2], data_offsets: [0, 8] } }, eight, 'neg')), 'BAD_HEADER', ["'w'", 'shape']);
-  expectRwkvError(() => readSafetensors(stFile({ w: { dtype: 'F32', shape: [4], data_offsets: [0, 16] } }, eight, 'past')), 'TRUNCATED', ["'w'"]);
-  expectRwkvError(() => readSafetensors(stFile({ w: { dtype: 'F32', shape: [2], data_offsets: [8, 0] } }, eight, 'rev')), 'BAD_HEADER', ["'w'"]);
-  expectRwkvError(() => readSafetensors(stFile({ w: { shape: [2], data_offsets: [0, 8] } }, eight, 'nodtype')), 'BAD_HEADER', ['no dtype']);
-  expectRwkvError(() => readSafetensors(stFile({ __metadata__: {} }, eight, 'empty')), 'TRUNCATED', ['no tensors']);
+  await expectRwkvRejection(() => readSafetensors(stFile(ok, eight, 'length', 1n << 40n)), 'BAD_HEADER', ['exceeds']);
+  await expectRwkvRejection(() => readSafetensors(stFile(ok, eight, 'length2', 100000n)), 'TRUNCATED', ['JSON header']);
+  await expectRwkvRejection(() => readSafetensors(stFile('{"w": ', eight, 'json')), 'BAD_HEADER', ['does not parse']);
+  await expectRwkvRejection(() => readSafetensors(stFile('[1, 2]', eight, 'array')), 'BAD_HEADER', ['not an object']);
+  await expectRwkvRejection(() => readSafetensors(stFile({ w: { dtype: 'F64', shape: [1], data_offsets: [0, 8] } }, eight, 'f64')), 'UNSUPPORTED_DTYPE', ["'w'", 'F64']);
+  await expectRwkvRejection(() => readSafetensors(stFile({ w: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } }, eight, 'count')), 'BAD_HEADER', ["'w'"]);
+  await expectRwkvRejection(() => readSafetensors(stFile({ w: { dtype: 'F32', shape: [-2], data_offsets: [0, 8] } }, eight, 'neg')), 'BAD_HEADER', ["'w'", 'shape']);
+  await expectRwkvRejection(() => readSafetensors(stFile({ w: { dtype: 'F32', shape: [4], data_offsets: [0, 16] } }, eight, 'past')), 'TRUNCATED', ["'w'"]);
+  await expectRwkvRejection(() => readSafetensors(stFile({ w: { dtype: 'F32', shape: [2], data_offsets: [8, 0] } }, eight, 'rev')), 'BAD_HEADER', ["'w'"]);
+  await expectRwkvRejection(() => readSafetensors(stFile({ w: { shape: [2], data_offsets: [0, 8] } }, eight, 'nodtype')), 'BAD_HEADER', ['no dtype']);
+  await expectRwkvRejection(() => readSafetensors(stFile({ __metadata__: {} }, eight, 'empty')), 'TRUNCATED', ['no tensors']);
   // the same tensor twice after name mapping
   const twice = { 'emb.weight': { dtype: 'F32', shape: [1], data_offsets: [0, 4] }, 'rwkv.embeddings.weight': { dtype: 'F32', shape: [1], data_offsets: [4, 8] } };
-  expectRwkvError(() => readSafetensors(stFile(twice, eight, 'twice')), 'BAD_HEADER', ['twice']);
+  await expectRwkvRejection(() => readSafetensors(stFile(twice, eight, 'twice')), 'BAD_HEADER', ['twice']);
   const p = stFile(ok, eight, 'fine');
-  assert.deepEqual([...f32View(readSafetensors(p).tensors.get('w')!)], [0, 0]);
+  assert.deepEqual([...f32View((await readSafetensors(p)).tensors.get('w')!)], [0, 0]);
 });

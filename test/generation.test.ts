@@ -118,8 +118,8 @@ test('a saved state restores identical logits, and generating from it repeats a 
   const oneShot = await collect(rwkv.generate('Hello, world', options));
   const primed = rwkv.generate('Hello, world', { maxTokens: 0 });
   await primed.text();
-  rwkv.saveState(file, primed.state);
-  const loaded = rwkv.loadState(file);
+  await rwkv.saveState(file, primed.state);
+  const loaded = await rwkv.loadState(file);
   assert.deepEqual(loaded.logits, primed.state.logits);
   assert.deepEqual(loaded.state.data, primed.state.state.data);
   assert.equal(loaded.tokenCount, primed.state.tokenCount);
@@ -146,25 +146,25 @@ test('a state file is refused by another model (other version, or same shape and
   const file = path.join(dir, 'v4.state');
   const s = rwkv.createState();
   await rwkv.feed(s, 'abc');
-  rwkv.saveState(file, s);
-  assert.throws(() => other.loadState(file), (e: unknown) => e instanceof StateError && /belongs to RWKV v4, /.test(e.message) && /this model is RWKV v5\.1/.test(e.message));
+  await rwkv.saveState(file, s);
+  await assert.rejects(() => other.loadState(file), (e: unknown) => e instanceof StateError && /belongs to RWKV v4, /.test(e.message) && /this model is RWKV v5\.1/.test(e.message));
   // The same weights in FP16 accept it: the fingerprint tolerates the rounding.
-  assert.deepEqual(fp16.loadState(file).logits, s.logits);
+  assert.deepEqual((await fp16.loadState(file)).logits, s.logits);
   // A random model of exactly the same shape is refused.
   const c = rwkv.config;
-  const twin = Rwkv.fromModel(
+  const twin = await Rwkv.fromModel(
     modelFromSource(randomSource({ version: '4', nLayer: c.nLayer, nEmbd: c.nEmbd, nVocab: c.nVocab }, { seed: 1, allocate: (n) => backend.allocateBytes(n) }), backend),
     { tokenizer: 'bytes' },
   );
   assert.equal(twin.model.createState().data.length, s.state.data.length);
-  assert.throws(() => twin.loadState(file), (e: unknown) => e instanceof StateError && /same shape but other weights/.test(e.message));
+  await assert.rejects(() => twin.loadState(file), (e: unknown) => e instanceof StateError && /same shape but other weights/.test(e.message));
   // Damaged files.
   const bytes = fs.readFileSync(file);
   fs.writeFileSync(path.join(dir, 'short.state'), bytes.subarray(0, bytes.length - 4));
-  assert.throws(() => rwkv.loadState(path.join(dir, 'short.state')), /truncated or corrupt/);
+  await assert.rejects(() => rwkv.loadState(path.join(dir, 'short.state')), /truncated or corrupt/);
   fs.writeFileSync(path.join(dir, 'magic.state'), Buffer.concat([Buffer.from('NOTSTATE'), bytes.subarray(8)]));
-  assert.throws(() => rwkv.loadState(path.join(dir, 'magic.state')), /not an rwkv-ts state file/);
-  assert.throws(() => rwkv.loadState(path.join(dir, 'missing.state')), /no such state file/);
+  await assert.rejects(() => rwkv.loadState(path.join(dir, 'magic.state')), /not an rwkv-ts state file/);
+  await assert.rejects(() => rwkv.loadState(path.join(dir, 'missing.state')), /no such state file/);
   // A state object of another model is refused too.
   assert.throws(() => other.generate('x', { state: s }), ArgumentError);
 });
@@ -189,8 +189,8 @@ test('prefix cache: a shared prefix is not read again, and the results equal tho
   if (file === undefined || inputPath === undefined) return;
   const base = await loadModel(file, { backend });
   const { model, read } = counting(base);
-  const cached = Rwkv.fromModel(model);
-  const uncached = Rwkv.fromModel(base, { prefixCache: false });
+  const cached = await Rwkv.fromModel(model);
+  const uncached = await Rwkv.fromModel(base, { prefixCache: false });
   const prefix = fs.readFileSync(inputPath, 'latin1').slice(0, 300);
   const promptA = `${prefix} First question?`;
   const promptB = `${prefix} Second one!`;

@@ -146,7 +146,7 @@ function randomFields(dtype: BlockType, r: () => number): Fields {
 // ---------------------------------------------------------------------------------------------------
 // Q4_0
 
-test('q4_0: d = 0.5, nibble ramp → (q − 8)·0.5, low nibbles first then high nibbles', () => {
+test('q4_0: d = 0.5, nibble ramp → (q − 8)·0.5, low nibbles first then high nibbles', async () => {
   // byte j = low nibble j, high nibble 15 − j: values 0..15 are (j − 8)/2, values 16..31 are (7 − j)/2.
   const qs = range(16, (j) => j | ((15 - j) << 4));
   const expected = [
@@ -156,13 +156,13 @@ test('q4_0: d = 0.5, nibble ramp → (q − 8)·0.5, low nibbles first then high
   assertValues(decodeOne('q4_0', q4_0Block(F16_HALF, qs)), expected, 'q4_0');
 });
 
-test('q4_0: a negative scale and the nibble extremes (0 → −8d, 15 → 7d)', () => {
+test('q4_0: a negative scale and the nibble extremes (0 → −8d, 15 → 7d)', async () => {
   // d = −1: nibble 0 gives +8, nibble 15 gives −7; 0x0F packs value j = 15 and value j+16 = 0.
   const out = decodeOne('q4_0', q4_0Block(F16_MINUS_ONE, range(16, () => 0x0f)));
   assertValues(out, [...range(16, () => -7), ...range(16, () => 8)], 'q4_0 d=-1');
 });
 
-test('q4_0: the scale is the exact f16 value (0x2E66 = 0.0999755859375, not 0.1)', () => {
+test('q4_0: the scale is the exact f16 value (0x2E66 = 0.0999755859375, not 0.1)', async () => {
   const qs = packNibbles(range(32, (i) => i % 16));
   const out = decodeOne('q4_0', q4_0Block(F16_TENTH, qs));
   assertValues(out, range(32, (i) => Math.fround(((i % 16) - 8) * TENTH)), 'q4_0 d=0x2E66');
@@ -173,7 +173,7 @@ test('q4_0: the scale is the exact f16 value (0x2E66 = 0.0999755859375, not 0.1)
 // ---------------------------------------------------------------------------------------------------
 // Q4_1
 
-test('q4_1: d = 0.5, m = −1 → q·0.5 − 1', () => {
+test('q4_1: d = 0.5, m = −1 → q·0.5 − 1', async () => {
   const qs = packNibbles([...range(16, (j) => j), ...range(16, (j) => 15 - j)]);
   const expected = [
     -1, -0.5, 0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5, 5.5, 6, 6.5,
@@ -182,7 +182,7 @@ test('q4_1: d = 0.5, m = −1 → q·0.5 − 1', () => {
   assertValues(decodeOne('q4_1', q4_1Block(F16_HALF, F16_MINUS_ONE, qs)), expected, 'q4_1');
 });
 
-test('q4_1: q·d + m is rounded once to f32 (d = 2^-24, m = 1)', () => {
+test('q4_1: q·d + m is rounded once to f32 (d = 2^-24, m = 1)', async () => {
   // 1 + q·2^-24 is not an f32 for odd q: it rounds to even, e.g. q = 1 → 1, q = 3 → 1 + 2^-22.
   const qs = packNibbles(range(32, (i) => i % 16));
   const out = decodeOne('q4_1', q4_1Block(0x0001, 0x3c00, qs));
@@ -196,7 +196,7 @@ test('q4_1: q·d + m is rounded once to f32 (d = 2^-24, m = 1)', () => {
 // ---------------------------------------------------------------------------------------------------
 // Q5_0
 
-test('q5_0: qh clear → (q − 16)·d; qh all set → q·d', () => {
+test('q5_0: qh clear → (q − 16)·d; qh all set → q·d', async () => {
   const qs = packNibbles(range(32, (i) => i % 16));
   assertValues(
     decodeOne('q5_0', q5_0Block(F16_HALF, 0, qs)),
@@ -210,7 +210,7 @@ test('q5_0: qh clear → (q − 16)·d; qh all set → q·d', () => {
   );
 });
 
-test('q5_0: qh bits 0, 15, 16 and 31 lift exactly values 0, 15, 16 and 31', () => {
+test('q5_0: qh bits 0, 15, 16 and 31 lift exactly values 0, 15, 16 and 31', async () => {
   // All nibbles 0: a value is −16·0.5 = −8 without its fifth bit and 0 with it. qh bytes: 01 80 01 80.
   const qs = range(16, () => 0);
   const expected = range(32, (i) => ([0, 15, 16, 31].includes(i) ? 0 : -8));
@@ -222,7 +222,7 @@ test('q5_0: qh bits 0, 15, 16 and 31 lift exactly values 0, 15, 16 and 31', () =
   }
 });
 
-test('q5_0: nibble 15 with its fifth bit is the top value 15·d; without it −d', () => {
+test('q5_0: nibble 15 with its fifth bit is the top value 15·d; without it −d', async () => {
   // qh = 0x0000FFFF: values 0..15 have the fifth bit (31 − 16 = 15 → 7.5), values 16..31 do not (−1 → −0.5).
   const out = decodeOne('q5_0', q5_0Block(F16_HALF, 0x0000ffff, range(16, () => 0xff)));
   assertValues(out, [...range(16, () => 7.5), ...range(16, () => -0.5)], 'q5_0 halves');
@@ -231,13 +231,13 @@ test('q5_0: nibble 15 with its fifth bit is the top value 15·d; without it −d
 // ---------------------------------------------------------------------------------------------------
 // Q5_1
 
-test('q5_1: d = 0.5, m = −1, qh bits 0, 15, 16, 31 → (q | h<<4)·0.5 − 1', () => {
+test('q5_1: d = 0.5, m = −1, qh bits 0, 15, 16, 31 → (q | h<<4)·0.5 − 1', async () => {
   const qs = range(16, () => 0);
   const expected = range(32, (i) => ([0, 15, 16, 31].includes(i) ? 7 : -1));
   assertValues(decodeOne('q5_1', q5_1Block(F16_HALF, F16_MINUS_ONE, 0x80018001, qs)), expected, 'q5_1 corner bits');
 });
 
-test('q5_1: all bits set gives the top value 31·d + m; all clear gives q·d + m', () => {
+test('q5_1: all bits set gives the top value 31·d + m; all clear gives q·d + m', async () => {
   const ones = range(16, () => 0xff);
   assertValues(
     decodeOne('q5_1', q5_1Block(F16_HALF, F16_MINUS_ONE, 0xffffffff, ones)),
@@ -258,7 +258,7 @@ test('q5_1: all bits set gives the top value 31·d + m; all clear gives q·d + m
 // ---------------------------------------------------------------------------------------------------
 // Q8_0
 
-test('q8_0: signed bytes times d, including −128 and 127', () => {
+test('q8_0: signed bytes times d, including −128 and 127', async () => {
   const values = [0, 1, -1, 2, -2, 127, -128, -127, ...range(24, (i) => i - 12)];
   const expected = values.map((v) => v * 0.5);
   assertValues(decodeOne('q8_0', q8_0Block(F16_HALF, values)), expected, 'q8_0');
@@ -270,7 +270,7 @@ test('q8_0: signed bytes times d, including −128 and 127', () => {
 // ---------------------------------------------------------------------------------------------------
 // Every type: random blocks against the per-element reference; block offsets; non-block types.
 
-test('every block type matches the per-element ggml reference on random blocks', () => {
+test('every block type matches the per-element ggml reference on random blocks', async () => {
   const r = rng(1);
   for (const dtype of BLOCK_TYPES) {
     for (let n = 0; n < 200; n++) {
@@ -280,7 +280,7 @@ test('every block type matches the per-element ggml reference on random blocks',
   }
 });
 
-test('dequantize honours firstBlock, count and outOffset and writes nothing else', () => {
+test('dequantize honours firstBlock, count and outOffset and writes nothing else', async () => {
   const r = rng(2);
   for (const dtype of BLOCK_TYPES) {
     const fields = range(4, () => randomFields(dtype, r));
@@ -292,7 +292,7 @@ test('dequantize honours firstBlock, count and outOffset and writes nothing else
   }
 });
 
-test('blockDecoder refuses non-block types', () => {
+test('blockDecoder refuses non-block types', async () => {
   for (const dtype of ['f32', 'f16', 'bf16'] as const satisfies readonly DType[]) {
     assert.throws(() => blockDecoder(dtype), TypeError);
   }
@@ -301,7 +301,7 @@ test('blockDecoder refuses non-block types', () => {
 // ---------------------------------------------------------------------------------------------------
 // matvec and readRow on quantized matrices
 
-test('referenceMatvec on random quantized matrices equals dequantize-then-float64-dot', () => {
+test('referenceMatvec on random quantized matrices equals dequantize-then-float64-dot', async () => {
   const r = rng(3);
   for (const dtype of BLOCK_TYPES) {
     for (const cols of [64, 96]) {
@@ -335,7 +335,7 @@ test('referenceMatvec on random quantized matrices equals dequantize-then-float6
 // ---------------------------------------------------------------------------------------------------
 // f16 and bf16
 
-test('decodeF16 on hand-picked bit patterns', () => {
+test('decodeF16 on hand-picked bit patterns', async () => {
   const cases: [number, number][] = [
     [0x3c00, 1],
     [0xc000, -2],
@@ -358,7 +358,7 @@ test('decodeF16 on hand-picked bit patterns', () => {
   for (const nan of [0x7e00, 0x7c01, 0xfe00, 0xffff]) assert.ok(Number.isNaN(decodeF16(nan)), `0x${nan.toString(16)}`);
 });
 
-test('f16ToF32Table agrees with decodeF16 on all 65536 patterns, and every f16 is an exact f32', () => {
+test('f16ToF32Table agrees with decodeF16 on all 65536 patterns, and every f16 is an exact f32', async () => {
   const table = f16ToF32Table();
   assert.equal(table.length, 65536);
   for (let h = 0; h < 65536; h++) {
@@ -368,7 +368,7 @@ test('f16ToF32Table agrees with decodeF16 on all 65536 patterns, and every f16 i
   }
 });
 
-test('decodeBF16 on hand-picked bit patterns', () => {
+test('decodeBF16 on hand-picked bit patterns', async () => {
   const cases: [number, number][] = [
     [0x3f80, 1],
     [0xc000, -2],
@@ -407,12 +407,12 @@ function f16Bits(x: number): number {
   return lo % 2 === 0 ? lo : hi;
 }
 
-test('the Q8_0 fixture decodes to what ggml quantized from the FP32 fixture', (t) => {
+test('the Q8_0 fixture decodes to what ggml quantized from the FP32 fixture', async (t) => {
   const qPath = fixture(t, 'quantized/tiny-rwkv-4v0-660K-FP32-to-Q8_0.bin');
   const fPath = fixture(t, 'tiny-rwkv-4v0-660K-FP32.bin');
   if (qPath === undefined || fPath === undefined) return;
-  const quantized = readRwkvCpp(qPath);
-  const original = readRwkvCpp(fPath);
+  const quantized = await readRwkvCpp(qPath);
+  const original = await readRwkvCpp(fPath);
   let checked = 0;
   for (const [name, qt] of quantized.tensors) {
     if (qt.dtype !== 'q8_0') continue;

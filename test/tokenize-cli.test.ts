@@ -59,7 +59,7 @@ test('runTokenize --decode: refuses what is not a JSON array of integer ids', as
 test('runTokenize: World ids as the library gives them, and any bytes (even invalid UTF-8) back exactly', async (t) => {
   const vocab = fixture(t, 'tokenizers/rwkv_vocab_v20230424.txt');
   if (vocab === undefined) return;
-  const world = loadTokenizer(vocab);
+  const world = await loadTokenizer(vocab);
   const out = await tokenize({ tokenizer: vocab }, AWKWARD);
   const ids = JSON.parse(out.toString('utf8')) as number[];
   assert.deepEqual(ids, world.encodeBytes(AWKWARD));
@@ -105,7 +105,7 @@ test('rwkv tokenize: stdin to ids and back, as a separate process', async (t) =>
     r = rwkv(['tokenize', '--tokenizer', file], input);
     assert.equal(r.status, 0, r.stderr);
     const ids = JSON.parse(r.stdout.toString('utf8')) as number[];
-    assert.deepEqual(ids, loadTokenizer(file).encode(input), path.basename(file));
+    assert.deepEqual(ids, (await loadTokenizer(file)).encode(input), path.basename(file));
     r = rwkv(['tokenize', '--tokenizer', file, '--decode'], JSON.stringify(ids));
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout.toString('utf8'), input, path.basename(file));

@@ -43,7 +43,7 @@ function writeText(dir: string, name: string, text: string): string {
   return p;
 }
 
-test('AdamW: two updates equal the formula; weight decay only on matrices; clipping scales the global norm', () => {
+test('AdamW: two updates equal the formula; weight decay only on matrices; clipping scales the global norm', async () => {
   const mk = (name: string, shape: number[], data: number[], grad: number[]): Param => ({
     name,
     shape,
@@ -78,7 +78,7 @@ test('AdamW: two updates equal the formula; weight decay only on matrices; clipp
   assert.ok(Math.abs(Math.sqrt(after) - 0.5) < 1e-5);
 });
 
-test('learning rate: linear warm-up, then cosine down to lrFinal at the last step', () => {
+test('learning rate: linear warm-up, then cosine down to lrFinal at the last step', async () => {
   const s = { lr: 1e-3, lrFinal: 1e-4, warmup: 10, steps: 110 };
   assert.ok(Math.abs(learningRate(0, s) - 1e-4) < 1e-15);
   assert.ok(Math.abs(learningRate(9, s) - 1e-3) < 1e-15);
@@ -89,7 +89,7 @@ test('learning rate: linear warm-up, then cosine down to lrFinal at the last ste
   for (let i = 11; i < 110; i++) assert.ok(learningRate(i, s) <= learningRate(i - 1, s));
 });
 
-test('data: a directory is tokenized into a token file that later runs reuse; split; seeded windows', () => {
+test('data: a directory is tokenized into a token file that later runs reuse; split; seeded windows', async () => {
   const dir = tempDir('train-data');
   const src = path.join(dir, 'texts');
   fs.mkdirSync(path.join(src, 'sub'), { recursive: true });
@@ -210,7 +210,7 @@ test('one training step in parallel mode, then inference in RNN mode with the ne
   await check(path.join(out, MODEL_FILE), 'model.safetensors');
   // rwkv convert's path to the .pth that ChatRWKV / RWKV-LM load, read back.
   const pth = path.join(dir, 'model.pth');
-  writeCheckpoint(openCheckpoint(path.join(out, MODEL_FILE)), pth);
+  writeCheckpoint(await openCheckpoint(path.join(out, MODEL_FILE)), pth);
   await check(pth, '.pth');
 
   // Fine-tuning a real trained model (--init, from an rwkv.cpp file): one step, then the same check.
@@ -292,12 +292,12 @@ test('the World tokenizer: a token file of World ids and a training step on them
   assert.ok(tf.tokens.length < 1500, 'World ids are words, not bytes');
 });
 
-test('--init reads any supported format: the .pth and rwkv.cpp copies of a model give the same weights', (t) => {
+test('--init reads any supported format: the .pth and rwkv.cpp copies of a model give the same weights', async (t) => {
   const bin = fixture(t, 'tiny-rwkv-4v0-660K-FP32.bin');
   const pth = fixture(t, 'converted/tiny-rwkv-4v0-660K-FP32.pth');
   if (bin === undefined || pth === undefined) return;
-  const a = readInitWeights(bin);
-  const b = readInitWeights(pth);
+  const a = await readInitWeights(bin);
+  const b = await readInitWeights(pth);
   assert.deepEqual(a.shape, b.shape);
   for (const [name, v] of a.values) {
     const w = b.values.get(name)!;

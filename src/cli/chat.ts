@@ -49,7 +49,7 @@ export async function runChat(args: ChatArgs): Promise<void> {
     ...(args.tokenizer !== undefined ? { tokenizer: args.tokenizer } : {}),
   });
   try {
-    const state = args.stateIn !== undefined ? rwkv.loadState(args.stateIn) : rwkv.createState();
+    const state = args.stateIn !== undefined ? await rwkv.loadState(args.stateIn) : rwkv.createState();
     await new ChatSession(rwkv, state, options, args.seed).run();
   } finally {
     await rwkv.close();
@@ -168,12 +168,12 @@ class ChatSession {
           break;
         case '/save':
           if (arg === '') throw new ArgumentError('/save needs a file name');
-          this.rwkv.saveState(arg, this.state);
+          await this.rwkv.saveState(arg, this.state);
           await write(`[saved the state (${this.state.tokenCount} tokens) to ${arg}]\n`);
           break;
         case '/load':
           if (arg === '') throw new ArgumentError('/load needs a file name');
-          this.state = this.rwkv.loadState(arg);
+          this.state = await this.rwkv.loadState(arg);
           await write(`[loaded ${arg}: ${this.state.tokenCount} tokens]\n`);
           break;
         case '/stats':

@@ -17,14 +17,14 @@ export function summaryLine(out: string, s: WriteSummary): string {
   return `wrote ${out}: ${s.format}, ${s.tensors} tensors (${types})\n`;
 }
 
-export function runConvert(args: ConvertArgs): WriteSummary {
+export async function runConvert(args: ConvertArgs): Promise<WriteSummary> {
   let dtype: FloatType | undefined;
   if (args.dtype !== undefined) {
     const d = args.dtype.toLowerCase();
     if (!(FLOAT_TYPES as readonly string[]).includes(d)) throw new ArgumentError(`--dtype must be one of ${FLOAT_TYPES.join(', ')}, got '${args.dtype}'`);
     dtype = d as FloatType;
   }
-  const source = openCheckpoint(args.in);
+  const source = await openCheckpoint(args.in);
   const summary = writeCheckpoint(source, args.out, dtype !== undefined ? { dtype } : {});
   process.stderr.write(summaryLine(args.out, summary));
   return summary;

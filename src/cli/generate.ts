@@ -139,10 +139,10 @@ export async function runGenerate(args: GenerateArgs): Promise<void> {
     prefixCache: false, // one prompt per process: nothing to reuse
   });
   try {
-    if (args.stateIn !== undefined) options.state = rwkv.loadState(args.stateIn);
+    if (args.stateIn !== undefined) options.state = await rwkv.loadState(args.stateIn);
     const generation = rwkv.generate(prompt, options);
     for await (const piece of generation) if (piece.text !== '') await write(piece.text);
-    if (args.stateOut !== undefined) rwkv.saveState(args.stateOut, generation.state);
+    if (args.stateOut !== undefined) await rwkv.saveState(args.stateOut, generation.state);
     const s = generation.stats;
     const rate = (n: number, ms: number): string => (ms > 0 ? (n / (ms / 1000)).toFixed(1) : '∞');
     process.stderr.write(

@@ -27,7 +27,7 @@ export function readInputFile(path: string): Uint8Array {
 
 export async function runLogits(args: LogitsArgs): Promise<void> {
   const bytes = readInputFile(args.input);
-  const ids = args.tokenizer !== undefined ? loadTokenizer(args.tokenizer).encodeBytes(bytes) : Array.from(bytes);
+  const ids = args.tokenizer !== undefined ? (await loadTokenizer(args.tokenizer)).encodeBytes(bytes) : Array.from(bytes);
   const opened = await openModel(args.model, args);
   try {
     await writeLogits(opened.model, ids, args);

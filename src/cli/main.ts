@@ -103,8 +103,8 @@ export function buildProgram(): Command {
     .requiredOption('--in <file>', 'input checkpoint (.pth, .safetensors, .gguf, rwkv.cpp .bin)')
     .requiredOption('--out <file>', 'output file; its extension picks the format')
     .addOption(new Option('--dtype <type>', 'float type of the converted tensors').choices(['f32', 'f16', 'bf16']))
-    .action((opts: ConvertArgs) => {
-      runConvert(opts);
+    .action(async (opts: ConvertArgs) => {
+      await runConvert(opts);
     });
 
   program
@@ -113,8 +113,8 @@ export function buildProgram(): Command {
     .requiredOption('--in <file>', 'input checkpoint (any supported format)')
     .requiredOption('--out <file>', 'output .bin (rwkv.cpp) or .gguf')
     .requiredOption('--type <type>', 'Q4_0, Q4_1, Q5_0, Q5_1 or Q8_0')
-    .action((opts: QuantizeArgs) => {
-      runQuantize(opts);
+    .action(async (opts: QuantizeArgs) => {
+      await runQuantize(opts);
     });
 
   program

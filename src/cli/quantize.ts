@@ -13,7 +13,7 @@ export interface QuantizeArgs {
   type: string;
 }
 
-export function runQuantize(args: QuantizeArgs): WriteSummary {
+export async function runQuantize(args: QuantizeArgs): Promise<WriteSummary> {
   const type = args.type.toLowerCase();
   if (!isQuantType(type)) {
     throw new ArgumentError(`--type must be one of ${QUANT_TYPES.map((q) => q.toUpperCase()).join(', ')}, got '${args.type}'`);
@@ -22,7 +22,7 @@ export function runQuantize(args: QuantizeArgs): WriteSummary {
   if (format !== 'rwkv.cpp' && format !== 'gguf') {
     throw new ArgumentError(`quantized models are written as rwkv.cpp .bin or .gguf, not ${format} ('${args.out}')`);
   }
-  const source = openCheckpoint(args.in);
+  const source = await openCheckpoint(args.in);
   const summary = writeCheckpoint(source, args.out, { quantize: type, format });
   process.stderr.write(summaryLine(args.out, summary));
   return summary;

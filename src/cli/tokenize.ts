@@ -17,7 +17,7 @@ export interface TokenizeIo {
 }
 
 export async function runTokenize(args: TokenizeArgs, io: TokenizeIo = processIo()): Promise<void> {
-  const tokenizer = loadTokenizer(args.tokenizer);
+  const tokenizer = await loadTokenizer(args.tokenizer);
   const input = await readAll(io.input);
   await io.write(args.decode === true ? decodeIds(tokenizer, input) : encodeToJson(tokenizer, input));
 }

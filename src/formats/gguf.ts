@@ -19,14 +19,17 @@ import { FormatError, ModelError } from '../errors.js';
 import { decodeBF16, DTYPES, f16ToF32Table, byteSize, type DType } from '../tensor/dtype.js';
 import { elementCount, type Tensor } from '../tensor/tensor.js';
 import { f32ToBF16Bits, f32ToF16Bits } from '../kernels/quantize.js';
-import { FileReader } from './file-reader.js';
+import type { ByteSourceInput } from './byte-source.js';
 import { FUSED_LERP_PARTS, GGUF_LERP_FUSED, ggufFromOfficial, officialFromGguf, type GgufArch } from './names.js';
+import { SourceReader, withReader, type ReadOptions } from './source-reader.js';
 import { defaultAllocator, type TensorAllocator, type TensorSource } from './tensor-source.js';
-import { FileWriter, type OutTensor } from './writer.js';
+import type { OutTensor } from './writer.js';
 
 export const GGUF_MAGIC = 0x46554747; // "GGUF"
-const DEFAULT_ALIGNMENT = 32;
-const MAX_DIMS = 4;
+export const GGUF_DEFAULT_ALIGNMENT = 32;
+const DEFAULT_ALIGNMENT = GGUF_DEFAULT_ALIGNMENT;
+export const GGUF_MAX_DIMS = 4;
+const MAX_DIMS = GGUF_MAX_DIMS;
 
 /** ggml type ids we read and write. */
 const GGML_TYPES: ReadonlyMap<number, DType> = new Map<number, DType>([
@@ -39,7 +42,7 @@ const GGML_TYPES: ReadonlyMap<number, DType> = new Map<number, DType>([
   [8, 'q8_0'],
   [30, 'bf16'],
 ]);
-const GGML_ID: Readonly<Record<DType, number>> = { f32: 0, f16: 1, q4_0: 2, q4_1: 3, q5_0: 6, q5_1: 7, q8_0: 8, bf16: 30 };
+export const GGML_ID: Readonly<Record<DType, number>> = { f32: 0, f16: 1, q4_0: 2, q4_1: 3, q5_0: 6, q5_1: 7, q8_0: 8, bf16: 30 };
 
 const GGML_OTHER_NAMES: Readonly<Record<number, string>> = {
   4: 'Q4_2 (removed)',
@@ -78,11 +81,11 @@ const T_U8 = 0;
 const T_I8 = 1;
 const T_U16 = 2;
 const T_I16 = 3;
-const T_U32 = 4;
+export const T_U32 = 4;
 const T_I32 = 5;
-const T_F32 = 6;
-const T_BOOL = 7;
-const T_STRING = 8;
+export const T_F32 = 6;
+export const T_BOOL = 7;
+export const T_STRING = 8;
 const T_ARRAY = 9;
 const T_U64 = 10;
 const T_I64 = 11;
@@ -111,7 +114,17 @@ export interface GgufFile extends TensorSource {
   readonly metadata: ReadonlyMap<string, GgufMetaValue>;
 }
 
-/** Reads the header sequentially from the file in windows, checking every length against the file. */
+/** Thrown by the cursor when a value runs past its window: bytes up to `end` are needed. */
+class NeedMore {
+  constructor(readonly end: number) {}
+}
+
+/**
+ * Reads the header sequentially from a window of the file, checking every length against the file. The
+ * value readers are synchronous; `step` runs a parse step and, when it runs past the window, reads a
+ * larger window from the step's start and runs it again (so a header of many small values costs a few
+ * reads, not one await per value).
+ */
 class Cursor {
   pos = 0;
   private buf: Uint8Array = new Uint8Array(0);
@@ -119,23 +132,35 @@ class Cursor {
   private readonly dec = new TextDecoder('utf-8', { fatal: true });
 
   constructor(
-    private readonly reader: FileReader,
+    private readonly reader: SourceReader,
     private readonly bad: (msg: string) => FormatError,
   ) {}
+
+  /** Runs `parse` from the current position, with as large a window as it needs. */
+  async step<T>(parse: () => T): Promise<T> {
+    for (;;) {
+      const start = this.pos;
+      try {
+        return parse();
+      } catch (e) {
+        if (!(e instanceof NeedMore)) throw e;
+        this.pos = start;
+        const had = this.bufStart + this.buf.byteLength - start;
+        const len = Math.min(Math.max(e.end - start, 1 << 20, 2 * had), this.reader.size - start);
+        this.buf = await this.reader.read(start, len, { field: 'GGUF header' });
+        this.bufStart = start;
+      }
+    }
+  }
 
   private bytes(n: number, what: string): Uint8Array {
     if (n < 0 || this.pos + n > this.reader.size) {
       throw new FormatError('TRUNCATED', `file is truncated: ${what} needs bytes up to ${this.pos + n}, the file has ${this.reader.size}`, {
-        file: this.reader.path,
+        file: this.reader.name,
       });
     }
-    const off = this.pos - this.bufStart;
-    if (off < 0 || off + n > this.buf.byteLength) {
-      const len = Math.min(Math.max(n, 1 << 20), this.reader.size - this.pos);
-      this.buf = this.reader.read(this.pos, len, { field: what });
-      this.bufStart = this.pos;
-    }
     const o = this.pos - this.bufStart;
+    if (o < 0 || o + n > this.buf.byteLength) throw new NeedMore(this.pos + n);
     this.pos += n;
     return this.buf.subarray(o, o + n);
   }
@@ -200,7 +225,7 @@ class Cursor {
   skip(n: number, what: string): void {
     if (n < 0 || this.pos + n > this.reader.size) {
       throw new FormatError('TRUNCATED', `file is truncated: ${what} needs bytes up to ${this.pos + n}, the file has ${this.reader.size}`, {
-        file: this.reader.path,
+        file: this.reader.name,
       });
     }
     this.pos += n;
@@ -243,24 +268,20 @@ interface Info {
   bytes: number;
 }
 
-export function readGguf(path: string, allocate: TensorAllocator = defaultAllocator): GgufFile {
-  const reader = FileReader.open(path);
-  try {
-    return readAll(reader, allocate);
-  } finally {
-    reader.close();
-  }
+/** Reads a GGUF file (a path, URL, Blob, buffer or ByteSource), each tensor into a buffer from `allocate`. */
+export function readGguf(source: ByteSourceInput, allocate: TensorAllocator = defaultAllocator, options: ReadOptions = {}): Promise<GgufFile> {
+  return withReader(source, options, (reader) => readGgufFrom(reader, allocate));
 }
 
-function readAll(reader: FileReader, allocate: TensorAllocator): GgufFile {
-  const file = reader.path;
+export async function readGgufFrom(reader: SourceReader, allocate: TensorAllocator): Promise<GgufFile> {
+  const file = reader.name;
   const bad = (msg: string, tensor?: string): FormatError =>
     new FormatError('BAD_HEADER', msg, tensor !== undefined ? { file, tensor } : { file });
   const c = new Cursor(reader, bad);
   if (reader.size < 24) throw new FormatError('TRUNCATED', `file is truncated: ${reader.size} bytes, the GGUF header alone is 24`, { file });
-  const magic = c.u32('magic');
+  const magic = await c.step(() => c.u32('magic'));
   if (magic !== GGUF_MAGIC) throw new FormatError('BAD_MAGIC', `not a GGUF file (magic 0x${magic.toString(16).padStart(8, '0')})`, { file });
-  const version = c.u32('version');
+  const version = await c.step(() => c.u32('version'));
   if (version !== 3) {
     // A big-endian GGUF has its version byte-swapped; a value like 100 is not GGUF at all.
     if (version === 1 || version === 2) {
@@ -270,8 +291,7 @@ function readAll(reader: FileReader, allocate: TensorAllocator): GgufFile {
     if ((version & 0xffff) === 0) throw new FormatError('UNSUPPORTED_VERSION', 'a big-endian GGUF file; only little-endian files are supported', { file });
     throw new FormatError('BAD_MAGIC', `has the GGUF magic but version ${version}: not a GGUF file`, { file });
   }
-  const tensorCount = c.u64('tensor count');
-  const kvCount = c.u64('metadata count');
+  const [tensorCount, kvCount] = await c.step(() => [c.u64('tensor count'), c.u64('metadata count')] as const);
   // Each metadata entry takes ≥ 13 bytes and each tensor info ≥ 28: refuse counts the file cannot hold.
   if (kvCount * 13 + tensorCount * 28 > reader.size) {
     throw new FormatError('TRUNCATED', `file is truncated: ${tensorCount} tensors and ${kvCount} metadata entries cannot fit in ${reader.size} bytes`, {
@@ -280,9 +300,12 @@ function readAll(reader: FileReader, allocate: TensorAllocator): GgufFile {
   }
   const metadata = new Map<string, GgufMetaValue>();
   for (let i = 0; i < kvCount; i++) {
-    const key = c.string(`metadata key #${i}`);
-    const type = c.u32(`type of '${key}'`);
-    metadata.set(key, readValue(c, type, key, bad));
+    const [key, value] = await c.step(() => {
+      const k = c.string(`metadata key #${i}`);
+      const type = c.u32(`type of '${k}'`);
+      return [k, readValue(c, type, k, bad)] as const;
+    });
+    metadata.set(key, value);
   }
   const archValue = metadata.get('general.architecture');
   if (archValue !== 'rwkv6' && archValue !== 'rwkv7') {
@@ -300,13 +323,14 @@ function readAll(reader: FileReader, allocate: TensorAllocator): GgufFile {
 
   const infos: Info[] = [];
   for (let i = 0; i < tensorCount; i++) {
-    const name = c.string(`tensor #${i} name`);
-    const nDims = c.u32(`dims of '${name}'`);
-    if (nDims < 1 || nDims > MAX_DIMS) throw bad(`has ${nDims} dimensions (1..${MAX_DIMS})`, name);
-    const ne: number[] = [];
-    for (let d = 0; d < nDims; d++) ne.push(c.u64(`dimension of '${name}'`));
-    const typeId = c.u32(`type of '${name}'`);
-    const offset = c.u64(`offset of '${name}'`);
+    const { name, ne, typeId, offset } = await c.step(() => {
+      const n = c.string(`tensor #${i} name`);
+      const nDims = c.u32(`dims of '${n}'`);
+      if (nDims < 1 || nDims > MAX_DIMS) throw bad(`has ${nDims} dimensions (1..${MAX_DIMS})`, n);
+      const dims: number[] = [];
+      for (let d = 0; d < nDims; d++) dims.push(c.u64(`dimension of '${n}'`));
+      return { name: n, ne: dims, typeId: c.u32(`type of '${n}'`), offset: c.u64(`offset of '${n}'`) };
+    });
     const dtype = GGML_TYPES.get(typeId);
     if (dtype === undefined) {
       const what = GGML_OTHER_NAMES[typeId];
@@ -357,9 +381,9 @@ function readAll(reader: FileReader, allocate: TensorAllocator): GgufFile {
     if (tensors.has(name)) throw bad(`maps to '${name}', which another tensor also maps to`, from);
     tensors.set(name, { name, dtype, shape, data });
   };
-  const read = (t: Info): Uint8Array => {
+  const read = async (t: Info): Promise<Uint8Array> => {
     const data = allocate(t.bytes);
-    reader.readInto(data, dataStart + t.offset, { tensor: t.name });
+    await reader.readInto(data, dataStart + t.offset, { tensor: t.name });
     return data;
   };
   for (const t of infos) {
@@ -374,10 +398,10 @@ function readAll(reader: FileReader, allocate: TensorAllocator): GgufFile {
         throw bad(`has shape [${t.shape.join(', ')}] (${t.dtype}), expected [${parts.length}, 1, 1, C] of floats`, t.name);
       }
       if (arch === 'rwkv7') {
-        put(`blocks.${layer}.att.x_rwkvag`, t.dtype, [parts.length, 1, c], read(t), t.name);
+        put(`blocks.${layer}.att.x_rwkvag`, t.dtype, [parts.length, 1, c], await read(t), t.name);
       } else {
         // Staged through a scratch buffer: only the five parts are allocated.
-        const all = reader.read(dataStart + t.offset, t.bytes, { tensor: t.name });
+        const all = await reader.read(dataStart + t.offset, t.bytes, { tensor: t.name });
         const each = all.byteLength / parts.length;
         parts.forEach((p, i) => {
           const data = allocate(each);
@@ -390,7 +414,7 @@ function readAll(reader: FileReader, allocate: TensorAllocator): GgufFile {
     const official = officialFromGguf(t.name, arch);
     if (official === undefined) {
       // Not part of the model as we know it: kept under its own name for tools, ignored by the models.
-      put(t.name, t.dtype, t.shape, read(t), t.name);
+      put(t.name, t.dtype, t.shape, await read(t), t.name);
       continue;
     }
     const tail = official.slice(official.indexOf('.', official.indexOf('.') + 1) + 1);
@@ -399,7 +423,7 @@ function readAll(reader: FileReader, allocate: TensorAllocator): GgufFile {
     const c = elementCount(t.shape);
     const perHead = (arch === 'rwkv6' && (tail === 'att.time_decay' || tail === 'att.time_faaaa')) || (arch === 'rwkv7' && tail === 'att.r_k');
     if (perHead && c % headSize !== 0) throw bad(`has ${c} values, not a whole number of heads of ${headSize}`, t.name);
-    const data = read(t);
+    const data = await read(t);
     if (arch === 'rwkv6' && (tail === 'att.time_decay' || tail === 'att.time_faaaa')) shape = [c / headSize, headSize, 1];
     if (arch === 'rwkv7') {
       if (['att.w0', 'att.a0', 'att.v0', 'att.k_k', 'att.k_a', 'ffn.x_k'].includes(tail)) shape = [1, 1, c];
@@ -585,107 +609,4 @@ export function mainType(tensors: readonly OutTensor[]): DType {
   const quantized = tensors.find((t) => DTYPES[t.dtype].quantized);
   if (quantized !== undefined) return quantized.dtype;
   return tensors.find((t) => t.dtype === 'f16' || t.dtype === 'bf16')?.dtype ?? 'f32';
-}
-
-class ByteBuilder {
-  private buf = new Uint8Array(1 << 16);
-  len = 0;
-  private readonly enc = new TextEncoder();
-
-  private ensure(k: number): DataView {
-    if (this.len + k > this.buf.byteLength) {
-      let cap = this.buf.byteLength * 2;
-      while (cap < this.len + k) cap *= 2;
-      const b = new Uint8Array(cap);
-      b.set(this.buf.subarray(0, this.len));
-      this.buf = b;
-    }
-    return new DataView(this.buf.buffer);
-  }
-
-  u32(v: number): this {
-    this.ensure(4).setUint32(this.len, v, true);
-    this.len += 4;
-    return this;
-  }
-
-  u64(v: number): this {
-    this.ensure(8).setBigUint64(this.len, BigInt(v), true);
-    this.len += 8;
-    return this;
-  }
-
-  f32(v: number): this {
-    this.ensure(4).setFloat32(this.len, v, true);
-    this.len += 4;
-    return this;
-  }
-
-  u8(v: number): this {
-    this.ensure(1).setUint8(this.len, v);
-    this.len += 1;
-    return this;
-  }
-
-  string(s: string): this {
-    const b = this.enc.encode(s);
-    this.u64(b.byteLength);
-    this.ensure(b.byteLength);
-    this.buf.set(b, this.len);
-    this.len += b.byteLength;
-    return this;
-  }
-
-  bytes(): Uint8Array {
-    return this.buf.subarray(0, this.len);
-  }
-}
-
-/** Writes a GGUF v3 file: the metadata, then the tensors (GGUF names and PyTorch-order shapes) aligned to 32. */
-export function writeGguf(path: string, kvs: readonly GgufKv[], tensors: readonly OutTensor[]): void {
-  const h = new ByteBuilder();
-  h.u32(GGUF_MAGIC).u32(3).u64(tensors.length).u64(kvs.length + 1);
-  h.string('general.alignment').u32(T_U32).u32(DEFAULT_ALIGNMENT);
-  for (const kv of kvs) {
-    h.string(kv.key);
-    switch (kv.type) {
-      case 'u32':
-        h.u32(T_U32).u32(kv.value);
-        break;
-      case 'f32':
-        h.u32(T_F32).f32(kv.value);
-        break;
-      case 'bool':
-        h.u32(T_BOOL).u8(kv.value ? 1 : 0);
-        break;
-      case 'string':
-        h.u32(T_STRING).string(kv.value);
-        break;
-    }
-  }
-  let offset = 0;
-  const align = (n: number): number => Math.ceil(n / DEFAULT_ALIGNMENT) * DEFAULT_ALIGNMENT;
-  for (const t of tensors) {
-    if (t.shape.length < 1 || t.shape.length > MAX_DIMS) {
-      throw new FormatError('BAD_SHAPE', `has ${t.shape.length} dimensions; GGUF holds 1 to ${MAX_DIMS}`, { file: path, tensor: t.name });
-    }
-    h.string(t.name).u32(t.shape.length);
-    for (let d = t.shape.length - 1; d >= 0; d--) h.u64(t.shape[d]!);
-    h.u32(GGML_ID[t.dtype]).u64(offset);
-    offset = align(offset + t.byteLength);
-  }
-  const w = FileWriter.create(path);
-  try {
-    w.write(h.bytes());
-    w.align(DEFAULT_ALIGNMENT);
-    const dataStart = w.position;
-    for (const t of tensors) {
-      w.pad(dataStart + align(w.position - dataStart) - w.position);
-      w.writeTensor(t);
-    }
-    w.close();
-  } catch (e) {
-    w.abort();
-    throw e;
-  }
 }

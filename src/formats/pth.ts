@@ -10,12 +10,12 @@
 import { FormatError } from '../errors.js';
 import type { DType } from '../tensor/dtype.js';
 import { elementCount, type Tensor } from '../tensor/tensor.js';
-import { FileReader } from './file-reader.js';
+import type { ByteSourceInput } from './byte-source.js';
 import { isHuggingFaceNames, officialFromHuggingFace } from './names.js';
 import { PickleDict, PickleGlobal, PickleTuple, PickleWriter, unpickle, type PickleObject, type PickleValue } from './pickle.js';
+import { SourceReader, withReader, type ReadOptions } from './source-reader.js';
 import { defaultAllocator, type TensorAllocator, type TensorSource } from './tensor-source.js';
-import { FileWriter, type OutTensor } from './writer.js';
-import { readZipDirectory, requireStored, ZipWriter, type ZipEntry } from './zip.js';
+import { readZipDirectory, requireStored, type ZipEntry } from './zip.js';
 
 /** The torch storage types we load, with their element types. */
 const STORAGES: ReadonlyMap<string, { dtype: DType; size: number }> = new Map([
@@ -74,18 +74,14 @@ export function looksLikeLegacyTorch(head: Uint8Array): boolean {
   return head.byteLength >= 3 && head[0] === 0x80 && head[1] === 0x02 && head[2] === 0x8a;
 }
 
-export function readPth(path: string, allocate: TensorAllocator = defaultAllocator): TensorSource {
-  const reader = FileReader.open(path);
-  try {
-    return readAll(reader, allocate);
-  } finally {
-    reader.close();
-  }
+/** Reads a PyTorch checkpoint (a path, URL, Blob, buffer or ByteSource), each tensor into a buffer from `allocate`. */
+export function readPth(source: ByteSourceInput, allocate: TensorAllocator = defaultAllocator, options: ReadOptions = {}): Promise<TensorSource> {
+  return withReader(source, options, (reader) => readPthFrom(reader, allocate));
 }
 
-function readAll(reader: FileReader, allocate: TensorAllocator): TensorSource {
-  const file = reader.path;
-  const entries = readZipDirectory(reader);
+export async function readPthFrom(reader: SourceReader, allocate: TensorAllocator): Promise<TensorSource> {
+  const file = reader.name;
+  const entries = await readZipDirectory(reader);
   const pkl = entries.find((e) => e.name === 'data.pkl' || e.name.endsWith('/data.pkl'));
   if (pkl === undefined) throw new FormatError('BAD_HEADER', 'a zip archive without data.pkl: not a PyTorch checkpoint', { file });
   requireStored(pkl, file);
@@ -95,11 +91,11 @@ function readAll(reader: FileReader, allocate: TensorAllocator): TensorSource {
   const byteorder = byName.get(`${prefix}byteorder`);
   if (byteorder !== undefined && byteorder.size <= 16) {
     requireStored(byteorder, file);
-    const order = new TextDecoder().decode(reader.read(byteorder.dataOffset, byteorder.size, { field: 'byteorder' })).trim();
+    const order = new TextDecoder().decode(await reader.read(byteorder.dataOffset, byteorder.size, { field: 'byteorder' })).trim();
     if (order !== 'little') throw new FormatError('UNSUPPORTED_VERSION', `byte order '${order}' is not supported (little-endian only)`, { file });
   }
 
-  const refs = parseStateDict(reader.read(pkl.dataOffset, pkl.size, { field: 'data.pkl' }), file);
+  const refs = parseStateDict(await reader.read(pkl.dataOffset, pkl.size, { field: 'data.pkl' }), file);
 
   // Check every tensor against its record (and so against the file size) before allocating any.
   const hf = isHuggingFaceNames(refs.keys());
@@ -147,9 +143,9 @@ function readAll(reader: FileReader, allocate: TensorAllocator): TensorSource {
     const data = allocate(count * info.size);
     if (count > 0) {
       if (isContiguous(ref.shape, ref.stride)) {
-        reader.readInto(data, entry.dataOffset + ref.offset * info.size, { tensor: source });
+        await reader.readInto(data, entry.dataOffset + ref.offset * info.size, { tensor: source });
       } else {
-        gather(reader, entry, ref, info.size, data, source);
+        await gather(reader, entry, ref, info.size, data, source);
       }
     }
     tensors.set(name, { name, dtype: info.dtype, shape: ref.shape, data });
@@ -167,10 +163,10 @@ function isContiguous(shape: readonly number[], stride: readonly number[]): bool
 }
 
 /** A strided view (e.g. a saved transpose): read its span of the storage, then copy element by element. */
-function gather(reader: FileReader, entry: ZipEntry, ref: TensorRef, size: number, out: Uint8Array, tensor: string): void {
+async function gather(reader: SourceReader, entry: ZipEntry, ref: TensorRef, size: number, out: Uint8Array, tensor: string): Promise<void> {
   let last = ref.offset;
   for (let i = 0; i < ref.shape.length; i++) last += (ref.shape[i]! - 1) * ref.stride[i]!;
-  const span = reader.read(entry.dataOffset + ref.offset * size, (last - ref.offset + 1) * size, { tensor });
+  const span = await reader.read(entry.dataOffset + ref.offset * size, (last - ref.offset + 1) * size, { tensor });
   const nd = ref.shape.length;
   const idx = new Array<number>(nd).fill(0);
   const count = elementCount(ref.shape);
@@ -264,7 +260,7 @@ export function parseStateDict(pickle: Uint8Array, file: string): Map<string, Te
 // Writer: the layout torch.save produces for an OrderedDict of contiguous tensors, loadable with
 // torch.load(..., weights_only=True).
 
-const STORAGE_OF: Partial<Record<DType, string>> = { f32: 'FloatStorage', f16: 'HalfStorage', bf16: 'BFloat16Storage' };
+export const STORAGE_OF: Partial<Record<DType, string>> = { f32: 'FloatStorage', f16: 'HalfStorage', bf16: 'BFloat16Storage' };
 
 /** The pickle of an OrderedDict of tensors, storage i = tensor i (protocol 2, as torch.save writes). */
 export function stateDictPickle(tensors: readonly { name: string; dtype: DType; shape: readonly number[] }[]): Uint8Array {
@@ -319,26 +315,4 @@ export function stateDictPickle(tensors: readonly { name: string; dtype: DType; 
   });
   w.setitems();
   return w.stop();
-}
-
-/** Writes tensors (f32, f16, bf16) as a PyTorch checkpoint. */
-export function writePth(path: string, tensors: readonly OutTensor[], archiveName = 'archive'): void {
-  for (const t of tensors) {
-    if (STORAGE_OF[t.dtype] === undefined) {
-      throw new FormatError('UNSUPPORTED_DTYPE', `${t.dtype} cannot be stored in a .pth (f32, f16, bf16 only)`, { file: path, tensor: t.name });
-    }
-  }
-  const out = FileWriter.create(path);
-  try {
-    const zip = new ZipWriter(out, 64);
-    zip.add(`${archiveName}/data.pkl`, [stateDictPickle(tensors)]);
-    zip.add(`${archiveName}/byteorder`, [new TextEncoder().encode('little')]);
-    tensors.forEach((t, i) => zip.add(`${archiveName}/data/${i}`, [t.bytes()]));
-    zip.add(`${archiveName}/version`, [new TextEncoder().encode('3\n')]);
-    zip.finish();
-    out.close();
-  } catch (e) {
-    out.abort();
-    throw e;
-  }
 }

@@ -11,7 +11,8 @@ import { FormatError } from '../errors.js';
 import type { DType } from '../tensor/dtype.js';
 import { DTYPES, byteSize } from '../tensor/dtype.js';
 import { elementCount, type Tensor } from '../tensor/tensor.js';
-import { FileReader } from './file-reader.js';
+import type { ByteSourceInput } from './byte-source.js';
+import { SourceReader, viewOf, withReader, type ReadOptions } from './source-reader.js';
 import { defaultAllocator, type TensorAllocator, type TensorSource } from './tensor-source.js';
 
 export const RWKVCPP_MAGIC = 0x67676d66;
@@ -82,26 +83,21 @@ function dtypeOf(id: number, version: number, file: string, tensor?: string): DT
 }
 
 /**
- * Reads every tensor of an rwkv.cpp file into its own buffer from `allocate` (one copy of the weights,
- * read straight from the file; nothing decoded). Throws FormatError naming the file and tensor at fault.
+ * Reads every tensor of an rwkv.cpp file (a path, URL, Blob, buffer or ByteSource) into its own buffer
+ * from `allocate` (one copy of the weights, read straight from the source; nothing decoded). Rejects with
+ * a FormatError naming the file and tensor at fault.
  */
-export function readRwkvCpp(path: string, allocate: TensorAllocator = defaultAllocator): RwkvCppFile {
-  const reader = FileReader.open(path);
-  try {
-    return readAll(reader, allocate);
-  } finally {
-    reader.close();
-  }
+export function readRwkvCpp(source: ByteSourceInput, allocate: TensorAllocator = defaultAllocator, options: ReadOptions = {}): Promise<RwkvCppFile> {
+  return withReader(source, options, (reader) => readRwkvCppFrom(reader, allocate));
 }
 
-function readAll(reader: FileReader, allocate: TensorAllocator): RwkvCppFile {
-  const file = reader.path;
+export async function readRwkvCppFrom(reader: SourceReader, allocate: TensorAllocator): Promise<RwkvCppFile> {
+  const file = reader.name;
   if (reader.size === 0) throw new FormatError('TRUNCATED', 'file is empty', { file });
   if (reader.size < 24) {
     throw new FormatError('TRUNCATED', `file is truncated: ${reader.size} bytes, the header alone is 24`, { file });
   }
-  const head = reader.read(0, 24, { field: 'header' });
-  const hv = new DataView(head.buffer);
+  const hv = viewOf(await reader.read(0, 24, { field: 'header' }));
   const magic = hv.getUint32(0, true);
   if (magic !== RWKVCPP_MAGIC) {
     throw new FormatError(
@@ -142,7 +138,7 @@ function readAll(reader: FileReader, allocate: TensorAllocator): RwkvCppFile {
   while (pos < reader.size) {
     const index = tensors.size;
     const field = `tensor #${index} header`;
-    const fixed = new DataView(reader.read(pos, 12, { field }).buffer);
+    const fixed = viewOf(await reader.read(pos, 12, { field }));
     const dimCount = fixed.getInt32(0, true);
     const keyLength = fixed.getInt32(4, true);
     const typeId = fixed.getInt32(8, true);
@@ -153,11 +149,11 @@ function readAll(reader: FileReader, allocate: TensorAllocator): RwkvCppFile {
     if (keyLength < 1 || keyLength > MAX_KEY_LENGTH) {
       throw new FormatError('BAD_HEADER', `${field}: key_length ${keyLength} is outside 1..${MAX_KEY_LENGTH}`, { file });
     }
-    const dimBytes = new DataView(reader.read(pos, 4 * dimCount, { field }).buffer);
+    const dimBytes = viewOf(await reader.read(pos, 4 * dimCount, { field }));
     pos += 4 * dimCount;
     const ggmlDims: number[] = [];
     for (let i = 0; i < dimCount; i++) ggmlDims.push(dimBytes.getInt32(4 * i, true));
-    const name = decodeKey(reader.read(pos, keyLength, { field }), file, index);
+    const name = decodeKey(await reader.read(pos, keyLength, { field }), file, index);
     pos += keyLength;
 
     const dtype = dtypeOf(typeId, header.version, file, name);
@@ -183,7 +179,7 @@ function readAll(reader: FileReader, allocate: TensorAllocator): RwkvCppFile {
     }
     if (tensors.has(name)) throw new FormatError('BAD_HEADER', 'appears twice', { file, tensor: name });
     const data = allocate(bytes);
-    reader.readInto(data, pos, { tensor: name });
+    await reader.readInto(data, pos, { tensor: name });
     pos += bytes;
     // ggml lists dimensions innermost first; PyTorch order is the reverse.
     tensors.set(name, { name, dtype, shape: ggmlDims.slice().reverse(), data });

@@ -5,10 +5,10 @@
 import { FormatError } from '../errors.js';
 import type { DType } from '../tensor/dtype.js';
 import { elementCount, type Tensor } from '../tensor/tensor.js';
-import { FileReader } from './file-reader.js';
+import type { ByteSourceInput } from './byte-source.js';
 import { isHuggingFaceNames, officialFromHuggingFace } from './names.js';
+import { SourceReader, viewOf, withReader, type ReadOptions } from './source-reader.js';
 import { defaultAllocator, type TensorAllocator, type TensorSource } from './tensor-source.js';
-import { FileWriter, type OutTensor } from './writer.js';
 
 const MAX_HEADER = 100_000_000;
 
@@ -21,7 +21,8 @@ const ST_DTYPES: ReadonlyMap<string, { dtype: DType; size: number; widen?: 'i8' 
   ['U8', { dtype: 'f32', size: 1, widen: 'u8' }],
 ]);
 
-const ST_NAMES: Partial<Record<DType, string>> = { f32: 'F32', f16: 'F16', bf16: 'BF16' };
+/** Our dtype → the safetensors name, for the types safetensors can hold. */
+export const ST_NAMES: Partial<Record<DType, string>> = { f32: 'F32', f16: 'F16', bf16: 'BF16' };
 
 export interface SafetensorsFile extends TensorSource {
   /** The `__metadata__` strings. */
@@ -36,13 +37,9 @@ export function looksLikeSafetensors(head: Uint8Array): boolean {
   return head.byteLength >= 9 && head[8] === 0x7b && head[6] === 0 && head[7] === 0;
 }
 
-export function readSafetensors(path: string, allocate: TensorAllocator = defaultAllocator): SafetensorsFile {
-  const reader = FileReader.open(path);
-  try {
-    return readAll(reader, allocate);
-  } finally {
-    reader.close();
-  }
+/** Reads a safetensors file (a path, URL, Blob, buffer or ByteSource), each tensor into a buffer from `allocate`. */
+export function readSafetensors(source: ByteSourceInput, allocate: TensorAllocator = defaultAllocator, options: ReadOptions = {}): Promise<SafetensorsFile> {
+  return withReader(source, options, (reader) => readSafetensorsFrom(reader, allocate));
 }
 
 interface Entry {
@@ -54,20 +51,21 @@ interface Entry {
   end: number;
 }
 
-function readAll(reader: FileReader, allocate: TensorAllocator): SafetensorsFile {
-  const file = reader.path;
+export async function readSafetensorsFrom(reader: SourceReader, allocate: TensorAllocator): Promise<SafetensorsFile> {
+  const file = reader.name;
   const bad = (msg: string, tensor?: string): FormatError =>
     new FormatError('BAD_HEADER', msg, tensor !== undefined ? { file, tensor } : { file });
   if (reader.size < 8) throw new FormatError('TRUNCATED', `file is truncated: ${reader.size} bytes, the header length alone is 8`, { file });
-  const n64 = new DataView(reader.read(0, 8, { field: 'header length' }).buffer).getBigUint64(0, true);
+  const n64 = viewOf(await reader.read(0, 8, { field: 'header length' })).getBigUint64(0, true);
   if (n64 > BigInt(MAX_HEADER)) throw bad(`header length ${n64} exceeds the ${MAX_HEADER}-byte limit`);
   const n = Number(n64);
   if (8 + n > reader.size) {
     throw new FormatError('TRUNCATED', `file is truncated: the JSON header needs bytes up to ${8 + n}, the file has ${reader.size}`, { file });
   }
+  const headerBytes = await reader.read(8, n, { field: 'JSON header' });
   let json: unknown;
   try {
-    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(reader.read(8, n, { field: 'JSON header' })));
+    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(headerBytes));
   } catch (e) {
     throw bad(`the JSON header does not parse (${e instanceof Error ? e.message : String(e)})`);
   }
@@ -127,65 +125,24 @@ function readAll(reader: FileReader, allocate: TensorAllocator): SafetensorsFile
   for (const e of entries) {
     const name = hf ? officialFromHuggingFace(e.name) : e.name;
     if (tensors.has(name)) throw bad(`appears twice (as '${e.name}')`, name);
-    tensors.set(name, readEntry(reader, e, dataStart, allocate, name));
+    tensors.set(name, await readEntry(reader, e, dataStart, allocate, name));
   }
   if (tensors.size === 0) throw new FormatError('TRUNCATED', 'the file holds no tensors', { file });
   return { format: 'safetensors', file, encoding: 'official', tensors, declared: {}, metadata };
 }
 
-function readEntry(reader: FileReader, e: Entry, dataStart: number, allocate: TensorAllocator, name: string): Tensor {
+async function readEntry(reader: SourceReader, e: Entry, dataStart: number, allocate: TensorAllocator, name: string): Promise<Tensor> {
   const bytes = e.end - e.begin;
   if (e.widen === undefined) {
     const data = allocate(bytes);
-    reader.readInto(data, dataStart + e.begin, { tensor: e.name });
+    await reader.readInto(data, dataStart + e.begin, { tensor: e.name });
     return { name, dtype: e.dtype, shape: e.shape, data };
   }
   // 8-bit integers have no dtype of their own yet: they are widened to f32 (exact), through a 1-byte-per-
   // value staging buffer — the only tensors read through a second buffer.
-  const raw = reader.read(dataStart + e.begin, bytes, { tensor: e.name });
+  const raw = await reader.read(dataStart + e.begin, bytes, { tensor: e.name });
   const data = allocate(bytes * 4);
   const out = new Float32Array(data.buffer, data.byteOffset, bytes);
   out.set(e.widen === 'i8' ? new Int8Array(raw.buffer, raw.byteOffset, bytes) : raw);
   return { name, dtype: 'f32', shape: e.shape, data };
-}
-
-/**
- * Writes tensors (f32, f16 or bf16) as safetensors, in the order given, with `metadata` as __metadata__
- * (`format: pt` is added, as transformers expects). The header is padded with spaces to a multiple of 8 so
- * that the data is aligned.
- */
-export function writeSafetensors(path: string, tensors: readonly OutTensor[], metadata: Record<string, string> = {}): void {
-  const header: Record<string, unknown> = { __metadata__: { format: 'pt', ...metadata } };
-  let offset = 0;
-  for (const t of tensors) {
-    const dt = ST_NAMES[t.dtype];
-    if (dt === undefined) {
-      throw new FormatError('UNSUPPORTED_DTYPE', `${t.dtype} cannot be stored in safetensors (F32, F16, BF16 only)`, {
-        file: path,
-        tensor: t.name,
-      });
-    }
-    if (Object.prototype.hasOwnProperty.call(header, t.name)) throw new FormatError('BAD_HEADER', 'appears twice', { file: path, tensor: t.name });
-    header[t.name] = { dtype: dt, shape: t.shape, data_offsets: [offset, offset + t.byteLength] };
-    offset += t.byteLength;
-  }
-  let json = new TextEncoder().encode(JSON.stringify(header));
-  const padded = Math.ceil(json.byteLength / 8) * 8;
-  if (padded !== json.byteLength) {
-    const p = new Uint8Array(padded).fill(0x20);
-    p.set(json);
-    json = p;
-  }
-  const w = FileWriter.create(path);
-  try {
-    const len = new Uint8Array(8);
-    new DataView(len.buffer).setBigUint64(0, BigInt(json.byteLength), true);
-    w.write(len);
-    w.write(json);
-    for (const t of tensors) w.writeTensor(t);
-    w.close();
-  } catch (e) {
-    w.abort();
-    throw e;
-  }
 }

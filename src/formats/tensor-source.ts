@@ -11,7 +11,7 @@ export type ParameterEncoding = 'official' | 'rwkvcpp';
 export interface TensorSource {
   /** The container format, e.g. 'rwkv.cpp'. */
   readonly format: string;
-  /** The file the tensors came from. */
+  /** Where the tensors came from: the path, the URL, or the name of a buffer or Blob (ByteSource.name). */
   readonly file: string;
   readonly tensors: ReadonlyMap<string, Tensor>;
   /**

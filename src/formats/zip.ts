@@ -5,7 +5,7 @@
 // Layout (all little-endian): [local header 30 B + name + extra, data]… central directory (46 B + name +
 // extra + comment per entry), [ZIP64 end record 56 B, ZIP64 locator 20 B], end record 22 B + comment.
 import { FormatError } from '../errors.js';
-import type { FileReader } from './file-reader.js';
+import { viewOf, type SourceReader } from './source-reader.js';
 import type { FileWriter } from './writer.js';
 
 const SIG_LOCAL = 0x04034b50;
@@ -40,15 +40,14 @@ export function looksLikeZip(head: Uint8Array): boolean {
 }
 
 /** Reads the central directory and each entry's local header; nothing of the entries' data. */
-export function readZipDirectory(reader: FileReader): ZipEntry[] {
-  const file = reader.path;
+export async function readZipDirectory(reader: SourceReader): Promise<ZipEntry[]> {
+  const file = reader.name;
   const bad = (msg: string): FormatError => new FormatError('BAD_HEADER', `zip: ${msg}`, { file });
   if (reader.size < 22) throw new FormatError('TRUNCATED', `zip: file is truncated: ${reader.size} bytes`, { file });
   // The end record is the last 22 bytes plus a comment of up to 65535 bytes.
   const tailLen = Math.min(reader.size, 22 + U16_MAX);
   const tailStart = reader.size - tailLen;
-  const tail = reader.read(tailStart, tailLen, { field: 'zip end record' });
-  const tv = new DataView(tail.buffer);
+  const tv = viewOf(await reader.read(tailStart, tailLen, { field: 'zip end record' }));
   let endAt = -1;
   for (let i = tailLen - 22; i >= 0; i--) {
     if (tv.getUint32(i, true) === SIG_END && i + 22 + tv.getUint16(i + 20, true) <= tailLen) {
@@ -65,11 +64,11 @@ export function readZipDirectory(reader: FileReader): ZipEntry[] {
   if (count === U16_MAX || cdSize === U32_MAX || cdOffset === U32_MAX) {
     const locAt = tailStart + endAt - 20;
     if (locAt < 0) throw bad('ZIP64 values without a ZIP64 locator');
-    const loc = new DataView(reader.read(locAt, 20, { field: 'zip64 locator' }).buffer);
+    const loc = viewOf(await reader.read(locAt, 20, { field: 'zip64 locator' }));
     if (loc.getUint32(0, true) !== SIG_LOCATOR64) throw bad('ZIP64 values without a ZIP64 locator');
     const end64At = u64(loc, 8, file, 'ZIP64 end record offset');
     if (end64At + 56 > reader.size) throw new FormatError('TRUNCATED', 'zip: the ZIP64 end record lies past the end of the file', { file });
-    const e64 = new DataView(reader.read(end64At, 56, { field: 'zip64 end record' }).buffer);
+    const e64 = viewOf(await reader.read(end64At, 56, { field: 'zip64 end record' }));
     if (e64.getUint32(0, true) !== SIG_END64) throw bad('bad ZIP64 end record signature');
     count = u64(e64, 32, file, 'entry count');
     cdSize = u64(e64, 40, file, 'central directory size');
@@ -79,8 +78,8 @@ export function readZipDirectory(reader: FileReader): ZipEntry[] {
     throw new FormatError('TRUNCATED', `zip: the central directory needs bytes up to ${cdOffset + cdSize}, the file has ${reader.size}`, { file });
   }
   if (count * 46 > cdSize) throw bad(`${count} entries cannot fit a ${cdSize}-byte central directory`);
-  const cd = reader.read(cdOffset, cdSize, { field: 'zip central directory' });
-  const cv = new DataView(cd.buffer);
+  const cd = await reader.read(cdOffset, cdSize, { field: 'zip central directory' });
+  const cv = viewOf(cd);
   const names = new TextDecoder('utf-8', { fatal: false });
   const entries: ZipEntry[] = [];
   let p = 0;
@@ -121,7 +120,7 @@ export function readZipDirectory(reader: FileReader): ZipEntry[] {
     if (localHeaderOffset + 30 > reader.size) {
       throw new FormatError('TRUNCATED', `zip: entry '${name}' has its local header past the end of the file`, { file });
     }
-    const lh = new DataView(reader.read(localHeaderOffset, 30, { field: `zip local header of '${name}'` }).buffer);
+    const lh = viewOf(await reader.read(localHeaderOffset, 30, { field: `zip local header of '${name}'` }));
     if (lh.getUint32(0, true) !== SIG_LOCAL) throw bad(`entry '${name}': bad local header signature`);
     const dataOffset = localHeaderOffset + 30 + lh.getUint16(26, true) + lh.getUint16(28, true);
     if (dataOffset + compressedSize > reader.size) {

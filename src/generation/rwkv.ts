@@ -1,15 +1,15 @@
 // The library's front door: a model with its tokenizer, generation as an async iterator of text pieces,
 // scoring, states you can keep (clone, save, load), and the prefix-state cache.
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { AbortError, ArgumentError, RwkvError } from '../errors.js';
+import { filePathOf, isUrlString, type ByteSourceInput } from '../formats/byte-source.js';
+import type { ReadOptions } from '../formats/source-reader.js';
 import type { Backend } from '../kernels/backend.js';
 import { createBackend } from '../kernels/create-backend.js';
 import { loadModel } from '../models/load.js';
 import type { RwkvModel } from '../models/model.js';
 import type { ModelConfig } from '../models/config.js';
 import type { State } from '../models/state.js';
-import { tokenizerForModel } from '../tokenizers/load.js';
+import { tokenizerForModel, type TokenizerSpec } from '../tokenizers/load.js';
 import { decodeText, StreamDecoder, type Tokenizer } from '../tokenizers/tokenizer.js';
 import { Batcher, type BatcherOptions } from './batcher.js';
 import { RwkvState } from './context.js';
@@ -29,7 +29,7 @@ import { isWhitespaceOrDigits } from './sampler.js';
 import { decodeStateFile, encodeStateFile, modelIdentity, type ModelIdentity } from './state-file.js';
 import { StopMatcher } from './stop.js';
 
-export interface RwkvOptions {
+export interface RwkvOptions extends ReadOptions {
   /** Threads of the WebAssembly kernels, the calling thread included. Default: every core. */
   threads?: number;
   /** 'wasm' (default): the fast kernels; 'reference': plain TypeScript, slow, for checking. */
@@ -37,10 +37,12 @@ export interface RwkvOptions {
   /** Opt-in, lossy: big matrices as int8 rows, activations rounded to int16 (about 2× fewer bytes per token). */
   int8?: boolean;
   /**
-   * A Tokenizer, or a spec for loadTokenizer ('bytes', a World vocabulary, a tokenizer.json). Default: chosen
-   * by the model's vocabulary size, its file looked for beside the model and in the working directory.
+   * A Tokenizer, 'bytes', or a tokenizer file for loadTokenizer (a World vocabulary or a tokenizer.json, as a
+   * path, a URL, a Blob or its bytes). Default: chosen by the model's vocabulary size — 256 needs no file;
+   * otherwise, for a model loaded from a path, its file is looked for beside the model and in the working
+   * directory (for a model from any other source there is nowhere to look, and this option is needed).
    */
-  tokenizer?: string | Tokenizer;
+  tokenizer?: TokenizerSpec;
   /** Share an existing backend (not closed by close()) instead of creating one. */
   backend?: Backend;
   /** Continuous batching of concurrent calls: most sequences and rows per pass. */
@@ -135,8 +137,12 @@ export class Rwkv {
     this.onClose = onClose;
   }
 
-  /** Loads a model file of any supported format, with its tokenizer and the fast kernels. */
-  static async load(file: string, options: RwkvOptions = {}): Promise<Rwkv> {
+  /**
+   * Loads a model of any supported format — from a path, a URL (fetched; with HTTP Range requests when the
+   * server honours them), a Blob or File, an ArrayBuffer, a Uint8Array or a ByteSource — with its tokenizer
+   * and the fast kernels. `options.onProgress({ loaded, total })` hears the bytes read so far.
+   */
+  static async load(source: ByteSourceInput, options: RwkvOptions = {}): Promise<Rwkv> {
     const int8 = options.int8 === true;
     const mode = int8 ? ', int8 weights and activations' : '';
     const owned = options.backend === undefined;
@@ -145,17 +151,24 @@ export class Rwkv {
       (await createBackend({ kind: options.kernels ?? 'wasm', ...(options.threads !== undefined ? { threads: options.threads } : {}) }));
     const close = owned ? () => backend.close() : async () => {};
     try {
-      const model = await loadModel(file, { backend, int8 });
-      return new Rwkv(model, resolveTokenizer(model, options.tokenizer), options, `${backend.description}${mode}`, close);
+      const model = await loadModel(source, { ...readOptionsOf(options), backend, int8 });
+      const file = await filePathOf(source);
+      const tokenizer = await resolveTokenizer(model, options.tokenizer, file);
+      return new Rwkv(model, tokenizer, options, `${backend.description}${mode}`, close);
     } catch (e) {
       await close();
       throw e;
     }
   }
 
-  /** Wraps a model already loaded (its kernels stay the caller's to close). */
-  static fromModel(model: RwkvModel, options: Omit<RwkvOptions, 'threads' | 'kernels' | 'int8' | 'backend'> = {}): Rwkv {
-    return new Rwkv(model, resolveTokenizer(model, options.tokenizer), options, 'as loaded by the caller', async () => {});
+  /**
+   * Wraps a model already loaded (its kernels stay the caller's to close). Without `options.tokenizer` the
+   * tokenizer is chosen by vocabulary size and its file looked for beside `model.file` and in the working
+   * directory.
+   */
+  static async fromModel(model: RwkvModel, options: Omit<RwkvOptions, 'threads' | 'kernels' | 'int8' | 'backend' | keyof ReadOptions> = {}): Promise<Rwkv> {
+    const tokenizer = await resolveTokenizer(model, options.tokenizer, isPathName(model.file) ? model.file : undefined);
+    return new Rwkv(model, tokenizer, options, 'as loaded by the caller', async () => {});
   }
 
   get config(): ModelConfig {
@@ -273,25 +286,27 @@ export class Rwkv {
     return decodeStateFile(bytes, this.identity, this.config, source);
   }
 
-  /** Writes `state` (with its last logits) to `file`, replacing it atomically. */
-  saveState(file: string, state: RwkvState): void {
+  /** Writes `state` (with its last logits) to `file`, replacing it atomically (Node; elsewhere use encodeState). */
+  async saveState(file: string, state: RwkvState): Promise<void> {
     const bytes = this.encodeState(state);
+    const fs = await import('node:fs');
     const tmp = `${file}.tmp-${process.pid}`;
     try {
-      fs.writeFileSync(tmp, bytes);
-      fs.renameSync(tmp, file);
+      await fs.promises.writeFile(tmp, bytes);
+      await fs.promises.rename(tmp, file);
     } catch (e) {
-      fs.rmSync(tmp, { force: true });
+      await fs.promises.rm(tmp, { force: true });
       throw new RwkvError('FILE_NOT_FOUND', `cannot write the state (${(e as NodeJS.ErrnoException).code ?? String(e)})`, { file });
     }
   }
 
-  /** Reads a state saved by saveState; refuses one that belongs to another model. */
-  loadState(file: string): RwkvState {
+  /** Reads a state saved by saveState (Node; elsewhere use decodeState); refuses one that belongs to another model. */
+  async loadState(file: string): Promise<RwkvState> {
+    const fs = await import('node:fs');
     let bytes: Uint8Array;
     try {
-      if (fs.statSync(file).isDirectory()) throw new RwkvError('NOT_A_FILE', 'is a directory, not a state file', { file });
-      bytes = fs.readFileSync(file);
+      if ((await fs.promises.stat(file)).isDirectory()) throw new RwkvError('NOT_A_FILE', 'is a directory, not a state file', { file });
+      bytes = await fs.promises.readFile(file);
     } catch (e) {
       if (e instanceof RwkvError) throw e;
       const code = (e as NodeJS.ErrnoException).code;
@@ -340,9 +355,37 @@ export class Rwkv {
   }
 }
 
-function resolveTokenizer(model: RwkvModel, spec: string | Tokenizer | undefined): Tokenizer {
-  if (spec !== undefined && typeof spec !== 'string') return spec;
-  return tokenizerForModel(model.config.nVocab, spec, [path.dirname(model.file), process.cwd()]);
+/** The options of Rwkv.load that say how to read the source. */
+function readOptionsOf(options: RwkvOptions): ReadOptions {
+  const { name, headers, signal, onProgress } = options;
+  return {
+    ...(name !== undefined ? { name } : {}),
+    ...(headers !== undefined ? { headers } : {}),
+    ...(signal !== undefined ? { signal } : {}),
+    ...(onProgress !== undefined ? { onProgress } : {}),
+  };
+}
+
+/**
+ * The model's tokenizer: `spec` when given; else by vocabulary size, its file looked for beside `file` (the
+ * model's path) and in the working directory — or, for a model that did not come from a path, nowhere.
+ */
+async function resolveTokenizer(model: RwkvModel, spec: TokenizerSpec | undefined, file: string | undefined): Promise<Tokenizer> {
+  if (spec !== undefined || file === undefined) {
+    return tokenizerForModel(
+      model.config.nVocab,
+      spec,
+      [],
+      'the model was not loaded from a path, so there is nowhere to look for it: give it with --tokenizer FILE (options.tokenizer in the library: a Tokenizer, or the file as a path, URL, Blob or bytes)',
+    );
+  }
+  const path = await import('node:path');
+  return tokenizerForModel(model.config.nVocab, undefined, [path.dirname(file), process.cwd()], 'give it with --tokenizer FILE (options.tokenizer in the library)');
+}
+
+/** Whether a model's `file` is a path of the file system (not a URL, nor the name of a buffer or Blob). */
+function isPathName(name: string): boolean {
+  return !isUrlString(name) && !name.startsWith('<');
 }
 
 /**

@@ -1,7 +1,9 @@
 // Turns named tensors into a model: detects the RWKV version from tensor names and shapes, infers the
 // sizes, checks them against what the container declares, and builds that version's blocks.
 import { ModelError } from '../errors.js';
+import type { ByteSourceInput } from '../formats/byte-source.js';
 import { openCheckpoint } from '../formats/open.js';
+import type { ReadOptions } from '../formats/source-reader.js';
 import type { TensorSource } from '../formats/tensor-source.js';
 import { toEncoding } from '../formats/transform.js';
 import { detectVersion } from '../formats/version.js';
@@ -16,7 +18,7 @@ import { buildV6 } from './v6.js';
 import { buildV7 } from './v7.js';
 import { Weights } from './weights.js';
 
-export interface LoadOptions {
+export interface LoadOptions extends ReadOptions {
   /**
    * The backend the model runs on (from createBackend): weights are read straight into its memory.
    * Default: a ReferenceBackend (plain TypeScript).
@@ -30,12 +32,17 @@ export interface LoadOptions {
   int8?: boolean;
 }
 
-/** Loads a model file of any supported format and version. */
-export async function loadModel(path: string, options: LoadOptions = {}): Promise<RwkvModel> {
-  const backend = options.backend ?? new ReferenceBackend();
-  const int8 = options.int8 === true;
+/**
+ * Loads a model of any supported format and version from a path, a URL, a Blob or File, an ArrayBuffer,
+ * a Uint8Array or a ByteSource. The weights are read straight into the backend's memory;
+ * `options.onProgress` hears how many bytes of the source have been read.
+ */
+export async function loadModel(source: ByteSourceInput, options: LoadOptions = {}): Promise<RwkvModel> {
+  const { backend: given, int8: lossy, ...read } = options;
+  const backend = given ?? new ReferenceBackend();
+  const int8 = lossy === true;
   const allocate = int8 ? (n: number) => new Uint8Array(n) : (n: number) => backend.allocateBytes(n);
-  return modelFromSource(openCheckpoint(path, allocate), backend, int8);
+  return modelFromSource(await openCheckpoint(source, allocate, read), backend, int8);
 }
 
 /** Layers are blocks.0 … blocks.(n−1), each with an ln1; a gap is a missing tensor, not fewer layers. */

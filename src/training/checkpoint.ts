@@ -8,7 +8,8 @@
 // Both hold f32 exactly as trained, so a resumed run continues bit for bit.
 import { ArgumentError, ModelError } from '../errors.js';
 import { openCheckpoint } from '../formats/open.js';
-import { readSafetensors, writeSafetensors } from '../formats/safetensors.js';
+import { readSafetensors } from '../formats/safetensors.js';
+import { writeSafetensors } from '../formats/safetensors-writer.js';
 import { toEncoding } from '../formats/transform.js';
 import { decodeF32 } from '../formats/values.js';
 import { detectVersion } from '../formats/version.js';
@@ -67,8 +68,8 @@ export function saveTrainingState(file: string, model: Rwkv4Train, opt: AdamW, p
 }
 
 /** Restores weights and moments into `model` and `opt`; returns the progress. */
-export function loadTrainingState(file: string, model: Rwkv4Train, opt: AdamW): Progress {
-  const st = readSafetensors(file);
+export async function loadTrainingState(file: string, model: Rwkv4Train, opt: AdamW): Promise<Progress> {
+  const st = await readSafetensors(file);
   const raw = st.metadata.get(STATE_KEY);
   if (raw === undefined) throw new ModelError('BAD_HEADER', `not a training state (no '${STATE_KEY}' metadata)`, { file });
   const progress = JSON.parse(raw) as Progress;
@@ -90,8 +91,8 @@ export function loadTrainingState(file: string, model: Rwkv4Train, opt: AdamW): 
 }
 
 /** Reads the shape and run progress of a training state without loading tensors into a model. */
-export function readProgress(file: string): Progress {
-  const st = readSafetensors(file);
+export async function readProgress(file: string): Promise<Progress> {
+  const st = await readSafetensors(file);
   const raw = st.metadata.get(STATE_KEY);
   if (raw === undefined) throw new ModelError('BAD_HEADER', `not a training state (no '${STATE_KEY}' metadata)`, { file });
   return JSON.parse(raw) as Progress;
@@ -102,8 +103,8 @@ export function readProgress(file: string): Progress {
  * v4, .pth, safetensors; any dtype, dequantized to f32), under official names and encodings, with the
  * shape they imply.
  */
-export function readInitWeights(file: string): { shape: Rwkv4Shape; values: Map<string, Float32Array> } {
-  const source = toEncoding(openCheckpoint(file), 'official');
+export async function readInitWeights(file: string): Promise<{ shape: Rwkv4Shape; values: Map<string, Float32Array> }> {
+  const source = toEncoding(await openCheckpoint(file), 'official');
   const version = detectVersion(source);
   if (version !== '4') throw new ArgumentError(`${file} is an RWKV v${version} model; training supports RWKV-4 only`);
   const emb = source.tensors.get('emb.weight');

@@ -177,22 +177,22 @@ export async function train(given: TrainOptions, gemm: Gemm, callbacks: TrainCal
   let saved: Progress | undefined;
   if (given.resume === true) {
     if (!fs.existsSync(statePath)) throw new ArgumentError(`--resume: there is no ${STATE_FILE} in ${dir}`);
-    saved = readProgress(statePath);
+    saved = await readProgress(statePath);
   }
   const o = resolveOptions(given, saved?.options);
 
   // The tokenizer: as given; for a fine-tune without one, the one the checkpoint's vocabulary implies.
-  let init: ReturnType<typeof readInitWeights> | undefined;
-  if (saved === undefined && o.init !== undefined) init = readInitWeights(o.init);
+  let init: Awaited<ReturnType<typeof readInitWeights>> | undefined;
+  if (saved === undefined && o.init !== undefined) init = await readInitWeights(o.init);
   let tokenizer: Tokenizer;
   const tokenizerGiven = given.tokenizer !== undefined || saved !== undefined;
   if (init !== undefined && !tokenizerGiven) {
     const known = KNOWN_VOCABULARIES.find((k) => k.vocabSize === init!.shape.nVocab);
-    tokenizer = tokenizerForModel(init.shape.nVocab, undefined, [path.dirname(o.init!)]);
+    tokenizer = await tokenizerForModel(init.shape.nVocab, undefined, [path.dirname(o.init!)]);
     o.tokenizer = known?.file === undefined ? 'bytes' : path.resolve(path.dirname(o.init!), known.file);
   } else {
     if (o.tokenizer !== 'bytes') o.tokenizer = path.resolve(o.tokenizer);
-    tokenizer = loadTokenizer(o.tokenizer);
+    tokenizer = await loadTokenizer(o.tokenizer);
   }
   const tokenizerSpec = o.tokenizer;
 
@@ -235,7 +235,7 @@ export async function train(given: TrainOptions, gemm: Gemm, callbacks: TrainCal
   const rng = new Rng((o.seed ^ 0x5eed1234) >>> 0);
   let startStep = 0;
   if (saved !== undefined) {
-    loadTrainingState(statePath, model, opt);
+    await loadTrainingState(statePath, model, opt);
     rng.restore(saved.rng);
     startStep = saved.step;
   } else if (init !== undefined) {
