@@ -5,6 +5,7 @@
 import { AbortError } from '../errors.js';
 import type { LogitsWanted, RwkvModel } from '../models/model.js';
 import type { State } from '../models/state.js';
+import { yieldToHost } from '../util/host.js';
 
 interface Request {
   readonly tokens: readonly number[];
@@ -14,10 +15,6 @@ interface Request {
   readonly reject: (e: unknown) => void;
   readonly signal: AbortSignal | undefined;
 }
-
-/** Lets other callbacks (I/O, timers, new requests) run; setImmediate in Node, a macrotask elsewhere. */
-export const yieldToHost: () => Promise<void> =
-  typeof setImmediate === 'function' ? () => new Promise((r) => setImmediate(r)) : () => new Promise((r) => setTimeout(r, 0));
 
 export interface BatcherOptions {
   /** Most sequences in one pass. Default 8. */

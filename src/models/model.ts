@@ -10,6 +10,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import { LN_EPS, Workspace, type Block, type Pass } from './blocks.js';
 import type { ModelConfig } from './config.js';
 import { State, stateSize } from './state.js';
+import { Pacer } from '../util/host.js';
 import type { Weights } from './weights.js';
 
 /** Which logits a pass returns, per sequence: its last position's (nVocab), every position's (T × nVocab), or none. */
@@ -37,6 +38,9 @@ export function loadLayerNorm(w: Weights, prefix: string, c: number): LayerNormW
   return { weight: w.param(`${prefix}.weight`, c, 'n_embd'), bias: w.param(`${prefix}.bias`, c, 'n_embd') };
 }
 
+/** Most milliseconds of work between two hand-backs to the host (the longest single operation adds to it). */
+export const PACE_MS = 4;
+
 export class RwkvModel {
   readonly config: ModelConfig;
   /** Where the weights came from. */
@@ -59,6 +63,11 @@ export class RwkvModel {
   private readonly stateFloats: number;
   /** Passes run one at a time (they share the work tensors); each waits for the one before. */
   private queue: Promise<unknown> = Promise.resolve();
+  /**
+   * A pass hands the thread back to the host at most every PACE_MS between its operations, so a long
+   * prompt slice does not stall timers and I/O (a 64-row slice of the 169M shape is ≈ 200 ms of work).
+   */
+  private readonly pacer = new Pacer(PACE_MS);
 
   constructor(config: ModelConfig, w: Weights, blocks: readonly Block[]) {
     const c = config.nEmbd;
@@ -166,9 +175,11 @@ export class RwkvModel {
       backend.norm(x, this.ln1[l]!.weight, this.ln1[l]!.bias, xn, 1, LN_EPS);
       block.timeMix(pass, base, xn, dx);
       backend.add(x, dx, x);
+      await this.pacer.pace();
       backend.norm(x, this.ln2[l]!.weight, this.ln2[l]!.bias, xn, 1, LN_EPS);
       block.channelMix(pass, base, xn, dx);
       backend.add(x, dx, x);
+      await this.pacer.pace();
     }
 
     // Only the rows whose logits are wanted go through ln_out and the head.
