@@ -1,6 +1,7 @@
 // The checking oracle: every Backend operation in plain TypeScript over JS arrays, sums and recurrences in
 // float64 (JS numbers), results rounded to f32 when stored. Slow and obvious on purpose; the conformance
 // suite (test/backend-conformance.test.ts) holds every other backend to it.
+import { groupNorm } from './norm.js';
 import { reluSquared, sigmoid, silu } from './activations.js';
 import {
   checkOwner,
@@ -140,23 +141,7 @@ export class ReferenceBackend implements Backend {
     const b = this.data(bias);
     const o = this.data(out);
     const c = x.cols;
-    const size = c / groups;
-    for (let r = 0; r < x.rows; r++) {
-      for (let g = 0; g < groups; g++) {
-        const base = r * c + g * size;
-        let mean = 0;
-        for (let i = 0; i < size; i++) mean += xs[base + i]!;
-        mean /= size;
-        let variance = 0;
-        for (let i = 0; i < size; i++) {
-          const d = xs[base + i]! - mean;
-          variance += d * d;
-        }
-        variance /= size;
-        const inv = 1 / Math.sqrt(variance + eps);
-        for (let i = 0; i < size; i++) o[base + i] = (xs[base + i]! - mean) * inv * w[g * size + i]! + b[g * size + i]!;
-      }
-    }
+    for (let r = 0; r < x.rows; r++) groupNorm(xs.subarray(r * c, (r + 1) * c), w, b, o.subarray(r * c, (r + 1) * c), groups, eps);
   }
 
   /** out = a + b (op 0) or a ⊙ b (op 1), b broadcast by rows; loops written out (they run over T × C). */
