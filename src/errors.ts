@@ -15,6 +15,7 @@ export type RwkvErrorCode =
   | 'UNKNOWN_MODEL'
   | 'BAD_STATE'
   | 'BAD_ARGUMENT'
+  | 'BAD_DATA'
   | 'ABORTED';
 
 export class RwkvError extends Error {
