@@ -530,76 +530,175 @@ export function matmul(dtype: i32, w: usize, x: usize, y: usize, t: i32, rows: i
 }
 
 /**
- * Y = X·Wᵀ for output rows [r0, r1) and a few input rows (t ≤ 8 or so: a batch of sequences generating
- * together), without packing: each pair of weight rows is read once (decoded into `tmp`, 2·cols floats,
- * unless f32) and dotted with every input row, 2 weight rows × 4 input rows in 8 accumulators.
+ * Y = X·Wᵀ for a few input rows (t ≤ 16: sequences generating together), rows [r0, r1) of W, reading each
+ * weight row once from memory. V8 spills SIMD accumulators beyond about eight live registers, so each
+ * shape gets the blocking that keeps its loop in registers (measured on the 3072 × 768 f32 shape):
+ *   t = 2     one weight row against two input rows, 4 accumulators;
+ *   t = 3, 4  one weight row against four input rows (the fourth repeated for t = 3);
+ *   t ≥ 5     four weight rows against eight input rows at a time from `xt`, X transposed into groups of
+ *             8 lanes (xt[g][k][lane], zero-padded; `transposeLanes`): 8 accumulators of 4 lanes, one
+ *             broadcast weight per row and column.
+ * Other encodings are decoded into `tmp` first (four rows of f32, then 32 floats for the 4 × 8 block).
  */
-export function matmulRows(dtype: i32, w: usize, x: usize, y: usize, t: i32, rows: i32, cols: i32, r0: i32, r1: i32, tmp: usize): void {
+export function matmulRows(dtype: i32, w: usize, x: usize, y: usize, t: i32, rows: i32, cols: i32, r0: i32, r1: i32, tmp: usize, xt: usize): void {
   const rb = rowBytes(dtype, cols);
   const kBytes = (cols as usize) << 2;
-  const c4 = cols & ~3;
-  for (let r = r0; r < r1; r += 2) {
-    const two = r + 1 < r1;
-    let w0: usize, w1: usize;
-    if (dtype == 0) {
-      w0 = w + (r as usize) * rb;
-      w1 = two ? w0 + rb : w0;
-    } else {
-      decodeRow(dtype, w + (r as usize) * rb, tmp, cols);
-      if (two) decodeRow(dtype, w + ((r + 1) as usize) * rb, tmp + kBytes, cols);
-      w0 = tmp;
-      w1 = two ? tmp + kBytes : tmp;
+  if (t <= 4) {
+    for (let r = r0; r < r1; r++) {
+      let w0 = w + (r as usize) * rb;
+      if (dtype != 0) {
+        decodeRow(dtype, w0, tmp, cols);
+        w0 = tmp;
+      }
+      if (t <= 2) rowTimesTwo(w0, x, y, t, rows, cols, r);
+      else rowTimesFour(w0, x, y, t, rows, cols, r);
     }
-    let i = 0;
-    for (; i < t; i += 4) {
-      const n = min(4, t - i);
-      const x0 = x + (i as usize) * kBytes;
-      const x1 = n > 1 ? x0 + kBytes : x0;
-      const x2 = n > 2 ? x1 + kBytes : x1;
-      const x3 = n > 3 ? x2 + kBytes : x2;
-      let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
-      let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
-      for (let k: usize = 0; k < (c4 as usize) << 2; k += 16) {
-        const u = v128.load(w0 + k);
-        const v = v128.load(w1 + k);
-        const p0 = v128.load(x0 + k);
-        a0 = fma(u, p0, a0); b0 = fma(v, p0, b0);
-        const p1 = v128.load(x1 + k);
-        a1 = fma(u, p1, a1); b1 = fma(v, p1, b1);
-        const p2 = v128.load(x2 + k);
-        a2 = fma(u, p2, a2); b2 = fma(v, p2, b2);
-        const p3 = v128.load(x3 + k);
-        a3 = fma(u, p3, a3); b3 = fma(v, p3, b3);
-      }
-      let s0 = hsum(a0), s1 = hsum(a1), s2 = hsum(a2), s3 = hsum(a3);
-      let q0 = hsum(b0), q1 = hsum(b1), q2 = hsum(b2), q3 = hsum(b3);
-      for (let k = c4; k < cols; k++) {
-        const ko = (k as usize) << 2;
-        const u = load<f32>(w0 + ko);
-        const v = load<f32>(w1 + ko);
-        s0 += u * load<f32>(x0 + ko); q0 += v * load<f32>(x0 + ko);
-        s1 += u * load<f32>(x1 + ko); q1 += v * load<f32>(x1 + ko);
-        s2 += u * load<f32>(x2 + ko); q2 += v * load<f32>(x2 + ko);
-        s3 += u * load<f32>(x3 + ko); q3 += v * load<f32>(x3 + ko);
-      }
-      const stride = (rows as usize) << 2;
-      const o = y + (((i as usize) * (rows as usize) + (r as usize)) << 2);
-      store<f32>(o, s0);
-      if (two) store<f32>(o, q0, 4);
-      if (n > 1) {
-        store<f32>(o + stride, s1);
-        if (two) store<f32>(o + stride, q1, 4);
-      }
-      if (n > 2) {
-        store<f32>(o + 2 * stride, s2);
-        if (two) store<f32>(o + 2 * stride, q2, 4);
-      }
-      if (n > 3) {
-        store<f32>(o + 3 * stride, s3);
-        if (two) store<f32>(o + 3 * stride, q3, 4);
+    return;
+  }
+  const out = tmp + (kBytes << 2);
+  const groups = (t + 7) >> 3;
+  let r = r0;
+  for (; r + 4 <= r1; r += 4) {
+    let w0 = w + (r as usize) * rb;
+    if (dtype != 0) {
+      for (let j = 0; j < 4; j++) decodeRow(dtype, w0 + (j as usize) * rb, tmp + (j as usize) * kBytes, cols);
+      w0 = tmp;
+    }
+    for (let g = 0; g < groups; g++) {
+      fourRowsTimesEight(w0, xt + (g as usize) * (kBytes << 3), out, cols);
+      const lanes = min(8, t - (g << 3));
+      for (let i = 0; i < lanes; i++) {
+        const o = y + ((((g << 3) + i) as usize) * (rows as usize) + (r as usize)) * 4;
+        for (let j = 0; j < 4; j++) store<f32>(o + ((j as usize) << 2), load<f32>(out + (((j << 3) + i) as usize) * 4));
       }
     }
   }
+  for (; r < r1; r++) {
+    let w0 = w + (r as usize) * rb;
+    if (dtype != 0) {
+      decodeRow(dtype, w0, tmp, cols);
+      w0 = tmp;
+    }
+    for (let g = 0; g < groups; g++) {
+      oneRowTimesEight(w0, xt + (g as usize) * (kBytes << 3), out, cols);
+      const lanes = min(8, t - (g << 3));
+      for (let i = 0; i < lanes; i++) store<f32>(y + ((((g << 3) + i) as usize) * (rows as usize) + (r as usize)) * 4, load<f32>(out + (i as usize) * 4));
+    }
+  }
+}
+
+/** X (t rows of `cols`) → groups of 8 lanes, xt[g][k][lane] = X[8g + lane][k], zero past row t. */
+export function transposeLanes(x: usize, xt: usize, t: i32, cols: i32): void {
+  const groups = (t + 7) >> 3;
+  for (let g = 0; g < groups; g++) {
+    for (let k = 0; k < cols; k++) {
+      const o = xt + ((((g as usize) * (cols as usize) + (k as usize)) << 5));
+      for (let lane = 0; lane < 8; lane++) {
+        const i = (g << 3) + lane;
+        store<f32>(o + ((lane as usize) << 2), i < t ? load<f32>(x + ((i as usize) * (cols as usize) + (k as usize)) * 4) : 0);
+      }
+    }
+  }
+}
+
+/** y[i][r] = w0·x[i] for i < t ≤ 2 (a lone row is paired with itself). */
+@inline function rowTimesTwo(w0: usize, x: usize, y: usize, t: i32, rows: i32, cols: i32, r: i32): void {
+  const kBytes = (cols as usize) << 2;
+  const x0 = x;
+  const x1 = t > 1 ? x0 + kBytes : x0;
+  const end = ((cols & ~7) as usize) << 2;
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), b0 = f32x4.splat(0), b1 = f32x4.splat(0);
+  let k: usize = 0;
+  for (; k < end; k += 32) {
+    const u = v128.load(w0 + k);
+    const v = v128.load(w0 + k, 16);
+    a0 = fma(u, v128.load(x0 + k), a0);
+    a1 = fma(v, v128.load(x0 + k, 16), a1);
+    b0 = fma(u, v128.load(x1 + k), b0);
+    b1 = fma(v, v128.load(x1 + k, 16), b1);
+  }
+  let s0 = hsum(f32x4.add(a0, a1));
+  let s1 = hsum(f32x4.add(b0, b1));
+  for (; k < kBytes; k += 4) {
+    const u = load<f32>(w0 + k);
+    s0 += u * load<f32>(x0 + k);
+    s1 += u * load<f32>(x1 + k);
+  }
+  const o = y + ((r as usize) << 2);
+  store<f32>(o, s0);
+  if (t > 1) store<f32>(o + ((rows as usize) << 2), s1);
+}
+
+/** y[i][r] = w0·x[i] for i < t, 3 ≤ t ≤ 4 (the third row repeated for t = 3). */
+@inline function rowTimesFour(w0: usize, x: usize, y: usize, t: i32, rows: i32, cols: i32, r: i32): void {
+  const kBytes = (cols as usize) << 2;
+  const x0 = x;
+  const x1 = x0 + kBytes;
+  const x2 = x1 + kBytes;
+  const x3 = t > 3 ? x2 + kBytes : x2;
+  const end = ((cols & ~3) as usize) << 2;
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let k: usize = 0;
+  for (; k < end; k += 16) {
+    const u = v128.load(w0 + k);
+    a0 = fma(u, v128.load(x0 + k), a0);
+    a1 = fma(u, v128.load(x1 + k), a1);
+    a2 = fma(u, v128.load(x2 + k), a2);
+    a3 = fma(u, v128.load(x3 + k), a3);
+  }
+  let s0 = hsum(a0), s1 = hsum(a1), s2 = hsum(a2), s3 = hsum(a3);
+  for (; k < kBytes; k += 4) {
+    const u = load<f32>(w0 + k);
+    s0 += u * load<f32>(x0 + k);
+    s1 += u * load<f32>(x1 + k);
+    s2 += u * load<f32>(x2 + k);
+    s3 += u * load<f32>(x3 + k);
+  }
+  const st = (rows as usize) << 2;
+  const o = y + ((r as usize) << 2);
+  store<f32>(o, s0);
+  store<f32>(o + st, s1);
+  store<f32>(o + 2 * st, s2);
+  if (t > 3) store<f32>(o + 3 * st, s3);
+}
+
+/** out[j][lane] = W row j (of four consecutive f32 rows from w0) · xt lane, for one group of 8 lanes. */
+@inline function fourRowsTimesEight(w0: usize, xt: usize, out: usize, cols: i32): void {
+  const kBytes = (cols as usize) << 2;
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), b0 = f32x4.splat(0), b1 = f32x4.splat(0);
+  let c0 = f32x4.splat(0), c1 = f32x4.splat(0), d0 = f32x4.splat(0), d1 = f32x4.splat(0);
+  let wk = w0;
+  const end = xt + ((cols as usize) << 5);
+  for (let p = xt; p < end; p += 32) {
+    const x0 = v128.load(p);
+    const x1 = v128.load(p, 16);
+    const u = v128.load32_splat(wk);
+    a0 = fma(u, x0, a0); a1 = fma(u, x1, a1);
+    const v = v128.load32_splat(wk + kBytes);
+    b0 = fma(v, x0, b0); b1 = fma(v, x1, b1);
+    const s = v128.load32_splat(wk + 2 * kBytes);
+    c0 = fma(s, x0, c0); c1 = fma(s, x1, c1);
+    const q = v128.load32_splat(wk + 3 * kBytes);
+    d0 = fma(q, x0, d0); d1 = fma(q, x1, d1);
+    wk += 4;
+  }
+  v128.store(out, a0); v128.store(out, a1, 16); v128.store(out, b0, 32); v128.store(out, b1, 48);
+  v128.store(out, c0, 64); v128.store(out, c1, 80); v128.store(out, d0, 96); v128.store(out, d1, 112);
+}
+
+/** out[lane] = W row (f32 at w0) · xt lane, for one group of 8 lanes. */
+@inline function oneRowTimesEight(w0: usize, xt: usize, out: usize, cols: i32): void {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
+  let wk = w0;
+  const end = xt + ((cols as usize) << 5);
+  for (let p = xt; p < end; p += 32) {
+    const u = v128.load32_splat(wk);
+    a0 = fma(u, v128.load(p), a0);
+    a1 = fma(u, v128.load(p, 16), a1);
+    wk += 4;
+  }
+  v128.store(out, a0);
+  v128.store(out, a1, 16);
 }
 
 /** Stores 8 outputs of row i (fewer when `width` < 8 at the end of the rows). */

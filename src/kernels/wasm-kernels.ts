@@ -8,10 +8,10 @@
 // docs/performance.md.
 import { ArgumentError } from '../errors.js';
 import { currentPlatform, type KernelPlatform, type PoolWorker } from './wasm-platform.js';
-import { chunkBounds, Ctrl, matmulRowsThreadBytes, matmulThreadBytes, Op, runChunks, UNCLAIMABLE, type KernelExports } from './wasm-pool.js';
+import { chunkBounds, Ctrl, laneGroupBytes, matmulRowsThreadBytes, matmulThreadBytes, Op, runChunks, UNCLAIMABLE, type KernelExports } from './wasm-pool.js';
 
 /** Products over at most this many input rows use the unpacked kernel (matmulRows). */
-const MATMUL_ROWS_MAX = 12;
+const MATMUL_ROWS_MAX = 16;
 
 import type { Matrix, MatrixDType, MatvecJob, ResultFunction } from './matrix.js';
 
@@ -216,9 +216,12 @@ export class WasmKernels {
    */
   matmulAt(m: Matrix, x: number, t: number, y: number): void {
     if (t <= MATMUL_ROWS_MAX && m.dtype !== 'int8') {
-      const tmp = this.scratchRegion(this.threads * matmulRowsThreadBytes(m.cols));
-      // Chunks of whole row pairs (the kernel works two weight rows at a time).
-      this.dispatch(Op.MatmulRows, [DTYPE_CODES[m.dtype], m.bytes.byteOffset, x, y, t, m.rows, m.cols, tmp], m.rows, 16);
+      // One scratch region: the input rows transposed into lane groups (t ≥ 5), then each thread's buffer.
+      const lanes = t >= 5 ? laneGroupBytes(t, m.cols) : 0;
+      const xt = this.scratchRegion(lanes + this.threads * matmulRowsThreadBytes(m.cols));
+      if (lanes > 0) this.kernels.transposeLanes(x, xt, t, m.cols);
+      // Chunks of multiples of 16 weight rows (the kernel works four at a time).
+      this.dispatch(Op.MatmulRows, [DTYPE_CODES[m.dtype], m.bytes.byteOffset, x, y, t, m.rows, m.cols, xt + lanes, xt], m.rows, 16);
       return;
     }
     const packPtr = this.scratchRegion(this.threads * matmulThreadBytes(m.cols));
@@ -475,17 +478,20 @@ export class WasmKernels {
     );
   }
 
+  /** Y = X·Mᵀ over `t` rows of host arrays: staged through the memory, then `matmulAt`. */
   matmul(m: Matrix, x: Float32Array, t: number, y: Float32Array): void {
-    const xBytes = align64(t * m.cols * 4);
-    const yBytes = align64(t * m.rows * 4);
-    const packBytes = this.threads * matmulThreadBytes(m.cols);
-    const base = this.scratchRegion(xBytes + yBytes + packBytes);
-    const xPtr = base;
-    const yPtr = base + xBytes;
-    const packPtr = yPtr + yBytes;
-    this.f32.set(x.subarray(0, t * m.cols), xPtr / 4);
-    this.dispatch(Op.Matmul, [DTYPE_CODES[m.dtype], m.bytes.byteOffset, xPtr, yPtr, t, m.rows, m.cols, packPtr], m.rows, 16);
-    y.set(this.f32.subarray(yPtr / 4, yPtr / 4 + t * m.rows));
+    const xBytes = t * m.cols * 4;
+    const yBytes = t * m.rows * 4;
+    const xPtr = this.malloc(xBytes);
+    const yPtr = this.malloc(yBytes);
+    try {
+      this.f32.set(x.subarray(0, t * m.cols), xPtr / 4);
+      this.matmulAt(m, xPtr, t, yPtr);
+      y.set(this.f32.subarray(yPtr / 4, yPtr / 4 + t * m.rows));
+    } finally {
+      this.release(xPtr, xBytes);
+      this.release(yPtr, yBytes);
+    }
   }
 
   /**

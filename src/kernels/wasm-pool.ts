@@ -40,9 +40,14 @@ export function matmulThreadBytes(cols: number): number {
   return cols * 64 + Math.max(cols, 8) * 4;
 }
 
-/** Bytes of one thread's matmulRows decode buffer: two rows of f32. */
+/** Bytes of one thread's matmulRows buffer: four decoded rows of f32, then a 4 × 8 block of results. */
 export function matmulRowsThreadBytes(cols: number): number {
-  return Math.ceil((cols * 8) / 64) * 64;
+  return Math.ceil((cols * 16 + 128) / 64) * 64;
+}
+
+/** Bytes of the input rows transposed into groups of 8 lanes (asm/kernels.ts `transposeLanes`). */
+export function laneGroupBytes(t: number, cols: number): number {
+  return Math.ceil(t / 8) * cols * 32;
 }
 
 export interface KernelExports {
@@ -63,7 +68,8 @@ export interface KernelExports {
     pack: number,
     tmp: number,
   ): void;
-  matmulRows(dtype: number, w: number, x: number, y: number, t: number, rows: number, cols: number, r0: number, r1: number, tmp: number): void;
+  matmulRows(dtype: number, w: number, x: number, y: number, t: number, rows: number, cols: number, r0: number, r1: number, tmp: number, xt: number): void;
+  transposeLanes(x: number, xt: number, t: number, cols: number): void;
   readSum(ptr: number, bytes: number): number;
   groupNorm(x: number, w: number, b: number, y: number, rows: number, c: number, groups: number, eps: number): void;
   wkv4(s: number, k: number, v: number, r: number, w: number, u: number, y: number, c: number, t: number): void;
@@ -86,7 +92,7 @@ function runChunk(k: KernelExports, ctrl: Int32Array, index: number, u0: number,
     k.matmul(a(0), a(1), a(2), a(3), a(4), a(5), cols, u0, u1, pack, pack + cols * 64);
   } else if (op === Op.MatmulRows) {
     const cols = a(6);
-    k.matmulRows(a(0), a(1), a(2), a(3), a(4), a(5), cols, u0, u1, a(7) + index * matmulRowsThreadBytes(cols));
+    k.matmulRows(a(0), a(1), a(2), a(3), a(4), a(5), cols, u0, u1, a(7) + index * matmulRowsThreadBytes(cols), a(8));
   } else if (op === Op.ReadSum) {
     k.readSum(a(0) + u0, u1 - u0);
   }
