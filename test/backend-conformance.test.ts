@@ -1,0 +1,37 @@
+// Backend conformance (issue 14, point 2): every operation of every backend against ReferenceBackend on
+// random inputs of awkward sizes, with the tolerances stated in test/helpers/conformance.ts; and the
+// reference itself against plain float64. A new backend adds one line here and passes before any model
+// test. CONFORMANCE_REPORT=1 prints the largest error measured per operation and encoding.
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import { createBackend } from '../src/kernels/create-backend.js';
+import { assertClose, conformanceReport, conformanceSuite } from './helpers/conformance.js';
+import { referenceOracleSuite } from './helpers/conformance-oracle.js';
+
+test('the comparison itself fails on a value off by 3·tol·(1 + m), on NaN, on Inf, on a length mismatch', () => {
+  const want = Float32Array.of(1, -2, 1e-3, 100);
+  assertClose('self-check', want.slice(), want, 0);
+  for (const [i, v] of [
+    [0, 1 + 3e-5 * 2],
+    [1, -2 - 3e-5 * 3],
+    [2, 1e-3 + 3e-5],
+    [3, NaN],
+    [3, Infinity],
+  ] as const) {
+    const got = want.slice();
+    got[i] = v;
+    assert.throws(() => assertClose('self-check', got, want, 1e-5), assert.AssertionError, `value ${i} = ${v}`);
+  }
+  assert.throws(() => assertClose('self-check', want.subarray(1), want, 1), assert.AssertionError);
+});
+
+referenceOracleSuite();
+conformanceSuite('wasm × 1 thread', () => createBackend({ kind: 'wasm', threads: 1 }));
+conformanceSuite('wasm × 2 threads', () => createBackend({ kind: 'wasm', threads: 2 }));
+conformanceSuite('reference (contracts; results against a second instance)', () => createBackend({ kind: 'reference' }));
+
+if (process.env.CONFORMANCE_REPORT) {
+  after(() => {
+    console.log(conformanceReport().join('\n'));
+  });
+}
