@@ -3,8 +3,13 @@
 // JS side imports; the kernels allocate nothing. Each kernel works on a range of output rows [r0, r1) so
 // that threads can split a product by rows.
 //
-// Dtype codes (must match src/kernels/wasm-backend.ts): 0 f32, 1 f16, 2 bf16, 3 q4_0, 4 q4_1, 5 q5_0,
-// 6 q5_1, 7 q8_0, 8 int8 rows (per row: an f32 scale padded to 16 bytes, then i8 values padded to 16).
+// Dtype codes, function codes and the batch table's layout come from src/kernels/wasm-abi.ts, which the
+// TypeScript side imports too.
+import {
+  DTYPE_BF16, DTYPE_F16, DTYPE_F32, DTYPE_INT8, DTYPE_Q4_0, DTYPE_Q4_1, DTYPE_Q5_0, DTYPE_Q5_1, DTYPE_Q8_0,
+  FN_NONE, FN_RELU2, FN_SIGMOID, JOB_BYTES, JOB_COLS, JOB_DTYPE, JOB_FN, JOB_ROWS, JOB_START, JOB_WEIGHTS,
+  JOB_X, JOB_X_SCALE, JOB_Y,
+} from '../src/kernels/wasm-abi';
 
 // --- helpers -----------------------------------------------------------------------------------------
 
@@ -279,8 +284,8 @@ function splitBlocks(x: usize, xq: usize, n: i32): void {
 
 /** Bytes `prepareActivations` writes for a product of `n` columns with `dtype` weights (0: none). */
 export function preparedBytes(dtype: i32, n: i32): i32 {
-  if (dtype == 1 || dtype == 2) return n << 2;
-  if (dtype >= 3 && dtype <= 7) return (n >> 5) * 136;
+  if (dtype == DTYPE_F16 || dtype == DTYPE_BF16) return n << 2;
+  if (dtype >= DTYPE_Q4_0 && dtype <= DTYPE_Q8_0) return (n >> 5) * 136;
   return 0;
 }
 
@@ -290,7 +295,7 @@ export function preparedBytes(dtype: i32, n: i32): i32 {
  * by `splitBlocks`. Other dtypes read `x` itself.
  */
 export function prepareActivations(dtype: i32, x: usize, out: usize, n: i32): void {
-  if (dtype == 1 || dtype == 2) {
+  if (dtype == DTYPE_F16 || dtype == DTYPE_BF16) {
     let j = 0;
     for (; j + 8 <= n; j += 8) {
       const a = v128.load(x + ((j as usize) << 2));
@@ -300,7 +305,7 @@ export function prepareActivations(dtype: i32, x: usize, out: usize, n: i32): vo
       v128.store(o, v128.shuffle<f32>(a, b, 1, 3, 5, 7), 16);
     }
     for (; j < n; j++) store<f32>(out + ((j as usize) << 2), load<f32>(x + ((j as usize) << 2)));
-  } else if (dtype >= 3 && dtype <= 7) {
+  } else if (dtype >= DTYPE_Q4_0 && dtype <= DTYPE_Q8_0) {
     splitBlocks(x, out, n);
   }
 }
@@ -309,27 +314,27 @@ export function prepareActivations(dtype: i32, x: usize, out: usize, n: i32): vo
 function rowBytes(dtype: i32, n: i32): usize {
   const u = n as usize;
   switch (dtype) {
-    case 0: return u << 2;
-    case 1: case 2: return u << 1;
-    case 3: return (u >> 5) * 18;
-    case 4: return (u >> 5) * 20;
-    case 5: return (u >> 5) * 22;
-    case 6: return (u >> 5) * 24;
-    case 7: return (u >> 5) * 34;
+    case DTYPE_F32: return u << 2;
+    case DTYPE_F16: case DTYPE_BF16: return u << 1;
+    case DTYPE_Q4_0: return (u >> 5) * 18;
+    case DTYPE_Q4_1: return (u >> 5) * 20;
+    case DTYPE_Q5_0: return (u >> 5) * 22;
+    case DTYPE_Q5_1: return (u >> 5) * 24;
+    case DTYPE_Q8_0: return (u >> 5) * 34;
     default: return 16 + ((u + 15) & ~15); // int8 rows: f32 scale (padded to 16 bytes), then the values
   }
 }
 
 @inline function dotRow(dtype: i32, row: usize, x: usize, n: i32): f32 {
   switch (dtype) {
-    case 0: return dotF32(row, x, n);
-    case 1: return dotF16(row, x, n);
-    case 2: return dotBF16(row, x, n);
-    case 3: return dotQ4(row, x, n, false);
-    case 4: return dotQ4(row, x, n, true);
-    case 5: return dotQ5(row, x, n, false);
-    case 6: return dotQ5(row, x, n, true);
-    case 7: return dotQ8_0(row, x, n);
+    case DTYPE_F32: return dotF32(row, x, n);
+    case DTYPE_F16: return dotF16(row, x, n);
+    case DTYPE_BF16: return dotBF16(row, x, n);
+    case DTYPE_Q4_0: return dotQ4(row, x, n, false);
+    case DTYPE_Q4_1: return dotQ4(row, x, n, true);
+    case DTYPE_Q5_0: return dotQ5(row, x, n, false);
+    case DTYPE_Q5_1: return dotQ5(row, x, n, true);
+    case DTYPE_Q8_0: return dotQ8_0(row, x, n);
     default: return 0; // int8 rows go through matvecInt8
   }
 }
@@ -395,16 +400,16 @@ export function matvecInt8(w: usize, xq: usize, xScale: f32, y: usize, cols: i32
 /** Decodes row `r` of W into f32 at `dst`. */
 function decodeRow(dtype: i32, row: usize, dst: usize, n: i32): void {
   switch (dtype) {
-    case 0:
+    case DTYPE_F32:
       memory.copy(dst, row, (n as usize) << 2);
       return;
-    case 1:
+    case DTYPE_F16:
       for (let j = 0; j < n; j++) store<f32>(dst + ((j as usize) << 2), half(load<u16>(row + ((j as usize) << 1))));
       return;
-    case 2:
+    case DTYPE_BF16:
       for (let j = 0; j < n; j++) store<u32>(dst + ((j as usize) << 2), (load<u16>(row + ((j as usize) << 1)) as u32) << 16);
       return;
-    case 8: {
+    case DTYPE_INT8: {
       const scale = f32x4.splat(load<f32>(row));
       for (let j = 0; j < n; j += 16) {
         const o = dst + ((j as usize) << 2);
@@ -417,7 +422,7 @@ function decodeRow(dtype: i32, row: usize, dst: usize, n: i32): void {
       }
       return;
     }
-    case 7: {
+    case DTYPE_Q8_0: {
       for (let b = 0; b < n >> 5; b++) {
         const blk = row + (b as usize) * 34;
         const d = f32x4.splat(half(load<u16>(blk)));
@@ -430,9 +435,9 @@ function decodeRow(dtype: i32, row: usize, dst: usize, n: i32): void {
     }
     default: {
       // Q4/Q5 families: build the 32 small integers, then scale (and offset).
-      const withMin = dtype == 4 || dtype == 6;
-      const five = dtype == 5 || dtype == 6;
-      const bytes: usize = dtype == 3 ? 18 : dtype == 4 ? 20 : dtype == 5 ? 22 : 24;
+      const withMin = dtype == DTYPE_Q4_1 || dtype == DTYPE_Q5_1;
+      const five = dtype == DTYPE_Q5_0 || dtype == DTYPE_Q5_1;
+      const bytes: usize = dtype == DTYPE_Q4_0 ? 18 : dtype == DTYPE_Q4_1 ? 20 : dtype == DTYPE_Q5_0 ? 22 : 24;
       for (let b = 0; b < n >> 5; b++) {
         const blk = row + (b as usize) * bytes;
         const d = f32x4.splat(half(load<u16>(blk)));
@@ -546,7 +551,7 @@ export function matmulRows(dtype: i32, w: usize, x: usize, y: usize, t: i32, row
   if (t <= 4) {
     for (let r = r0; r < r1; r++) {
       let w0 = w + (r as usize) * rb;
-      if (dtype != 0) {
+      if (dtype != DTYPE_F32) {
         decodeRow(dtype, w0, tmp, cols);
         w0 = tmp;
       }
@@ -560,7 +565,7 @@ export function matmulRows(dtype: i32, w: usize, x: usize, y: usize, t: i32, row
   let r = r0;
   for (; r + 4 <= r1; r += 4) {
     let w0 = w + (r as usize) * rb;
-    if (dtype != 0) {
+    if (dtype != DTYPE_F32) {
       for (let j = 0; j < 4; j++) decodeRow(dtype, w0 + (j as usize) * rb, tmp + (j as usize) * kBytes, cols);
       w0 = tmp;
     }
@@ -575,7 +580,7 @@ export function matmulRows(dtype: i32, w: usize, x: usize, y: usize, t: i32, row
   }
   for (; r < r1; r++) {
     let w0 = w + (r as usize) * rb;
-    if (dtype != 0) {
+    if (dtype != DTYPE_F32) {
       decodeRow(dtype, w0, tmp, cols);
       w0 = tmp;
     }
@@ -929,20 +934,21 @@ export function wkv7(s: usize, r: usize, w: usize, k: usize, v: usize, kk: usize
  */
 export function matvecBatch(table: usize, count: i32, g0: i32, g1: i32): void {
   for (let i = 0; i < count; i++) {
-    const e = table + (i as usize) * 48;
-    const rows = load<i32>(e, 20);
-    const start = load<i32>(e, 24);
+    const e = table + (i as usize) * JOB_BYTES;
+    const rows = load<i32>(e, JOB_ROWS);
+    const start = load<i32>(e, JOB_START);
     const lo = max(g0, start);
     const hi = min(g1, start + rows);
     if (lo >= hi) continue;
-    const dtype = load<i32>(e);
-    if (dtype == 8) {
-      matvecInt8(load<u32>(e, 4), load<u32>(e, 8), load<f32>(e, 28), load<u32>(e, 12), load<i32>(e, 16), lo - start, hi - start);
+    const dtype = load<i32>(e, JOB_DTYPE);
+    const y = load<u32>(e, JOB_Y);
+    if (dtype == DTYPE_INT8) {
+      matvecInt8(load<u32>(e, JOB_WEIGHTS), load<u32>(e, JOB_X), load<f32>(e, JOB_X_SCALE), y, load<i32>(e, JOB_COLS), lo - start, hi - start);
     } else {
-      matvec(dtype, load<u32>(e, 4), load<u32>(e, 8), load<u32>(e, 12), load<i32>(e, 16), lo - start, hi - start);
+      matvec(dtype, load<u32>(e, JOB_WEIGHTS), load<u32>(e, JOB_X), y, load<i32>(e, JOB_COLS), lo - start, hi - start);
     }
-    const fn = load<i32>(e, 32);
-    if (fn != 0) applyFunction(fn, load<u32>(e, 12), lo - start, hi - start);
+    const fn = load<i32>(e, JOB_FN);
+    if (fn != FN_NONE) applyFunction(fn, y, lo - start, hi - start);
   }
 }
 
@@ -953,10 +959,10 @@ function applyFunction(fn: i32, y: usize, i0: i32, i1: i32): void {
     const p = y + ((i as usize) << 2);
     const v = v128.load(p);
     let out: v128;
-    if (fn == 1) {
+    if (fn == FN_RELU2) {
       const r = f32x4.max(v, f32x4.splat(0));
       out = f32x4.mul(r, r);
-    } else if (fn == 2) {
+    } else if (fn == FN_SIGMOID) {
       out = sigmoidx4(v);
     } else {
       out = f32x4.sub(f32x4.mul(sigmoidx4(f32x4.add(v, v)), f32x4.splat(2)), f32x4.splat(1));
@@ -967,10 +973,10 @@ function applyFunction(fn: i32, y: usize, i0: i32, i1: i32): void {
     const p = y + ((i as usize) << 2);
     const v = load<f32>(p);
     let out: f32;
-    if (fn == 1) {
+    if (fn == FN_RELU2) {
       const r = max<f32>(v, 0);
       out = r * r;
-    } else if (fn == 2) {
+    } else if (fn == FN_SIGMOID) {
       out = 1 / (1 + Mathf.exp(-v));
     } else {
       out = Mathf.tanh(v);

@@ -14,21 +14,46 @@ import { chunkBounds, Ctrl, laneGroupBytes, matmulRowsThreadBytes, matmulThreadB
 const MATMUL_ROWS_MAX = 16;
 
 import type { Matrix, MatrixDType, MatvecJob, ResultFunction } from './matrix.js';
+import {
+  DTYPE_BF16,
+  DTYPE_F16,
+  DTYPE_F32,
+  DTYPE_INT8,
+  DTYPE_Q4_0,
+  DTYPE_Q4_1,
+  DTYPE_Q5_0,
+  DTYPE_Q5_1,
+  DTYPE_Q8_0,
+  FN_NONE,
+  FN_RELU2,
+  FN_SIGMOID,
+  FN_TANH,
+  JOB_BYTES,
+  JOB_COLS,
+  JOB_DTYPE,
+  JOB_FN,
+  JOB_ROWS,
+  JOB_START,
+  JOB_WEIGHTS,
+  JOB_X,
+  JOB_X_SCALE,
+  JOB_Y,
+} from './wasm-abi.js';
 
 export const DTYPE_CODES: Readonly<Record<MatrixDType, number>> = {
-  f32: 0,
-  f16: 1,
-  bf16: 2,
-  q4_0: 3,
-  q4_1: 4,
-  q5_0: 5,
-  q5_1: 6,
-  q8_0: 7,
-  int8: 8,
+  f32: DTYPE_F32,
+  f16: DTYPE_F16,
+  bf16: DTYPE_BF16,
+  q4_0: DTYPE_Q4_0,
+  q4_1: DTYPE_Q4_1,
+  q5_0: DTYPE_Q5_0,
+  q5_1: DTYPE_Q5_1,
+  q8_0: DTYPE_Q8_0,
+  int8: DTYPE_INT8,
 };
 
 /** Functions a batched product may apply to its results (asm/kernels.ts `applyFunction`). */
-const FUNCTION_CODES: Readonly<Record<ResultFunction, number>> = { relu2: 1, sigmoid: 2, tanh: 3 };
+const FUNCTION_CODES: Readonly<Record<ResultFunction, number>> = { relu2: FN_RELU2, sigmoid: FN_SIGMOID, tanh: FN_TANH };
 
 /** `bytes` rounded up to a whole number of 64-byte cache lines (every scratch array starts on one). */
 function align64(bytes: number): number {
@@ -178,11 +203,12 @@ export class WasmKernels {
    */
   matvecAt(jobs: readonly { m: Matrix; x: number; y: number; then?: ResultFunction | undefined }[]): void {
     const prepared = jobs.map(({ m }) => this.preparedBytes(m));
-    let bytes = align64(jobs.length * 48);
+    let bytes = align64(jobs.length * JOB_BYTES);
     jobs.forEach((_, i) => (bytes += align64(prepared[i]!)));
     const base = this.scratchRegion(bytes);
-    const table = this.u32;
-    let p = base + align64(jobs.length * 48);
+    const words = this.u32;
+    const f32 = this.f32;
+    let p = base + align64(jobs.length * JOB_BYTES);
     let totalRows = 0;
     for (let i = 0; i < jobs.length; i++) {
       const { m, x, y, then } = jobs[i]!;
@@ -194,16 +220,17 @@ export class WasmKernels {
         else this.kernels.prepareActivations(DTYPE_CODES[m.dtype], x, p, m.cols);
         p += align64(prepared[i]!);
       }
-      const e = base / 4 + i * 12;
-      table[e] = DTYPE_CODES[m.dtype];
-      table[e + 1] = m.bytes.byteOffset;
-      table[e + 2] = xArg;
-      table[e + 3] = y;
-      table[e + 4] = m.cols;
-      table[e + 5] = m.rows;
-      table[e + 6] = totalRows;
-      this.f32[e + 7] = xScale;
-      table[e + 8] = then === undefined ? 0 : FUNCTION_CODES[then];
+      // One table entry (wasm-abi.ts JOB_*; offsets in bytes, the views index 4-byte words).
+      const e = (base + i * JOB_BYTES) / 4;
+      words[e + JOB_DTYPE / 4] = DTYPE_CODES[m.dtype];
+      words[e + JOB_WEIGHTS / 4] = m.bytes.byteOffset;
+      words[e + JOB_X / 4] = xArg;
+      words[e + JOB_Y / 4] = y;
+      words[e + JOB_COLS / 4] = m.cols;
+      words[e + JOB_ROWS / 4] = m.rows;
+      words[e + JOB_START / 4] = totalRows;
+      f32[e + JOB_X_SCALE / 4] = xScale;
+      words[e + JOB_FN / 4] = then === undefined ? FN_NONE : FUNCTION_CODES[then];
       totalRows += m.rows;
     }
     this.dispatch(Op.MatvecBatch, [base, jobs.length, totalRows], totalRows, 16);
@@ -310,47 +337,21 @@ export class WasmKernels {
    * the rows of all the products.
    */
   matvecMany(jobs: readonly MatvecJob[]): void {
-    const prepared = jobs.map(({ m }) => this.preparedBytes(m));
-    let bytes = align64(jobs.length * 48);
-    jobs.forEach(({ m }, i) => (bytes += align64(m.cols * 4) + align64(prepared[i]!) + align64(m.rows * 4)));
-    const base = this.scratchRegion(bytes);
-    const table = this.u32;
-    const tableF32 = this.f32;
-    let p = base + align64(jobs.length * 48);
-    let totalRows = 0;
-    const yPtrs: number[] = [];
-    for (let i = 0; i < jobs.length; i++) {
-      const { m, x, then } = jobs[i]!;
-      const xPtr = p;
-      p += align64(m.cols * 4);
+    // Staged through the memory, then one matvecAt job.
+    const staged = jobs.map(({ m, x, y, then }) => {
+      const xPtr = this.malloc(m.cols * 4);
+      const yPtr = this.malloc(m.rows * 4);
       this.f32.set(x.subarray(0, m.cols), xPtr / 4);
-      let xArg = xPtr;
-      let xScale = 0;
-      if (prepared[i]! > 0) {
-        xArg = p;
-        if (m.dtype === 'int8') xScale = this.kernels.quantizeActivations(xPtr, p, m.cols);
-        else this.kernels.prepareActivations(DTYPE_CODES[m.dtype], xPtr, p, m.cols);
-        p += align64(prepared[i]!);
+      return { m, x: xPtr, y: yPtr, then, out: y };
+    });
+    try {
+      this.matvecAt(staged);
+      for (const { m, y, out } of staged) out.set(this.f32.subarray(y / 4, y / 4 + m.rows));
+    } finally {
+      for (const { m, x, y } of staged) {
+        this.release(x, m.cols * 4);
+        this.release(y, m.rows * 4);
       }
-      const yPtr = p;
-      p += align64(m.rows * 4);
-      yPtrs.push(yPtr);
-      const e = base / 4 + i * 12;
-      table[e] = DTYPE_CODES[m.dtype];
-      table[e + 1] = m.bytes.byteOffset;
-      table[e + 2] = xArg;
-      table[e + 3] = yPtr;
-      table[e + 4] = m.cols;
-      table[e + 5] = m.rows;
-      table[e + 6] = totalRows;
-      tableF32[e + 7] = xScale;
-      table[e + 8] = then === undefined ? 0 : FUNCTION_CODES[then];
-      totalRows += m.rows;
-    }
-    this.dispatch(Op.MatvecBatch, [base, jobs.length, totalRows], totalRows, 16);
-    for (let i = 0; i < jobs.length; i++) {
-      const { m, y } = jobs[i]!;
-      y.set(this.f32.subarray(yPtrs[i]! / 4, yPtrs[i]! / 4 + m.rows));
     }
   }
 

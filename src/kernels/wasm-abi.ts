@@ -1,0 +1,33 @@
+// The WebAssembly kernels' ABI: the numbers that asm/kernels.ts (compiled by AssemblyScript) and the
+// TypeScript side (wasm-kernels.ts) must agree on. Both import this file, so it holds only integer
+// constants that mean the same in either language.
+
+// Weight encodings (`dtype` arguments).
+export const DTYPE_F32 = 0;
+export const DTYPE_F16 = 1;
+export const DTYPE_BF16 = 2;
+export const DTYPE_Q4_0 = 3;
+export const DTYPE_Q4_1 = 4;
+export const DTYPE_Q5_0 = 5;
+export const DTYPE_Q5_1 = 6;
+export const DTYPE_Q8_0 = 7;
+/** The opt-in int8 rows: an f32 scale padded to 16 bytes, then the i8 values padded to a multiple of 16. */
+export const DTYPE_INT8 = 8;
+
+// Functions a batched product applies to its results (0: none).
+export const FN_NONE = 0;
+export const FN_RELU2 = 1;
+export const FN_SIGMOID = 2;
+export const FN_TANH = 3;
+
+// One product of a matvecBatch job: an entry of JOB_BYTES bytes per product, fields at these byte offsets.
+export const JOB_BYTES = 48;
+export const JOB_DTYPE = 0; // i32
+export const JOB_WEIGHTS = 4; // u32 address of the weights
+export const JOB_X = 8; // u32 address of the (prepared) activations
+export const JOB_Y = 12; // u32 address of the results
+export const JOB_COLS = 16; // i32
+export const JOB_ROWS = 20; // i32
+export const JOB_START = 24; // i32: the product's first row in the job's row numbering
+export const JOB_X_SCALE = 28; // f32: int8 activations' scale
+export const JOB_FN = 32; // i32: FN_*
