@@ -4,7 +4,7 @@
 //                                   [--prefix 1024] [--suffix 32] [--repeat 3] [--json]
 import { parseArgs } from 'node:util';
 import { Rwkv } from '../src/generation/rwkv.js';
-import { Rng } from '../src/generation/rng.js';
+import { Rng } from '../src/util/rng.js';
 import { TokenSampler, validateGenerateOptions } from '../src/generation/generate.js';
 import { WasmBackend } from '../src/kernels/wasm-backend.js';
 import { loadModel, modelFromSource } from '../src/models/load.js';

@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { Rng } from '../src/generation/rng.js';
+import { Rng } from '../src/util/rng.js';
 import { WasmKernels } from '../src/kernels/wasm-kernels.js';
 import { AdamW, clipGradNorm } from '../src/training/adamw.js';
 import { WasmGemm, type Gemm } from '../src/training/gemm.js';

@@ -36,4 +36,4 @@ export { encodeStateFile, decodeStateFile, readStateFileHeader, modelIdentity, S
 export { feed, generateTokens, prefill, TokenSampler, validateGenerateOptions, logSoftmaxAt, type GenerateOptions, type GeneratedToken, type ResolvedGenerateOptions } from './generation/generate.js';
 export { sample, softmax, samplingWeights, adjustLogits, applyTopP, applyTopK, applyMinP, Penalties, validateSamplerOptions, type SamplerOptions, type ResolvedSamplerOptions } from './generation/sampler.js';
 export { StopMatcher } from './generation/stop.js';
-export { Rng } from './generation/rng.js';
+export { Rng } from './util/rng.js';

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ArgumentError } from '../src/errors.js';
 import { PrefixCache } from '../src/generation/prefix-cache.js';
-import { Rng } from '../src/generation/rng.js';
+import { Rng } from '../src/util/rng.js';
 import {
   adjustLogits,
   applyTopK,

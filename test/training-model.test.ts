@@ -3,7 +3,7 @@
 // WebAssembly kernels against the float64 reference.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Rng } from '../src/generation/rng.js';
+import { Rng } from '../src/util/rng.js';
 import { ReferenceGemm, WasmGemm } from '../src/training/gemm.js';
 import { initRwkv4 } from '../src/training/init.js';
 import { Rwkv4Train, type Rwkv4Shape } from '../src/training/model.js';

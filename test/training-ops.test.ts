@@ -3,7 +3,7 @@
 // WebAssembly matrix products against the reference loops.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Rng } from '../src/generation/rng.js';
+import { Rng } from '../src/util/rng.js';
 import { ReferenceGemm, WasmGemm } from '../src/training/gemm.js';
 import {
   crossEntropy,

@@ -10,7 +10,7 @@ import { runPlot } from '../src/cli/plot.js';
 import { runTrain } from '../src/cli/train.js';
 import { writeCheckpoint } from '../src/formats/convert.js';
 import { openCheckpoint } from '../src/formats/open.js';
-import { Rng } from '../src/generation/rng.js';
+import { Rng } from '../src/util/rng.js';
 import { loadModel } from '../src/models/load.js';
 import { ByteTokenizer } from '../src/tokenizers/bytes.js';
 import { AdamW, clipGradNorm } from '../src/training/adamw.js';

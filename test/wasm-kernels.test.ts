@@ -3,7 +3,7 @@
 // with 1 and 2 threads.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { Rng } from '../src/generation/rng.js';
+import { Rng } from '../src/util/rng.js';
 import { WasmKernels } from '../src/kernels/wasm-kernels.js';
 import { applyResultFunction, matrixFromTensor, readRow, referenceMatmul, referenceMatvec, toInt8Rows, type Matrix, type ResultFunction } from '../src/kernels/matrix.js';
 import { groupNorm } from '../src/kernels/norm.js';

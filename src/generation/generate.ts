@@ -5,7 +5,7 @@ import type { RwkvModel } from '../models/model.js';
 import type { State } from '../models/state.js';
 import { RwkvState } from './context.js';
 import type { PrefixCache } from './prefix-cache.js';
-import { Rng } from './rng.js';
+import { Rng } from '../util/rng.js';
 import {
   adjustLogits,
   applyCutsAndTemperature,

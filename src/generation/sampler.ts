@@ -10,7 +10,7 @@
 // Temperature 0 takes the most likely adjusted logit (ChatRWKV turns it into top-p 0, which keeps the same
 // token barring exact ties).
 import { ArgumentError } from '../errors.js';
-import type { Rng } from './rng.js';
+import type { Rng } from '../util/rng.js';
 
 export interface SamplerOptions {
   /** 0 picks the most likely token; 1 leaves probabilities as they are. Default 1. */

@@ -3,7 +3,7 @@
 // Matrices can be stored as f16/bf16 or ggml blocks, as a converted or quantized checkpoint would be.
 import { ArgumentError } from '../errors.js';
 import { defaultAllocator, type TensorAllocator, type TensorSource } from '../formats/tensor-source.js';
-import { Rng } from '../generation/rng.js';
+import { Rng } from '../util/rng.js';
 import { encodeHalf, isQuantType, quantizeInto } from '../kernels/quantize.js';
 import { byteSize, type DType } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';

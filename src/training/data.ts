@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ArgumentError, FormatError, RwkvError } from '../errors.js';
 import { FileWriter } from '../formats/writer.js';
-import type { Rng } from '../generation/rng.js';
+import type { Rng } from '../util/rng.js';
 import type { Tokenizer } from '../tokenizers/tokenizer.js';
 
 const MAGIC = 'RWKVTOKS';

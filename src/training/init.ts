@@ -11,7 +11,7 @@
 //   other matrices [out, in]: orthogonal with gain √(out/in) when out > in, else 1 (att.value,
 //     ffn.key); head.weight: the same × 0.5
 // With L = 1, l/(L−1) is taken as 0 (RWKV-LM divides by zero there).
-import { Rng } from '../generation/rng.js';
+import { Rng } from '../util/rng.js';
 import type { Rwkv4Train } from './model.js';
 import type { Vec } from './ops.js';
 

@@ -1,6 +1,6 @@
 // Gradient checks in float64: analytic gradients against central finite differences, as the relative
 // error ‖g − g_fd‖ / ‖g_fd‖ over every element checked.
-import { Rng } from '../../src/generation/rng.js';
+import { Rng } from '../../src/util/rng.js';
 
 /** Uniform values in [lo, hi). */
 export function randomF64(rng: Rng, n: number, lo = -1, hi = 1): Float64Array {

@@ -1,5 +1,5 @@
 // Random weights in every stored encoding, for the kernel and backend tests.
-import type { Rng } from '../../src/generation/rng.js';
+import type { Rng } from '../../src/util/rng.js';
 import { QK } from '../../src/kernels/quant.js';
 import { DTYPES, type DType } from '../../src/tensor/dtype.js';
 
