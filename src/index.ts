@@ -1,7 +1,9 @@
 // Public API of rwkv-ts. Nothing this module imports, directly or not, imports a node: module statically
 // (test/no-node-imports.test.ts checks), so it also loads in a browser; what needs Node (file paths, saved
 // states) imports node:fs when used. Writing checkpoint files is Node-only and lives in 'rwkv-ts/node'
-// (src/node.ts), which re-exports all of this too.
+// (src/node.ts), which re-exports all of this too. This is the user API; the engine below it (backends,
+// models as backend calls, batching) is 'rwkv-ts/engine' (src/engine.ts), and the pieces of generation
+// (samplers, token-level loops, Rng) are 'rwkv-ts/sampling' (src/sampling.ts).
 export { RwkvError, FormatError, ModelError, StateError, ArgumentError, type RwkvErrorCode } from './errors.js';
 export type { DType } from './tensor/dtype.js';
 export type { Tensor } from './tensor/tensor.js';
@@ -14,12 +16,10 @@ export type { ModelConfig, RwkvVersion } from './models/config.js';
 export type { RwkvModel } from './models/model.js';
 export { State } from './models/state.js';
 export { loadModel, modelFromSource, type LoadOptions } from './models/load.js';
-export { detectVersion } from './formats/version.js';
 export { detectFormat, type CheckpointFormat } from './formats/open.js';
 export { readSafetensors } from './formats/safetensors.js';
 export { readPth } from './formats/pth.js';
 export { readGguf } from './formats/gguf.js';
-export { toEncoding } from './formats/transform.js';
 export { quantize, type QuantType } from './kernels/quantize.js';
 export { describeModel, summarize, type ModelSummary } from './models/describe.js';
 export type { Tokenizer } from './tokenizers/tokenizer.js';
@@ -28,12 +28,10 @@ export { ByteTokenizer } from './tokenizers/bytes.js';
 export { WorldTokenizer, WORLD_END_OF_TEXT } from './tokenizers/world.js';
 export { BpeTokenizer } from './tokenizers/bpe.js';
 export { loadTokenizer, tokenizerForModel, tokenizerFromBytes, isTokenizer, KNOWN_VOCABULARIES, type TokenizerSpec } from './tokenizers/load.js';
-export { WasmKernels, type WasmKernelsOptions } from './kernels/wasm-kernels.js';
 export { Rwkv, Generation, type RwkvOptions, type RwkvGenerateOptions, type GenerationPiece, type GenerationStats, type FinishReason, type ScoreResult } from './generation/rwkv.js';
 export { RwkvState } from './generation/context.js';
 export { PrefixCache, type PrefixCacheOptions, type CacheHit } from './generation/prefix-cache.js';
+export type { GenerateOptions, GeneratedToken } from './generation/generate.js';
+export type { SamplerOptions } from './generation/sampler.js';
+export type { BackendKind } from './kernels/backend.js';
 export { encodeStateFile, decodeStateFile, readStateFileHeader, modelIdentity, STATE_MAGIC, STATE_FORMAT_VERSION, type ModelIdentity, type StateFileHeader } from './generation/state-file.js';
-export { feed, generateTokens, prefill, TokenSampler, validateGenerateOptions, logSoftmaxAt, type GenerateOptions, type GeneratedToken, type ResolvedGenerateOptions } from './generation/generate.js';
-export { sample, softmax, samplingWeights, adjustLogits, applyTopP, applyTopK, applyMinP, Penalties, validateSamplerOptions, type SamplerOptions, type ResolvedSamplerOptions } from './generation/sampler.js';
-export { StopMatcher } from './generation/stop.js';
-export { Rng } from './util/rng.js';

@@ -46,6 +46,18 @@ test('nothing reachable from src/index.js by static imports imports a node: modu
   assert.deepEqual(offenders, []);
 });
 
+test('the subpath modules rwkv-ts/engine and rwkv-ts/sampling load outside Node too', () => {
+  for (const [entry, must] of [
+    ['engine.js', ['kernels/wasm-backend.js', 'kernels/reference-backend.js', 'models/model.js', 'generation/batcher.js']],
+    ['sampling.js', ['generation/sampler.js', 'util/rng.js']],
+  ] as const) {
+    const { modules, offenders } = graph(path.join(srcDir, entry));
+    const rel = modules.map((m) => path.relative(srcDir, m));
+    for (const m of must) assert.ok(rel.includes(m), `${m} is reachable from ${entry}`);
+    assert.deepEqual(offenders, [], entry);
+  }
+});
+
 test('the check can fail: a static node: import anywhere in the graph is found', () => {
   // The Node entry point reaches the file writer, which imports node:fs statically.
   const node = graph(path.join(srcDir, 'node.js'));
