@@ -35,3 +35,7 @@ export type { GenerateOptions, GeneratedToken } from './generation/generate.js';
 export type { SamplerOptions } from './generation/sampler.js';
 export type { BackendKind } from './kernels/backend.js';
 export { encodeStateFile, decodeStateFile, readStateFileHeader, modelIdentity, STATE_MAGIC, STATE_FORMAT_VERSION, type ModelIdentity, type StateFileHeader } from './generation/state-file.js';
+export { evaluate, evaluateText, type EvaluateOptions, type EvalResults, type EvalTaskResults, type EvalProgress, type EvalSample, type ChoiceSample, type DocumentSample, type TextInput, type TextOptions, type TextResult } from './eval/evaluate.js';
+export { TASK_NAMES, PAPER_PRESET, type TaskName } from './eval/tasks.js';
+export { EvalDataError, type DataReader, type DataSource } from './eval/data.js';
+export type { ChoiceMetrics, LambadaMetrics, PerplexityMetrics, TaskMetrics } from './eval/metrics.js';

@@ -13,6 +13,7 @@ import { runTrain, type TrainArgs } from './train.js';
 import { runPlot } from './plot.js';
 import { runConvert, type ConvertArgs } from './convert.js';
 import { runQuantize, type QuantizeArgs } from './quantize.js';
+import { configureEvalCommand } from './eval.js';
 import type { KernelArgs } from './open-model.js';
 
 function parseIntArg(name: string) {
@@ -91,6 +92,8 @@ export function buildProgram(): Command {
     )
     .option('--state-in <file>', 'start the conversation from a saved state')
     .action((opts: ChatArgs) => runChat(opts));
+
+  configureEvalCommand(withKernelOptions(program.command('eval')));
 
   withKernelOptions(program.command('info'))
     .description("print a model's version, sizes, tensor types and memory use")
