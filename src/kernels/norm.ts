@@ -1,72 +1,50 @@
-// Normalisations, reference kernels. Means and variances are taken in float64 (JS numbers) over f32
-// inputs; the variance is the biased one, as torch.nn.functional.layer_norm / group_norm use.
+// LayerNorm and GroupNorm, the one definition: ReferenceBackend.norm and the trainer's LayerNorm forward
+// (training/ops.ts) run this code. Means and variances are taken in float64 (JS numbers); the variance is
+// the biased one, as torch.nn.functional.layer_norm / group_norm use.
 
-/** Fast normalisation kernels (the WebAssembly backend). */
-export interface NormKernels {
-  /** groupNorm of each of `rows` rows of weight.length values; `out` may be `x`. */
-  groupNorm(x: Float32Array, weight: Float32Array, bias: Float32Array, out: Float32Array, rows: number, groups: number, eps: number): void;
-}
-
-/** `k`'s normalisation kernels, when it has them. */
-export function normKernelsOf(k: Partial<NormKernels> | undefined): NormKernels | undefined {
-  return k?.groupNorm !== undefined ? (k as NormKernels) : undefined;
-}
+/** Storage of the reference kernels: f32 (inference, training) or f64 (gradient checks). */
+export type Vec = Float32Array | Float64Array;
 
 /**
- * `groupNorm` of each of `rows` consecutive rows of weight.length values of x into out (groups = 1:
- * LayerNorm), on the fast kernels when given. `out` may be `x`.
+ * Each of `rows` rows of C = weight.length values, per group of C/groups values (groups = 1: LayerNorm):
+ *   out = (x − mean)·rstd·weight + bias,  rstd = 1/sqrt(var + eps).
+ * x, out: rows × C (`out` may be `x`); weight, bias: C. With `mean` and `rstd` (rows·groups each), keeps
+ * each group's statistics there (the trainer's backward needs them).
  */
 export function normRows(
-  fast: NormKernels | undefined,
-  x: Float32Array,
-  weight: Float32Array,
-  bias: Float32Array,
-  out: Float32Array,
+  x: Vec,
+  weight: Vec,
+  bias: Vec,
+  out: Vec,
   rows: number,
   groups: number,
   eps: number,
+  mean?: Vec,
+  rstd?: Vec,
 ): void {
-  if (fast !== undefined) {
-    fast.groupNorm(x, weight, bias, out, rows, groups, eps);
-    return;
-  }
   const c = weight.length;
-  for (let r = 0; r < rows; r++) groupNorm(x.subarray(r * c, (r + 1) * c), weight, bias, out.subarray(r * c, (r + 1) * c), groups, eps);
-}
-
-/** out = (x − mean) / sqrt(var + eps) · weight + bias, over all n values. `out` may be `x`. */
-export function layerNorm(
-  x: Float32Array,
-  weight: Float32Array,
-  bias: Float32Array,
-  out: Float32Array,
-  eps: number,
-): void {
-  groupNorm(x, weight, bias, out, 1, eps);
-}
-
-/** LayerNorm applied separately to each of `groups` equal slices of x (RWKV v5+'s ln_x). `out` may be `x`. */
-export function groupNorm(
-  x: Float32Array,
-  weight: Float32Array,
-  bias: Float32Array,
-  out: Float32Array,
-  groups: number,
-  eps: number,
-): void {
-  const size = x.length / groups;
-  for (let g = 0; g < groups; g++) {
-    const o = g * size;
-    let mean = 0;
-    for (let i = 0; i < size; i++) mean += x[o + i]!;
-    mean /= size;
-    let variance = 0;
-    for (let i = 0; i < size; i++) {
-      const d = x[o + i]! - mean;
-      variance += d * d;
+  const size = c / groups;
+  for (let r = 0; r < rows; r++) {
+    for (let g = 0; g < groups; g++) {
+      const w = g * size;
+      const o = r * c + w;
+      let m = 0;
+      for (let i = 0; i < size; i++) m += x[o + i]!;
+      m /= size;
+      let v = 0;
+      for (let i = 0; i < size; i++) {
+        const d = x[o + i]! - m;
+        v += d * d;
+      }
+      const s = 1 / Math.sqrt(v / size + eps);
+      for (let i = 0; i < size; i++) out[o + i] = (x[o + i]! - m) * s * weight[w + i]! + bias[w + i]!;
+      if (mean !== undefined) mean[r * groups + g] = m;
+      if (rstd !== undefined) rstd[r * groups + g] = s;
     }
-    variance /= size;
-    const inv = 1 / Math.sqrt(variance + eps);
-    for (let i = 0; i < size; i++) out[o + i] = (x[o + i]! - mean) * inv * weight[o + i]! + bias[o + i]!;
   }
+}
+
+/** `normRows` of one row (x, out: C). */
+export function groupNorm(x: Vec, weight: Vec, bias: Vec, out: Vec, groups: number, eps: number): void {
+  normRows(x, weight, bias, out, 1, groups, eps);
 }

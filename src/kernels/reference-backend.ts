@@ -1,7 +1,9 @@
 // The checking oracle: every Backend operation in plain TypeScript over JS arrays, sums and recurrences in
 // float64 (JS numbers), results rounded to f32 when stored. Slow and obvious on purpose; the conformance
 // suite (test/backend-conformance.test.ts) holds every other backend to it.
-import { groupNorm } from './norm.js';
+import { lerp } from './mix.js';
+import { normRows } from './norm.js';
+import { wkv4Rows } from './rwkv4-wkv.js';
 import { reluSquared, sigmoid, silu } from './activations.js';
 import {
   checkOwner,
@@ -136,12 +138,7 @@ export class ReferenceBackend implements Backend {
   }
 
   norm(x: DeviceTensor, weight: DeviceTensor, bias: DeviceTensor, out: DeviceTensor, groups: number, eps: number): void {
-    const xs = this.data(x);
-    const w = this.data(weight);
-    const b = this.data(bias);
-    const o = this.data(out);
-    const c = x.cols;
-    for (let r = 0; r < x.rows; r++) groupNorm(xs.subarray(r * c, (r + 1) * c), w, b, o.subarray(r * c, (r + 1) * c), groups, eps);
+    normRows(this.data(x), this.data(weight), this.data(bias), this.data(out), x.rows, groups, eps);
   }
 
   /** out = a + b (op 0) or a ⊙ b (op 1), b broadcast by rows; loops written out (they run over T × C). */
@@ -181,10 +178,7 @@ export class ReferenceBackend implements Backend {
       const bo = r * bs;
       const mo = r * ms;
       const oo = r * c;
-      for (let i = 0; i < c; i++) {
-        const x = av[ao + i]!;
-        o[oo + i] = x + (bv[bo + i]! - x) * mv[mo + i]!;
-      }
+      for (let i = 0; i < c; i++) o[oo + i] = lerp(av[ao + i]!, bv[bo + i]!, mv[mo + i]!);
     }
   }
 
@@ -233,37 +227,8 @@ export class ReferenceBackend implements Backend {
   }
 
   wkv4(layout: RowLayout, slot: StateSlot, k: DeviceTensor, v: DeviceTensor, r: DeviceTensor, w: DeviceTensor, u: DeviceTensor, y: DeviceTensor): void {
-    const c = k.cols;
-    const [ks, vs, rs, ws, us, ys, s] = [k, v, r, w, u, y, slot.state].map((t) => this.data(t)) as Float32Array[] as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array];
-    layout.lengths.forEach((len, b) => {
-      const base = b * slot.state.cols + slot.offset;
-      for (let i = 0; i < c; i++) {
-        let aa = s[base + i]!;
-        let bb = s[base + c + i]!;
-        let pp = s[base + 2 * c + i]!;
-        for (let p = layout.starts[b]!; p < layout.starts[b]! + len; p++) {
-          const o = p * c + i;
-          const kt = ks[o]!;
-          const vt = vs[o]!;
-          let ww = us[i]! + kt;
-          let q = Math.max(pp, ww);
-          let e1 = Math.exp(pp - q);
-          let e2 = Math.exp(ww - q);
-          ys[o] = sigmoid(rs[o]!) * ((e1 * aa + e2 * vt) / (e1 * bb + e2));
-          ww = ws[i]! + pp;
-          q = Math.max(ww, kt);
-          e1 = Math.exp(ww - q);
-          e2 = Math.exp(kt - q);
-          // Rounded as the state stores them after every token.
-          aa = Math.fround(e1 * aa + e2 * vt);
-          bb = Math.fround(e1 * bb + e2);
-          pp = Math.fround(q);
-        }
-        s[base + i] = aa;
-        s[base + c + i] = bb;
-        s[base + 2 * c + i] = pp;
-      }
-    });
+    const [ks, vs, rs, ws, us, ys, s] = [k, v, r, w, u, y, slot.state].map((t) => this.data(t)) as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array];
+    layout.lengths.forEach((len, b) => wkv4Rows(ys, ks, vs, rs, ws, us, s, b * slot.state.cols + slot.offset, layout.starts[b]!, len, k.cols));
   }
 
   wkv5(layout: RowLayout, slot: StateSlot, heads: number, r: DeviceTensor, k: DeviceTensor, v: DeviceTensor, w: DeviceTensor, u: DeviceTensor, y: DeviceTensor): void {

@@ -1,6 +1,8 @@
 // What every version's blocks share: the pass they run in, named work tensors, token-shift interpolation,
 // and the channel mix (the FFN). Every tensor below is rows × C unless noted, rows = the batch's tokens.
 import type { Backend, DeviceMatrix, DeviceTensor, RowLayout, StateSlot } from '../kernels/backend.js';
+import type { ModelConfig } from './config.js';
+import type { LayerNormWeights } from './model.js';
 import type { Weights } from './weights.js';
 
 /** LayerNorm eps of ln0, ln1, ln2 and ln_out (and of the training code). */
@@ -55,6 +57,22 @@ export interface Block {
   channelMix(pass: Pass, base: number, xf: DeviceTensor, out: DeviceTensor): void;
 }
 
+/** A version's layer: its own time mix, and the channel mix (`ChannelMix`) all versions share. */
+export abstract class MixBlock implements Block {
+  protected abstract readonly ffn: ChannelMix;
+
+  abstract timeMix(pass: Pass, base: number, xa: DeviceTensor, out: DeviceTensor): void;
+
+  channelMix(pass: Pass, base: number, xf: DeviceTensor, out: DeviceTensor): void {
+    this.ffn.run(pass, base, xf, out);
+  }
+}
+
+/** One block per layer, `make(layer)` each. */
+export function layerBlocks(config: ModelConfig, make: (layer: number) => Block): Block[] {
+  return Array.from({ length: config.nLayer }, (_, layer) => make(layer));
+}
+
 /** The slot of a layer's state row that starts `offset` floats after the layer's base. */
 export function slot(pass: Pass, base: number, offset: number): StateSlot {
   return { state: pass.state, offset: base + offset };
@@ -62,14 +80,35 @@ export function slot(pass: Pass, base: number, offset: number): StateSlot {
 
 /**
  * Token-shift interpolation in the convention of each version, on the backend's one lerp
- * (out = a + (b − a)·μ): v4/v5 `x·μ + prev·(1−μ)` is lerp(prev, x, μ); v6/v7 `x + (prev − x)·μ` is
- * lerp(x, prev, μ).
+ * (kernels/mix.ts: out = a + (b − a)·μ): v4/v5 `x·μ + prev·(1−μ)` is lerp(prev, x, μ) (mixV4, as the
+ * trainer mixes); v6/v7 `x + (prev − x)·μ` is lerp(x, prev, μ).
  */
 export type ShiftStyle = 'v4' | 'v6';
 
 export function mixShift(pass: Pass, style: ShiftStyle, x: DeviceTensor, prev: DeviceTensor, mu: DeviceTensor, out: DeviceTensor): void {
   if (style === 'v4') pass.backend.lerp(prev, x, mu, out);
   else pass.backend.lerp(x, prev, mu, out);
+}
+
+/**
+ * The end of v5/v6/v7's time mix: y ← GroupNorm over `heads` (ln_x, eps LN_X_EPS), then `afterNorm` (v7's
+ * bonus), y ← y ⊙ g (no gate: v5.1), out = Wo·y. y, g, out: rows × C; y is overwritten.
+ */
+export function headsOutput(
+  pass: Pass,
+  heads: number,
+  lnX: LayerNormWeights,
+  y: DeviceTensor,
+  g: DeviceTensor | undefined,
+  output: DeviceMatrix,
+  out: DeviceTensor,
+  afterNorm?: () => void,
+): void {
+  const { backend } = pass;
+  backend.norm(y, lnX.weight, lnX.bias, y, heads, LN_X_EPS);
+  afterNorm?.();
+  if (g !== undefined) backend.mul(y, g, y);
+  backend.matmul([{ m: output, x: y, y: out }]);
 }
 
 /**

@@ -8,6 +8,7 @@
 // and v6, S[h][value i][key j] for v7 (the transpose, as in the official code).
 // All values are f32, little-endian in `toBytes()`.
 import { StateError } from '../errors.js';
+import { WKV4_FRESH_PP } from '../kernels/rwkv4-wkv.js';
 import type { ModelConfig } from './config.js';
 
 export class State {
@@ -87,6 +88,6 @@ export function resetState(s: State): void {
   s.data.fill(0);
   if (s.config.version === '4') {
     const c = s.config.nEmbd;
-    for (let l = 0; l < s.config.nLayer; l++) s.layer(l).fill(-1e30, 4 * c, 5 * c);
+    for (let l = 0; l < s.config.nLayer; l++) s.layer(l).fill(WKV4_FRESH_PP, 4 * c, 5 * c);
   }
 }

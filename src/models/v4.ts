@@ -2,18 +2,18 @@
 //
 // Time mix per channel, x = the ln1-normed input, prev = the previous token's:
 //   xk = x·μk + prev·(1−μk)  (same for v, r);  k = Wk·xk, v = Wv·xv, r = Wr·xr
-//   out = Wo·(σ(r) ⊙ wkv), wkv in the numerically stable form (Backend.wkv4; state aa, bb, pp):
+//   out = Wo·(σ(r) ⊙ wkv), wkv in the stable form (Backend.wkv4, kernels/rwkv4-wkv.ts; state aa, bb, pp):
 //     ww = u + k;  q = max(pp, ww);  wkv = (e^(pp−q)·aa + e^(ww−q)·v) / (e^(pp−q)·bb + e^(ww−q))
 //     ww = w + pp; q = max(ww, k);   aa ← e^(ww−q)·aa + e^(k−q)·v;  bb ← e^(ww−q)·bb + e^(k−q);  pp ← q
 // with the decay w = −exp(time_decay) (stored so in memory) and the bonus u = time_first.
 // Layer state: [ffn_x, att_x, aa, bb, pp], C each.
 import type { DeviceMatrix, DeviceTensor } from '../kernels/backend.js';
-import { ChannelMix, mixShift, slot, type Block, type Pass } from './blocks.js';
+import { ChannelMix, layerBlocks, MixBlock, mixShift, slot, type Pass } from './blocks.js';
 import type { ModelConfig } from './config.js';
 import { RwkvModel } from './model.js';
 import type { Weights } from './weights.js';
 
-class V4Block implements Block {
+class V4Block extends MixBlock {
   private readonly c: number;
   private readonly decay: DeviceTensor; // w = −exp(time_decay), 1 × C
   private readonly bonus: DeviceTensor; // u = time_first
@@ -24,9 +24,10 @@ class V4Block implements Block {
   private readonly value: DeviceMatrix;
   private readonly receptance: DeviceMatrix;
   private readonly output: DeviceMatrix;
-  private readonly ffn: ChannelMix;
+  protected readonly ffn: ChannelMix;
 
   constructor(w: Weights, layer: number, config: ModelConfig) {
+    super();
     const c = config.nEmbd;
     const p = `blocks.${layer}.att`;
     this.c = c;
@@ -61,14 +62,8 @@ class V4Block implements Block {
     backend.wkv4(layout, slot(pass, base, 2 * c), k, v, r, this.decay, this.bonus, rwkv);
     backend.matmul([{ m: this.output, x: rwkv, y: out }]);
   }
-
-  channelMix(pass: Pass, base: number, xf: DeviceTensor, out: DeviceTensor): void {
-    this.ffn.run(pass, base, xf, out);
-  }
 }
 
 export function buildV4(w: Weights, config: ModelConfig): RwkvModel {
-  const blocks: Block[] = [];
-  for (let l = 0; l < config.nLayer; l++) blocks.push(new V4Block(w, l, config));
-  return new RwkvModel(config, w, blocks);
+  return new RwkvModel(config, w, layerBlocks(config, (l) => new V4Block(w, l, config)));
 }

@@ -8,9 +8,9 @@
 // In memory the decay is w = exp(−exp(time_decay)) and 5.1's bonus u = exp(time_first) (5.2: time_faaaa
 // as is); 5.1 has one decay and one bonus per head, repeated here over the head's channels.
 // Layer state: [ffn_x (C), att_x (C), S (H × N × N)], S[h][key i][value j].
-import type { DeviceMatrix, DeviceTensor } from '../kernels/backend.js';
+import type { DeviceMatrix, DeviceTensor, MatmulJob } from '../kernels/backend.js';
 import { elementCount } from '../tensor/tensor.js';
-import { ChannelMix, LN_X_EPS, mixShift, slot, type Block, type Pass } from './blocks.js';
+import { ChannelMix, headsOutput, layerBlocks, MixBlock, mixShift, slot, type Pass } from './blocks.js';
 import type { ModelConfig } from './config.js';
 import { loadLayerNorm, RwkvModel, type LayerNormWeights } from './model.js';
 import type { Weights } from './weights.js';
@@ -26,7 +26,7 @@ function perChannel(w: Weights, name: string, config: ModelConfig): DeviceTensor
   return w.upload(out);
 }
 
-class V5Block implements Block {
+class V5Block extends MixBlock {
   private readonly c: number;
   private readonly nHead: number;
   private readonly decay: DeviceTensor; // w = exp(−exp(time_decay)), 1 × C
@@ -41,9 +41,10 @@ class V5Block implements Block {
   private readonly gate: DeviceMatrix | undefined; // 5.2 only
   private readonly output: DeviceMatrix;
   private readonly lnX: LayerNormWeights;
-  private readonly ffn: ChannelMix;
+  protected readonly ffn: ChannelMix;
 
   constructor(w: Weights, layer: number, config: ModelConfig) {
+    super();
     const c = config.nEmbd;
     const p = `blocks.${layer}.att`;
     this.c = c;
@@ -75,7 +76,7 @@ class V5Block implements Block {
     mixShift(pass, 'v4', xa, prev, this.muK, xk);
     mixShift(pass, 'v4', xa, prev, this.muV, xv);
     mixShift(pass, 'v4', xa, prev, this.muR, xr);
-    const jobs = [
+    const jobs: MatmulJob[] = [
       { m: this.key, x: xk, y: k },
       { m: this.value, x: xv, y: v },
       { m: this.receptance, x: xr, y: r },
@@ -84,26 +85,15 @@ class V5Block implements Block {
     if (this.gate !== undefined) {
       const xg = get('xg');
       mixShift(pass, 'v4', xa, prev, this.muG!, xg);
-      jobs.push({ m: this.gate, x: xg, y: g });
+      jobs.push({ m: this.gate, x: xg, y: g, then: 'silu' });
     }
     backend.matmul(jobs);
     const y = xk; // reuse: the WKV output
     backend.wkv5(layout, slot(pass, base, 2 * c), this.nHead, r, k, v, this.decay, this.bonus, y);
-    backend.norm(y, this.lnX.weight, this.lnX.bias, y, this.nHead, LN_X_EPS);
-    if (this.gate !== undefined) {
-      backend.unary(g, 'silu', g);
-      backend.mul(y, g, y);
-    }
-    backend.matmul([{ m: this.output, x: y, y: out }]);
-  }
-
-  channelMix(pass: Pass, base: number, xf: DeviceTensor, out: DeviceTensor): void {
-    this.ffn.run(pass, base, xf, out);
+    headsOutput(pass, this.nHead, this.lnX, y, this.gate !== undefined ? g : undefined, this.output, out);
   }
 }
 
 export function buildV5(w: Weights, config: ModelConfig): RwkvModel {
-  const blocks: Block[] = [];
-  for (let l = 0; l < config.nLayer; l++) blocks.push(new V5Block(w, l, config));
-  return new RwkvModel(config, w, blocks);
+  return new RwkvModel(config, w, layerBlocks(config, (l) => new V5Block(w, l, config)));
 }

@@ -16,7 +16,7 @@
 import { ModelError } from '../errors.js';
 import type { DeviceMatrix, DeviceTensor, MatmulJob } from '../kernels/backend.js';
 import { shapeString } from '../tensor/tensor.js';
-import { ChannelMix, LN_X_EPS, slot, type Block, type Pass } from './blocks.js';
+import { ChannelMix, headsOutput, layerBlocks, MixBlock, slot, type Pass } from './blocks.js';
 import type { ModelConfig } from './config.js';
 import { loadLayerNorm, RwkvModel, type LayerNormWeights } from './model.js';
 import type { Weights } from './weights.js';
@@ -33,7 +33,7 @@ function loraRank(w: Weights, name: string, c: number, multiple: number): number
   return t.shape[0]! / multiple;
 }
 
-class V6Block implements Block {
+class V6Block extends MixBlock {
   private readonly c: number;
   private readonly nHead: number;
   private readonly rank: number;
@@ -52,9 +52,10 @@ class V6Block implements Block {
   private readonly gate: DeviceMatrix;
   private readonly output: DeviceMatrix;
   private readonly lnX: LayerNormWeights;
-  private readonly ffn: ChannelMix;
+  protected readonly ffn: ChannelMix;
 
   constructor(w: Weights, layer: number, config: ModelConfig) {
+    super();
     const c = config.nEmbd;
     const p = `blocks.${layer}.att`;
     this.c = c;
@@ -120,18 +121,10 @@ class V6Block implements Block {
 
     const y = xk; // reuse
     backend.wkv5(layout, slot(pass, base, 2 * c), this.nHead, r, k, v, decay, this.bonus, y);
-    backend.norm(y, this.lnX.weight, this.lnX.bias, y, this.nHead, LN_X_EPS);
-    backend.mul(y, g, y);
-    backend.matmul([{ m: this.output, x: y, y: out }]);
-  }
-
-  channelMix(pass: Pass, base: number, xf: DeviceTensor, out: DeviceTensor): void {
-    this.ffn.run(pass, base, xf, out);
+    headsOutput(pass, this.nHead, this.lnX, y, g, this.output, out);
   }
 }
 
 export function buildV6(w: Weights, config: ModelConfig): RwkvModel {
-  const blocks: Block[] = [];
-  for (let l = 0; l < config.nLayer; l++) blocks.push(new V6Block(w, l, config));
-  return new RwkvModel(config, w, blocks);
+  return new RwkvModel(config, w, layerBlocks(config, (l) => new V6Block(w, l, config)));
 }

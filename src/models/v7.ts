@@ -18,7 +18,7 @@
 import { ModelError } from '../errors.js';
 import type { DeviceMatrix, DeviceTensor, MatmulJob } from '../kernels/backend.js';
 import { shapeString } from '../tensor/tensor.js';
-import { ChannelMix, LN_X_EPS, slot, type Block, type Pass } from './blocks.js';
+import { ChannelMix, headsOutput, layerBlocks, MixBlock, slot, type Pass } from './blocks.js';
 import type { ModelConfig } from './config.js';
 import { loadLayerNorm, RwkvModel, type LayerNormWeights } from './model.js';
 import type { Weights } from './weights.js';
@@ -45,7 +45,7 @@ function loadLora(w: Weights, p: string, tag: string, c: number): Lora {
   return { down: w.matrix(downName, d, c, 'LoRA factor'), up: w.matrix(`${p}.${tag}2`, c, d, 'LoRA factor') };
 }
 
-class V7Block implements Block {
+class V7Block extends MixBlock {
   private readonly c: number;
   private readonly nHead: number;
   private readonly first: boolean;
@@ -66,9 +66,10 @@ class V7Block implements Block {
   private readonly value: DeviceMatrix;
   private readonly output: DeviceMatrix;
   private readonly lnX: LayerNormWeights;
-  private readonly ffn: ChannelMix;
+  protected readonly ffn: ChannelMix;
 
   constructor(w: Weights, layer: number, config: ModelConfig) {
+    super();
     const c = config.nEmbd;
     const p = `blocks.${layer}.att`;
     this.c = c;
@@ -164,19 +165,10 @@ class V7Block implements Block {
 
     const y = xr; // reuse
     backend.wkv7(layout, slot(pass, base, 2 * c), this.nHead, r!, wDecay, k!, v, kk, a, y);
-    backend.norm(y, this.lnX.weight, this.lnX.bias, y, this.nHead, LN_X_EPS);
-    backend.wkv7Bonus(this.nHead, r!, k!, this.rK, v, y);
-    backend.mul(y, g!, y);
-    backend.matmul([{ m: this.output, x: y, y: out }]);
-  }
-
-  channelMix(pass: Pass, base: number, xf: DeviceTensor, out: DeviceTensor): void {
-    this.ffn.run(pass, base, xf, out);
+    headsOutput(pass, this.nHead, this.lnX, y, g!, this.output, out, () => backend.wkv7Bonus(this.nHead, r!, k!, this.rK, v, y));
   }
 }
 
 export function buildV7(w: Weights, config: ModelConfig): RwkvModel {
-  const blocks: Block[] = [];
-  for (let l = 0; l < config.nLayer; l++) blocks.push(new V7Block(w, l, config));
-  return new RwkvModel(config, w, blocks);
+  return new RwkvModel(config, w, layerBlocks(config, (l) => new V7Block(w, l, config)));
 }

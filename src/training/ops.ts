@@ -3,16 +3,20 @@
 //
 // Every op is generic over Float32Array (training) and Float64Array (the gradient checks): the code that
 // is checked against finite differences is the code that trains. Arithmetic is in JS numbers (float64)
-// either way; only storage differs.
+// either way; only storage differs. The forwards of LayerNorm, the v4 mix and the WKV are the inference
+// reference's own (kernels/norm.ts, mix.ts, rwkv4-wkv.ts); their backwards are here.
 //
 // Conventions: a forward writes its outputs; a backward ADDS into the gradients of its inputs and
 // parameters (`d*` arguments), so a caller zeroes a gradient once and several uses may accumulate into it.
 // The matrix products (Y = X·Wᵀ and its two backward products) are in gemm.ts.
+import { sigmoid } from '../kernels/activations.js';
+import { mixV4 } from '../kernels/mix.js';
+import { normRows, type Vec } from '../kernels/norm.js';
+import { freshWkv4State, stableExp, wkv4Decay, wkv4Rows, WKV4_FRESH_PP } from '../kernels/rwkv4-wkv.js';
+import { LN_EPS } from '../models/blocks.js';
 
 /** Storage of activations, parameters and gradients. */
-export type Vec = Float32Array | Float64Array;
-
-export const LN_EPS = 1e-5;
+export type { Vec };
 
 // --- embedding -----------------------------------------------------------------------------------------
 
@@ -39,25 +43,12 @@ export function embeddingBackward(demb: Vec, ids: Int32Array, dout: Vec, c: numb
 // --- LayerNorm -----------------------------------------------------------------------------------------
 
 /**
- * out = (x − mean)·rstd·weight + bias per row, rstd = 1/sqrt(var + eps) (biased variance, as PyTorch).
- * x, out: N × C; weight, bias: C; mean, rstd: N (saved for the backward).
+ * LayerNorm (kernels/norm.ts, eps LN_EPS) per row, keeping its statistics for the backward.
+ * x, out: N × C; weight, bias: C; mean, rstd: N.
  */
 export function layerNormForward(out: Vec, mean: Vec, rstd: Vec, x: Vec, weight: Vec, bias: Vec, n: number, c: number): void {
-  for (let r = 0; r < n; r++) {
-    const o = r * c;
-    let m = 0;
-    for (let i = 0; i < c; i++) m += x[o + i];
-    m /= c;
-    let v = 0;
-    for (let i = 0; i < c; i++) {
-      const d = x[o + i] - m;
-      v += d * d;
-    }
-    const s = 1 / Math.sqrt(v / c + LN_EPS);
-    for (let i = 0; i < c; i++) out[o + i] = (x[o + i] - m) * s * weight[i] + bias[i];
-    mean[r] = m;
-    rstd[r] = s;
-  }
+  if (weight.length !== c) throw new RangeError(`layerNorm: ${weight.length} weights for rows of ${c}`);
+  normRows(x, weight, bias, out, n, 1, LN_EPS, mean, rstd);
 }
 
 /**
@@ -103,18 +94,15 @@ export function layerNormBackward(
 // --- token shift + mix ---------------------------------------------------------------------------------
 
 /**
- * v4's token shift and interpolation: out[t] = x[t]·μ + x[t−1]·(1 − μ), with x[−1] = 0 at the start of
- * each sequence (a fresh state's att_x / ffn_x). x, out: (B·T) × C; mu: C.
+ * v4's token shift and mix (kernels/mix.ts mixV4): out[t] = x[t]·μ + x[t−1]·(1 − μ), with x[−1] = 0 at the
+ * start of each sequence (a fresh state's att_x / ffn_x). x, out: (B·T) × C; mu: C.
  */
 export function tokenShiftMixForward(out: Vec, x: Vec, mu: Vec, b: number, t: number, c: number): void {
   for (let s = 0; s < b; s++) {
     for (let p = 0; p < t; p++) {
       const o = (s * t + p) * c;
-      if (p === 0) {
-        for (let i = 0; i < c; i++) out[o + i] = x[o + i] * mu[i];
-      } else {
-        for (let i = 0; i < c; i++) out[o + i] = x[o + i] * mu[i] + x[o - c + i] * (1 - mu[i]);
-      }
+      if (p === 0) for (let i = 0; i < c; i++) out[o + i] = mixV4(x[o + i], 0, mu[i]);
+      else for (let i = 0; i < c; i++) out[o + i] = mixV4(x[o + i], x[o - c + i], mu[i]);
     }
   }
 }
@@ -159,7 +147,7 @@ export function reluSquaredBackward(dx: Vec, dout: Vec, x: Vec): void {
  */
 export function sigmoidGateForward(out: Vec, s: Vec, r: Vec, y: Vec): void {
   for (let i = 0; i < r.length; i++) {
-    const si = 1 / (1 + Math.exp(-r[i]));
+    const si = sigmoid(r[i]);
     s[i] = si;
     out[i] = si * y[i];
   }
@@ -191,8 +179,9 @@ export function addForward(out: Vec, a: Vec, b: Vec): void {
 // sequence from an empty state:
 //   A_t = Σ_{i<t} e^{(t−1−i)w + k_i} v_i,   B_t = Σ_{i<t} e^{(t−1−i)w + k_i}
 //   y_t = (A_t + e^{u+k_t} v_t) / (B_t + e^{u+k_t})
-// computed in the stable form of the paper's kernel: A_t = a_t·e^{p_t}, B_t = b_t·e^{p_t} with
-// p_t = max_{i<t} ((t−1−i)w + k_i), and every exponential taken of a difference that is ≤ 0.
+// computed in the stable form of the paper's kernel (kernels/rwkv4-wkv.ts, as inference computes it):
+// A_t = a_t·e^{p_t}, B_t = b_t·e^{p_t} with p_t = max_{i<t} ((t−1−i)w + k_i), and every exponential taken
+// of a difference that is ≤ 0.
 //
 // Backward: the adjoints G_t of A_{t+1} and H_t of B_{t+1} obey G_{t−1} = e^w·G_t + gy_t/D_t and
 // H_{t−1} = e^w·H_t − gy_t·y_t/D_t (D_t = B_t + e^{u+k_t}); they too are kept scaled, G = g·e^{o},
@@ -205,54 +194,14 @@ export function addForward(out: Vec, a: Vec, b: Vec): void {
 // e^{o + w + p_t} ≤ 1. The backward re-runs the forward scan per sequence (as the CUDA kernel does), so
 // only k and v are kept from the forward pass.
 
-const NEG = -1e38; // "minus infinity" that keeps differences finite
-
-/** y = WKV(k, v).  k, v, y: (B·T) × C; timeDecay (raw, w = −exp(·)), timeFirst: C. */
+/** y = WKV(k, v) (kernels/rwkv4-wkv.ts).  k, v, y: (B·T) × C; timeDecay (raw, w = −exp(·)), timeFirst: C. */
 export function wkvForward(y: Vec, k: Vec, v: Vec, timeDecay: Vec, timeFirst: Vec, b: number, t: number, c: number): void {
-  const s = wkvScratch('state', c, 1);
-  const aa = s[0]!;
-  const bb = s[1]!;
-  const pp = s[2]!;
-  const w = s[3]!;
-  for (let i = 0; i < c; i++) w[i] = -Math.exp(timeDecay[i]);
+  const [state] = wkvScratch('state', 1, 3 * c) as [Float64Array];
+  const [w] = wkvScratch('decay', 1, c) as [Float64Array];
+  for (let i = 0; i < c; i++) w[i] = wkv4Decay(timeDecay[i]);
   for (let seq = 0; seq < b; seq++) {
-    aa.fill(0);
-    bb.fill(0);
-    pp.fill(NEG);
-    for (let p = 0; p < t; p++) {
-      const o = (seq * t + p) * c;
-      for (let i = 0; i < c; i++) {
-        const ki = k[o + i];
-        const vi = v[o + i];
-        const a = aa[i];
-        const bs = bb[i];
-        const pi = pp[i];
-        // One of the two factors is e^0 = 1: skip its exp.
-        const ww = timeFirst[i] + ki;
-        let e1: number;
-        let e2: number;
-        if (pi > ww) {
-          e1 = 1;
-          e2 = Math.exp(ww - pi);
-        } else {
-          e1 = Math.exp(pi - ww);
-          e2 = 1;
-        }
-        y[o + i] = (e1 * a + e2 * vi) / (e1 * bs + e2);
-        const wp = w[i] + pi;
-        if (wp > ki) {
-          e1 = 1;
-          e2 = Math.exp(ki - wp);
-          pp[i] = wp;
-        } else {
-          e1 = Math.exp(wp - ki);
-          e2 = 1;
-          pp[i] = ki;
-        }
-        aa[i] = e1 * a + e2 * vi;
-        bb[i] = e1 * bs + e2;
-      }
-    }
+    freshWkv4State(state, 0, c);
+    wkv4Rows(y, k, v, undefined, w, timeFirst, state, 0, seq * t, t, c);
   }
 }
 
@@ -273,26 +222,17 @@ export function wkvBackward(
 ): void {
   // Per position of one sequence (T × C, float64): the state before it (a, b, p), the forward's max q,
   // eu = e^{u+k−q}/d (the current token's weight) and r = 1/d, where D = d·e^{q}; and y.
-  const s = wkvScratch('sequence', c, t);
-  const [sa, sb, sp, sq, seu, sr, sy] = s as [Float64Array, Float64Array, Float64Array, Float64Array, Float64Array, Float64Array, Float64Array];
-  const v4 = wkvScratch('state', c, 1);
-  const w = v4[3]!;
-  const g = v4[4]!;
-  const h = v4[5]!;
-  const og = v4[6]!;
-  const gw = v4[7]!;
-  const gu = v4[8]!;
-  for (let i = 0; i < c; i++) w[i] = -Math.exp(timeDecay[i]);
+  const [sa, sb, sp, sq, seu, sr, sy] = wkvScratch('sequence', 7, t * c) as [Float64Array, Float64Array, Float64Array, Float64Array, Float64Array, Float64Array, Float64Array];
+  const [w, g, h, og, gw, gu] = wkvScratch('channel', 6, c) as [Float64Array, Float64Array, Float64Array, Float64Array, Float64Array, Float64Array];
+  for (let i = 0; i < c; i++) w[i] = wkv4Decay(timeDecay[i]);
   gw.fill(0);
   gu.fill(0);
   for (let seq = 0; seq < b; seq++) {
     const base = seq * t * c;
-    // Forward again, keeping what the reverse scan needs.
-    for (let i = 0; i < c; i++) {
-      sa[i] = 0;
-      sb[i] = 0;
-      sp[i] = NEG;
-    }
+    // Forward again (wkv4Rows' recurrence), keeping what the reverse scan needs.
+    sa.fill(0, 0, c);
+    sb.fill(0, 0, c);
+    sp.fill(WKV4_FRESH_PP, 0, c);
     for (let p = 0; p < t; p++) {
       const o = base + p * c;
       const so = p * c;
@@ -303,44 +243,28 @@ export function wkvBackward(
         const bs = sb[so + i];
         const pi = sp[so + i];
         const ww = timeFirst[i] + ki;
-        let q: number;
-        let e1: number;
-        let e2: number;
-        if (pi > ww) {
-          q = pi;
-          e1 = 1;
-          e2 = Math.exp(ww - pi);
-        } else {
-          q = ww;
-          e1 = Math.exp(pi - ww);
-          e2 = 1;
-        }
+        const e1 = stableExp(pi, ww);
+        const e2 = stableExp(ww, pi);
         const r = 1 / (e1 * bs + e2);
-        sq[so + i] = q;
+        sq[so + i] = Math.max(pi, ww);
         sr[so + i] = r;
         seu[so + i] = e2 * r;
         sy[so + i] = (e1 * a + e2 * vi) * r;
         if (p + 1 < t) {
-          const wp = w[i] + pi;
           const sn = so + c;
-          if (wp > ki) {
-            e1 = 1;
-            e2 = Math.exp(ki - wp);
-            sp[sn + i] = wp;
-          } else {
-            e1 = Math.exp(wp - ki);
-            e2 = 1;
-            sp[sn + i] = ki;
-          }
-          sa[sn + i] = e1 * a + e2 * vi;
-          sb[sn + i] = e1 * bs + e2;
+          const wp = w[i] + pi;
+          const f1 = stableExp(wp, ki);
+          const f2 = stableExp(ki, wp);
+          sp[sn + i] = Math.max(wp, ki);
+          sa[sn + i] = f1 * a + f2 * vi;
+          sb[sn + i] = f1 * bs + f2;
         }
       }
     }
-    // Reverse scan.
+    // Reverse scan; G = H = 0 at the end, their exponent o starting as a fresh pp.
     g.fill(0);
     h.fill(0);
-    og.fill(NEG);
+    og.fill(WKV4_FRESH_PP);
     for (let p = t - 1; p >= 0; p--) {
       const o = base + p * c;
       const so = p * c;
@@ -362,22 +286,13 @@ export function wkvBackward(
         const wi = w[i];
         gw[i] += Math.exp(oi + wi + sp[so + i]) * (gi * sa[so + i] + hi * sb[so + i]);
         // G_{t−1} = e^w·G_t + gy/D_t, H_{t−1} = e^w·H_t − gy·y/D_t, with 1/D_t = r·e^{−q}.
-        const nq = -sq[so + i];
         const wo = wi + oi;
-        let e1: number;
-        let e2: number;
-        if (wo > nq) {
-          og[i] = wo;
-          e1 = 1;
-          e2 = Math.exp(nq - wo);
-        } else {
-          og[i] = nq;
-          e1 = Math.exp(wo - nq);
-          e2 = 1;
-        }
-        const add = gy * sr[so + i] * e2;
-        g[i] = e1 * gi + add;
-        h[i] = e1 * hi - add * yi;
+        const nq = -sq[so + i];
+        og[i] = Math.max(wo, nq);
+        const add = gy * sr[so + i] * stableExp(nq, wo);
+        const e = stableExp(wo, nq);
+        g[i] = e * gi + add;
+        h[i] = e * hi - add * yi;
       }
     }
   }
@@ -389,12 +304,12 @@ export function wkvBackward(
 
 const wkvPool = new Map<string, Float64Array[]>();
 
-/** Nine float64 work arrays of rows × C, reused between calls of the same kind and size. */
-function wkvScratch(kind: string, c: number, rows: number): Float64Array[] {
-  const key = `${kind}:${rows}:${c}`;
+/** `count` float64 work arrays of `length` values, reused between calls of the same kind and size. */
+function wkvScratch(kind: string, count: number, length: number): Float64Array[] {
+  const key = `${kind}:${count}:${length}`;
   let s = wkvPool.get(key);
   if (s === undefined) {
-    s = Array.from({ length: 9 }, () => new Float64Array(rows * c));
+    s = Array.from({ length: count }, () => new Float64Array(length));
     if (wkvPool.size > 16) wkvPool.clear();
     wkvPool.set(key, s);
   }
