@@ -1,9 +1,12 @@
 // Every training op's backward against central finite differences in float64, on random inputs of
-// awkward sizes: the relative error ‖g − g_fd‖/‖g_fd‖ must be ≤ 1e-4 for each input and parameter. And the
-// WebAssembly matrix products against the reference loops.
+// awkward sizes: the relative error ‖g − g_fd‖/‖g_fd‖ must be ≤ 1e-4 for each input and parameter. The
+// WebAssembly matrix products against the reference loops, and the shared forwards against ReferenceBackend.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Rng } from '../src/util/rng.js';
+import { rowLayout, type DeviceTensor } from '../src/kernels/backend.js';
+import { ReferenceBackend } from '../src/kernels/reference-backend.js';
+import { WKV4_FRESH_PP } from '../src/kernels/rwkv4-wkv.js';
 import { ReferenceGemm, WasmGemm } from '../src/training/gemm.js';
 import {
   crossEntropy,
@@ -247,4 +250,51 @@ test('WasmGemm: the three products equal the reference loops (f32, awkward sizes
     ref.backwardWeight(dwb, dy, x, n, o, i);
     for (let k = 0; k < dwa.length; k++) assert.ok(Math.abs(dwa[k]! - dwb[k]!) < 1e-4, `backwardWeight ${n}×${o}×${i}`);
   }
+});
+
+test("the trainer's LayerNorm, v4 mix and WKV forwards compute what ReferenceBackend computes (f32)", async () => {
+  const rng = new Rng(11);
+  const f32 = (n: number, lo = -1, hi = 1): Float32Array => Float32Array.from(randomF64(rng, n, lo, hi));
+  const be = new ReferenceBackend();
+  const layout = rowLayout(Array<number>(B).fill(T));
+  const read = (t: DeviceTensor): Promise<Float32Array> => be.read(t);
+  const x = f32(N * C, -2, 2);
+  const [w, bias, mu, decay, first] = [f32(C, 0.5, 1.5), f32(C), f32(C, 0, 1), f32(C), f32(C)];
+  const xt = be.upload(x, N, C);
+
+  // LayerNorm (eps 1e-5).
+  const ln = new Float32Array(N * C);
+  layerNormForward(ln, new Float32Array(N), new Float32Array(N), x, w, bias, N, C);
+  const lnOut = be.tensor(N, C);
+  be.norm(xt, be.upload(w, 1, C), be.upload(bias, 1, C), lnOut, 1, 1e-5);
+  assert.deepEqual(await read(lnOut), ln);
+
+  // Token shift from a fresh (zero) state, then x·μ + prev·(1 − μ).
+  const mix = new Float32Array(N * C);
+  tokenShiftMixForward(mix, x, mu, B, T, C);
+  const state = be.tensor(B, 3 * C);
+  const prev = be.tensor(N, C);
+  be.tokenShift(layout, { state, offset: 0 }, xt, prev);
+  const mixed = be.tensor(N, C);
+  be.lerp(prev, xt, be.upload(mu, 1, C), mixed);
+  assert.deepEqual(await read(mixed), mix);
+
+  // WKV from a fresh state (pp = WKV4_FRESH_PP), gated by σ(r): the same up to f32 rounding (the
+  // reference's state and decay are f32, the trainer's f64).
+  const [k, v, r] = [f32(N * C, -3, 3), f32(N * C, -2, 2), f32(N * C, -2, 2)];
+  const y = new Float32Array(N * C);
+  wkvForward(y, k, v, decay, first, B, T, C);
+  const gated = new Float32Array(N * C);
+  sigmoidGateForward(gated, new Float32Array(N * C), r, y);
+  const s = new Float32Array(B * 3 * C);
+  for (let b = 0; b < B; b++) s.fill(WKV4_FRESH_PP, b * 3 * C + 2 * C, (b + 1) * 3 * C);
+  be.write(state, s);
+  const out = be.tensor(N, C);
+  const wt = be.upload(decay.map((d) => -Math.exp(d)), 1, C);
+  be.wkv4(layout, { state, offset: 0 }, be.upload(k, N, C), be.upload(v, N, C), be.upload(r, N, C), wt, be.upload(first, 1, C), out);
+  const got = await read(out);
+  let worst = 0;
+  for (let i = 0; i < N * C; i++) worst = Math.max(worst, Math.abs(got[i]! - gated[i]!) / Math.abs(gated[i]!));
+  console.log(`# wkv: largest relative difference ${worst.toExponential(2)}`);
+  assert.ok(worst <= 1e-5, `wkv: relative difference ${worst}`);
 });
