@@ -345,3 +345,32 @@ test('int8 rows of 4096 columns at full scale: the integer sums do not overflow'
   backend.matvec(fast, x, y);
   for (let r = 0; r < rows; r++) assert.ok(Math.abs(y[r]! - cols) <= cols * 1e-4, `row ${r}: ${y[r]} ≠ ${cols}`);
 });
+
+for (const threads of [1, 2]) {
+  test(`${threads} thread(s): an asynchronous product (the workers alone, the caller free) equals the synchronous one bit for bit`, async () => {
+    const kernels = backends.get(threads)!;
+    const rng = new Rng(77 + threads);
+    for (const c of [CASES[0]!, CASES[4]!, CASES[9]!]) {
+      const { fast } = placed(kernels, c.dtype, c.rows, c.cols, rng);
+      for (const t of [2, 5, 17]) {
+        const x = kernels.malloc(t * c.cols * 4);
+        const ySync = kernels.malloc(t * c.rows * 4);
+        const yAsync = kernels.malloc(t * c.rows * 4);
+        const view = (p: number, n: number): Float32Array => new Float32Array(kernels.memory.buffer, p, n);
+        view(x, t * c.cols).set(Float32Array.from({ length: t * c.cols }, () => rng.next() * 2 - 1));
+        kernels.matmulAt(fast, x, t, ySync);
+        let hostRan = false;
+        setImmediate(() => (hostRan = true));
+        const pending = kernels.matmulAtAsync(fast, x, t, yAsync);
+        await pending;
+        assert.deepEqual(view(yAsync, t * c.rows), view(ySync, t * c.rows), `${c.dtype} t=${t}`);
+        // A synchronous job issued while an asynchronous one runs waits for it instead of clobbering it.
+        const again = kernels.matmulAtAsync(fast, x, t, yAsync);
+        kernels.matmulAt(fast, x, t, ySync);
+        await again;
+        assert.deepEqual(view(yAsync, t * c.rows), view(ySync, t * c.rows), `${c.dtype} t=${t}, overlapping`);
+        void hostRan;
+      }
+    }
+  });
+}

@@ -2,7 +2,7 @@
 // through here, and the requests waiting at the moment a pass starts run together in that pass (rows of
 // all sequences concatenated into each product). A sequence joins or leaves between passes; a long
 // prompt arrives in slices (generate.ts `prefill`), so it holds the others up for one slice at most.
-import { AbortError } from '../errors.js';
+import { AbortError, ArgumentError } from '../errors.js';
 import type { LogitsWanted, RwkvModel } from '../models/model.js';
 import type { State } from '../models/state.js';
 import { yieldToHost } from '../util/host.js';
@@ -19,7 +19,11 @@ interface Request {
 export interface BatcherOptions {
   /** Most sequences in one pass. Default 8. */
   maxBatch?: number;
-  /** Most rows (tokens) in one pass; a sequence that alone exceeds it still runs alone. Default 512. */
+  /**
+   * Most rows (tokens) in one pass. A longer request is fed in pieces of this many, in successive passes,
+   * so no pass runs long enough to hold the host's thread (64 rows of the 169M shape: ≈ 8 ms a half-layer
+   * on two threads). Default 64.
+   */
   maxRows?: number;
 }
 
@@ -35,11 +39,32 @@ export class Batcher {
   constructor(model: RwkvModel, options: BatcherOptions = {}) {
     this.model = model;
     this.maxBatch = options.maxBatch ?? 8;
-    this.maxRows = options.maxRows ?? 512;
+    this.maxRows = options.maxRows ?? 64;
+    if (!Number.isInteger(this.maxBatch) || this.maxBatch < 1) throw new ArgumentError(`maxBatch must be an integer ≥ 1, got ${this.maxBatch}`);
+    if (!Number.isInteger(this.maxRows) || this.maxRows < 1) throw new ArgumentError(`maxRows must be an integer ≥ 1, got ${this.maxRows}`);
   }
 
-  /** Feeds `tokens` into `state` in some coming pass; resolves to the logits wanted. */
-  forward(tokens: readonly number[], state: State, logits: LogitsWanted = 'last', signal?: AbortSignal): Promise<Float32Array> {
+  /** Feeds `tokens` into `state` in coming passes; resolves to the logits wanted. */
+  async forward(tokens: readonly number[], state: State, logits: LogitsWanted = 'last', signal?: AbortSignal): Promise<Float32Array> {
+    if (tokens.length <= this.maxRows) return this.enqueue(tokens, state, logits, signal);
+    // Pieces in order, each in its own pass; only the last one's logits are wanted unless all are.
+    const parts: Float32Array[] = [];
+    for (let at = 0; at < tokens.length; at += this.maxRows) {
+      const end = Math.min(tokens.length, at + this.maxRows);
+      const wanted: LogitsWanted = logits === 'all' ? 'all' : end === tokens.length ? logits : 'none';
+      parts.push(await this.enqueue(tokens.slice(at, end), state, wanted, signal));
+    }
+    if (parts.length === 1 || logits !== 'all') return parts[parts.length - 1]!;
+    const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+    let at = 0;
+    for (const p of parts) {
+      out.set(p, at);
+      at += p.length;
+    }
+    return out;
+  }
+
+  private enqueue(tokens: readonly number[], state: State, logits: LogitsWanted, signal: AbortSignal | undefined): Promise<Float32Array> {
     if (signal?.aborted === true) return Promise.reject(new AbortError('aborted'));
     return new Promise((resolve, reject) => {
       this.pending.push({ tokens, state, logits, resolve, reject, signal });
@@ -61,7 +86,7 @@ export class Batcher {
         r.reject(new AbortError('aborted'));
         continue;
       }
-      const fits = batch.length < this.maxBatch && (batch.length === 0 || rows + r.tokens.length <= this.maxRows);
+      const fits = batch.length < this.maxBatch && rows + r.tokens.length <= this.maxRows;
       // One state appears at most once per pass; its later requests wait for the next one, in order.
       if (fits && !states.has(r.state)) {
         batch.push(r);

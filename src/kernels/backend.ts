@@ -91,8 +91,8 @@ export interface Backend {
   upload(values: Float32Array, rows: number, cols: number): DeviceTensor;
   /** Overwrites `values.length` floats of `t` from float `offset` on. */
   write(t: DeviceTensor, values: Float32Array, offset?: number): void;
-  /** The tensor's values (a fresh array). */
-  read(t: DeviceTensor): Promise<Float32Array>;
+  /** The tensor's values: in a fresh array, or in `into` (exactly rows × cols long), which is returned. */
+  read(t: DeviceTensor, into?: Float32Array): Promise<Float32Array>;
   /** Gives a tensor's memory back; the handle must not be used again. */
   free(t: DeviceTensor): void;
   /** Stops worker threads / releases the device. Placed weights stay readable where the host holds them. */
@@ -101,8 +101,12 @@ export interface Backend {
   // ── operations ──────────────────────────────────────────────────────────────────────────────────
   /** out row i = row tokens[i] of m (the embedding lookup), decoded to f32. */
   embed(m: DeviceMatrix, tokens: readonly number[], out: DeviceTensor): void;
-  /** Independent products (no job reads another's y), run together. */
-  matmul(jobs: readonly MatmulJob[]): void;
+  /**
+   * Independent products (no job reads another's y), run together. May return a promise (a CPU backend
+   * hands a long product to its worker threads and gives the host its thread back meanwhile): await it
+   * before the next operation.
+   */
+  matmul(jobs: readonly MatmulJob[]): void | Promise<void>;
   /**
    * GroupNorm of each row over `groups` equal slices (groups = 1: LayerNorm), times weight plus bias
    * (both 1 × cols); biased variance; `out` may be `x`.

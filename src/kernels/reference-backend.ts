@@ -95,8 +95,12 @@ export class ReferenceBackend implements Backend {
     this.data(t).set(values, offset);
   }
 
-  read(t: DeviceTensor): Promise<Float32Array> {
-    return Promise.resolve(this.data(t).slice());
+  read(t: DeviceTensor, into?: Float32Array): Promise<Float32Array> {
+    const data = this.data(t);
+    if (into === undefined) return Promise.resolve(data.slice());
+    if (into.length !== data.length) return Promise.reject(new RangeError(`read: ${data.length} values into an array of ${into.length}`));
+    into.set(data);
+    return Promise.resolve(into);
   }
 
   free(t: DeviceTensor): void {

@@ -9,6 +9,12 @@ import type { Matrix, ResultFunction } from './matrix.js';
 import { HostMatrix, HostTensor, ReferenceBackend } from './reference-backend.js';
 import { WasmKernels, type WasmKernelsOptions } from './wasm-kernels.js';
 
+/**
+ * Products of at least this many multiply-adds (≈ 1 ms on two threads) run asynchronously: a 64-row
+ * prompt slice through a 768 × 3072 matrix is 151 M, the head over 8 rows of the 169M shape 309 M.
+ */
+export const ASYNC_MIN_MACS = 32 * 2 ** 20;
+
 /** Result functions the batched matrix-vector kernel applies itself. */
 const KERNEL_FUNCTIONS = new Set<string>(['relu2', 'sigmoid', 'tanh']);
 
@@ -76,10 +82,12 @@ export class WasmBackend extends ReferenceBackend {
     return (t as HostTensor).ptr;
   }
 
-  override matmul(jobs: readonly MatmulJob[]): void {
-    // One-row products go to the batched matrix-vector kernel as one job; longer ones to the packed
-    // matrix-matrix kernel, one job each.
+  override matmul(jobs: readonly MatmulJob[]): void | Promise<void> {
+    // One-row products go to the batched matrix-vector kernel as one job; longer ones to the few-rows or
+    // packed matrix-matrix kernels, one job each — the large ones (a prompt slice, the head over several
+    // rows) run by the workers alone while this thread goes back to its host.
     const vectors: { m: Matrix; x: number; y: number; then?: ResultFunction | undefined }[] = [];
+    const large: { m: Matrix; x: number; t: number; y: number }[] = [];
     const after: MatmulJob[] = [];
     for (const job of jobs) {
       const { m, x, y, then } = job;
@@ -89,11 +97,19 @@ export class WasmBackend extends ReferenceBackend {
       const host = this.host(m);
       const inKernel = then !== undefined && KERNEL_FUNCTIONS.has(then) && x.rows === 1;
       if (x.rows === 1) vectors.push({ m: host, x: this.ptr(x), y: this.ptr(y), then: inKernel ? (then as ResultFunction) : undefined });
+      else if (x.rows * m.rows * m.cols >= ASYNC_MIN_MACS) large.push({ m: host, x: this.ptr(x), t: x.rows, y: this.ptr(y) });
       else this.kernels.matmulAt(host, this.ptr(x), x.rows, this.ptr(y));
       if (then !== undefined && !inKernel) after.push(job);
     }
     if (vectors.length > 0) this.kernels.matvecAt(vectors);
-    for (const { y, then } of after) this.unary(y, then!, y);
+    const finish = (): void => {
+      for (const { y, then } of after) this.unary(y, then!, y);
+    };
+    if (large.length === 0) return finish();
+    return (async () => {
+      for (const { m, x, t, y } of large) await this.kernels.matmulAtAsync(m, x, t, y);
+      finish();
+    })();
   }
 
   override norm(x: DeviceTensor, weight: DeviceTensor, bias: DeviceTensor, out: DeviceTensor, groups: number, eps: number): void {

@@ -7,6 +7,7 @@
 // group of layers, each with its own kernel instances), which this backend does not do yet — see
 // docs/performance.md.
 import { ArgumentError } from '../errors.js';
+import { yieldToHost } from '../util/host.js';
 import { currentPlatform, type KernelPlatform, type PoolWorker } from './wasm-platform.js';
 import { chunkBounds, Ctrl, laneGroupBytes, matmulRowsThreadBytes, matmulThreadBytes, Op, runChunks, UNCLAIMABLE, type KernelExports } from './wasm-pool.js';
 
@@ -73,6 +74,17 @@ function checkWkv(state: Float32Array, vectors: Float32Array[], y: Float32Array,
   }
 }
 
+/** Atomics.waitAsync (ES2024; Node ≥ 16, Chromium): a promise that settles when a word changes. */
+type WaitAsync = (array: Int32Array, index: number, value: number, timeoutMs: number) => { async: false; value: string } | { async: true; value: Promise<string> };
+const waitAsync = (Atomics as unknown as { waitAsync?: WaitAsync }).waitAsync?.bind(Atomics);
+
+/** A job handed to the threads: its generation, its number of chunks, and whether the caller saw it end. */
+interface PoolJob {
+  readonly generation: number;
+  readonly chunks: number;
+  done: boolean;
+}
+
 export interface WasmKernelsOptions {
   /** Threads working on each product, the calling thread included. Default: number of cores. */
   threads?: number;
@@ -125,7 +137,9 @@ export class WasmKernels {
     const module = useRelaxed ? modules.relaxed! : modules.simd;
     const memory = new WebAssembly.Memory({ initial: 2, maximum: MAX_PAGES, shared: true });
     const workers: PoolWorker[] = [];
-    for (let i = 1; i < threads; i++) workers.push(platform.startWorker({ module, memory, index: i, ctrlOffset: CTRL }));
+    for (let i = 1; i < threads; i++) workers.push(platform.startWorker({ module, memory, index: i, ctrlOffset: CTRL, helper: false }));
+    // Index `threads`: the helper that takes the calling thread's place in asynchronous jobs.
+    workers.push(platform.startWorker({ module, memory, index: threads, ctrlOffset: CTRL, helper: true }));
     try {
       await Promise.all(workers.map((w) => w.ready));
     } catch (e) {
@@ -242,17 +256,34 @@ export class WasmKernels {
    * rows go to the packed-panel kernel, whose packing pays off over longer blocks.
    */
   matmulAt(m: Matrix, x: number, t: number, y: number): void {
+    const [op, args] = this.matmulJob(m, x, t, y);
+    this.dispatch(op, args, m.rows, 16);
+  }
+
+  /** `matmulAt` run by the workers alone while this thread awaits it (see dispatchAsync). */
+  matmulAtAsync(m: Matrix, x: number, t: number, y: number): Promise<void> {
+    try {
+      const [op, args] = this.matmulJob(m, x, t, y);
+      return this.dispatchAsync(op, args, m.rows, 16);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** The kernel and arguments of Y = X·Mᵀ over `t` rows; scratch laid out for every thread that may take part. */
+  private matmulJob(m: Matrix, x: number, t: number, y: number): [Op, number[]] {
+    // Thread indexes run from 0 (the calling thread) to `threads` (the helper of asynchronous jobs).
+    const slots = this.threads + 1;
     if (t <= MATMUL_ROWS_MAX && m.dtype !== 'int8') {
       // One scratch region: the input rows transposed into lane groups (t ≥ 5), then each thread's buffer.
       const lanes = t >= 5 ? laneGroupBytes(t, m.cols) : 0;
-      const xt = this.scratchRegion(lanes + this.threads * matmulRowsThreadBytes(m.cols));
+      const xt = this.scratchRegion(lanes + slots * matmulRowsThreadBytes(m.cols));
       if (lanes > 0) this.kernels.transposeLanes(x, xt, t, m.cols);
       // Chunks of multiples of 16 weight rows (the kernel works four at a time).
-      this.dispatch(Op.MatmulRows, [DTYPE_CODES[m.dtype], m.bytes.byteOffset, x, y, t, m.rows, m.cols, xt + lanes, xt], m.rows, 16);
-      return;
+      return [Op.MatmulRows, [DTYPE_CODES[m.dtype], m.bytes.byteOffset, x, y, t, m.rows, m.cols, xt + lanes, xt]];
     }
-    const packPtr = this.scratchRegion(this.threads * matmulThreadBytes(m.cols));
-    this.dispatch(Op.Matmul, [DTYPE_CODES[m.dtype], m.bytes.byteOffset, x, y, t, m.rows, m.cols, packPtr], m.rows, 16);
+    const packPtr = this.scratchRegion(slots * matmulThreadBytes(m.cols));
+    return [Op.Matmul, [DTYPE_CODES[m.dtype], m.bytes.byteOffset, x, y, t, m.rows, m.cols, packPtr]];
   }
 
   private reserve(byteLength: number): number {
@@ -290,9 +321,52 @@ export class WasmKernels {
     return this.scratch;
   }
 
-  /** Runs a job of `units` units (rows or bytes), cut into chunks of multiples of `align` units (see chunkBounds). */
+  /**
+   * Runs a job of `units` units (rows or bytes), cut into chunks of multiples of `align` units (see
+   * chunkBounds): the calling thread works with the pool and returns when the job is done.
+   */
   private dispatch(op: Op, args: number[], units: number, align: number): void {
+    const job = this.start(op, args, units, align, false);
+    runChunks(this.kernels, this.ctrl, 0, job.generation);
+    this.finish(job);
+  }
+
+  /**
+   * The same job without the calling thread: the pool and the helper worker run it while this thread
+   * goes back to its host (timers, I/O, a page's input); resolves when it is done.
+   */
+  private async dispatchAsync(op: Op, args: number[], units: number, align: number): Promise<void> {
+    const job = this.start(op, args, units, align, true);
+    this.inFlight = job;
+    // A pending waitAsync does not keep Node's event loop alive (and the workers are unref'd): a timer does.
+    const keepAlive = setInterval(() => undefined, 1_000);
+    try {
+      const ctrl = this.ctrl;
+      for (;;) {
+        if (job.done) break;
+        const done = Atomics.load(ctrl, Ctrl.Completed);
+        if (done >= job.chunks) break;
+        if (waitAsync !== undefined) {
+          const wait = waitAsync(ctrl, Ctrl.Completed, done, 100);
+          if (wait.async) await wait.value;
+        } else {
+          await yieldToHost(); // runtimes without waitAsync: poll between the host's callbacks
+        }
+      }
+      if (!job.done) this.finish(job);
+    } finally {
+      clearInterval(keepAlive);
+      if (this.inFlight === job) this.inFlight = undefined;
+    }
+  }
+
+  /** The job in the workers' hands while the calling thread awaits it (one at a time). */
+  private inFlight: PoolJob | undefined;
+
+  private start(op: Op, args: number[], units: number, align: number, helper: boolean): PoolJob {
     if (this.closed) throw new ArgumentError('the WebAssembly backend has been closed');
+    // A job issued while an asynchronous one runs (another model sharing these kernels) waits for it.
+    if (this.inFlight !== undefined && !this.inFlight.done) this.finish(this.inFlight);
     const ctrl = this.ctrl;
     const chunks = chunkBounds(units, this.threads, align).length - 1;
     if (chunks >= UNCLAIMABLE) throw new ArgumentError(`a job of ${units} units is too large to split`);
@@ -310,17 +384,25 @@ export class WasmKernels {
     const g = this.generation;
     Atomics.store(ctrl, Ctrl.Completed, 0);
     Atomics.store(ctrl, Ctrl.Claim, g << 16);
-    if (this.threads > 1) {
-      Atomics.store(ctrl, Ctrl.Generation, g);
-      Atomics.notify(ctrl, Ctrl.Generation);
+    Atomics.store(ctrl, Ctrl.Generation, g);
+    if (this.threads > 1) Atomics.notify(ctrl, Ctrl.Generation);
+    if (helper) {
+      Atomics.add(ctrl, Ctrl.HelperWake, 1);
+      Atomics.notify(ctrl, Ctrl.HelperWake);
     }
-    runChunks(this.kernels, ctrl, 0, g);
+    return { generation: g, chunks, done: false };
+  }
+
+  /** Waits (spinning, then sleeping where allowed) until every chunk of `job` is done; reports a kernel failure. */
+  private finish(job: PoolJob): void {
+    const ctrl = this.ctrl;
     let spins = 0;
     for (;;) {
       const done = Atomics.load(ctrl, Ctrl.Completed);
-      if (done >= chunks) break;
+      if (done >= job.chunks) break;
       if (++spins > 20_000 && this.canBlock) Atomics.wait(ctrl, Ctrl.Completed, done, 1);
     }
+    job.done = true;
     if (Atomics.load(ctrl, Ctrl.Failed) !== 0) throw new Error('a WebAssembly kernel failed (out-of-bounds memory access?)');
   }
 
@@ -521,6 +603,8 @@ export class WasmKernels {
       this.generation = (this.generation + 1) & 0x7fff;
       Atomics.store(this.ctrl, Ctrl.Generation, this.generation);
       Atomics.notify(this.ctrl, Ctrl.Generation);
+      Atomics.add(this.ctrl, Ctrl.HelperWake, 1);
+      Atomics.notify(this.ctrl, Ctrl.HelperWake);
       await Promise.all(this.workers.map((w) => w.terminate()));
     }
   }

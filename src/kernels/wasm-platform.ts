@@ -8,6 +8,11 @@ export interface WorkerInit {
   memory: WebAssembly.Memory;
   index: number;
   ctrlOffset: number;
+  /**
+   * The helper worker sleeps through ordinary jobs (the calling thread works those with the pool) and
+   * wakes only for asynchronous ones, in which it takes the calling thread's place.
+   */
+  helper: boolean;
 }
 
 export interface PoolWorker {

@@ -30,6 +30,11 @@ export const enum Ctrl {
   Failed = 19,
   Align = 20,
   Threads = 21,
+  /**
+   * Bumped (and notified) to wake the helper worker for an asynchronous job: one the calling thread hands
+   * to the workers entirely, so that its own thread stays free for the host while the job runs.
+   */
+  HelperWake = 22,
 }
 
 /** Low 16 bits of `Claim` that no job reaches (jobs have at most 0xfffe chunks). */

@@ -53,18 +53,18 @@ export interface Pass {
 /** A layer: both halves read ln-normed rows and write their output (added to the residual by the model). */
 export interface Block {
   /** `base`: the layer's first float in a state row (models/state.ts: ffn_x at base, att_x at base + C). */
-  timeMix(pass: Pass, base: number, xa: DeviceTensor, out: DeviceTensor): void;
-  channelMix(pass: Pass, base: number, xf: DeviceTensor, out: DeviceTensor): void;
+  timeMix(pass: Pass, base: number, xa: DeviceTensor, out: DeviceTensor): Promise<void>;
+  channelMix(pass: Pass, base: number, xf: DeviceTensor, out: DeviceTensor): Promise<void>;
 }
 
 /** A version's layer: its own time mix, and the channel mix (`ChannelMix`) all versions share. */
 export abstract class MixBlock implements Block {
   protected abstract readonly ffn: ChannelMix;
 
-  abstract timeMix(pass: Pass, base: number, xa: DeviceTensor, out: DeviceTensor): void;
+  abstract timeMix(pass: Pass, base: number, xa: DeviceTensor, out: DeviceTensor): Promise<void>;
 
-  channelMix(pass: Pass, base: number, xf: DeviceTensor, out: DeviceTensor): void {
-    this.ffn.run(pass, base, xf, out);
+  channelMix(pass: Pass, base: number, xf: DeviceTensor, out: DeviceTensor): Promise<void> {
+    return this.ffn.run(pass, base, xf, out);
   }
 }
 
@@ -94,7 +94,7 @@ export function mixShift(pass: Pass, style: ShiftStyle, x: DeviceTensor, prev: D
  * The end of v5/v6/v7's time mix: y ← GroupNorm over `heads` (ln_x, eps LN_X_EPS), then `afterNorm` (v7's
  * bonus), y ← y ⊙ g (no gate: v5.1), out = Wo·y. y, g, out: rows × C; y is overwritten.
  */
-export function headsOutput(
+export async function headsOutput(
   pass: Pass,
   heads: number,
   lnX: LayerNormWeights,
@@ -103,12 +103,12 @@ export function headsOutput(
   output: DeviceMatrix,
   out: DeviceTensor,
   afterNorm?: () => void,
-): void {
+): Promise<void> {
   const { backend } = pass;
   backend.norm(y, lnX.weight, lnX.bias, y, heads, LN_X_EPS);
   afterNorm?.();
   if (g !== undefined) backend.mul(y, g, y);
-  backend.matmul([{ m: output, x: y, y: out }]);
+  await backend.matmul([{ m: output, x: y, y: out }]);
 }
 
 /**
@@ -140,7 +140,7 @@ export class ChannelMix {
     this.muR = names.muR !== undefined ? w.param(`${prefix}.${names.muR}`, c, 'n_embd') : undefined;
   }
 
-  run(pass: Pass, base: number, xf: DeviceTensor, out: DeviceTensor): void {
+  async run(pass: Pass, base: number, xf: DeviceTensor, out: DeviceTensor): Promise<void> {
     const { backend, work, layout } = pass;
     const rows = layout.rows;
     const prev = work.get('ffn.prev', rows, this.c);
@@ -149,18 +149,18 @@ export class ChannelMix {
     mixShift(pass, this.names.style, xf, prev, this.muK, xk);
     const k = work.get('ffn.k', rows, this.f);
     if (this.receptance === undefined) {
-      backend.matmul([{ m: this.key, x: xk, y: k, then: 'relu2' }]);
-      backend.matmul([{ m: this.value, x: k, y: out }]);
+      await backend.matmul([{ m: this.key, x: xk, y: k, then: 'relu2' }]);
+      await backend.matmul([{ m: this.value, x: k, y: out }]);
       return;
     }
     const xr = work.get('ffn.xr', rows, this.c);
     mixShift(pass, this.names.style, xf, prev, this.muR!, xr);
     const r = work.get('ffn.r', rows, this.c);
-    backend.matmul([
+    await backend.matmul([
       { m: this.key, x: xk, y: k, then: 'relu2' },
       { m: this.receptance, x: xr, y: r, then: 'sigmoid' },
     ]);
-    backend.matmul([{ m: this.value, x: k, y: out }]);
+    await backend.matmul([{ m: this.value, x: k, y: out }]);
     backend.mul(out, r, out);
   }
 }

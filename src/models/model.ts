@@ -41,6 +41,9 @@ export function loadLayerNorm(w: Weights, prefix: string, c: number): LayerNormW
 /** Most milliseconds of work between two hand-backs to the host (the longest single operation adds to it). */
 export const PACE_MS = 4;
 
+/** Rows of logits computed per head product (8 rows of the 169M head: ≈ 0.3 G multiply-adds, a few ms). */
+export const HEAD_ROWS = 8;
+
 export class RwkvModel {
   readonly config: ModelConfig;
   /** Where the weights came from. */
@@ -173,16 +176,17 @@ export class RwkvModel {
       const block = this.blocks[l]!;
       const base = l * layerFloats;
       backend.norm(x, this.ln1[l]!.weight, this.ln1[l]!.bias, xn, 1, LN_EPS);
-      block.timeMix(pass, base, xn, dx);
+      await block.timeMix(pass, base, xn, dx);
       backend.add(x, dx, x);
       await this.pacer.pace();
       backend.norm(x, this.ln2[l]!.weight, this.ln2[l]!.bias, xn, 1, LN_EPS);
-      block.channelMix(pass, base, xn, dx);
+      await block.channelMix(pass, base, xn, dx);
       backend.add(x, dx, x);
       await this.pacer.pace();
     }
 
-    // Only the rows whose logits are wanted go through ln_out and the head.
+    // Only the rows whose logits are wanted go through ln_out and the head, HEAD_ROWS at a time: the
+    // head is the largest product (nVocab × C), and the host gets the thread back between groups.
     const picked: number[] = [];
     batch.forEach((seq, i) => {
       const start = layout.starts[i]!;
@@ -190,25 +194,26 @@ export class RwkvModel {
       if (seq.logits === 'all') for (let r = start; r < start + len; r++) picked.push(r);
       else if (seq.logits !== 'none') picked.push(start + len - 1);
     });
-    let logits: DeviceTensor | undefined;
-    if (picked.length > 0) {
-      let last = x;
-      if (picked.length !== rows) {
-        last = work.get('model.picked', picked.length, c);
-        backend.gatherRows(x, picked, last);
-      }
-      const normed = work.get('model.pickedNormed', picked.length, c);
-      backend.norm(last, this.lnOut.weight, this.lnOut.bias, normed, 1, LN_EPS);
-      logits = work.get('model.logits', picked.length, nVocab);
-      backend.matmul([{ m: this.head, x: normed, y: logits }]);
+    const values = new Float32Array(picked.length * nVocab);
+    for (let g = 0; g < picked.length; g += HEAD_ROWS) {
+      const rowsOfGroup = picked.slice(g, g + HEAD_ROWS);
+      const n = rowsOfGroup.length;
+      // Names by size: a pass has at most two group sizes, so the work tensors are not reallocated.
+      const normed = work.get(`model.headIn.${n}`, n, c);
+      backend.gatherRows(x, rowsOfGroup, normed);
+      backend.norm(normed, this.lnOut.weight, this.lnOut.bias, normed, 1, LN_EPS);
+      const logits = work.get(`model.logits.${n}`, n, nVocab);
+      await backend.matmul([{ m: this.head, x: normed, y: logits }]);
+      await backend.read(logits, values.subarray(g * nVocab, (g + n) * nVocab));
+      await this.pacer.pace();
     }
-    // Both reads are issued before either is awaited, so they see this pass's values.
-    const [values, states] = await Promise.all([logits !== undefined ? backend.read(logits) : undefined, backend.read(state)]);
+    const states = await backend.read(state);
     batch.forEach((seq, i) => seq.state.data.set(states.subarray(i * s, (i + 1) * s)));
     let at = 0;
     return batch.map((seq) => {
       const n = seq.logits === 'all' ? seq.tokens.length : seq.logits === 'none' ? 0 : 1;
-      const out = values === undefined ? new Float32Array(0) : values.slice(at * nVocab, (at + n) * nVocab);
+      // Views of this pass's own array: no copy of the (possibly T × nVocab) logits.
+      const out = values.subarray(at * nVocab, (at + n) * nVocab);
       at += n;
       return out;
     });

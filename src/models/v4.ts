@@ -43,7 +43,7 @@ class V4Block extends MixBlock {
     this.ffn = new ChannelMix(w, `blocks.${layer}.ffn`, c, config.ffnSize, { muK: 'time_mix_k', muR: 'time_mix_r', style: 'v4' });
   }
 
-  timeMix(pass: Pass, base: number, xa: DeviceTensor, out: DeviceTensor): void {
+  async timeMix(pass: Pass, base: number, xa: DeviceTensor, out: DeviceTensor): Promise<void> {
     const { backend, work, layout } = pass;
     const rows = layout.rows;
     const c = this.c;
@@ -53,14 +53,14 @@ class V4Block extends MixBlock {
     mixShift(pass, 'v4', xa, prev, this.muK, xk);
     mixShift(pass, 'v4', xa, prev, this.muV, xv);
     mixShift(pass, 'v4', xa, prev, this.muR, xr);
-    backend.matmul([
+    await backend.matmul([
       { m: this.key, x: xk, y: k },
       { m: this.value, x: xv, y: v },
       { m: this.receptance, x: xr, y: r },
     ]);
     const rwkv = xk; // reuse: σ(r) ⊙ wkv
     backend.wkv4(layout, slot(pass, base, 2 * c), k, v, r, this.decay, this.bonus, rwkv);
-    backend.matmul([{ m: this.output, x: rwkv, y: out }]);
+    await backend.matmul([{ m: this.output, x: rwkv, y: out }]);
   }
 }
 

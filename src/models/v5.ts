@@ -65,7 +65,7 @@ class V5Block extends MixBlock {
     this.ffn = new ChannelMix(w, `blocks.${layer}.ffn`, c, config.ffnSize, { muK: 'time_mix_k', muR: 'time_mix_r', style: 'v4' });
   }
 
-  timeMix(pass: Pass, base: number, xa: DeviceTensor, out: DeviceTensor): void {
+  async timeMix(pass: Pass, base: number, xa: DeviceTensor, out: DeviceTensor): Promise<void> {
     const { backend, work, layout } = pass;
     const rows = layout.rows;
     const c = this.c;
@@ -87,10 +87,10 @@ class V5Block extends MixBlock {
       mixShift(pass, 'v4', xa, prev, this.muG!, xg);
       jobs.push({ m: this.gate, x: xg, y: g, then: 'silu' });
     }
-    backend.matmul(jobs);
+    await backend.matmul(jobs);
     const y = xk; // reuse: the WKV output
     backend.wkv5(layout, slot(pass, base, 2 * c), this.nHead, r, k, v, this.decay, this.bonus, y);
-    headsOutput(pass, this.nHead, this.lnX, y, this.gate !== undefined ? g : undefined, this.output, out);
+    await headsOutput(pass, this.nHead, this.lnX, y, this.gate !== undefined ? g : undefined, this.output, out);
   }
 }
 

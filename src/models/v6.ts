@@ -82,7 +82,7 @@ class V6Block extends MixBlock {
     this.ffn = new ChannelMix(w, `blocks.${layer}.ffn`, c, config.ffnSize, { muK: 'time_maa_k', muR: 'time_maa_r', style: 'v6' });
   }
 
-  timeMix(pass: Pass, base: number, xa: DeviceTensor, out: DeviceTensor): void {
+  async timeMix(pass: Pass, base: number, xa: DeviceTensor, out: DeviceTensor): Promise<void> {
     const { backend, work, layout } = pass;
     const rows = layout.rows;
     const c = this.c;
@@ -94,9 +94,9 @@ class V6Block extends MixBlock {
 
     // Data-dependent token shift: x_c = x + (prev − x)·(maa_c + W2_c·tanh(W1_c·xxx)).
     const low = MIX_CHUNKS.map((n) => get(`low.${n}`, this.rank));
-    backend.matmul(this.maaW1.map((m, i): MatmulJob => ({ m, x: xxx, y: low[i]!, then: 'tanh' })));
+    await backend.matmul(this.maaW1.map((m, i): MatmulJob => ({ m, x: xxx, y: low[i]!, then: 'tanh' })));
     const xs = MIX_CHUNKS.map((n) => get(`x${n}`));
-    backend.matmul(this.maaW2.map((m, i): MatmulJob => ({ m, x: low[i]!, y: xs[i]! })));
+    await backend.matmul(this.maaW2.map((m, i): MatmulJob => ({ m, x: low[i]!, y: xs[i]! })));
     xs.forEach((x, i) => {
       backend.add(x, this.maa[i]!, x);
       backend.lerp(xa, prev, x, x);
@@ -106,7 +106,7 @@ class V6Block extends MixBlock {
     // r, k, v, g and the decay LoRA's first half; then w = exp(−exp(time_decay + Wd2·tanh(Wd1·xw))).
     const [r, k, v, g] = ['r', 'k', 'v', 'g'].map((n) => get(n)) as [DeviceTensor, DeviceTensor, DeviceTensor, DeviceTensor];
     const dd = get('dd', this.decayRank);
-    backend.matmul([
+    await backend.matmul([
       { m: this.receptance, x: xr, y: r },
       { m: this.key, x: xk, y: k },
       { m: this.value, x: xv, y: v },
@@ -114,14 +114,14 @@ class V6Block extends MixBlock {
       { m: this.decayW1, x: xw, y: dd, then: 'tanh' },
     ]);
     const decay = xw; // reuse: xw is consumed
-    backend.matmul([{ m: this.decayW2, x: dd, y: decay }]);
+    await backend.matmul([{ m: this.decayW2, x: dd, y: decay }]);
     backend.add(decay, this.decay, decay);
     backend.unary(decay, 'exp', decay);
     backend.unary(decay, 'exp', decay, -1);
 
     const y = xk; // reuse
     backend.wkv5(layout, slot(pass, base, 2 * c), this.nHead, r, k, v, decay, this.bonus, y);
-    headsOutput(pass, this.nHead, this.lnX, y, g, this.output, out);
+    await headsOutput(pass, this.nHead, this.lnX, y, g, this.output, out);
   }
 }
 

@@ -96,7 +96,7 @@ class V7Block extends MixBlock {
     this.ffn = new ChannelMix(w, `blocks.${layer}.ffn`, c, config.ffnSize, { muK: 'x_k', muR: undefined, style: 'v6' });
   }
 
-  timeMix(pass: Pass, base: number, xa: DeviceTensor, out: DeviceTensor): void {
+  async timeMix(pass: Pass, base: number, xa: DeviceTensor, out: DeviceTensor): Promise<void> {
     const { backend, work, layout } = pass;
     const rows = layout.rows;
     const c = this.c;
@@ -133,8 +133,8 @@ class V7Block extends MixBlock {
       down.push({ m: this.vLora.down, x: xv, y: lowV });
       up.push({ m: this.vLora.up, x: lowV, y: upV! });
     }
-    backend.matmul(down);
-    backend.matmul(up);
+    await backend.matmul(down);
+    await backend.matmul(up);
 
     // Decay w = exp(−e^(−0.5)·σ(w0 + ·)); in-context rate a = σ(a0 + ·).
     const wDecay = upW!;
@@ -165,7 +165,7 @@ class V7Block extends MixBlock {
 
     const y = xr; // reuse
     backend.wkv7(layout, slot(pass, base, 2 * c), this.nHead, r!, wDecay, k!, v, kk, a, y);
-    headsOutput(pass, this.nHead, this.lnX, y, g!, this.output, out, () => backend.wkv7Bonus(this.nHead, r!, k!, this.rK, v, y));
+    await headsOutput(pass, this.nHead, this.lnX, y, g!, this.output, out, () => backend.wkv7Bonus(this.nHead, r!, k!, this.rK, v, y));
   }
 }
 

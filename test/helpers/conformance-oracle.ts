@@ -71,10 +71,10 @@ export function referenceOracleSuite(): void {
             const x = up(xh, t, cols);
             const { y } = matmulF64(w, rows, cols, xh, t);
             const out = rb.tensor(t, rows);
-            rb.matmul([{ m: dm, x, y: out }]);
+            await rb.matmul([{ m: dm, x, y: out }]);
             assertClose(`oracle matmul ${dtype}`, await rb.read(out), y, ROUNDED);
             for (const f of FUNCTIONS) {
-              rb.matmul([{ m: dm, x, y: out, then: f }]);
+              await rb.matmul([{ m: dm, x, y: out, then: f }]);
               // f of the f32-rounded product: off by |f′(y)|·2^-24·|y|, then rounded itself.
               const want = y.map((v) => unaryF64(f, v));
               const mag = y.map((v, i) => Math.abs(want[i]!) + Math.abs(derivative(f, v) * v));

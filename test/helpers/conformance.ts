@@ -161,9 +161,9 @@ export class Twin {
   }
 
   /** Runs `f` on the backend under test, then on the reference. */
-  run(f: (be: Backend, s: Sel) => void): void {
-    f(this.b, (p) => p.b);
-    f(this.r, (p) => p.r);
+  async run(f: (be: Backend, s: Sel) => void | Promise<void>): Promise<void> {
+    await f(this.b, (p) => p.b);
+    await f(this.r, (p) => p.r);
   }
 
   /** Compares an output of both (see assertClose); returns the reference's values. */
@@ -567,7 +567,7 @@ export function conformanceSuite(name: string, makeBackend: BackendFactory): voi
             const lists = [[vocab - 1], [0, vocab - 1, rnd.int(vocab), rnd.int(vocab), 0, rnd.int(vocab), vocab - 1]];
             for (const tokens of lists) {
               const out = tw.zeros(tokens.length, cols);
-              tw.run((b, s) => b.embed(s(m), tokens, s(out)));
+              await tw.run((b, s) => b.embed(s(m), tokens, s(out)));
               await tw.expect(out, `embed ${dtype}`, TOL.exact);
             }
           });
@@ -584,11 +584,31 @@ export function conformanceSuite(name: string, makeBackend: BackendFactory): voi
               const xh = activations(rnd, t * cols);
               const x = tw.up(xh, t, cols);
               const y = tw.zeros(t, rows);
-              tw.run((b, s) => b.matmul([{ m: s(m), x: s(x), y: s(y) }]));
+              await tw.run((b, s) => b.matmul([{ m: s(m), x: s(x), y: s(y) }]));
               const { mag } = matmulF64(m.values, rows, cols, xh, t);
               await tw.expect(y, `matmul ${dtype} ${tClass(t)}`, TOL.product, mag, dtype === 'int8' ? int8Slack(m.values, rows, cols, xh, t) : undefined);
             }
           });
+        });
+      }
+
+      // Products large enough for a CPU backend to hand to its workers and return a promise (wasm-backend.ts
+      // ASYNC_MIN_MACS: 32 Mi multiply-adds): the few-rows and the packed kernels, with a fused function,
+      // beside a small job in the same call.
+      for (const [dtype, t] of [['f32', 9], ['q8_0', 24]] as const) {
+        it(`matmul ${dtype} 4096 × 1024, T = ${t}: a long product awaited`, async (tw, rnd) => {
+          const rows = 4096;
+          const cols = 1024;
+          const m = tw.matrix(randomMatrix('w', dtype, rows, cols, rnd), true);
+          const small = tw.matrix(randomMatrix('s', 'f32', 7, cols, rnd), true);
+          const xh = activations(rnd, t * cols, 1 / Math.sqrt(cols));
+          const x = tw.up(xh, t, cols);
+          const y = tw.zeros(t, rows);
+          const ys = tw.zeros(t, 7);
+          await tw.run((b, s) => b.matmul([{ m: s(m), x: s(x), y: s(y), then: 'tanh' }, { m: s(small), x: s(x), y: s(ys) }]));
+          const { mag } = matmulF64(m.values, rows, cols, xh, t);
+          await tw.expect(y, `matmul ${dtype} long`, TOL.product, mag);
+          await tw.expect(ys, 'matmul beside a long one', TOL.product, matmulF64(small.values, 7, cols, xh, t).mag);
         });
       }
 
@@ -613,7 +633,7 @@ export function conformanceSuite(name: string, makeBackend: BackendFactory): voi
             const xh = activations(rnd, j.t * j.cols, 1 / Math.sqrt(j.cols));
             return { j, m, xh, x: tw.up(xh, j.t, j.cols), y: tw.zeros(j.t, j.rows) };
           });
-          tw.run((b, s) => b.matmul(parts.map((p): MatmulJob => ({ m: s(p.m), x: s(p.x), y: s(p.y), ...(p.j.fused ? { then: f } : {}) }))));
+          await tw.run((b, s) => b.matmul(parts.map((p): MatmulJob => ({ m: s(p.m), x: s(p.x), y: s(p.y), ...(p.j.fused ? { then: f } : {}) }))));
           for (const p of parts) {
             const { y, mag } = matmulF64(p.m.values, p.j.rows, p.j.cols, p.xh, p.j.t);
             const slack = p.j.dtype === 'int8' ? int8Slack(p.m.values, p.j.rows, p.j.cols, p.xh, p.j.t) : new Float64Array(y.length);
@@ -633,11 +653,11 @@ export function conformanceSuite(name: string, makeBackend: BackendFactory): voi
           for (const f of FUNCTIONS) {
             const x = tw.up(xh, t, 37);
             const out = tw.zeros(t, 21);
-            tw.run((b, s) => b.matmul([{ m: s(m), x: s(x), y: s(out), then: f }]));
+            await tw.run((b, s) => b.matmul([{ m: s(m), x: s(x), y: s(out), then: f }]));
             await tw.expect(out, `matmul+${f} large ${tClass(t)}`, TOL.product, mag.map((v, i) => (1 + v) * (1 + Math.abs(derivative(f, y[i]!))) - 1));
           }
         }
-        tw.run((b) => b.matmul([]));
+        await tw.run((b) => b.matmul([]));
       });
 
       it('matmul: one-row jobs sharing one x (a token’s projections), then the same at T = 7', async (tw, rnd) => {
@@ -655,7 +675,7 @@ export function conformanceSuite(name: string, makeBackend: BackendFactory): voi
           const xh = activations(rnd, t * 64);
           const x = tw.up(xh, t, 64);
           const ys = specs.map(([, rows]) => tw.zeros(t, rows));
-          tw.run((b, s) => b.matmul(ms.map((m, i) => ({ m: s(m), x: s(x), y: s(ys[i]!) }))));
+          await tw.run((b, s) => b.matmul(ms.map((m, i) => ({ m: s(m), x: s(x), y: s(ys[i]!) }))));
           for (let i = 0; i < ms.length; i++) {
             const [d, rows] = specs[i]!;
             const { mag } = matmulF64(ms[i]!.values, rows, 64, xh, t);
@@ -680,10 +700,10 @@ export function conformanceSuite(name: string, makeBackend: BackendFactory): voi
             const { mag } = normF64(xh, wh, bh, rows, c, groups, eps);
             const x = tw.up(xh, rows, c);
             const out = tw.zeros(rows, c);
-            tw.run((b, s) => b.norm(s(x), s(w), s(bias), s(out), groups, eps));
+            await tw.run((b, s) => b.norm(s(x), s(w), s(bias), s(out), groups, eps));
             await tw.expect(out, `norm groups${groups === 1 ? '=1' : '>1'}`, TOL.norm, mag);
             const x2 = tw.up(xh, rows, c);
-            tw.run((b, s) => b.norm(s(x2), s(w), s(bias), s(x2), groups, eps));
+            await tw.run((b, s) => b.norm(s(x2), s(w), s(bias), s(x2), groups, eps));
             await tw.expect(x2, `norm groups${groups === 1 ? '=1' : '>1'}`, TOL.norm, mag);
           }
         });
@@ -714,13 +734,13 @@ export function conformanceSuite(name: string, makeBackend: BackendFactory): voi
             for (const [a, b2] of combos) {
               const mag = Float64Array.from({ length: n }, (_, i) => (op === 'add' ? Math.abs(at(a, i)) + Math.abs(at(b2, i)) : Math.abs(at(a, i) * at(b2, i))));
               const out = tw.zeros(rows, c);
-              tw.run((b, s) => b[op](s(a), s(b2), s(out)));
+              await tw.run((b, s) => b[op](s(a), s(b2), s(out)));
               await tw.expect(out, op, TOL.elementwise, mag);
             }
             const a = full();
             const b2 = row();
             const mag = Float64Array.from({ length: n }, (_, i) => Math.abs(at(a, i)) + Math.abs(at(b2, i)) + Math.abs(at(a, i) * at(b2, i)));
-            tw.run((b, s) => b[op](s(a), s(b2), s(a)));
+            await tw.run((b, s) => b[op](s(a), s(b2), s(a)));
             await tw.expect(a, op, TOL.elementwise, mag);
           }
           const mus = (): TensorPair => tw.up(rnd.values(c, 0, 1), 1, c);
@@ -734,7 +754,7 @@ export function conformanceSuite(name: string, makeBackend: BackendFactory): voi
           for (const [inPlace, [a, b2, mu]] of lerps.map((l, i) => [i === 0, l] as const)) {
             const mag = Float64Array.from({ length: n }, (_, i) => Math.abs(at(a, i)) + (Math.abs(at(a, i)) + Math.abs(at(b2, i))) * Math.abs(at(mu, i)));
             const out = inPlace ? b2 : tw.zeros(rows, c);
-            tw.run((b, s) => b.lerp(s(a), s(b2), s(mu), s(out)));
+            await tw.run((b, s) => b.lerp(s(a), s(b2), s(mu), s(out)));
             await tw.expect(out, 'lerp', TOL.elementwise, mag);
           }
         });
@@ -755,10 +775,10 @@ export function conformanceSuite(name: string, makeBackend: BackendFactory): voi
               const mag = Float64Array.from(xh, (v) => Math.abs(unaryF64(f, k * v)) + Math.abs(derivative(f, k * v) * k * v));
               const x = tw.up(xh, rows, c);
               const out = tw.zeros(rows, c);
-              tw.run((b, s) => (scale === undefined ? b.unary(s(x), f, s(out)) : b.unary(s(x), f, s(out), scale)));
+              await tw.run((b, s) => (scale === undefined ? b.unary(s(x), f, s(out)) : b.unary(s(x), f, s(out), scale)));
               await tw.expect(out, `unary ${f}`, TOL.unary, mag);
               if (scale === undefined) {
-                tw.run((b, s) => b.unary(s(x), f, s(x)));
+                await tw.run((b, s) => b.unary(s(x), f, s(x)));
                 await tw.expect(x, `unary ${f}`, TOL.unary, mag);
               }
             }
@@ -786,12 +806,12 @@ export function conformanceSuite(name: string, makeBackend: BackendFactory): voi
           const state = tw.up(sh, lengths.length, width);
           const x = tw.up(xh, layout.rows, c);
           const out = tw.zeros(layout.rows, c);
-          tw.run((b, s) => b.tokenShift(layout, { state: s(state), offset }, s(x), s(out)));
+          await tw.run((b, s) => b.tokenShift(layout, { state: s(state), offset }, s(x), s(out)));
           await tw.expect(out, 'tokenShift', TOL.exact);
           await tw.expect(state, 'tokenShift state', TOL.exact);
           const state2 = tw.up(sh, lengths.length, width);
           const x2 = tw.up(xh, layout.rows, c);
-          tw.run((b, s) => b.tokenShift(layout, { state: s(state2), offset }, s(x2), s(x2)));
+          await tw.run((b, s) => b.tokenShift(layout, { state: s(state2), offset }, s(x2), s(x2)));
           await tw.expect(x2, 'tokenShift', TOL.exact);
           await tw.expect(state2, 'tokenShift state', TOL.exact);
         });
@@ -801,12 +821,12 @@ export function conformanceSuite(name: string, makeBackend: BackendFactory): voi
         const x = tw.up(rnd.values(17 * 37), 17, 37);
         for (const rows of [[16], [0, 16, 3, 3, 8], Array.from({ length: 17 }, (_, i) => 16 - i)]) {
           const out = tw.zeros(rows.length, 37);
-          tw.run((b, s) => b.gatherRows(s(x), rows, s(out)));
+          await tw.run((b, s) => b.gatherRows(s(x), rows, s(out)));
           await tw.expect(out, 'gatherRows', TOL.exact);
         }
         const one = tw.up(rnd.values(5), 1, 5);
         const out = tw.zeros(3, 5);
-        tw.run((b, s) => b.gatherRows(s(one), [0, 0, 0], s(out)));
+        await tw.run((b, s) => b.gatherRows(s(one), [0, 0, 0], s(out)));
         await tw.expect(out, 'gatherRows', TOL.exact);
       });
 
@@ -826,10 +846,10 @@ export function conformanceSuite(name: string, makeBackend: BackendFactory): voi
           const eps = 1e-6;
           const x = tw.up(xh, rows, c);
           const out = tw.zeros(rows, c);
-          tw.run((b, s) => b.l2NormHeads(s(x), heads, eps, s(out)));
+          await tw.run((b, s) => b.l2NormHeads(s(x), heads, eps, s(out)));
           await tw.expect(out, 'l2NormHeads', TOL.product);
           const x2 = tw.up(xh, rows, c);
-          tw.run((b, s) => b.l2NormHeads(s(x2), heads, eps, s(x2)));
+          await tw.run((b, s) => b.l2NormHeads(s(x2), heads, eps, s(x2)));
           await tw.expect(x2, 'l2NormHeads', TOL.product);
         });
       }
@@ -846,7 +866,7 @@ export function conformanceSuite(name: string, makeBackend: BackendFactory): voi
           const [k, v, r, w, u] = [tw.up(kh, rows, c), tw.up(vh, rows, c), tw.up(rh, rows, c), tw.up(wh, 1, c), tw.up(uh, 1, c)];
           const state = tw.up(sh, bSeq, width);
           const y = tw.zeros(rows, c);
-          tw.run((b, s) => b.wkv4(layout, { state: s(state), offset }, s(k), s(v), s(r), s(w), s(u), s(y)));
+          await tw.run((b, s) => b.wkv4(layout, { state: s(state), offset }, s(k), s(v), s(r), s(w), s(u), s(y)));
           const f = wkv4F64(layout, sh, width, offset, kh, vh, rh, wh, uh);
           const cls = c % 4 === 0 ? 'C%4=0' : 'C%4≠0';
           // The stable form keeps the exponent pp in the state and works out w + pp and u + k: in f32 each
@@ -895,7 +915,7 @@ export function conformanceSuite(name: string, makeBackend: BackendFactory): voi
             const [r, k, v, w, u] = [tw.up(rh, rows, c), tw.up(kh, rows, c), tw.up(vh, rows, c), tw.up(wh, perRow ? rows : 1, c), tw.up(uh, 1, c)];
             const state = tw.up(sh, bSeq, width);
             const y = tw.zeros(rows, c);
-            tw.run((b, s) => b.wkv5(layout, { state: s(state), offset }, heads, s(r), s(k), s(v), s(w), s(u), s(y)));
+            await tw.run((b, s) => b.wkv5(layout, { state: s(state), offset }, heads, s(r), s(k), s(v), s(w), s(u), s(y)));
             const f = wkv5F64(layout, sh, width, offset, heads, rh, kh, vh, wh, uh);
             await tw.expect(y, `wkv5 ${nClass(n)} y`, TOL.wkv, f.mag);
             await tw.expect(state, `wkv5 ${nClass(n)} state`, TOL.wkv, f.stateMag);
@@ -916,7 +936,7 @@ export function conformanceSuite(name: string, makeBackend: BackendFactory): voi
           const [r, w, k, v, kk, a] = [rh, wh, kh, vh, kkh, ah].map((t) => tw.up(t, rows, c)) as [TensorPair, TensorPair, TensorPair, TensorPair, TensorPair, TensorPair];
           const state = tw.up(sh, bSeq, width);
           const y = tw.zeros(rows, c);
-          tw.run((b, s) => b.wkv7(layout, { state: s(state), offset }, heads, s(r), s(w), s(k), s(v), s(kk), s(a), s(y)));
+          await tw.run((b, s) => b.wkv7(layout, { state: s(state), offset }, heads, s(r), s(w), s(k), s(v), s(kk), s(a), s(y)));
           const f = wkv7F64(layout, sh, width, offset, heads, rh, wh, kh, vh, kkh, ah);
           await tw.expect(y, `wkv7 ${nClass(n)} y`, TOL.wkv, f.mag);
           await tw.expect(state, `wkv7 ${nClass(n)} state`, TOL.wkv, f.stateMag);
@@ -938,7 +958,7 @@ export function conformanceSuite(name: string, makeBackend: BackendFactory): voi
           const [r, k, v] = [tw.up(rh, rows, c), tw.up(kh, rows, c), tw.up(vh, rows, c)];
           const rk = tw.up(rkh, 1, c);
           const y = tw.up(yh, rows, c);
-          tw.run((b, s) => b.wkv7Bonus(heads, s(r), s(k), s(rk), s(v), s(y)));
+          await tw.run((b, s) => b.wkv7Bonus(heads, s(r), s(k), s(rk), s(v), s(y)));
           await tw.expect(y, 'wkv7Bonus', TOL.product, bonusF64(heads, rh, kh, rkh, vh, yh).mag);
         });
       }
