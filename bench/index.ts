@@ -1,17 +1,21 @@
 // `npm run bench`: the speed of rwkv-ts on this machine (a benchmark, not a test).
 //  - the machine's read bandwidth, measured by a WASM SIMD read loop with 1 and 2 threads;
 //  - random-weight models of RWKV-4 169M and RWKV-7 0.1B shape in f32, bf16, Q8_0, Q5_1 and Q4_0, 1 and 2
-//    threads: generation tokens/s (RNN mode) and its % of the bandwidth floor, prompt tokens/s (parallel
-//    mode, logits of the last position), peak RSS;
+//    threads, each both built in memory and loaded from an rwkv.cpp file holding the same weights (as users
+//    load a model), and rwkv.cpp itself on that file when given (--rwkvcpp): generation tokens/s (RNN
+//    mode) and its % of the bandwidth floor, prompt tokens/s (parallel mode, logits of the last position),
+//    peak RSS of the file-loaded run;
 //  - the fixture models, parallel vs RNN prompt processing.
-// Each configuration runs in its own process, right after a read-bandwidth probe in another process. The
-// machine's other tenants only ever slow a run down, and two-thread figures move by ±30 % within minutes,
-// so the bench reports both the mean rate and the best 16-token window, and measures the floor against
-// the median bandwidth of all the run's probes with that many threads (single probes stray by ±30 %).
-// With --repeat N each configuration runs N times and the fastest counts.
-// `npm run bench -- --out FILE.json` writes every figure.
+// Each configuration runs in its own process, right after a read-bandwidth probe in another process; the
+// sources of one configuration (memory, file, rwkv.cpp) run interleaved, A B C A B C, --repeat times
+// (default 3), and the table gives the median with the spread (min–max) of the runs. The machine's other
+// tenants only ever slow a run down, so the bench also reports the best 16-token window, and measures the
+// floor against the median bandwidth of all the run's probes with that many threads.
+// `npm run bench -- --out FILE.json` writes every figure, every run included.
 //   options: --out FILE  --quick (fewer tokens)  --models 169m,v7-0.1b  --dtypes f32,q8_0  --threads 1,2
-//            --repeat N
+//            --repeat N  --sources memory,file  --rwkvcpp /path/to/librwkv.so (or RWKV_CPP_LIB)
+//            --files DIR (keep the random model files there and reuse them; default: a temporary folder,
+//            each file deleted after its configuration)
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -23,18 +27,47 @@ import { WasmKernels } from '../src/kernels/wasm-kernels.js';
 import { loadModel } from '../src/models/load.js';
 import type { CeilingResult } from './kernel-ceiling.js';
 import type { RunResult } from './run-one.js';
+import { buildRwkvCppDriver, runRwkvCpp, type RwkvCppResult } from './rwkvcpp.js';
 
-/** Figures measured on this machine by others (../shared/DESIGN.md §4, issue 5), RWKV-4 169M. */
-const PEERS = {
-  rwkvCppGenerate: {
-    f32: [45, 70],
-    f16: [80, 100],
-    q8_0: [105, 115],
-    q5_1: [113, 110],
-  } as Record<string, [number, number]>,
-  rwkvCppPromptF32: [200, 290] as [number, number],
-  pytorchPromptF32: [385, 400] as [number, number],
-};
+/** The dtypes an rwkv.cpp file can hold; int8 rows load the f32 file in the lossy int8 mode. */
+const FILE_DTYPES = new Set(['f32', 'f16', 'q4_0', 'q4_1', 'q5_0', 'q5_1', 'q8_0']);
+
+/** The median of `xs` (the mean of the middle two for an even count). */
+function median(xs: readonly number[]): number {
+  const s = xs.slice().sort((x, y) => x - y);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** One configuration and source over its runs: medians, spreads and every run. */
+export interface BenchRow extends RunResult {
+  /** The model's name (169m, v7-0.1b), whatever the source. */
+  model: string;
+  /** Median of the bandwidth probes taken before this configuration's runs. */
+  probeBytesPerSecond: number;
+  /** The 1-minute load average before each repeat (the machine's other tenants). */
+  loadAverages: number[];
+  /** generateTokensPerSecond, promptTokensPerSecond, peakRssBytes: medians of these runs; best window: the best. */
+  runs: RunResult[];
+  generateSpread: [number, number];
+  promptSpread: [number, number];
+  /** The file the 'file' runs loaded (deleted afterwards unless --files was given). */
+  file?: string;
+  /** rwkv.cpp on the same file, interleaved with the runs above ('file' rows only). */
+  rwkvCpp?: {
+    generateTokensPerSecond: number;
+    generateSpread: [number, number];
+    generateBestWindowTokensPerSecond: number;
+    promptTokensPerSecond: number;
+    promptSpread: [number, number];
+    peakRssBytes: number;
+    runs: RwkvCppResult[];
+  };
+}
+
+function spread(xs: readonly number[]): [number, number] {
+  return [Math.min(...xs), Math.max(...xs)];
+}
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -68,10 +101,15 @@ async function main(): Promise<void> {
       models: { type: 'string', default: '169m,v7-0.1b' },
       dtypes: { type: 'string', default: 'f32,bf16,int8,q8_0,q5_1,q4_0' },
       threads: { type: 'string', default: '1,2' },
-      repeat: { type: 'string', default: '1' },
+      repeat: { type: 'string', default: '3' },
+      sources: { type: 'string', default: 'memory,file' },
+      rwkvcpp: { type: 'string', default: process.env.RWKV_CPP_LIB ?? '' },
+      files: { type: 'string' },
       fixtures: { type: 'string', default: process.env.RWKV_FIXTURES ?? path.resolve('..', 'shared', 'fixtures') },
     },
   });
+  const loadAtStart = os.loadavg();
+  console.log(`load average (1, 5, 15 min): ${loadAtStart.map((x) => x.toFixed(2)).join(', ')} on ${os.cpus().length} cores`);
   const threadCounts = values.threads!.split(',').map(Number);
   const gen = values.quick ? 16 : 128;
   const prompt = values.quick ? 64 : 512;
@@ -100,70 +138,152 @@ async function main(): Promise<void> {
     console.log('');
   }
 
-  // 2. Model shapes × dtypes × threads, each next to a bandwidth probe; the fastest of `repeat` runs.
+  // 2. Model shapes × dtypes × threads, each next to a bandwidth probe; the sources of a configuration
+  // interleaved (memory, file, rwkv.cpp, memory, file, …), `repeat` times; medians and spreads.
   const repeat = Math.max(1, Number(values.repeat));
-  const results: (RunResult & { probeBytesPerSecond: number })[] = [];
+  const sources = values.sources!.split(',').filter((x) => x === 'memory' || x === 'file');
+  const cpp = buildRwkvCppDriver(values.rwkvcpp);
+  if (cpp.ok) console.log(`rwkv.cpp: ${cpp.library} (driver built against ${cpp.header})`);
+  else console.log(`rwkv.cpp column skipped: ${cpp.reason}`);
+  const keepFiles = values.files !== undefined;
+  const filesDir = path.resolve(values.files ?? path.join(os.tmpdir(), 'rwkv-ts-bench', `models-${process.pid}`));
+  fs.mkdirSync(filesDir, { recursive: true });
+  /** The random model as an rwkv.cpp file: written by bench/write-random.js unless --files already holds a fresh one. */
+  const modelFile = (model: string, dtype: string): string | undefined => {
+    const file = path.join(filesDir, `random-${model}-${dtype}.bin`);
+    const writer = path.join(here, 'write-random.js');
+    const inputs = [writer, path.join(here, '..', 'src', 'models', 'random.js'), path.join(here, '..', 'src', 'formats', 'convert.js')];
+    const newest = Math.max(...inputs.map((f) => (fs.existsSync(f) ? fs.statSync(f).mtimeMs : 0)));
+    if (fs.existsSync(file) && fs.statSync(file).mtimeMs > newest) return file;
+    const r = spawnSync(process.execPath, [writer, '--model', model, '--dtype', dtype, '--out', file], { encoding: 'utf8' });
+    if (r.status !== 0) {
+      process.stderr.write(`# writing ${file} failed: ${r.stderr.trim().split('\n').slice(-3).join(' | ')}\n`);
+      return undefined;
+    }
+    return file;
+  };
+  const results: BenchRow[] = [];
+  const aggregate = (model: string, runs: RunResult[], probes: number[], loads: number[], extra: Partial<BenchRow> = {}): BenchRow => {
+    const gen = runs.map((r) => r.generateTokensPerSecond);
+    const prompt = runs.map((r) => r.promptTokensPerSecond);
+    return {
+      ...runs[0]!,
+      model,
+      generateTokensPerSecond: median(gen),
+      generateBestWindowTokensPerSecond: Math.max(...runs.map((r) => r.generateBestWindowTokensPerSecond)),
+      promptTokensPerSecond: median(prompt),
+      peakRssBytes: median(runs.map((r) => r.peakRssBytes)),
+      rssAfterLoadBytes: median(runs.map((r) => r.rssAfterLoadBytes)),
+      loadSeconds: median(runs.map((r) => r.loadSeconds)),
+      probeBytesPerSecond: median(probes),
+      loadAverages: loads,
+      runs,
+      generateSpread: spread(gen),
+      promptSpread: spread(prompt),
+      ...extra,
+    };
+  };
   for (const model of values.models!.split(',')) {
     for (const dtype of values.dtypes!.split(',')) {
+      const fileDtype = dtype === 'int8' ? 'f32' : dtype;
+      const file = sources.includes('file') && FILE_DTYPES.has(fileDtype) ? modelFile(model, fileDtype) : undefined;
+      // rwkv.cpp runs the file as it is stored (not the int8 rows rwkv-ts makes of an f32 file).
+      const withCpp = cpp.ok && file !== undefined && fileDtype === dtype;
       for (const t of threadCounts) {
-        let best: (RunResult & { probeBytesPerSecond: number }) | undefined;
+        const runs: Record<string, RunResult[]> = { memory: [], file: [] };
+        const cppRuns: RwkvCppResult[] = [];
+        const probes: number[] = [];
+        const loads: number[] = [];
         for (let i = 0; i < repeat; i++) {
-          const probe = probeBandwidth(t) ?? bandwidth[t]!;
-          const run = runOne(['--model', model, '--dtype', dtype, '--threads', String(t), '--gen', String(gen), '--prompt', String(prompt)]);
-          if (run === undefined) continue;
-          const previous = best;
-          if (previous === undefined || run.generateTokensPerSecond > previous.generateTokensPerSecond) best = { ...run, probeBytesPerSecond: probe };
-          if (previous !== undefined) {
-            // Each figure is the best any run gave.
-            best!.promptTokensPerSecond = Math.max(run.promptTokensPerSecond, previous.promptTokensPerSecond);
-            best!.generateBestWindowTokensPerSecond = Math.max(run.generateBestWindowTokensPerSecond, previous.generateBestWindowTokensPerSecond);
+          loads.push(os.loadavg()[0]!);
+          probes.push(probeBandwidth(t) ?? bandwidth[t]!);
+          for (const source of sources) {
+            if (source === 'file' && file === undefined) continue;
+            const run = runOne(['--model', source === 'file' ? file! : model, '--dtype', dtype, '--threads', String(t), '--gen', String(gen), '--prompt', String(prompt)]);
+            if (run !== undefined) runs[source]!.push(run);
+          }
+          if (withCpp) {
+            const r = runRwkvCpp(cpp.driver, file!, t, gen, prompt);
+            if (r !== undefined) cppRuns.push(r);
           }
         }
-        const r = best;
-        if (r === undefined) continue;
-        results.push(r);
-        console.error(`# ${model} ${dtype} ×${t}: ${r.generateTokensPerSecond.toFixed(1)} tok/s generating, ${r.promptTokensPerSecond.toFixed(1)} tok/s prompt`);
+        for (const source of sources) {
+          if (runs[source]!.length === 0) continue;
+          const extra: Partial<BenchRow> = {};
+          if (source === 'file') {
+            extra.file = file;
+            if (cppRuns.length > 0) {
+              const g = cppRuns.map((r) => r.generateTokensPerSecond);
+              const p = cppRuns.map((r) => r.promptTokensPerSecond);
+              extra.rwkvCpp = {
+                generateTokensPerSecond: median(g),
+                generateSpread: spread(g),
+                generateBestWindowTokensPerSecond: Math.max(...cppRuns.map((r) => r.generateBestWindowTokensPerSecond)),
+                promptTokensPerSecond: median(p),
+                promptSpread: spread(p),
+                peakRssBytes: median(cppRuns.map((r) => r.peakRssBytes)),
+                runs: cppRuns,
+              };
+            }
+          }
+          const row = aggregate(model, runs[source]!, probes, loads, extra);
+          results.push(row);
+          const vs = row.rwkvCpp !== undefined ? `, rwkv.cpp ${row.rwkvCpp.generateTokensPerSecond.toFixed(1)}` : '';
+          console.error(`# ${model} ${dtype} ×${t} ${source}: ${row.generateTokensPerSecond.toFixed(1)} tok/s generating${vs}, ${row.promptTokensPerSecond.toFixed(1)} tok/s prompt`);
+        }
       }
+      if (file !== undefined && !keepFiles) fs.rmSync(file, { force: true });
     }
   }
+  if (!keepFiles) fs.rmSync(filesDir, { recursive: true, force: true });
   // The machine's bandwidth: the median of every probe with that many threads.
   const typicalBandwidth: Record<number, number> = {};
   for (const t of threadCounts) {
     const probes = [bandwidth[t]!, ...results.filter((r) => r.threads === t).map((r) => r.probeBytesPerSecond)].sort((a, b) => a - b);
     typicalBandwidth[t] = probes[Math.floor(probes.length / 2)]!;
   }
+  const mib = (bytes: number): string => (bytes / 2 ** 20).toFixed(0);
+  const range = ([lo, hi]: [number, number]): string => `${lo.toFixed(0)}–${hi.toFixed(0)}`;
+  const hasFile = (r: BenchRow): boolean => results.some((o) => o.source === 'file' && o.model === r.model && o.dtype === r.dtype && o.threads === r.threads);
   const rows = results.map((r) => {
     const floor = typicalBandwidth[r.threads]! / r.bytesPerToken;
-    const best = r.generateBestWindowTokensPerSecond;
-    const peer = r.model === '169m' ? PEERS.rwkvCppGenerate[r.dtype]?.[r.threads - 1] : undefined;
-    const promptPeer = r.model === '169m' && r.dtype === 'f32' ? PEERS.rwkvCppPromptF32[r.threads - 1] : undefined;
+    const c = r.rwkvCpp;
+    // Peak RSS: the file-loaded run's (a model built in memory also holds the random values it is made of).
+    const rss = r.source === 'file' ? mib(r.peakRssBytes) : hasFile(r) ? '—' : `(${mib(r.peakRssBytes)})`;
     return [
       r.model,
       r.dtype,
       String(r.threads),
+      r.source,
       (r.bytesPerToken / 2 ** 20).toFixed(1),
       (r.probeBytesPerSecond / 1e9).toFixed(1),
+      median(r.loadAverages).toFixed(1),
       r.generateTokensPerSecond.toFixed(1),
-      best.toFixed(1),
-      floor.toFixed(1),
+      range(r.generateSpread),
+      r.generateBestWindowTokensPerSecond.toFixed(1),
       `${((100 * r.generateTokensPerSecond) / floor).toFixed(0)}%`,
-      `${((100 * best) / floor).toFixed(0)}%`,
-      peer !== undefined ? `${((100 * r.generateTokensPerSecond) / peer).toFixed(0)}%` : '—',
+      c !== undefined ? `${c.generateTokensPerSecond.toFixed(1)} (${range(c.generateSpread)})` : '—',
+      c !== undefined ? `${(r.generateTokensPerSecond / c.generateTokensPerSecond).toFixed(2)}×` : '—',
       r.promptTokensPerSecond.toFixed(1),
-      promptPeer !== undefined ? `${((100 * r.promptTokensPerSecond) / promptPeer).toFixed(0)}%` : '—',
-      (r.peakRssBytes / 2 ** 20).toFixed(0),
+      c !== undefined ? c.promptTokensPerSecond.toFixed(1) : '—',
+      c !== undefined ? `${(r.promptTokensPerSecond / c.promptTokensPerSecond).toFixed(2)}×` : '—',
+      rss,
+      c !== undefined ? mib(c.peakRssBytes) : '—',
     ];
   });
   console.log(
     table(
-      ['model', 'dtype', 'thr', 'MiB/token', 'GB/s now', 'gen tok/s', 'best 16', 'floor tok/s', '% floor', 'best 16 %', 'vs rwkv.cpp', 'prompt tok/s', 'vs rwkv.cpp', 'peak RSS MiB'],
+      ['model', 'dtype', 'thr', 'source', 'MiB/token', 'GB/s now', 'load', 'gen tok/s', 'spread', 'best 16', '% floor', 'rwkv.cpp tok/s', 'ratio', 'prompt tok/s', 'rwkv.cpp prompt', 'ratio', 'peak RSS MiB', 'rwkv.cpp RSS'],
       rows,
     ),
   );
   console.log(
-    `\nGB/s now: a bandwidth probe just before the run. gen tok/s: mean over the generated tokens; best 16: the best 16-token window.\n` +
-      `floor = the median bandwidth of the run's probes (${threadCounts.map((t) => `${t} thread(s) ${(typicalBandwidth[t]! / 1e9).toFixed(1)} GB/s`).join(', ')}) ÷ bytes read per generated token; ` +
-      `% floor and vs rwkv.cpp use the mean rate, best 16 % the best window; best of ${repeat} run(s); rwkv.cpp figures from DESIGN.md / issue 5 (169M only).`,
+    `\nmedians of ${repeat} run(s) per source, interleaved (memory, file${cpp.ok ? ', rwkv.cpp' : ''}); spread: the slowest–fastest run. ` +
+      `source: memory = the random model built in the bench process, file = the same weights loaded from an rwkv.cpp file.\n` +
+      `GB/s now: the median of the probes just before each repeat; load: the median 1-minute load average then (${os.cpus().length} cores). best 16: the best 16-token window of any run. ` +
+      `floor = the median bandwidth of the run's probes (${threadCounts.map((t) => `${t} thread(s) ${(typicalBandwidth[t]! / 1e9).toFixed(1)} GB/s`).join(', ')}) ÷ bytes read per generated token.\n` +
+      `rwkv.cpp: ${cpp.ok ? `${cpp.library}, rwkv_eval per token (state and logits out), rwkv_eval_sequence_in_chunks(64) for the prompt, on the same file; ratio = rwkv-ts ÷ rwkv.cpp` : `skipped (${cpp.reason})`}.\n` +
+      `peak RSS: the file-loaded run's; memory rows show it in parentheses only where there is no file (bf16): it includes the random values the model is built from.`,
   );
 
   // 2b. Batched generation: B sequences in one pass per step (f32, the batch sizes the engine issue
@@ -242,7 +362,9 @@ async function main(): Promise<void> {
       readBandwidthBytesPerSecond: bandwidth,
       medianProbeBytesPerSecond: typicalBandwidth,
       kernelCeilings: ceilings,
-      peers: PEERS,
+      rwkvCpp: cpp.ok ? { library: cpp.library, header: cpp.header, systemInfo: results.find((r) => r.rwkvCpp !== undefined)?.rwkvCpp?.runs[0]?.systemInfo } : { skipped: cpp.reason },
+      repeat,
+      uptimeLoadAverage: { start: loadAtStart, end: os.loadavg() },
       results,
       fixtures: fixtureResults,
       batched: batchResults,

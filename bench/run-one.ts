@@ -1,5 +1,7 @@
 // One benchmark configuration, in its own process so that its peak RSS is its own. Prints one JSON line.
 //   node dist/bench/run-one.js --model 169m|v7-0.1b|FILE --dtype f32 --threads 2 --gen 128 --prompt 512
+// 169m and v7-0.1b are random models built in memory; FILE is loaded as users load a model (loadModel,
+// weights read straight into the backend's memory), with --dtype int8 turning on the lossy int8 mode.
 import { parseArgs } from 'node:util';
 import { WasmBackend } from '../src/kernels/wasm-backend.js';
 import { loadModel, modelFromSource } from '../src/models/load.js';
@@ -10,6 +12,8 @@ import type { DType } from '../src/tensor/dtype.js';
 
 export interface RunResult {
   model: string;
+  /** 'memory': a random model built in this process; 'file': loaded from a file with loadModel. */
+  source: 'memory' | 'file';
   dtype: string;
   threads: number;
   kernels: string;
@@ -32,6 +36,8 @@ export interface RunResult {
   /** B sequences generating together (one pass per step, B rows per product): aggregate tokens/s by B. */
   batchTokensPerSecond: Record<string, number>;
   peakRssBytes: number;
+  /** Resident memory right after loading (a random model's peak includes the values it was built from). */
+  rssAfterLoadBytes: number;
 }
 
 async function main(): Promise<void> {
@@ -52,16 +58,18 @@ async function main(): Promise<void> {
   const t0 = performance.now();
   let model: RwkvModel;
   const dtype = values.dtype as DType;
-  if (values.model === '169m' || values.model === 'v7-0.1b') {
+  const source = values.model === '169m' || values.model === 'v7-0.1b' ? 'memory' : 'file';
+  if (source === 'memory') {
     const shape = values.model === '169m' ? RWKV4_169M : RWKV7_0B1;
     model =
       values.dtype === 'int8'
         ? modelFromSource(randomSource(shape, { dtype: 'f32' }), backend, true)
         : modelFromSource(randomSource(shape, { dtype, allocate }), backend);
   } else {
-    model = await loadModel(values.model!, { backend });
+    model = await loadModel(values.model!, { backend, int8: values.dtype === 'int8' });
   }
   const loadSeconds = (performance.now() - t0) / 1000;
+  const rssAfterLoadBytes = process.memoryUsage.rss();
   const vocab = model.config.nVocab;
   const ids = (n: number): number[] => Array.from({ length: n }, (_, i) => (i * 7919 + 13) % vocab);
 
@@ -109,6 +117,7 @@ async function main(): Promise<void> {
   const summary = summarize(model);
   const result: RunResult = {
     model: values.model!,
+    source,
     dtype: values.dtype!,
     threads,
     kernels: backend.description,
@@ -123,6 +132,7 @@ async function main(): Promise<void> {
     promptRnnTokensPerSecond: promptRnn,
     batchTokensPerSecond,
     peakRssBytes: process.resourceUsage().maxRSS * 1024,
+    rssAfterLoadBytes,
   };
   process.stdout.write(JSON.stringify(result) + '\n');
   await backend.close();
