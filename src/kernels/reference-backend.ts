@@ -15,6 +15,20 @@ import {
   type StateSlot,
   type UnaryFunction,
 } from './backend.js';
+import {
+  checkElementwise,
+  checkEmbed,
+  checkGatherRows,
+  checkL2NormHeads,
+  checkMatmul,
+  checkNorm,
+  checkTokenShift,
+  checkUnary,
+  checkWkv4,
+  checkWkv5,
+  checkWkv7,
+  checkWkv7Bonus,
+} from './checks.js';
 import { readRow, referenceMatmul, type Matrix } from './matrix.js';
 
 /** A tensor whose values a JS array can see (plain memory, or a view of a WebAssembly memory at `ptr`). */
@@ -55,16 +69,10 @@ export const UNARY: Readonly<Record<UnaryFunction, (x: number) => number>> = {
   exp: Math.exp,
 };
 
-/** Checks that an operand is the output's shape or one broadcast row of its width. */
-function broadcastable(b: DeviceTensor, out: DeviceTensor, what: string): void {
-  if (b.cols !== out.cols || (b.rows !== out.rows && b.rows !== 1)) {
-    throw new RangeError(`${what}: a ${b.rows} × ${b.cols} operand does not broadcast to ${out.rows} × ${out.cols}`);
-  }
-}
-
 /**
  * Also the base of the WebAssembly backend, whose tensors are views of its memory: it overrides the
  * operations it has kernels for and inherits the rest (the cheap elementwise ones) as they are here.
+ * Every operation first runs its argument check from checks.ts (an override runs the same one).
  */
 export class ReferenceBackend implements Backend {
   readonly kind: Backend['kind'] = 'reference';
@@ -122,16 +130,15 @@ export class ReferenceBackend implements Backend {
   }
 
   embed(m: DeviceMatrix, tokens: readonly number[], out: DeviceTensor): void {
+    checkEmbed(m, tokens, out);
     const w = this.host(m);
     const o = this.data(out);
     for (let i = 0; i < tokens.length; i++) readRow(w, tokens[i]!, o.subarray(i * w.cols, (i + 1) * w.cols));
   }
 
   matmul(jobs: readonly MatmulJob[]): void {
+    for (const job of jobs) checkMatmul(job);
     for (const { m, x, y, then } of jobs) {
-      if (x.cols !== m.cols || y.cols !== m.rows || y.rows !== x.rows) {
-        throw new RangeError(`matmul ${m.name}: x ${x.rows} × ${x.cols}, y ${y.rows} × ${y.cols} for a ${m.rows} × ${m.cols} matrix`);
-      }
       const out = this.data(y);
       referenceMatmul(this.host(m), this.data(x), x.rows, out);
       if (then !== undefined) {
@@ -142,13 +149,13 @@ export class ReferenceBackend implements Backend {
   }
 
   norm(x: DeviceTensor, weight: DeviceTensor, bias: DeviceTensor, out: DeviceTensor, groups: number, eps: number): void {
+    checkNorm(x, weight, bias, out, groups);
     normRows(this.data(x), this.data(weight), this.data(bias), this.data(out), x.rows, groups, eps);
   }
 
   /** out = a + b (op 0) or a ⊙ b (op 1), b broadcast by rows; loops written out (they run over T × C). */
   private binary(a: DeviceTensor, b: DeviceTensor, out: DeviceTensor, op: 0 | 1, what: string): void {
-    broadcastable(a, out, what);
-    broadcastable(b, out, what);
+    checkElementwise(what, out, a, b);
     const av = this.data(a);
     const bv = this.data(b);
     const o = this.data(out);
@@ -173,7 +180,7 @@ export class ReferenceBackend implements Backend {
   }
 
   lerp(a: DeviceTensor, b: DeviceTensor, mu: DeviceTensor, out: DeviceTensor): void {
-    for (const t of [a, b, mu]) broadcastable(t, out, 'lerp');
+    checkElementwise('lerp', out, a, b, mu);
     const [av, bv, mv, o] = [this.data(a), this.data(b), this.data(mu), this.data(out)];
     const c = out.cols;
     const [as, bs, ms] = [a, b, mu].map((t) => (t.rows === 1 ? 0 : c)) as [number, number, number];
@@ -187,14 +194,15 @@ export class ReferenceBackend implements Backend {
   }
 
   unary(x: DeviceTensor, f: UnaryFunction, out: DeviceTensor, scale = 1): void {
+    checkUnary(x, out);
     const xs = this.data(x);
     const o = this.data(out);
-    if (x.rows !== out.rows || x.cols !== out.cols) throw new RangeError('unary: x and out differ in shape');
     const fn = UNARY[f];
     for (let i = 0; i < o.length; i++) o[i] = fn(scale * xs[i]!);
   }
 
   tokenShift(layout: RowLayout, slot: StateSlot, x: DeviceTensor, out: DeviceTensor): void {
+    checkTokenShift(layout, slot, x, out);
     const c = x.cols;
     const xs = this.data(x);
     const o = this.data(out);
@@ -212,6 +220,7 @@ export class ReferenceBackend implements Backend {
   }
 
   gatherRows(x: DeviceTensor, rows: readonly number[], out: DeviceTensor): void {
+    checkGatherRows(x, rows, out);
     const xs = this.data(x);
     const o = this.data(out);
     const c = x.cols;
@@ -219,6 +228,7 @@ export class ReferenceBackend implements Backend {
   }
 
   l2NormHeads(x: DeviceTensor, heads: number, eps: number, out: DeviceTensor): void {
+    checkL2NormHeads(x, heads, out);
     const xs = this.data(x);
     const o = this.data(out);
     const n = x.cols / heads;
@@ -231,11 +241,13 @@ export class ReferenceBackend implements Backend {
   }
 
   wkv4(layout: RowLayout, slot: StateSlot, k: DeviceTensor, v: DeviceTensor, r: DeviceTensor, w: DeviceTensor, u: DeviceTensor, y: DeviceTensor): void {
+    checkWkv4(layout, slot, k, v, r, w, u, y);
     const [ks, vs, rs, ws, us, ys, s] = [k, v, r, w, u, y, slot.state].map((t) => this.data(t)) as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array];
     layout.lengths.forEach((len, b) => wkv4Rows(ys, ks, vs, rs, ws, us, s, b * slot.state.cols + slot.offset, layout.starts[b]!, len, k.cols));
   }
 
   wkv5(layout: RowLayout, slot: StateSlot, heads: number, r: DeviceTensor, k: DeviceTensor, v: DeviceTensor, w: DeviceTensor, u: DeviceTensor, y: DeviceTensor): void {
+    checkWkv5(layout, slot, heads, r, k, v, w, u, y);
     const c = r.cols;
     const n = c / heads;
     const [rs, ks, vs, ws, us, ys, s] = [r, k, v, w, u, y, slot.state].map((t) => this.data(t)) as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array];
@@ -267,6 +279,7 @@ export class ReferenceBackend implements Backend {
   }
 
   wkv7(layout: RowLayout, slot: StateSlot, heads: number, r: DeviceTensor, w: DeviceTensor, k: DeviceTensor, v: DeviceTensor, kk: DeviceTensor, a: DeviceTensor, y: DeviceTensor): void {
+    checkWkv7(layout, slot, heads, r, w, k, v, kk, a, y);
     const c = r.cols;
     const n = c / heads;
     const [rs, ws, ks, vs, kks, as, ys, s] = [r, w, k, v, kk, a, y, slot.state].map((t) => this.data(t)) as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array];
@@ -296,6 +309,7 @@ export class ReferenceBackend implements Backend {
   }
 
   wkv7Bonus(heads: number, r: DeviceTensor, k: DeviceTensor, rk: DeviceTensor, v: DeviceTensor, y: DeviceTensor): void {
+    checkWkv7Bonus(heads, r, k, rk, v, y);
     const c = r.cols;
     const n = c / heads;
     const [rs, ks, rks, vs, ys] = [r, k, rk, v, y].map((t) => this.data(t)) as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array];

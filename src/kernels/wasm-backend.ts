@@ -2,9 +2,10 @@
 // kernels and their worker pool), so products, norms and recurrences run on them in place — no copy in
 // or out per operation. Operations without a kernel (the elementwise ones, O(rows·C)) and shapes the SIMD
 // kernels do not take (a head size or width not a multiple of 4) run the reference code on views of the
-// same memory: one definition of the math, inherited.
-import { ArgumentError } from '../errors.js';
+// same memory: one definition of the math, inherited. Every operation first runs its argument check
+// from checks.ts (the same one as ReferenceBackend's), before a kernel gets a pointer.
 import { checkOwner, type DeviceMatrix, type DeviceTensor, type MatmulJob, type RowLayout, type StateSlot } from './backend.js';
+import { checkMatmul, checkNorm, checkWkv4, checkWkv5, checkWkv7 } from './checks.js';
 import type { Matrix, ResultFunction } from './matrix.js';
 import { HostMatrix, HostTensor, ReferenceBackend } from './reference-backend.js';
 import { WasmKernels, type WasmKernelsOptions } from './wasm-kernels.js';
@@ -89,11 +90,9 @@ export class WasmBackend extends ReferenceBackend {
     const vectors: { m: Matrix; x: number; y: number; then?: ResultFunction | undefined }[] = [];
     const large: { m: Matrix; x: number; t: number; y: number }[] = [];
     const after: MatmulJob[] = [];
+    for (const job of jobs) checkMatmul(job);
     for (const job of jobs) {
       const { m, x, y, then } = job;
-      if (x.cols !== m.cols || y.cols !== m.rows || y.rows !== x.rows) {
-        throw new RangeError(`matmul ${m.name}: x ${x.rows} × ${x.cols}, y ${y.rows} × ${y.cols} for a ${m.rows} × ${m.cols} matrix`);
-      }
       const host = this.host(m);
       const inKernel = then !== undefined && KERNEL_FUNCTIONS.has(then) && x.rows === 1;
       if (x.rows === 1) vectors.push({ m: host, x: this.ptr(x), y: this.ptr(y), then: inKernel ? (then as ResultFunction) : undefined });
@@ -113,13 +112,12 @@ export class WasmBackend extends ReferenceBackend {
   }
 
   override norm(x: DeviceTensor, weight: DeviceTensor, bias: DeviceTensor, out: DeviceTensor, groups: number, eps: number): void {
-    if (x.cols % groups !== 0 || weight.cols !== x.cols || bias.cols !== x.cols || out.rows !== x.rows || out.cols !== x.cols) {
-      throw new ArgumentError(`norm: ${x.rows} × ${x.cols} in ${groups} groups does not fit its weights or output`);
-    }
+    checkNorm(x, weight, bias, out, groups);
     this.kernels.exports.groupNorm(this.ptr(x), this.ptr(weight), this.ptr(bias), this.ptr(out), x.rows, x.cols, groups, eps);
   }
 
   override wkv4(layout: RowLayout, slot: StateSlot, k: DeviceTensor, v: DeviceTensor, r: DeviceTensor, w: DeviceTensor, u: DeviceTensor, y: DeviceTensor): void {
+    checkWkv4(layout, slot, k, v, r, w, u, y);
     const c = k.cols;
     if (c % 4 !== 0) return super.wkv4(layout, slot, k, v, r, w, u, y);
     const row = c * 4;
@@ -133,6 +131,7 @@ export class WasmBackend extends ReferenceBackend {
   }
 
   override wkv5(layout: RowLayout, slot: StateSlot, heads: number, r: DeviceTensor, k: DeviceTensor, v: DeviceTensor, w: DeviceTensor, u: DeviceTensor, y: DeviceTensor): void {
+    checkWkv5(layout, slot, heads, r, k, v, w, u, y);
     const c = r.cols;
     const n = c / heads;
     if (n % 4 !== 0) return super.wkv5(layout, slot, heads, r, k, v, w, u, y);
@@ -151,6 +150,7 @@ export class WasmBackend extends ReferenceBackend {
   }
 
   override wkv7(layout: RowLayout, slot: StateSlot, heads: number, r: DeviceTensor, w: DeviceTensor, k: DeviceTensor, v: DeviceTensor, kk: DeviceTensor, a: DeviceTensor, y: DeviceTensor): void {
+    checkWkv7(layout, slot, heads, r, w, k, v, kk, a, y);
     const c = r.cols;
     const n = c / heads;
     if (n % 4 !== 0) return super.wkv7(layout, slot, heads, r, w, k, v, kk, a, y);

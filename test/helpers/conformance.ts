@@ -1,7 +1,10 @@
 // The backend conformance suite: every operation of the `Backend` interface, run on the backend under test
 // and on ReferenceBackend (the float64 oracle, itself checked by conformance-oracle.ts) with the same
 // seeded inputs of awkward sizes, results and updated states compared within stated tolerances; and the
-// interface's contracts (ownership, shapes, read/write/free). A new backend (WebGPU) runs it unchanged:
+// interface's contracts (ownership, read/write/free, and the argument checks: every malformed call of
+// every operation — ARGUMENT_CHECKS, typed to cover the whole interface — throws a RangeError or
+// ArgumentError naming the op before it touches memory; src/kernels/checks.ts has the shared checks). A
+// new backend (WebGPU) runs it unchanged:
 //   conformanceSuite('webgpu', () => createBackend({ kind: 'webgpu' }))
 // before any model test.
 //
@@ -376,6 +379,105 @@ export const WKV_MATRIX_CASES: [number[], number, number, number][] = [
   [[13], 4, 4, 0],
   [[40], 1, 12, 0],
 ];
+
+// ── argument checks ───────────────────────────────────────────────────────────────────────────────────
+
+/** What a case of ARGUMENT_CHECKS gets: the backend, a maker of tensors of known values, a 6 × 8 f32 matrix. */
+export interface CheckHarness {
+  readonly b: Backend;
+  readonly t: (rows: number, cols: number) => DeviceTensor;
+  readonly m: DeviceMatrix;
+}
+
+/** Every operation of the Backend interface (the memory functions have their own tests). */
+export type BackendOp = Exclude<keyof Backend, 'kind' | 'description' | 'threads' | 'allocateBytes' | 'matrix' | 'tensor' | 'upload' | 'write' | 'read' | 'free' | 'close'>;
+
+const L3 = rowLayout([3]);
+
+/**
+ * Malformed calls of every operation (typed by BackendOp: an operation added to the interface does not
+ * compile until it has its cases), on C = 8, 2 heads of 4, a sequence of 3 rows. Each must throw before
+ * it touches memory (see the suite's 'argument checks').
+ */
+export const ARGUMENT_CHECKS: Readonly<Record<BackendOp, (h: CheckHarness) => [string, () => unknown][]>> = {
+  matmul: ({ b, t, m }) => [
+    ['x.cols ≠ m.cols', () => b.matmul([{ m, x: t(3, 7), y: t(3, 6) }])],
+    ['y.cols ≠ m.rows', () => b.matmul([{ m, x: t(3, 8), y: t(3, 5) }])],
+    ['y.rows ≠ x.rows', () => b.matmul([{ m, x: t(3, 8), y: t(2, 6) }])],
+    ['a bad job after a good one', () => b.matmul([{ m, x: t(3, 8), y: t(3, 6) }, { m, x: t(3, 8), y: t(3, 5) }])],
+  ],
+  add: ({ b, t }) => [
+    ['2 rows onto 3', () => b.add(t(3, 8), t(2, 8), t(3, 8))],
+    ['7 cols onto 8', () => b.add(t(3, 8), t(1, 7), t(3, 8))],
+  ],
+  mul: ({ b, t }) => [['out of 2 rows', () => b.mul(t(3, 8), t(3, 8), t(2, 8))]],
+  lerp: ({ b, t }) => [['mu of 7 cols', () => b.lerp(t(3, 8), t(3, 8), t(1, 7), t(3, 8))]],
+  unary: ({ b, t }) => [['out of another shape', () => b.unary(t(3, 8), 'exp', t(3, 7))]],
+  norm: ({ b, t }) => [
+    ['weight of 7', () => b.norm(t(3, 8), t(1, 7), t(1, 8), t(3, 8), 1, 1e-5)],
+    ['bias of 2 rows', () => b.norm(t(3, 8), t(1, 8), t(2, 8), t(3, 8), 1, 1e-5)],
+    ['8 values in 3 groups', () => b.norm(t(3, 8), t(1, 8), t(1, 8), t(3, 8), 3, 1e-5)],
+    ['0 groups', () => b.norm(t(3, 8), t(1, 8), t(1, 8), t(3, 8), 0, 1e-5)],
+    ['out of 2 rows', () => b.norm(t(3, 8), t(1, 8), t(1, 8), t(2, 8), 1, 1e-5)],
+  ],
+  embed: ({ b, t, m }) => [
+    ['token = rows', () => b.embed(m, [0, 6], t(2, 8))],
+    ['token −1', () => b.embed(m, [-1], t(1, 8))],
+    ['token 1.5', () => b.embed(m, [1.5], t(1, 8))],
+    ['token NaN', () => b.embed(m, [NaN], t(1, 8))],
+    ['out rows ≠ tokens', () => b.embed(m, [0, 1], t(3, 8))],
+    ['out cols ≠ m.cols', () => b.embed(m, [0], t(1, 7))],
+  ],
+  tokenShift: ({ b, t }) => [
+    ['x rows ≠ layout rows', () => b.tokenShift(L3, { state: t(1, 8), offset: 0 }, t(4, 8), t(4, 8))],
+    ['slot past the state row', () => b.tokenShift(L3, { state: t(1, 10), offset: 3 }, t(3, 8), t(3, 8))],
+    ['slot at offset −1', () => b.tokenShift(L3, { state: t(1, 10), offset: -1 }, t(3, 8), t(3, 8))],
+    ['fewer state rows than sequences', () => b.tokenShift(rowLayout([1, 2]), { state: t(1, 8), offset: 0 }, t(3, 8), t(3, 8))],
+    ['a layout whose sequence starts past its rows', () => b.tokenShift({ lengths: [3], starts: [1], rows: 3 }, { state: t(1, 8), offset: 0 }, t(3, 8), t(3, 8))],
+    ['out of another shape', () => b.tokenShift(L3, { state: t(1, 8), offset: 0 }, t(3, 8), t(3, 7))],
+  ],
+  gatherRows: ({ b, t }) => [
+    ['row index = x.rows', () => b.gatherRows(t(3, 8), [0, 3], t(2, 8))],
+    ['row index −1', () => b.gatherRows(t(3, 8), [-1], t(1, 8))],
+    ['row index 0.5', () => b.gatherRows(t(3, 8), [0.5], t(1, 8))],
+    ['out rows ≠ indices', () => b.gatherRows(t(3, 8), [0, 1], t(1, 8))],
+    ['out cols ≠ x.cols', () => b.gatherRows(t(3, 8), [0], t(1, 7))],
+  ],
+  l2NormHeads: ({ b, t }) => [
+    ['8 values in 3 heads', () => b.l2NormHeads(t(3, 8), 3, 1e-6, t(3, 8))],
+    ['0 heads', () => b.l2NormHeads(t(3, 8), 0, 1e-6, t(3, 8))],
+    ['out of another shape', () => b.l2NormHeads(t(3, 8), 2, 1e-6, t(2, 8))],
+  ],
+  wkv4: ({ b, t }) => [
+    ['k rows ≠ layout rows', () => b.wkv4(L3, { state: t(1, 24), offset: 0 }, t(4, 8), t(4, 8), t(4, 8), t(1, 8), t(1, 8), t(4, 8))],
+    ['v of 2 rows for 3', () => b.wkv4(L3, { state: t(1, 24), offset: 0 }, t(3, 8), t(2, 8), t(3, 8), t(1, 8), t(1, 8), t(3, 8))],
+    ['w of 7', () => b.wkv4(L3, { state: t(1, 24), offset: 0 }, t(3, 8), t(3, 8), t(3, 8), t(1, 7), t(1, 8), t(3, 8))],
+    ['u of 3 rows', () => b.wkv4(L3, { state: t(1, 24), offset: 0 }, t(3, 8), t(3, 8), t(3, 8), t(1, 8), t(3, 8), t(3, 8))],
+    ['slot past the state row', () => b.wkv4(L3, { state: t(1, 24), offset: 1 }, t(3, 8), t(3, 8), t(3, 8), t(1, 8), t(1, 8), t(3, 8))],
+    ['2 state rows for 1 sequence', () => b.wkv4(L3, { state: t(2, 24), offset: 0 }, t(3, 8), t(3, 8), t(3, 8), t(1, 8), t(1, 8), t(3, 8))],
+  ],
+  wkv5: ({ b, t }) => [
+    ['r rows ≠ layout rows', () => b.wkv5(L3, { state: t(1, 32), offset: 0 }, 2, t(4, 8), t(4, 8), t(4, 8), t(4, 8), t(1, 8), t(4, 8))],
+    ['8 channels in 3 heads', () => b.wkv5(L3, { state: t(1, 64), offset: 0 }, 3, t(3, 8), t(3, 8), t(3, 8), t(3, 8), t(1, 8), t(3, 8))],
+    ['slot past the state row', () => b.wkv5(L3, { state: t(1, 32), offset: 1 }, 2, t(3, 8), t(3, 8), t(3, 8), t(3, 8), t(1, 8), t(3, 8))],
+    ['w of 2 rows for 3', () => b.wkv5(L3, { state: t(1, 32), offset: 0 }, 2, t(3, 8), t(3, 8), t(3, 8), t(2, 8), t(1, 8), t(3, 8))],
+    ['u of 7', () => b.wkv5(L3, { state: t(1, 32), offset: 0 }, 2, t(3, 8), t(3, 8), t(3, 8), t(3, 8), t(1, 7), t(3, 8))],
+    ['y of 7 cols', () => b.wkv5(L3, { state: t(1, 32), offset: 0 }, 2, t(3, 8), t(3, 8), t(3, 8), t(3, 8), t(1, 8), t(3, 7))],
+  ],
+  wkv7: ({ b, t }) => [
+    ['r rows ≠ layout rows', () => b.wkv7(L3, { state: t(1, 32), offset: 0 }, 2, t(4, 8), t(4, 8), t(4, 8), t(4, 8), t(4, 8), t(4, 8), t(4, 8))],
+    ['8 channels in 3 heads', () => b.wkv7(L3, { state: t(1, 64), offset: 0 }, 3, t(3, 8), t(3, 8), t(3, 8), t(3, 8), t(3, 8), t(3, 8), t(3, 8))],
+    ['slot past the state row', () => b.wkv7(L3, { state: t(1, 31), offset: 0 }, 2, t(3, 8), t(3, 8), t(3, 8), t(3, 8), t(3, 8), t(3, 8), t(3, 8))],
+    ['w of 1 row for 3', () => b.wkv7(L3, { state: t(1, 32), offset: 0 }, 2, t(3, 8), t(1, 8), t(3, 8), t(3, 8), t(3, 8), t(3, 8), t(3, 8))],
+    ['a of 2 rows for 3', () => b.wkv7(L3, { state: t(1, 32), offset: 0 }, 2, t(3, 8), t(3, 8), t(3, 8), t(3, 8), t(3, 8), t(2, 8), t(3, 8))],
+  ],
+  wkv7Bonus: ({ b, t }) => [
+    ['8 channels in 3 heads', () => b.wkv7Bonus(3, t(3, 8), t(3, 8), t(1, 8), t(3, 8), t(3, 8))],
+    ['rk of 7', () => b.wkv7Bonus(2, t(3, 8), t(3, 8), t(1, 7), t(3, 8), t(3, 8))],
+    ['v of 2 rows for 3', () => b.wkv7Bonus(2, t(3, 8), t(3, 8), t(1, 8), t(2, 8), t(3, 8))],
+    ['y of 7 cols', () => b.wkv7Bonus(2, t(3, 8), t(3, 8), t(1, 8), t(3, 8), t(3, 7))],
+  ],
+};
 
 // ── the suite ─────────────────────────────────────────────────────────────────────────────────────────
 
@@ -964,131 +1066,42 @@ export function conformanceSuite(name: string, makeBackend: BackendFactory): voi
       }
     });
 
-    describe('shape checks: an operand that does not fit throws RangeError or ArgumentError', () => {
-      // Each op's refusals, on small valid tensors (C = 8, 2 heads of 4, a sequence of 3 rows).
-      const shapes = (): {
-        b: Backend;
-        t: (rows: number, cols: number) => DeviceTensor;
-        m: DeviceMatrix;
-      } => {
-        const b = be();
-        const rnd = new SeededRandom(5);
-        return { b, t: (rows, cols) => b.upload(rnd.values(rows * cols, 0.1, 1), rows, cols), m: b.matrix(randomMatrix('m', 'f32', 6, 8, rnd)) };
-      };
-      const CHECKS: [string, (h: ReturnType<typeof shapes>) => [string, () => unknown][], string?][] = [
-        [
-          'matmul',
-          ({ b, t, m }) => [
-            ['x.cols ≠ m.cols', () => b.matmul([{ m, x: t(3, 7), y: t(3, 6) }])],
-            ['y.cols ≠ m.rows', () => b.matmul([{ m, x: t(3, 8), y: t(3, 5) }])],
-            ['y.rows ≠ x.rows', () => b.matmul([{ m, x: t(3, 8), y: t(2, 6) }])],
-          ],
-        ],
-        [
-          'add, mul, lerp',
-          ({ b, t }) => [
-            ['add: 2 rows onto 3', () => b.add(t(3, 8), t(2, 8), t(3, 8))],
-            ['add: 7 cols onto 8', () => b.add(t(3, 8), t(1, 7), t(3, 8))],
-            ['mul: out of 2 rows', () => b.mul(t(3, 8), t(3, 8), t(2, 8))],
-            ['lerp: mu of 7 cols', () => b.lerp(t(3, 8), t(3, 8), t(1, 7), t(3, 8))],
-          ],
-        ],
-        ['unary', ({ b, t }) => [['out of another shape', () => b.unary(t(3, 8), 'exp', t(3, 7))]]],
-        [
-          'norm',
-          ({ b, t }) => [
-            ['weight of 7', () => b.norm(t(3, 8), t(1, 7), t(1, 8), t(3, 8), 1, 1e-5)],
-            ['8 values in 3 groups', () => b.norm(t(3, 8), t(1, 8), t(1, 8), t(3, 8), 3, 1e-5)],
-            ['out of 2 rows', () => b.norm(t(3, 8), t(1, 8), t(1, 8), t(2, 8), 1, 1e-5)],
-          ],
-          'ReferenceBackend.norm checks no shape (WasmBackend does): decide whether every backend must',
-        ],
-        [
-          'embed',
-          ({ b, t, m }) => [
-            ['token = rows', () => b.embed(m, [6], t(1, 8))],
-            ['token −1', () => b.embed(m, [-1], t(1, 8))],
-            ['out rows ≠ tokens', () => b.embed(m, [0, 1], t(3, 8))],
-            ['out cols ≠ m.cols', () => b.embed(m, [0], t(1, 7))],
-          ],
-          'embed checks neither token ids nor the output shape: decide whether backends must',
-        ],
-        [
-          'tokenShift',
-          ({ b, t }) => [
-            ['x rows ≠ layout rows', () => b.tokenShift(rowLayout([3]), { state: t(1, 8), offset: 0 }, t(4, 8), t(4, 8))],
-            ['slot past the state row', () => b.tokenShift(rowLayout([3]), { state: t(1, 10), offset: 3 }, t(3, 8), t(3, 8))],
-            ['fewer state rows than sequences', () => b.tokenShift(rowLayout([1, 2]), { state: t(1, 8), offset: 0 }, t(3, 8), t(3, 8))],
-            ['out of another shape', () => b.tokenShift(rowLayout([3]), { state: t(1, 8), offset: 0 }, t(3, 8), t(3, 7))],
-          ],
-          'tokenShift checks no shape: decide whether backends must',
-        ],
-        [
-          'gatherRows',
-          ({ b, t }) => [
-            ['row index = x.rows', () => b.gatherRows(t(3, 8), [3], t(1, 8))],
-            ['out rows ≠ indices', () => b.gatherRows(t(3, 8), [0, 1], t(1, 8))],
-            ['out cols ≠ x.cols', () => b.gatherRows(t(3, 8), [0], t(1, 7))],
-          ],
-          'gatherRows checks no shape: decide whether backends must',
-        ],
-        [
-          'l2NormHeads',
-          ({ b, t }) => [
-            ['8 values in 3 heads', () => b.l2NormHeads(t(3, 8), 3, 1e-6, t(3, 8))],
-            ['out of another shape', () => b.l2NormHeads(t(3, 8), 2, 1e-6, t(2, 8))],
-          ],
-          'l2NormHeads checks no shape: decide whether backends must',
-        ],
-        [
-          'wkv4',
-          ({ b, t }) => [
-            ['k rows ≠ layout rows', () => b.wkv4(rowLayout([3]), { state: t(1, 24), offset: 0 }, t(4, 8), t(3, 8), t(3, 8), t(1, 8), t(1, 8), t(3, 8))],
-            ['w of 7', () => b.wkv4(rowLayout([3]), { state: t(1, 24), offset: 0 }, t(3, 8), t(3, 8), t(3, 8), t(1, 7), t(1, 8), t(3, 8))],
-            ['slot past the state row', () => b.wkv4(rowLayout([3]), { state: t(1, 24), offset: 1 }, t(3, 8), t(3, 8), t(3, 8), t(1, 8), t(1, 8), t(3, 8))],
-          ],
-          'wkv4 checks no shape (on WasmBackend a slot past the row reads and writes the next tensor): decide whether backends must',
-        ],
-        [
-          'wkv5',
-          ({ b, t }) => [
-            ['8 channels in 3 heads', () => b.wkv5(rowLayout([3]), { state: t(1, 64), offset: 0 }, 3, t(3, 8), t(3, 8), t(3, 8), t(3, 8), t(1, 8), t(3, 8))],
-            ['slot past the state row', () => b.wkv5(rowLayout([3]), { state: t(1, 32), offset: 0 }, 2, t(3, 8), t(3, 8), t(3, 8), t(3, 8), t(1, 8), t(3, 8))],
-            ['w of 2 rows for 3', () => b.wkv5(rowLayout([3]), { state: t(1, 32), offset: 0 }, 2, t(3, 8), t(3, 8), t(3, 8), t(2, 8), t(1, 8), t(3, 8))],
-            ['u of 7', () => b.wkv5(rowLayout([3]), { state: t(1, 32), offset: 0 }, 2, t(3, 8), t(3, 8), t(3, 8), t(3, 8), t(1, 7), t(3, 8))],
-          ],
-          'wkv5 checks no shape (on WasmBackend a slot past the row reads and writes the next tensor): decide whether backends must',
-        ],
-        [
-          'wkv7',
-          ({ b, t }) => [
-            ['8 channels in 3 heads', () => b.wkv7(rowLayout([3]), { state: t(1, 64), offset: 0 }, 3, t(3, 8), t(3, 8), t(3, 8), t(3, 8), t(3, 8), t(3, 8), t(3, 8))],
-            ['slot past the state row', () => b.wkv7(rowLayout([3]), { state: t(1, 31), offset: 0 }, 2, t(3, 8), t(3, 8), t(3, 8), t(3, 8), t(3, 8), t(3, 8), t(3, 8))],
-            ['a of 2 rows for 3', () => b.wkv7(rowLayout([3]), { state: t(1, 32), offset: 0 }, 2, t(3, 8), t(3, 8), t(3, 8), t(3, 8), t(3, 8), t(2, 8), t(3, 8))],
-          ],
-          'wkv7 checks no shape (on WasmBackend a slot past the row reads and writes the next tensor): decide whether backends must',
-        ],
-        [
-          'wkv7Bonus',
-          ({ b, t }) => [
-            ['rk of 7', () => b.wkv7Bonus(2, t(3, 8), t(3, 8), t(1, 7), t(3, 8), t(3, 8))],
-            ['v of 2 rows for 3', () => b.wkv7Bonus(2, t(3, 8), t(3, 8), t(1, 8), t(2, 8), t(3, 8))],
-          ],
-          'wkv7Bonus checks no shape: decide whether backends must',
-        ],
-      ];
-      for (const [op, cases, todo] of CHECKS) {
-        test(`${op}`, todo !== undefined ? { todo } : {}, () => {
-          const h = shapes();
+    describe('argument checks: every malformed call throws, naming the op, before it touches memory', () => {
+      // Each op's refusals, on small tensors (C = 8, 2 heads of 4, a sequence of 3 rows) filled with known
+      // values. Every refused call must throw a RangeError or ArgumentError whose message names the op,
+      // and leave every tensor as it was (no read or write past an operand: a slot past the state row, a
+      // token past the table). The suite fails if any op's check is dropped, on any backend it runs on.
+      for (const [op, cases] of Object.entries(ARGUMENT_CHECKS)) {
+        test(op, async () => {
+          const b = be();
+          const rnd = new SeededRandom(5);
+          const made: [DeviceTensor, Float32Array][] = [];
+          const t = (rows: number, cols: number): DeviceTensor => {
+            const v = rnd.values(rows * cols, 0.1, 1);
+            const x = b.upload(v, rows, cols);
+            made.push([x, v]);
+            return x;
+          };
+          const m = b.matrix(randomMatrix('m', 'f32', 6, 8, rnd));
           const failures: string[] = [];
-          for (const [what, f] of cases(h)) {
+          const opName = new RegExp(`\\b${op}\\b`);
+          for (const [what, f] of cases({ b, t, m })) {
+            let error: unknown;
             try {
-              throwsShapeError(f, what);
-            } catch {
-              failures.push(what);
+              await f(); // a sync throw or (matmul may return a promise) a rejection
+            } catch (e) {
+              error = e;
+            }
+            if (!(error instanceof RangeError || error instanceof ArgumentError)) failures.push(`${what}: ${error === undefined ? 'no error' : String(error)}`);
+            else if (!opName.test(error.message)) failures.push(`${what}: the message does not name ${op}: ${error.message}`);
+            for (const [x, v] of made.splice(0)) {
+              const now = await b.read(x);
+              const at = now.findIndex((y, i) => !Object.is(y, v[i]));
+              if (at >= 0) failures.push(`${what}: a ${x.rows} × ${x.cols} tensor changed at ${at}`);
+              b.free(x);
             }
           }
-          assert.deepEqual(failures, [], `${op} took without an error: ${failures.join('; ')}`);
+          assert.deepEqual(failures, [], `${op} took malformed arguments: ${failures.join('; ')}`);
         });
       }
     });
