@@ -49,7 +49,7 @@ export function configureEvalCommand(cmd: Command): Command {
     .option('--out <file>', 'write the results as JSON (results.json)')
     .option('--samples <file>', 'write every item\'s log-likelihoods as JSON lines (samples.jsonl)')
     .option('--tokenizer <file>', "a World vocabulary, a tokenizer.json, or 'bytes' (default: by vocabulary size, beside the model)")
-    .option('--concurrency <n>', 'items scored at once (default 8)', int('--concurrency', 1))
+    .option('--concurrency <n>', 'items scored at once (default 16)', int('--concurrency', 1))
     .option('--no-progress', 'no progress bar')
     .action(async (opts: EvalArgs) => {
       await runEval(opts);
@@ -69,6 +69,9 @@ export async function runEval(args: EvalArgs): Promise<EvalResults | undefined> 
   if (texts.length > 0 && (taskList.length > 0 || args.preset !== undefined)) {
     throw new ArgumentError('give either --text FILE... or tasks (--tasks / --preset), not both');
   }
+  if (texts.length > 0 && (args.limit !== undefined || args.samples !== undefined)) {
+    throw new ArgumentError('--limit and --samples apply to tasks, not to --text');
+  }
   if (args.preset !== undefined && taskList.length > 0) throw new ArgumentError('--preset paper chooses the tasks: give --tasks or --preset, not both');
   if (texts.length === 0 && taskList.length === 0 && args.preset === undefined) {
     throw new ArgumentError(`give --tasks LIST (${PAPER_PRESET.tasks.join(',')}), --preset paper, or --text FILE...`);
@@ -86,6 +89,8 @@ export async function runEval(args: EvalArgs): Promise<EvalResults | undefined> 
     int8: args.int8 === true,
     ...(args.tokenizer !== undefined ? { tokenizer: args.tokenizer } : {}),
     prefixCache: false,
+    // A batch job: passes as large as the products like (the default keeps passes short for a responsive host).
+    batch: { maxBatch: 32, maxRows: 512 },
   });
   const controller = new AbortController();
   const onSigint = (): void => controller.abort();

@@ -31,11 +31,11 @@ export interface EvaluateOptions {
   limit?: number;
   /** Text of the one token read before every context; null for none. Default "\n" (RWKV's own lm-eval script). */
   prefixToken?: string | null;
-  /** Items scored at once (their requests share the Batcher's passes). Default 8. */
+  /** Items scored at once (their requests share the Batcher's passes). Default 16. */
   concurrency?: number;
   /** Stops the evaluation (it rejects with an AbortError). */
   signal?: AbortSignal;
-  /** After every item. */
+  /** Once when scoring starts (done 0, after the data is read), then after every item. */
   onProgress?: (progress: EvalProgress) => void;
   /** Every item's details, in the order of the tasks and of each task's file. */
   onSample?: (sample: EvalSample) => void;
@@ -89,7 +89,7 @@ export interface EvalResults {
   tasks: EvalTaskResults;
 }
 
-const DEFAULT_CONCURRENCY = 8;
+const DEFAULT_CONCURRENCY = 16;
 
 /** The default data directory: $RWKV_DATA, else ../shared/data from the working directory (Node only). */
 export async function defaultDataDir(): Promise<string> {
@@ -147,6 +147,7 @@ export async function evaluate(rwkv: Rwkv, options: EvaluateOptions): Promise<Ev
   let done = 0;
   let emitted = 0;
   const start = performance.now();
+  if (work.length > 0) options.onProgress?.({ task: tasks[work[0]!.task]!.name, done: 0, total: work.length, tokens: 0, elapsedMs: 0 });
 
   await pool(work.length, concurrency, async (w) => {
     if (signal?.aborted === true) throw new AbortError('evaluation aborted');
@@ -264,9 +265,7 @@ export interface TextResult {
 export async function evaluateText(rwkv: Rwkv, texts: readonly TextInput[], options: TextOptions = {}): Promise<TextResult[]> {
   const prefixToken = options.prefixToken === undefined ? '\n' : options.prefixToken;
   const prefix = prefixTokenId(rwkv, prefixToken);
-  // A lone text is read 512 tokens a pass; several share the pass's rows.
-  const slice = rwkv.promptBlock * Math.floor(8 / Math.min(8, Math.max(1, texts.length)));
-  const scorer = new Scorer(rwkv, { slice, ...(prefix !== undefined ? { prefix } : {}), ...(options.signal !== undefined ? { signal: options.signal } : {}) });
+  const scorer = new Scorer(rwkv, { ...(prefix !== undefined ? { prefix } : {}), ...(options.signal !== undefined ? { signal: options.signal } : {}) });
   const prepared = texts.map((t) => {
     const bytes = typeof t.content === 'string' ? new TextEncoder().encode(t.content) : t.content;
     const text = typeof t.content === 'string' ? t.content : new TextDecoder('utf-8', { ignoreBOM: true }).decode(t.content);

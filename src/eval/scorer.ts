@@ -7,6 +7,10 @@
 import { AbortError, ArgumentError } from '../errors.js';
 import type { RwkvState } from '../generation/context.js';
 import type { Rwkv } from '../generation/rwkv.js';
+import { Pacer } from '../util/host.js';
+
+/** Most milliseconds of log-softmax work between two hand-backs to the host (a 20B-vocabulary row is ≈ 0.5 ms). */
+const PACE_MS = 4;
 
 export interface ContinuationScore {
   /** Σ log p(token | everything before it), natural log. */
@@ -19,7 +23,10 @@ export interface ScorerOptions {
   /** Token read before every context from a fresh state; undefined: none. */
   prefix?: number;
   signal?: AbortSignal;
-  /** Most tokens of one sequence per forward request (default: the model's prompt block, 64). */
+  /**
+   * Most tokens of one sequence per forward request (default 512). The Batcher packs requests into passes
+   * of its own row limit and cuts longer ones; this only bounds the logits one request returns.
+   */
   slice?: number;
 }
 
@@ -35,7 +42,7 @@ export class Scorer {
     this.rwkv = rwkv;
     this.prefix = options.prefix;
     this.signal = options.signal;
-    this.slice = options.slice ?? rwkv.promptBlock;
+    this.slice = options.slice ?? 512;
     if (!Number.isInteger(this.slice) || this.slice < 1) throw new ArgumentError(`slice must be an integer ≥ 1, got ${this.slice}`);
   }
 
@@ -44,7 +51,12 @@ export class Scorer {
     const tokens = this.prefix === undefined ? ids : [this.prefix, ...ids];
     if (tokens.length === 0) throw new ArgumentError('an empty context needs a prefix token to score its continuation after (--prefix-token)');
     const state = this.rwkv.createState();
-    await this.rwkv.feed(state, tokens, { cache: false, ...(this.signal !== undefined ? { signal: this.signal } : {}) });
+    // Whole requests (not the prefix cache's 64-token blocks), so that the Batcher can fill its passes.
+    for (let pos = 0; pos < tokens.length; pos += this.slice) {
+      if (this.signal?.aborted === true) throw new AbortError('evaluation aborted');
+      const part = tokens.slice(pos, Math.min(tokens.length, pos + this.slice));
+      state.advance(part.length, await this.rwkv.batcher.forward(part, state.state, 'last', this.signal));
+    }
     this.tokens += tokens.length;
     return state;
   }
@@ -68,14 +80,17 @@ export class Scorer {
     if (ids.length > 1) {
       const state = options.consume === true ? from.state : from.state.clone();
       const fed = ids.length - 1;
+      const pacer = new Pacer(PACE_MS);
       for (let pos = 0; pos < fed; pos += this.slice) {
         const part = ids.slice(pos, Math.min(fed, pos + this.slice));
         const all = await this.rwkv.batcher.forward(part, state, 'all', this.signal);
         this.tokens += part.length;
+        pacer.reset();
         for (let i = 0; i < part.length; i++) {
           const r = scoreRow(all.subarray(i * v, (i + 1) * v), ids[pos + i + 1]!);
           ll += r.logProb;
           greedy &&= r.isMax;
+          await pacer.pace();
         }
         options.onTokens?.(part.length);
       }
