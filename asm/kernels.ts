@@ -952,8 +952,11 @@ export function matvecBatch(table: usize, count: i32, g0: i32, g1: i32): void {
   }
 }
 
-/** y[i] ← f(y[i]) for i in [i0, i1): 1 relu(y)², 2 σ(y), 3 tanh(y) = 2σ(2y) − 1. */
-function applyFunction(fn: i32, y: usize, i0: i32, i1: i32): void {
+/**
+ * y[i] ← f(y[i]) for i in [i0, i1): 1 relu(y)², 2 σ(y), 3 tanh(y) = 2σ(2y) − 1. Exported too, for the
+ * results of longer products and `unary` (the JS loop of Math.exp is ~10× slower).
+ */
+export function applyFunction(fn: i32, y: usize, i0: i32, i1: i32): void {
   let i = i0;
   for (; i + 4 <= i1; i += 4) {
     const p = y + ((i as usize) << 2);

@@ -93,7 +93,12 @@ export interface Backend {
   write(t: DeviceTensor, values: Float32Array, offset?: number): void;
   /** The tensor's values: in a fresh array, or in `into` (exactly rows × cols long), which is returned. */
   read(t: DeviceTensor, into?: Float32Array): Promise<Float32Array>;
-  /** Gives a tensor's memory back; the handle must not be used again. */
+  /**
+   * The first `rows` rows of `t` (1 ≤ rows ≤ t.rows) as a tensor sharing its memory, for work tensors
+   * sized to the largest pass and used by smaller ones. Free `t`, never the view; the view is dead after.
+   */
+  view(t: DeviceTensor, rows: number): DeviceTensor;
+  /** Gives a tensor's memory back; the handle must not be used again. A view cannot be freed. */
   free(t: DeviceTensor): void;
   /** Stops worker threads / releases the device. Placed weights stay readable where the host holds them. */
   close(): Promise<void>;

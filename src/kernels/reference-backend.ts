@@ -40,6 +40,8 @@ export class HostTensor implements DeviceTensor {
     readonly data: Float32Array,
     /** Byte address in the backend's WebAssembly memory (WasmBackend); 0 for plain memory. */
     readonly ptr = 0,
+    /** Whether this is a view of another tensor's rows (see Backend.view): not to be freed. */
+    readonly isView = false,
   ) {}
 }
 
@@ -111,8 +113,20 @@ export class ReferenceBackend implements Backend {
     return Promise.resolve(into);
   }
 
+  view(t: DeviceTensor, rows: number): DeviceTensor {
+    const h = this.hostTensor(t);
+    if (!Number.isInteger(rows) || rows < 1 || rows > t.rows) throw new RangeError(`view: ${rows} rows of a tensor of ${t.rows} × ${t.cols}`);
+    return new HostTensor(this, rows, t.cols, h.data.subarray(0, rows * t.cols), h.ptr, true);
+  }
+
   free(t: DeviceTensor): void {
+    if (this.hostTensor(t).isView) throw new RangeError('free: a view cannot be freed (free the tensor it views)');
+  }
+
+  /** The tensor as this backend's own (refuses another backend's). */
+  protected hostTensor(t: DeviceTensor): HostTensor {
     checkOwner(this, t);
+    return t as HostTensor;
   }
 
   close(): Promise<void> {

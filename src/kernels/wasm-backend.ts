@@ -8,7 +8,9 @@ import { checkOwner, type DeviceMatrix, type DeviceTensor, type MatmulJob, type 
 import { checkMatmul, checkNorm, checkWkv4, checkWkv5, checkWkv7 } from './checks.js';
 import type { Matrix, ResultFunction } from './matrix.js';
 import { HostMatrix, HostTensor, ReferenceBackend } from './reference-backend.js';
-import { WasmKernels, type WasmKernelsOptions } from './wasm-kernels.js';
+import { FUNCTION_CODES, WasmKernels, type WasmKernelsOptions } from './wasm-kernels.js';
+import { checkUnary } from './checks.js';
+import type { UnaryFunction } from './backend.js';
 
 /**
  * Products of at least this many multiply-adds (≈ 1 ms on two threads) run asynchronously: a 64-row
@@ -16,8 +18,10 @@ import { WasmKernels, type WasmKernelsOptions } from './wasm-kernels.js';
  */
 export const ASYNC_MIN_MACS = 32 * 2 ** 20;
 
-/** Result functions the batched matrix-vector kernel applies itself. */
-const KERNEL_FUNCTIONS = new Set<string>(['relu2', 'sigmoid', 'tanh']);
+/** Functions with a SIMD kernel (asm/kernels.ts `applyFunction`); the batched matrix-vector kernel applies them itself. */
+function kernelFunction(f: string): f is ResultFunction {
+  return Object.hasOwn(FUNCTION_CODES, f);
+}
 
 export class WasmBackend extends ReferenceBackend {
   override readonly kind = 'wasm' as const;
@@ -69,7 +73,7 @@ export class WasmBackend extends ReferenceBackend {
   }
 
   override free(t: DeviceTensor): void {
-    checkOwner(this, t);
+    super.free(t); // refuses views and other backends' tensors
     const h = t as HostTensor;
     this.kernels.release(h.ptr, h.data.byteLength);
   }
@@ -94,7 +98,7 @@ export class WasmBackend extends ReferenceBackend {
     for (const job of jobs) {
       const { m, x, y, then } = job;
       const host = this.host(m);
-      const inKernel = then !== undefined && KERNEL_FUNCTIONS.has(then) && x.rows === 1;
+      const inKernel = then !== undefined && kernelFunction(then) && x.rows === 1;
       if (x.rows === 1) vectors.push({ m: host, x: this.ptr(x), y: this.ptr(y), then: inKernel ? (then as ResultFunction) : undefined });
       else if (x.rows * m.rows * m.cols >= ASYNC_MIN_MACS) large.push({ m: host, x: this.ptr(x), t: x.rows, y: this.ptr(y) });
       else this.kernels.matmulAt(host, this.ptr(x), x.rows, this.ptr(y));
@@ -109,6 +113,19 @@ export class WasmBackend extends ReferenceBackend {
       for (const { m, x, t, y } of large) await this.kernels.matmulAtAsync(m, x, t, y);
       finish();
     })();
+  }
+
+  override unary(x: DeviceTensor, f: UnaryFunction, out: DeviceTensor, scale = 1): void {
+    if (scale !== 1 || !kernelFunction(f)) return super.unary(x, f, out, scale);
+    checkUnary(x, out);
+    this.ptr(x); // refuses another backend's tensor
+    if (out !== x) this.write(out, (x as HostTensor).data);
+    this.applyFunction(f, out);
+  }
+
+  /** t ← f(t) in place, by the SIMD kernel (a 64 × 3072 block of σ: ≈ 0.1 ms, against ≈ 2 ms of Math.exp). */
+  private applyFunction(f: ResultFunction, t: DeviceTensor): void {
+    this.kernels.exports.applyFunction(FUNCTION_CODES[f], this.ptr(t), 0, t.rows * t.cols);
   }
 
   override norm(x: DeviceTensor, weight: DeviceTensor, bias: DeviceTensor, out: DeviceTensor, groups: number, eps: number): void {

@@ -7,7 +7,7 @@
 // group of layers, each with its own kernel instances), which this backend does not do yet — see
 // docs/performance.md.
 import { ArgumentError } from '../errors.js';
-import { yieldToHost } from '../util/host.js';
+import { hostHadTurn, yieldToHost } from '../util/host.js';
 import { currentPlatform, type KernelPlatform, type PoolWorker } from './wasm-platform.js';
 import { chunkBounds, Ctrl, laneGroupBytes, matmulRowsThreadBytes, matmulThreadBytes, Op, runChunks, UNCLAIMABLE, type KernelExports } from './wasm-pool.js';
 
@@ -54,7 +54,7 @@ export const DTYPE_CODES: Readonly<Record<MatrixDType, number>> = {
 };
 
 /** Functions a batched product may apply to its results (asm/kernels.ts `applyFunction`). */
-const FUNCTION_CODES: Readonly<Record<ResultFunction, number>> = { relu2: FN_RELU2, sigmoid: FN_SIGMOID, tanh: FN_TANH };
+export const FUNCTION_CODES: Readonly<Record<ResultFunction, number>> = { relu2: FN_RELU2, sigmoid: FN_SIGMOID, tanh: FN_TANH };
 
 /** `bytes` rounded up to a whole number of 64-byte cache lines (every scratch array starts on one). */
 function align64(bytes: number): number {
@@ -348,7 +348,10 @@ export class WasmKernels {
         if (done >= job.chunks) break;
         if (waitAsync !== undefined) {
           const wait = waitAsync(ctrl, Ctrl.Completed, done, 100);
-          if (wait.async) await wait.value;
+          if (wait.async) {
+            await wait.value;
+            hostHadTurn(); // this thread sat idle while the workers ran
+          }
         } else {
           await yieldToHost(); // runtimes without waitAsync: poll between the host's callbacks
         }

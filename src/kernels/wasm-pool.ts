@@ -76,6 +76,7 @@ export interface KernelExports {
   matmulRows(dtype: number, w: number, x: number, y: number, t: number, rows: number, cols: number, r0: number, r1: number, tmp: number, xt: number): void;
   transposeLanes(x: number, xt: number, t: number, cols: number): void;
   readSum(ptr: number, bytes: number): number;
+  applyFunction(fn: number, y: number, i0: number, i1: number): void;
   groupNorm(x: number, w: number, b: number, y: number, rows: number, c: number, groups: number, eps: number): void;
   wkv4(s: number, k: number, v: number, r: number, w: number, u: number, y: number, c: number, t: number): void;
   wkv5(s: number, r: number, k: number, v: number, w: number, u: number, y: number, heads: number, n: number): void;

@@ -15,26 +15,35 @@ export const LN_EPS = 1e-5;
 export const LN_X_EPS = 64e-5;
 
 /**
- * Work tensors by name, reused from pass to pass (reallocated when the batch's shape changes). Names must
- * be distinct among tensors in use at once; contents are garbage when handed out.
+ * Work tensors by name, reused from pass to pass. Each is allocated for the most rows a pass has asked of
+ * it, and a pass with fewer rows gets a view of its first rows: passes of changing shape (sequences
+ * joining and leaving, prompt slices) allocate nothing — a fresh tensor costs zeroing and page faults
+ * on the host's thread. Names must be distinct among tensors in use at once; contents are garbage.
  */
 export class Workspace {
-  private readonly tensors = new Map<string, DeviceTensor>();
+  private readonly tensors = new Map<string, { base: DeviceTensor; views: Map<number, DeviceTensor> }>();
 
   constructor(private readonly backend: Backend) {}
 
   get(name: string, rows: number, cols: number): DeviceTensor {
-    const t = this.tensors.get(name);
-    if (t !== undefined && t.rows === rows && t.cols === cols) return t;
-    if (t !== undefined) this.backend.free(t);
-    const fresh = this.backend.tensor(rows, cols);
-    this.tensors.set(name, fresh);
-    return fresh;
+    let entry = this.tensors.get(name);
+    if (entry === undefined || entry.base.cols !== cols || entry.base.rows < rows) {
+      if (entry !== undefined) this.backend.free(entry.base);
+      entry = { base: this.backend.tensor(rows, cols), views: new Map() };
+      this.tensors.set(name, entry);
+    }
+    if (rows === entry.base.rows) return entry.base;
+    let view = entry.views.get(rows);
+    if (view === undefined) {
+      view = this.backend.view(entry.base, rows);
+      entry.views.set(rows, view);
+    }
+    return view;
   }
 
   /** Frees every tensor. */
   clear(): void {
-    for (const t of this.tensors.values()) this.backend.free(t);
+    for (const { base } of this.tensors.values()) this.backend.free(base);
     this.tensors.clear();
   }
 }

@@ -390,7 +390,7 @@ export interface CheckHarness {
 }
 
 /** Every operation of the Backend interface (the memory functions have their own tests). */
-export type BackendOp = Exclude<keyof Backend, 'kind' | 'description' | 'threads' | 'allocateBytes' | 'matrix' | 'tensor' | 'upload' | 'write' | 'read' | 'free' | 'close'>;
+export type BackendOp = Exclude<keyof Backend, 'kind' | 'description' | 'threads' | 'allocateBytes' | 'matrix' | 'tensor' | 'upload' | 'write' | 'read' | 'view' | 'free' | 'close'>;
 
 const L3 = rowLayout([3]);
 
@@ -581,6 +581,26 @@ export function conformanceSuite(name: string, makeBackend: BackendFactory): voi
         }
         assert.deepEqual(await b.read(a), va);
         for (const t of [a, c, d]) b.free(t);
+      });
+
+      test('view: the first rows, sharing memory both ways; operations take it; bad rows and freeing it throw', async () => {
+        const b = be();
+        const rnd = new SeededRandom(4);
+        const vals = rnd.values(6 * 7);
+        const base = b.upload(vals, 6, 7);
+        const v = b.view(base, 4);
+        assert.equal(v.rows, 4);
+        assert.equal(v.cols, 7);
+        assert.deepEqual(await b.read(v), vals.subarray(0, 28));
+        b.add(v, v, v); // through the view: the base's first 4 rows double, the rest stay
+        const after = await b.read(base);
+        for (let i = 0; i < 42; i++) assert.equal(after[i], i < 28 ? Math.fround(2 * vals[i]!) : vals[i], `value ${i}`);
+        b.write(base, Float32Array.of(9), 3);
+        assert.equal((await b.read(v))[3], 9, 'a write to the base shows in the view');
+        assert.deepEqual(await b.read(b.view(v, 1)), (await b.read(base)).subarray(0, 7), 'a view of a view');
+        for (const rows of [0, 7, 2.5, -1]) throwsShapeError(() => b.view(base, rows), `view of ${rows} rows`);
+        assert.throws(() => b.free(v), RangeError, 'freeing a view');
+        b.free(base);
       });
 
       test('bad tensor shapes and upload sizes throw RangeError', () => {
