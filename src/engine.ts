@@ -18,7 +18,7 @@ export { ReferenceBackend } from './kernels/reference-backend.js';
 export { WasmBackend } from './kernels/wasm-backend.js';
 export { WasmKernels, type WasmKernelsOptions } from './kernels/wasm-kernels.js';
 export type { Matrix, MatrixDType } from './kernels/matrix.js';
-export { RwkvModel, PACE_MS, type SequenceInput, type LogitsWanted, type SequenceOptions } from './models/model.js';
+export { RwkvModel, type SequenceInput, type LogitsWanted, type SequenceOptions } from './models/model.js';
 export { State } from './models/state.js';
 export { loadModel, modelFromSource, type LoadOptions } from './models/load.js';
 export { randomSource, RWKV4_169M, RWKV7_0B1, type RandomShape, type RandomOptions } from './models/random.js';
@@ -26,4 +26,4 @@ export { describeModel, summarize, type ModelSummary } from './models/describe.j
 export { detectVersion } from './formats/version.js';
 export { toEncoding } from './formats/transform.js';
 export { Batcher, type BatcherOptions } from './generation/batcher.js';
-export { Pacer, yieldToHost } from './util/host.js';
+export { PACE_MS, pace, yieldToHost } from './util/host.js';

@@ -7,10 +7,7 @@
 import { AbortError, ArgumentError } from '../errors.js';
 import type { RwkvState } from '../generation/context.js';
 import type { Rwkv } from '../generation/rwkv.js';
-import { Pacer } from '../util/host.js';
 
-/** Most milliseconds of log-softmax work between two hand-backs to the host (a 20B-vocabulary row is ≈ 0.5 ms). */
-const PACE_MS = 4;
 
 export interface ContinuationScore {
   /** Σ log p(token | everything before it), natural log. */
@@ -70,7 +67,6 @@ export class Scorer {
     if (ids.length === 0) return { loglikelihood: 0, isGreedy: true };
     if (from.logits === undefined) throw new ArgumentError('the state has no logits: read a context (at least one token) first');
     if (this.signal?.aborted === true) throw new AbortError('evaluation aborted');
-    const v = this.rwkv.config.nVocab;
     let ll = 0;
     let greedy = true;
     const first = scoreRow(from.logits, ids[0]!);
@@ -80,18 +76,20 @@ export class Scorer {
     if (ids.length > 1) {
       const state = options.consume === true ? from.state : from.state.clone();
       const fed = ids.length - 1;
-      const pacer = new Pacer(PACE_MS);
       for (let pos = 0; pos < fed; pos += this.slice) {
         const part = ids.slice(pos, Math.min(fed, pos + this.slice));
-        const all = await this.rwkv.batcher.forward(part, state, 'all', this.signal);
+        // Each position's row is scored during the pass (no part × nVocab array of logits is made).
+        await this.rwkv.batcher.forward(
+          part,
+          state,
+          (i, row) => {
+            const r = scoreRow(row, ids[pos + i + 1]!);
+            ll += r.logProb;
+            greedy &&= r.isMax;
+          },
+          this.signal,
+        );
         this.tokens += part.length;
-        pacer.reset();
-        for (let i = 0; i < part.length; i++) {
-          const r = scoreRow(all.subarray(i * v, (i + 1) * v), ids[pos + i + 1]!);
-          ll += r.logProb;
-          greedy &&= r.isMax;
-          await pacer.pace();
-        }
         options.onTokens?.(part.length);
       }
     }

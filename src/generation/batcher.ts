@@ -44,14 +44,25 @@ export class Batcher {
     if (!Number.isInteger(this.maxRows) || this.maxRows < 1) throw new ArgumentError(`maxRows must be an integer ≥ 1, got ${this.maxRows}`);
   }
 
-  /** Feeds `tokens` into `state` in coming passes; resolves to the logits wanted. */
+  /**
+   * Feeds `tokens` into `state` in coming passes; resolves to the logits wanted (an empty array when they
+   * go to a sink, which hears positions counted from the first of `tokens`).
+   */
   async forward(tokens: readonly number[], state: State, logits: LogitsWanted = 'last', signal?: AbortSignal): Promise<Float32Array> {
     if (tokens.length <= this.maxRows) return this.enqueue(tokens, state, logits, signal);
     // Pieces in order, each in its own pass; only the last one's logits are wanted unless all are.
     const parts: Float32Array[] = [];
     for (let at = 0; at < tokens.length; at += this.maxRows) {
       const end = Math.min(tokens.length, at + this.maxRows);
-      const wanted: LogitsWanted = logits === 'all' ? 'all' : end === tokens.length ? logits : 'none';
+      const offset = at;
+      const wanted: LogitsWanted =
+        typeof logits === 'function'
+          ? (p, row) => logits(offset + p, row)
+          : logits === 'all'
+            ? 'all'
+            : end === tokens.length
+              ? logits
+              : 'none';
       parts.push(await this.enqueue(tokens.slice(at, end), state, wanted, signal));
     }
     if (parts.length === 1 || logits !== 'all') return parts[parts.length - 1]!;

@@ -63,6 +63,7 @@ export class TokenSampler {
   private readonly weightOf: ((id: number) => number) | undefined;
   private adjusted: Float32Array | undefined;
   private probs: Float64Array | undefined;
+  /** 1 for the ids whose logit the adjustments may change: biased and banned ones (fixed), penalised ones (per draw). */
   private changed: Uint8Array | undefined;
 
   /** `weightOf` gives what a generated token adds to its penalty count (default 1). */
@@ -85,6 +86,8 @@ export class TokenSampler {
       this.adjusted = new Float32Array(n);
       this.probs = new Float64Array(n);
       this.changed = new Uint8Array(n);
+      for (const [id] of this.options.logitBias) this.changed[id] = 1;
+      for (const id of this.options.bannedTokens) this.changed[id] = 1;
     }
     const adjusted = this.adjusted;
     const probs = this.probs!;
@@ -95,37 +98,36 @@ export class TokenSampler {
       const id = argmax(adjusted);
       return { id, logProb: logSoftmaxAt(logits, id) };
     }
-    // The few logits the adjustments touched; the rest are shared by both softmaxes, so the raw logits'
-    // log-sum-exp comes from this pass's partial sum (saving a second pass of exp over the vocabulary).
-    const touched: number[] = [];
-    const mark = (id: number): void => {
-      if (changed[id] === 0) {
-        changed[id] = 1;
-        touched.push(id);
+    // The raw logits' log-sum-exp (for logProb) comes from the same pass: an untouched logit is shared by
+    // both softmaxes, so only the changed ones need an exp of their own (no second pass over the vocabulary).
+    const penalised: number[] = [];
+    if (this.penalties.active) {
+      for (const id of this.penalties.counts.keys()) {
+        if (changed[id] === 0) {
+          changed[id] = 1;
+          penalised.push(id);
+        }
       }
-    };
-    for (const [id] of this.options.logitBias) mark(id);
-    for (const id of this.options.bannedTokens) mark(id);
-    if (this.penalties.active) for (const id of this.penalties.counts.keys()) mark(id);
+    }
     let max = -Infinity;
     for (let i = 0; i < n; i++) if (adjusted[i]! > max) max = adjusted[i]!;
     let total = 0;
-    let untouched = 0;
+    let rawSum = 0;
+    let rawMax = -Infinity;
     for (let i = 0; i < n; i++) {
       const e = Math.exp(adjusted[i]! - max);
       probs[i] = e;
       total += e;
-      if (changed[i] === 0) untouched += e;
+      if (changed[i] === 0) rawSum += e;
+      else {
+        const d = logits[i]! - max;
+        if (d > rawMax) rawMax = d;
+        rawSum += Math.exp(d);
+      }
     }
+    for (const id of penalised) changed[id] = 0;
     for (let i = 0; i < n; i++) probs[i] = probs[i]! / total; // as softmax() does: sample() draws the same
-    let rawSum = untouched;
-    let safe = true;
-    for (const id of touched) {
-      changed[id] = 0;
-      const d = logits[id]! - max;
-      if (d > 700) safe = false; // exp would overflow: take the slow path below
-      rawSum += Math.exp(d);
-    }
+    const safe = rawMax <= 700; // else exp overflowed: take the slow path below
     const sum = applyCutsAndTemperature(probs, this.options);
     const id = drawIndex(probs, sum, this.rng) ?? argmax(adjusted);
     const logProb = safe ? logits[id]! - max - Math.log(rawSum) : logSoftmaxAt(logits, id);

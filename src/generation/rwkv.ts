@@ -6,7 +6,7 @@ import type { ReadOptions } from '../formats/source-reader.js';
 import type { Backend } from '../kernels/backend.js';
 import { createBackend } from '../kernels/create-backend.js';
 import { loadModel } from '../models/load.js';
-import { PACE_MS, type RwkvModel } from '../models/model.js';
+import type { RwkvModel } from '../models/model.js';
 import type { ModelConfig } from '../models/config.js';
 import type { State } from '../models/state.js';
 import { tokenizerForModel, type TokenizerSpec } from '../tokenizers/load.js';
@@ -28,7 +28,7 @@ import { PrefixCache, type PrefixCacheOptions } from './prefix-cache.js';
 import { isWhitespaceOrDigits } from './sampler.js';
 import { decodeStateFile, encodeStateFile, modelIdentity, type ModelIdentity } from './state-file.js';
 import { StopMatcher } from './stop.js';
-import { Pacer } from '../util/host.js';
+import { pace } from '../util/host.js';
 
 export interface RwkvOptions extends ReadOptions {
   /** Threads of the WebAssembly kernels, the calling thread included. Default: every core. */
@@ -136,6 +136,13 @@ export class Rwkv {
     this.cache = cacheOption === false ? undefined : new PrefixCache(cacheOption === true ? {} : cacheOption);
     this.kernels = kernels;
     this.onClose = onClose;
+    // Found now, at load, rather than in the first generate (a padded vocabulary: up to O(n_vocab) work).
+    this.undecodable();
+    // A few draws now compile the sampler's loops over the vocabulary: a cold first draw (≈ 12 ms for 50k
+    // ids, the next ≈ 5, ten times a warm one) would otherwise hold the host's thread at the first tokens.
+    const warm = new TokenSampler(validateGenerateOptions({ topP: 0.5 }, model.config.nVocab).sampler, 0);
+    const zeros = new Float32Array(model.config.nVocab);
+    for (let i = 0; i < 3; i++) warm.next(zeros);
   }
 
   /**
@@ -234,8 +241,11 @@ export class Rwkv {
     if (ids.length === 0 && state.logits === undefined) ids.push(0);
     // Ids the tokenizer has no text for (a padded vocabulary) are never generated.
     const undecodable = this.undecodable();
+    const banned = resolved.sampler.bannedTokens;
     const sampler =
-      undecodable.length === 0 ? resolved.sampler : { ...resolved.sampler, bannedTokens: [...new Set([...resolved.sampler.bannedTokens, ...undecodable])] };
+      undecodable.length === 0
+        ? resolved.sampler
+        : { ...resolved.sampler, bannedTokens: banned.length === 0 ? undecodable : [...new Set([...banned, ...undecodable])] };
     return new Generation(this, state, ids, { ...resolved, sampler }, stops, options);
   }
 
@@ -255,24 +265,29 @@ export class Rwkv {
         throw new ArgumentError(`token ${id} is not a token id (the vocabulary is 0..${this.config.nVocab - 1})`);
       }
     }
-    const v = this.config.nVocab;
     const logProbs: number[] = [];
-    let previous = ctx.logits!;
     let pos = 0;
     const block = this.promptBlock;
-    const pacer = new Pacer(PACE_MS);
     while (pos < ids.length) {
       const end = Math.min(ids.length, pos + block - (ctx.tokenCount % block));
       const part = ids.slice(pos, end);
       if (options.signal?.aborted === true) throw new AbortError('scoring aborted');
-      const all = await this.batcher.forward(part, ctx.state, 'all', options.signal);
-      pacer.reset();
-      for (let i = 0; i < part.length; i++) {
-        logProbs.push(logSoftmaxAt(previous, part[i]!));
-        previous = all.subarray(i * v, (i + 1) * v);
-        await pacer.pace(); // a row of the 20B vocabulary is ≈ 0.5 ms of exp
-      }
-      ctx.advance(part.length, previous.slice());
+      // The part's first token after the logits before it; each next one in the pass, from its row (a
+      // row of the 20B vocabulary is ≈ 0.5 ms of exp; the pass gives the host its turns between rows).
+      await pace();
+      const base = logProbs.length;
+      logProbs.push(logSoftmaxAt(ctx.logits!, part[0]!));
+      let last: Float32Array | undefined;
+      await this.batcher.forward(
+        part,
+        ctx.state,
+        (p, row) => {
+          if (p + 1 < part.length) logProbs[base + p + 1] = logSoftmaxAt(row, part[p + 1]!);
+          else last = row.slice();
+        },
+        options.signal,
+      );
+      ctx.advance(part.length, last!);
       pos = end;
     }
     const total = logProbs.reduce((a, b) => a + b, 0);
@@ -477,6 +492,7 @@ export class Generation implements AsyncIterableIterator<GenerationPiece> {
           this.finishReason = 'aborted';
           break;
         }
+        await pace(); // sampling is O(n_vocab) on this thread
         t = performance.now();
         const step = drawStep(ctx, sampler, options.stopTokens);
         stats.generateMs += performance.now() - t;

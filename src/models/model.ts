@@ -10,11 +10,21 @@ import type { Tensor } from '../tensor/tensor.js';
 import { LN_EPS, Workspace, type Block, type Pass } from './blocks.js';
 import type { ModelConfig } from './config.js';
 import { State, stateSize } from './state.js';
-import { Pacer } from '../util/host.js';
+import { pace } from '../util/host.js';
 import type { Weights } from './weights.js';
 
-/** Which logits a pass returns, per sequence: its last position's (nVocab), every position's (T × nVocab), or none. */
-export type LogitsWanted = 'last' | 'all' | 'none';
+/**
+ * Called with every position's logits in order, during the pass, instead of returning them: `logits` is a
+ * view of the engine's scratch (nVocab), valid only during the call — copy what must outlive it. The pass
+ * gives the host its turn between calls, so a sink may do O(nVocab) work per row (a log-softmax).
+ */
+export type LogitsSink = (position: number, logits: Float32Array) => void;
+
+/**
+ * Which logits a pass returns, per sequence: its last position's (nVocab), every position's (T × nVocab),
+ * none, or every position's handed to a sink (scoring: no T × nVocab array is made).
+ */
+export type LogitsWanted = 'last' | 'all' | 'none' | LogitsSink;
 
 /** One sequence of a batch: the tokens to feed, the state they continue (updated in place), the logits wanted. */
 export interface SequenceInput {
@@ -37,9 +47,6 @@ export interface LayerNormWeights {
 export function loadLayerNorm(w: Weights, prefix: string, c: number): LayerNormWeights {
   return { weight: w.param(`${prefix}.weight`, c, 'n_embd'), bias: w.param(`${prefix}.bias`, c, 'n_embd') };
 }
-
-/** Most milliseconds of work between two hand-backs to the host (the longest single operation adds to it). */
-export const PACE_MS = 4;
 
 /** Rows of logits computed per head product (8 rows of the 169M head: ≈ 0.3 G multiply-adds, a few ms). */
 export const HEAD_ROWS = 8;
@@ -64,13 +71,10 @@ export class RwkvModel {
   private readonly head: DeviceMatrix;
   private readonly work: Workspace;
   private readonly stateFloats: number;
+  /** Rows of logits read back for sinks (HEAD_ROWS × nVocab), reused by every pass. */
+  private sinkRows: Float32Array | undefined;
   /** Passes run one at a time (they share the work tensors); each waits for the one before. */
   private queue: Promise<unknown> = Promise.resolve();
-  /**
-   * A pass hands the thread back to the host at most every PACE_MS between its operations, so a long
-   * prompt slice does not stall timers and I/O (a 64-row slice of the 169M shape is ≈ 200 ms of work).
-   */
-  private readonly pacer = new Pacer(PACE_MS);
 
   constructor(config: ModelConfig, w: Weights, blocks: readonly Block[]) {
     const c = config.nEmbd;
@@ -178,40 +182,68 @@ export class RwkvModel {
       backend.norm(x, this.ln1[l]!.weight, this.ln1[l]!.bias, xn, 1, LN_EPS);
       await block.timeMix(pass, base, xn, dx);
       backend.add(x, dx, x);
-      await this.pacer.pace();
+      await pace(); // the host's turn once its budget is spent (util/host.ts)
       backend.norm(x, this.ln2[l]!.weight, this.ln2[l]!.bias, xn, 1, LN_EPS);
       await block.channelMix(pass, base, xn, dx);
       backend.add(x, dx, x);
-      await this.pacer.pace();
+      await pace();
     }
 
     // Only the rows whose logits are wanted go through ln_out and the head, HEAD_ROWS at a time: the
     // head is the largest product (nVocab × C), and the host gets the thread back between groups.
-    const picked: number[] = [];
+    // Rows for a sink are read into one reused scratch (fresh memory costs a page fault per 4 KiB);
+    // the others into the array returned, of which each sequence gets a view.
+    const picked: number[] = []; // row of the pass
+    const sinkOf: (LogitsSink | undefined)[] = [];
+    const positionOf: number[] = []; // position within its sequence
+    const slotOf: number[] = []; // row of `values` (−1: to a sink)
+    let kept = 0;
     batch.forEach((seq, i) => {
       const start = layout.starts[i]!;
       const len = layout.lengths[i]!;
-      if (seq.logits === 'all') for (let r = start; r < start + len; r++) picked.push(r);
-      else if (seq.logits !== 'none') picked.push(start + len - 1);
+      const wanted = seq.logits ?? 'last';
+      const first = wanted === 'none' ? len : wanted === 'last' ? len - 1 : 0;
+      for (let p = first; p < len; p++) {
+        picked.push(start + p);
+        positionOf.push(p);
+        sinkOf.push(typeof wanted === 'function' ? wanted : undefined);
+        slotOf.push(typeof wanted === 'function' ? -1 : kept++);
+      }
     });
-    const values = new Float32Array(picked.length * nVocab);
+    const values = new Float32Array(kept * nVocab);
     for (let g = 0; g < picked.length; g += HEAD_ROWS) {
-      const rowsOfGroup = picked.slice(g, g + HEAD_ROWS);
-      const n = rowsOfGroup.length;
+      const n = Math.min(HEAD_ROWS, picked.length - g);
       // Names by size: a pass has at most two group sizes, so the work tensors are not reallocated.
       const normed = work.get(`model.headIn.${n}`, n, c);
-      backend.gatherRows(x, rowsOfGroup, normed);
+      backend.gatherRows(x, picked.slice(g, g + n), normed);
       backend.norm(normed, this.lnOut.weight, this.lnOut.bias, normed, 1, LN_EPS);
       const logits = work.get(`model.logits.${n}`, n, nVocab);
       await backend.matmul([{ m: this.head, x: normed, y: logits }]);
-      await backend.read(logits, values.subarray(g * nVocab, (g + n) * nVocab));
-      await this.pacer.pace();
+      const direct = slotOf[g]! >= 0 && slotOf[g + n - 1]! === slotOf[g]! + n - 1;
+      if (direct) {
+        // The group's rows are consecutive rows of `values`: read straight into them.
+        await backend.read(logits, values.subarray(slotOf[g]! * nVocab, (slotOf[g]! + n) * nVocab));
+      } else {
+        const rows = (this.sinkRows ??= new Float32Array(HEAD_ROWS * nVocab)).subarray(0, n * nVocab);
+        await backend.read(logits, rows);
+        for (let j = 0; j < n; j++) {
+          const row = rows.subarray(j * nVocab, (j + 1) * nVocab);
+          const sink = sinkOf[g + j];
+          if (sink === undefined) values.set(row, slotOf[g + j]! * nVocab);
+          else {
+            sink(positionOf[g + j]!, row);
+            await pace();
+          }
+        }
+      }
+      await pace();
     }
     const states = await backend.read(state);
     batch.forEach((seq, i) => seq.state.data.set(states.subarray(i * s, (i + 1) * s)));
     let at = 0;
     return batch.map((seq) => {
-      const n = seq.logits === 'all' ? seq.tokens.length : seq.logits === 'none' ? 0 : 1;
+      const wanted = seq.logits ?? 'last';
+      const n = wanted === 'all' ? seq.tokens.length : wanted === 'last' ? 1 : 0;
       // Views of this pass's own array: no copy of the (possibly T × nVocab) logits.
       const out = values.subarray(at * nVocab, (at + n) * nVocab);
       at += n;
