@@ -6,7 +6,7 @@
 // Dtype codes, function codes and the batch table's layout come from src/kernels/wasm-abi.ts, which the
 // TypeScript side imports too.
 import {
-  DTYPE_BF16, DTYPE_F16, DTYPE_F32, DTYPE_INT8, DTYPE_Q4_0, DTYPE_Q4_1, DTYPE_Q5_0, DTYPE_Q5_1, DTYPE_Q8_0,
+  DTYPE_BF16, DTYPE_F16, DTYPE_F32, DTYPE_INT8, DTYPE_Q4_0, DTYPE_Q4_1, DTYPE_Q5_0, DTYPE_Q5_1, DTYPE_Q8_0, EW_ADD, EW_LERP,
   FN_NONE, FN_RELU2, FN_SIGMOID, JOB_BYTES, JOB_COLS, JOB_DTYPE, JOB_FN, JOB_ROWS, JOB_START, JOB_WEIGHTS,
   JOB_X, JOB_X_SCALE, JOB_Y,
 } from '../src/kernels/wasm-abi';
@@ -985,5 +985,42 @@ export function applyFunction(fn: i32, y: usize, i0: i32, i1: i32): void {
       out = Mathf.tanh(v);
     }
     store<f32>(p, out);
+  }
+}
+
+// --- elementwise over rows ---------------------------------------------------------------------------------
+
+/**
+ * Over rows × c: out = a + (b − a)·mu (EW_LERP), a + b (EW_ADD) or a·b (EW_MUL). Each operand's row step (in
+ * floats) is c, or 0 for one row broadcast to every row; out may be a or b (each value is read before its
+ * result is written). No fused multiply-add, so every platform rounds alike.
+ */
+export function elementwise(op: i32, a: usize, b: usize, mu: usize, out: usize, rows: i32, c: i32, aStep: i32, bStep: i32, muStep: i32): void {
+  for (let r = 0; r < rows; r++) {
+    const pa = a + (((r as usize) * (aStep as usize)) << 2);
+    const pb = b + (((r as usize) * (bStep as usize)) << 2);
+    const pm = mu + (((r as usize) * (muStep as usize)) << 2);
+    const po = out + (((r as usize) * (c as usize)) << 2);
+    let i = 0;
+    for (; i + 4 <= c; i += 4) {
+      const o = (i as usize) << 2;
+      const va = v128.load(pa + o);
+      const vb = v128.load(pb + o);
+      let v: v128;
+      if (op == EW_LERP) v = f32x4.add(va, f32x4.mul(f32x4.sub(vb, va), v128.load(pm + o)));
+      else if (op == EW_ADD) v = f32x4.add(va, vb);
+      else v = f32x4.mul(va, vb);
+      v128.store(po + o, v);
+    }
+    for (; i < c; i++) {
+      const o = (i as usize) << 2;
+      const va = load<f32>(pa + o);
+      const vb = load<f32>(pb + o);
+      let v: f32;
+      if (op == EW_LERP) v = va + (vb - va) * load<f32>(pm + o);
+      else if (op == EW_ADD) v = va + vb;
+      else v = va * vb;
+      store<f32>(po + o, v);
+    }
   }
 }

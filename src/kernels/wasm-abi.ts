@@ -31,3 +31,8 @@ export const JOB_ROWS = 20; // i32
 export const JOB_START = 24; // i32: the product's first row in the job's row numbering
 export const JOB_X_SCALE = 28; // f32: int8 activations' scale
 export const JOB_FN = 32; // i32: FN_*
+
+// Elementwise operations over rows (`elementwise` kernel).
+export const EW_LERP = 0; // a + (b − a)·mu
+export const EW_ADD = 1;
+export const EW_MUL = 2;

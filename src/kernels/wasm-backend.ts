@@ -5,7 +5,8 @@
 // same memory: one definition of the math, inherited. Every operation first runs its argument check
 // from checks.ts (the same one as ReferenceBackend's), before a kernel gets a pointer.
 import { checkOwner, type DeviceMatrix, type DeviceTensor, type MatmulJob, type RowLayout, type StateSlot } from './backend.js';
-import { checkMatmul, checkNorm, checkWkv4, checkWkv5, checkWkv7 } from './checks.js';
+import { checkElementwise, checkMatmul, checkNorm, checkWkv4, checkWkv5, checkWkv7 } from './checks.js';
+import { EW_ADD, EW_LERP, EW_MUL } from './wasm-abi.js';
 import type { Matrix, ResultFunction } from './matrix.js';
 import { HostMatrix, HostTensor, ReferenceBackend } from './reference-backend.js';
 import { FUNCTION_CODES, WasmKernels, type WasmKernelsOptions } from './wasm-kernels.js';
@@ -113,6 +114,28 @@ export class WasmBackend extends ReferenceBackend {
       for (const { m, x, t, y } of large) await this.kernels.matmulAtAsync(m, x, t, y);
       finish();
     })();
+  }
+
+  override add(a: DeviceTensor, b: DeviceTensor, out: DeviceTensor): void {
+    this.elementwise(EW_ADD, 'add', out, a, b);
+  }
+
+  override mul(a: DeviceTensor, b: DeviceTensor, out: DeviceTensor): void {
+    this.elementwise(EW_MUL, 'mul', out, a, b);
+  }
+
+  override lerp(a: DeviceTensor, b: DeviceTensor, mu: DeviceTensor, out: DeviceTensor): void {
+    this.elementwise(EW_LERP, 'lerp', out, a, b, mu);
+  }
+
+  /** The SIMD elementwise kernel over out's rows; an operand of one row is broadcast (row step 0). */
+  private elementwise(op: number, what: string, out: DeviceTensor, a: DeviceTensor, b: DeviceTensor, mu?: DeviceTensor): void {
+    checkElementwise(what, out, a, b, ...(mu === undefined ? [] : [mu]));
+    const c = out.cols;
+    const step = (t: DeviceTensor): number => (t.rows === 1 ? 0 : c);
+    const [pa, pb, po] = [this.ptr(a), this.ptr(b), this.ptr(out)];
+    const pm = mu === undefined ? 0 : this.ptr(mu);
+    this.kernels.exports.elementwise(op, pa, pb, pm, po, out.rows, c, step(a), step(b), mu === undefined ? 0 : step(mu));
   }
 
   override unary(x: DeviceTensor, f: UnaryFunction, out: DeviceTensor, scale = 1): void {

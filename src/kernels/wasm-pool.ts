@@ -77,6 +77,7 @@ export interface KernelExports {
   transposeLanes(x: number, xt: number, t: number, cols: number): void;
   readSum(ptr: number, bytes: number): number;
   applyFunction(fn: number, y: number, i0: number, i1: number): void;
+  elementwise(op: number, a: number, b: number, mu: number, out: number, rows: number, c: number, aStep: number, bStep: number, muStep: number): void;
   groupNorm(x: number, w: number, b: number, y: number, rows: number, c: number, groups: number, eps: number): void;
   wkv4(s: number, k: number, v: number, r: number, w: number, u: number, y: number, c: number, t: number): void;
   wkv5(s: number, r: number, k: number, v: number, w: number, u: number, y: number, heads: number, n: number): void;

@@ -40,7 +40,7 @@ const ctrl = new Int32Array(init.memory.buffer, init.ctrlOffset, 64);
 ready();
 
 // Spin a little before sleeping: during generation the next product follows within microseconds.
-const SPINS = 20_000;
+const SPINS = 100_000;
 // What this worker waits on: the pool's workers on every job's generation, the helper on its own word.
 const wakeSlot = init.helper ? Ctrl.HelperWake : Ctrl.Generation;
 let seen = Atomics.load(ctrl, wakeSlot);
