@@ -287,19 +287,25 @@ async function main(): Promise<void> {
   );
 
   // 2b. Batched generation: B sequences in one pass per step (f32, the batch sizes the engine issue
-  // names), aggregate tokens/s against one sequence of the same run.
+  // names), aggregate tokens/s against one sequence of the same run measured the same way; and N
+  // concurrent generate calls through the library (the Batcher, sampling included).
   const batchRows: string[][] = [];
+  const concurrentRows: string[][] = [];
   const batchResults: RunResult[] = [];
   if (values.models!.split(',').includes('169m')) {
     for (const t of threadCounts) {
-      const r = runOne(['--model', '169m', '--dtype', 'f32', '--threads', String(t), '--gen', String(gen), '--prompt', '16', '--batches', '2,4,8']);
+      const r = runOne(['--model', '169m', '--dtype', 'f32', '--threads', String(t), '--gen', String(gen), '--prompt', '16', '--batches', '1,2,4,8', '--concurrent', '1,4,8']);
       if (r === undefined) continue;
       batchResults.push(r);
-      const one = r.generateTokensPerSecond;
+      const one = r.batchTokensPerSecond['1']!;
       batchRows.push([String(t), one.toFixed(1), ...['2', '4', '8'].map((b) => `${r.batchTokensPerSecond[b]!.toFixed(1)} (${(r.batchTokensPerSecond[b]! / one).toFixed(2)}×)`)]);
+      const alone = r.concurrentTokensPerSecond['1']!;
+      concurrentRows.push([String(t), alone.toFixed(1), ...['4', '8'].map((n) => `${r.concurrentTokensPerSecond[n]!.toFixed(1)} (${(r.concurrentTokensPerSecond[n]! / alone).toFixed(2)}×)`)]);
     }
-    console.log('\nbatched generation, 169M f32, aggregate tokens/s (× one sequence):');
+    console.log('\nbatched generation, 169M f32, aggregate tokens/s (× one sequence), the engine (RwkvModel.run):');
     console.log(table(['thr', 'B = 1', 'B = 2', 'B = 4', 'B = 8'], batchRows));
+    console.log('\nconcurrent Rwkv.generate calls (sampling included), aggregate tokens/s (× one call):');
+    console.log(table(['thr', 'N = 1', 'N = 4', 'N = 8'], concurrentRows));
   }
 
   // 3. Fixture models: parallel vs RNN prompt processing.

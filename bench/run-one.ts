@@ -3,6 +3,7 @@
 // 169m and v7-0.1b are random models built in memory; FILE is loaded as users load a model (loadModel,
 // weights read straight into the backend's memory), with --dtype int8 turning on the lossy int8 mode.
 import { parseArgs } from 'node:util';
+import { Rwkv } from '../src/generation/rwkv.js';
 import { WasmBackend } from '../src/kernels/wasm-backend.js';
 import { loadModel, modelFromSource } from '../src/models/load.js';
 import type { RwkvModel } from '../src/models/model.js';
@@ -35,6 +36,11 @@ export interface RunResult {
   promptRnnTokensPerSecond: number | null;
   /** B sequences generating together (one pass per step, B rows per product): aggregate tokens/s by B. */
   batchTokensPerSecond: Record<string, number>;
+  /**
+   * N concurrent `Rwkv.generate` calls (the library's API: the Batcher joins them, sampling included):
+   * aggregate tokens/s by N.
+   */
+  concurrentTokensPerSecond: Record<string, number>;
   peakRssBytes: number;
   /** Resident memory right after loading (a random model's peak includes the values it was built from). */
   rssAfterLoadBytes: number;
@@ -50,6 +56,7 @@ async function main(): Promise<void> {
       prompt: { type: 'string', default: '512' },
       'rnn-prompt': { type: 'string', default: '0' },
       batches: { type: 'string', default: '' },
+      concurrent: { type: 'string', default: '' },
     },
   });
   const threads = Number(values.threads);
@@ -114,6 +121,26 @@ async function main(): Promise<void> {
     for (let k = 0; k < steps; k++) await model.run(states.map((st, i) => ({ tokens: [(k * 31 + i * 7) % vocab], state: st })));
     batchTokensPerSecond[String(b)] = (b * steps) / ((performance.now() - t) / 1000);
   }
+  // Concurrent generate calls through the library's API: batched automatically, each with its own sampler.
+  const concurrentTokensPerSecond: Record<string, number> = {};
+  const concurrency = values.concurrent!.split(',').filter((x) => x !== '').map(Number);
+  if (concurrency.length > 0) {
+    const rwkv = await Rwkv.fromModel(model, { tokenizer: 'bytes', prefixCache: false });
+    const each = Math.max(16, Math.round(genTokens / 2));
+    const run = async (n: number): Promise<number> => {
+      const t0 = performance.now();
+      const counts = await Promise.all(
+        Array.from({ length: n }, async (_, i) => {
+          let tokens = 0;
+          for await (const piece of rwkv.generate([i + 1], { maxTokens: each, seed: i, temperature: 1 })) tokens += piece.tokens.length;
+          return tokens;
+        }),
+      );
+      return counts.reduce((a, b) => a + b, 0) / ((performance.now() - t0) / 1000);
+    };
+    await run(Math.max(...concurrency)); // warm-up: the largest pass's work tensors, the samplers
+    for (const n of concurrency) concurrentTokensPerSecond[String(n)] = await run(n);
+  }
   const summary = summarize(model);
   const result: RunResult = {
     model: values.model!,
@@ -131,6 +158,7 @@ async function main(): Promise<void> {
     promptTokens,
     promptRnnTokensPerSecond: promptRnn,
     batchTokensPerSecond,
+    concurrentTokensPerSecond,
     peakRssBytes: process.resourceUsage().maxRSS * 1024,
     rssAfterLoadBytes,
   };
