@@ -120,3 +120,66 @@ test('a pass refuses an empty sequence, out-of-vocabulary ids, a foreign state a
   await assert.rejects(model.run([{ tokens: [1], state: s }, { tokens: [2], state: s }]), /share a state/);
   await assert.rejects(model.run([]), /at least one sequence/);
 });
+
+test('logits to a sink: every position in order, bit-equal to the returned rows, beside sequences wanting last, all and none; the Batcher offsets split requests', async (t) => {
+  const modelPath = fixture(t, 'tiny-rwkv-4v0-660K-FP32.bin');
+  if (modelPath === undefined) return;
+  const { Batcher } = await import('../src/generation/batcher.js');
+  const model = await loadModel(modelPath, { backend: BACKENDS[0]!.backend });
+  const v = model.config.nVocab;
+  // 9 + 3 + 12 + 5 rows: head groups of 8 mix sink rows with returned ones, and straddle sequences.
+  const seqs = [
+    Array.from({ length: 9 }, (_, i) => (i * 37 + 1) % v),
+    [5, 6, 7],
+    Array.from({ length: 12 }, (_, i) => (i * 11 + 3) % v),
+    [9, 8, 7, 6, 5],
+  ];
+  const want = await model.run(seqs.map((tokens) => ({ tokens, state: model.createState(), logits: 'all' as const })));
+  const got: { position: number; row: Float32Array }[][] = [[], []];
+  const out = await model.run([
+    { tokens: seqs[0]!, state: model.createState(), logits: (position, row) => got[0]!.push({ position, row: row.slice() }) },
+    { tokens: seqs[1]!, state: model.createState(), logits: 'last' },
+    { tokens: seqs[2]!, state: model.createState(), logits: (position, row) => got[1]!.push({ position, row: row.slice() }) },
+    { tokens: seqs[3]!, state: model.createState(), logits: 'none' },
+  ]);
+  for (const [k, s] of [
+    [0, 0],
+    [1, 2],
+  ] as const) {
+    assert.deepEqual(
+      got[k]!.map((g) => g.position),
+      seqs[s]!.map((_, i) => i),
+      `sequence ${s}: positions`,
+    );
+    got[k]!.forEach((g, i) => assert.deepEqual(g.row, want[s]!.subarray(i * v, (i + 1) * v), `sequence ${s}, position ${i}`));
+  }
+  assert.equal(out[0]!.length, 0, 'a sink sequence returns no logits');
+  // Alone, 9 rows: the last head group is one sink row.
+  // (Another pass shape takes other kernels: equal to the batch within the batching bound, not bit for bit.)
+  const alone: number[] = [];
+  let aloneDiff = 0;
+  await model.run([
+    {
+      tokens: seqs[0]!,
+      state: model.createState(),
+      logits: (position, row) => {
+        alone.push(position);
+        aloneDiff = Math.max(aloneDiff, maxAbsDiff(row, want[0]!.subarray(position * v, (position + 1) * v)));
+      },
+    },
+  ]);
+  assert.deepEqual(alone, seqs[0]!.map((_, i) => i), 'a sequence alone, its last group one row: positions');
+  assert.ok(aloneDiff <= BATCH_TOLERANCE, `a sequence alone against the batch: ${aloneDiff}`);
+  assert.deepEqual(out[1], want[1]!.subarray(2 * v, 3 * v), 'last');
+  assert.equal(out[3]!.length, 0, 'none');
+  // Through a Batcher of 4 rows a pass: the 12-token request goes in 3 pieces, positions count on.
+  const batcher = new Batcher(model, { maxRows: 4 });
+  const positions: number[] = [];
+  let maxDiff = 0;
+  await batcher.forward(seqs[2]!, model.createState(), (position, row) => {
+    positions.push(position);
+    maxDiff = Math.max(maxDiff, maxAbsDiff(row, want[2]!.subarray(position * v, (position + 1) * v)));
+  });
+  assert.deepEqual(positions, seqs[2]!.map((_, i) => i));
+  assert.ok(maxDiff <= LOGITS_TOLERANCE, `pieces against one pass: ${maxDiff}`);
+});
