@@ -8,7 +8,6 @@ import { AbortError, ArgumentError } from '../errors.js';
 import type { RwkvState } from '../generation/context.js';
 import type { Rwkv } from '../generation/rwkv.js';
 
-
 export interface ContinuationScore {
   /** Σ log p(token | everything before it), natural log. */
   loglikelihood: number;

@@ -134,8 +134,7 @@ export class ReferenceBackend implements Backend {
   }
 
   protected data(t: DeviceTensor): Float32Array {
-    checkOwner(this, t);
-    return (t as HostTensor).data;
+    return this.hostTensor(t).data;
   }
 
   protected host(m: DeviceMatrix): Matrix {

@@ -4,14 +4,12 @@
 // kernels do not take (a head size or width not a multiple of 4) run the reference code on views of the
 // same memory: one definition of the math, inherited. Every operation first runs its argument check
 // from checks.ts (the same one as ReferenceBackend's), before a kernel gets a pointer.
-import { checkOwner, type DeviceMatrix, type DeviceTensor, type MatmulJob, type RowLayout, type StateSlot } from './backend.js';
-import { checkElementwise, checkMatmul, checkNorm, checkWkv4, checkWkv5, checkWkv7 } from './checks.js';
+import type { DeviceMatrix, DeviceTensor, MatmulJob, RowLayout, StateSlot, UnaryFunction } from './backend.js';
+import { checkElementwise, checkMatmul, checkNorm, checkUnary, checkWkv4, checkWkv5, checkWkv7 } from './checks.js';
 import { EW_ADD, EW_LERP, EW_MUL } from './wasm-abi.js';
 import type { Matrix, ResultFunction } from './matrix.js';
 import { HostMatrix, HostTensor, ReferenceBackend } from './reference-backend.js';
 import { FUNCTION_CODES, WasmKernels, type WasmKernelsOptions } from './wasm-kernels.js';
-import { checkUnary } from './checks.js';
-import type { UnaryFunction } from './backend.js';
 
 /**
  * Products of at least this many multiply-adds (≈ 1 ms on two threads) run asynchronously: a 64-row
@@ -84,8 +82,7 @@ export class WasmBackend extends ReferenceBackend {
   }
 
   private ptr(t: DeviceTensor): number {
-    checkOwner(this, t);
-    return (t as HostTensor).ptr;
+    return this.hostTensor(t).ptr;
   }
 
   override matmul(jobs: readonly MatmulJob[]): void | Promise<void> {
@@ -141,8 +138,8 @@ export class WasmBackend extends ReferenceBackend {
   override unary(x: DeviceTensor, f: UnaryFunction, out: DeviceTensor, scale = 1): void {
     if (scale !== 1 || !kernelFunction(f)) return super.unary(x, f, out, scale);
     checkUnary(x, out);
-    this.ptr(x); // refuses another backend's tensor
-    if (out !== x) this.write(out, (x as HostTensor).data);
+    const xs = this.data(x); // refuses another backend's tensor
+    if (out !== x) this.write(out, xs);
     this.applyFunction(f, out);
   }
 
