@@ -345,9 +345,40 @@ function rowBytes(dtype: i32, n: i32): usize {
  */
 export function matvec(dtype: i32, w: usize, x: usize, y: usize, cols: i32, r0: i32, r1: i32): void {
   const rb = rowBytes(dtype, cols);
-  for (let r = r0; r < r1; r++) {
+  let r = r0;
+  if (dtype == DTYPE_F32) {
+    // Four rows a quarter of the range apart: four sequential streams keep more of memory's bandwidth
+    // in flight than one row after another.
+    const part = (r1 - r0) >> 2;
+    for (let b = 0; b < part; b++) fourRowsTimesOne(w + ((r0 + b) as usize) * rb, (part as usize) * rb, x, y, cols, r0 + b, part);
+    r = r0 + (part << 2);
+  }
+  for (; r < r1; r++) {
     store<f32>(y + ((r as usize) << 2), dotRow(dtype, w + (r as usize) * rb, x, cols));
   }
+}
+
+/** y[r + j·part] = W row j · x for four f32 weight rows `ws` bytes apart from w0. */
+@inline function fourRowsTimesOne(w0: usize, ws: usize, x: usize, y: usize, cols: i32, r: i32, part: i32): void {
+  const kBytes = (cols as usize) << 2;
+  const w1 = w0 + ws, w2 = w1 + ws, w3 = w2 + ws;
+  const end = ((cols & ~3) as usize) << 2;
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let k: usize = 0;
+  for (; k < end; k += 16) {
+    const p = v128.load(x + k);
+    a0 = fma(v128.load(w0 + k), p, a0);
+    a1 = fma(v128.load(w1 + k), p, a1);
+    a2 = fma(v128.load(w2 + k), p, a2);
+    a3 = fma(v128.load(w3 + k), p, a3);
+  }
+  let s0 = hsum(a0), s1 = hsum(a1), s2 = hsum(a2), s3 = hsum(a3);
+  for (; k < kBytes; k += 4) {
+    const p = load<f32>(x + k);
+    s0 += load<f32>(w0 + k) * p; s1 += load<f32>(w1 + k) * p; s2 += load<f32>(w2 + k) * p; s3 += load<f32>(w3 + k) * p;
+  }
+  const o = y + ((r as usize) << 2), ps = (part as usize) << 2;
+  store<f32>(o, s0); store<f32>(o + ps, s1); store<f32>(o + 2 * ps, s2); store<f32>(o + 3 * ps, s3);
 }
 
 // --- int8 mode: i8 weights with one f32 scale per row, activations rounded to i16 ------------------------
@@ -536,20 +567,45 @@ export function matmul(dtype: i32, w: usize, x: usize, y: usize, t: i32, rows: i
 
 /**
  * Y = X·Wᵀ for a few input rows (t ≤ 16: sequences generating together), rows [r0, r1) of W, reading each
- * weight row once from memory. V8 spills SIMD accumulators beyond about eight live registers, so each
- * shape gets the blocking that keeps its loop in registers (measured on the 3072 × 768 f32 shape):
- *   t = 2     one weight row against two input rows, 4 accumulators;
- *   t = 3, 4  one weight row against four input rows (the fourth repeated for t = 3);
+ * weight row once from memory. V8 issues every load of a loop iteration before its arithmetic and has 15
+ * SIMD registers to give, so a block fits when its accumulators plus its loads are at most 15; with fewer
+ * than 8 accumulators the fused multiply-adds wait on each other's latency. Each shape gets such a block
+ * (single thread, in cache, f32, G multiply-adds/s: t = 2 14 → 20, t = 3 11 → 18, t = 4 14 → 23):
+ *   t = 2     four weight rows against two input rows (6 loads, 8 accumulators);
+ *   t = 3, 4  two weight rows against three or four input rows (5 + 6 or 6 + 8);
  *   t ≥ 5     four weight rows against eight input rows at a time from `xt`, X transposed into groups of
  *             8 lanes (xt[g][k][lane], zero-padded; `transposeLanes`): 8 accumulators of 4 lanes, one
  *             broadcast weight per row and column.
+ * A block's weight rows are a quarter (or half) of the range apart, not neighbours: each is then one
+ * sequential stream through memory across blocks, which the prefetchers follow; neighbouring rows restart
+ * them every row and halved the speed out of cache (t = 4: 11.7 against 21 G/s).
  * Other encodings are decoded into `tmp` first (four rows of f32, then 32 floats for the 4 × 8 block).
  */
 export function matmulRows(dtype: i32, w: usize, x: usize, y: usize, t: i32, rows: i32, cols: i32, r0: i32, r1: i32, tmp: usize, xt: usize): void {
   const rb = rowBytes(dtype, cols);
   const kBytes = (cols as usize) << 2;
   if (t <= 4) {
-    for (let r = r0; r < r1; r++) {
+    // Blocks of `step` weight rows × t input rows: 8 accumulators (6 for t = 3) plus the block's loads
+    // stay within the 15 SIMD registers V8 allocates (it issues every load of an iteration first).
+    // The block's rows are `part` rows apart, so that each of its weight streams is one sequential walk
+    // through memory across blocks (rows next to each other would restart the prefetchers every row).
+    const step = t == 2 ? 4 : 2;
+    const part = t > 1 ? (r1 - r0) / step : 0;
+    for (let b = 0; b < part; b++) {
+      const r = r0 + b;
+      let w0 = w + (r as usize) * rb;
+      let ws = (part as usize) * rb;
+      if (dtype != DTYPE_F32) {
+        for (let j = 0; j < step; j++) decodeRow(dtype, w0 + (j as usize) * ws, tmp + (j as usize) * kBytes, cols);
+        w0 = tmp;
+        ws = kBytes;
+      }
+      if (t == 2) fourRowsTimesTwo(w0, ws, x, y, rows, cols, r, part);
+      else if (t == 3) twoRowsTimesThree(w0, ws, x, y, rows, cols, r, part);
+      else twoRowsTimesFour(w0, ws, x, y, rows, cols, r, part);
+    }
+    let r = r0 + part * step;
+    for (; r < r1; r++) {
       let w0 = w + (r as usize) * rb;
       if (dtype != DTYPE_F32) {
         decodeRow(dtype, w0, tmp, cols);
@@ -562,22 +618,27 @@ export function matmulRows(dtype: i32, w: usize, x: usize, y: usize, t: i32, row
   }
   const out = tmp + (kBytes << 2);
   const groups = (t + 7) >> 3;
-  let r = r0;
-  for (; r + 4 <= r1; r += 4) {
+  // Four weight rows `part` rows apart per block, each a sequential stream across blocks (as above).
+  const part = (r1 - r0) >> 2;
+  for (let b = 0; b < part; b++) {
+    const r = r0 + b;
     let w0 = w + (r as usize) * rb;
+    let ws = (part as usize) * rb;
     if (dtype != DTYPE_F32) {
-      for (let j = 0; j < 4; j++) decodeRow(dtype, w0 + (j as usize) * rb, tmp + (j as usize) * kBytes, cols);
+      for (let j = 0; j < 4; j++) decodeRow(dtype, w0 + (j as usize) * ws, tmp + (j as usize) * kBytes, cols);
       w0 = tmp;
+      ws = kBytes;
     }
     for (let g = 0; g < groups; g++) {
-      fourRowsTimesEight(w0, xt + (g as usize) * (kBytes << 3), out, cols);
+      fourRowsTimesEight(w0, ws, xt + (g as usize) * (kBytes << 3), out, cols);
       const lanes = min(8, t - (g << 3));
       for (let i = 0; i < lanes; i++) {
         const o = y + ((((g << 3) + i) as usize) * (rows as usize) + (r as usize)) * 4;
-        for (let j = 0; j < 4; j++) store<f32>(o + ((j as usize) << 2), load<f32>(out + (((j << 3) + i) as usize) * 4));
+        for (let j = 0; j < 4; j++) store<f32>(o + (((j * part) as usize) << 2), load<f32>(out + (((j << 3) + i) as usize) * 4));
       }
     }
   }
+  let r = r0 + (part << 2);
   for (; r < r1; r++) {
     let w0 = w + (r as usize) * rb;
     if (dtype != DTYPE_F32) {
@@ -604,6 +665,111 @@ export function transposeLanes(x: usize, xt: usize, t: i32, cols: i32): void {
       }
     }
   }
+}
+
+/** y[i][r + j·part] = W row j · x[i] for four weight rows (f32, `ws` bytes apart from w0) and two input rows. */
+@inline function fourRowsTimesTwo(w0: usize, ws: usize, x: usize, y: usize, rows: i32, cols: i32, r: i32, part: i32): void {
+  const kBytes = (cols as usize) << 2;
+  const w1 = w0 + ws, w2 = w1 + ws, w3 = w2 + ws;
+  const x1 = x + kBytes;
+  const end = ((cols & ~3) as usize) << 2;
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
+  let k: usize = 0;
+  for (; k < end; k += 16) {
+    const p = v128.load(x + k);
+    const q = v128.load(x1 + k);
+    const u0 = v128.load(w0 + k);
+    a0 = fma(u0, p, a0); b0 = fma(u0, q, b0);
+    const u1 = v128.load(w1 + k);
+    a1 = fma(u1, p, a1); b1 = fma(u1, q, b1);
+    const u2 = v128.load(w2 + k);
+    a2 = fma(u2, p, a2); b2 = fma(u2, q, b2);
+    const u3 = v128.load(w3 + k);
+    a3 = fma(u3, p, a3); b3 = fma(u3, q, b3);
+  }
+  let s0 = hsum(a0), s1 = hsum(a1), s2 = hsum(a2), s3 = hsum(a3);
+  let z0 = hsum(b0), z1 = hsum(b1), z2 = hsum(b2), z3 = hsum(b3);
+  for (; k < kBytes; k += 4) {
+    const p = load<f32>(x + k), q = load<f32>(x1 + k);
+    const u0 = load<f32>(w0 + k), u1 = load<f32>(w1 + k), u2 = load<f32>(w2 + k), u3 = load<f32>(w3 + k);
+    s0 += u0 * p; s1 += u1 * p; s2 += u2 * p; s3 += u3 * p;
+    z0 += u0 * q; z1 += u1 * q; z2 += u2 * q; z3 += u3 * q;
+  }
+  const o = y + ((r as usize) << 2), o1 = o + ((rows as usize) << 2), ps = (part as usize) << 2;
+  store<f32>(o, s0); store<f32>(o + ps, s1); store<f32>(o + 2 * ps, s2); store<f32>(o + 3 * ps, s3);
+  store<f32>(o1, z0); store<f32>(o1 + ps, z1); store<f32>(o1 + 2 * ps, z2); store<f32>(o1 + 3 * ps, z3);
+}
+
+/** y[i][r + j·part] = W row j · x[i] for two weight rows (f32, `ws` bytes apart from w0) and four input rows. */
+@inline function twoRowsTimesFour(w0: usize, ws: usize, x: usize, y: usize, rows: i32, cols: i32, r: i32, part: i32): void {
+  const kBytes = (cols as usize) << 2;
+  const w1 = w0 + ws;
+  const x1 = x + kBytes, x2 = x1 + kBytes, x3 = x2 + kBytes;
+  const end = ((cols & ~3) as usize) << 2;
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
+  let k: usize = 0;
+  for (; k < end; k += 16) {
+    const u = v128.load(w0 + k);
+    const v = v128.load(w1 + k);
+    const p0 = v128.load(x + k);
+    a0 = fma(u, p0, a0); b0 = fma(v, p0, b0);
+    const p1 = v128.load(x1 + k);
+    a1 = fma(u, p1, a1); b1 = fma(v, p1, b1);
+    const p2 = v128.load(x2 + k);
+    a2 = fma(u, p2, a2); b2 = fma(v, p2, b2);
+    const p3 = v128.load(x3 + k);
+    a3 = fma(u, p3, a3); b3 = fma(v, p3, b3);
+  }
+  let s0 = hsum(a0), s1 = hsum(a1), s2 = hsum(a2), s3 = hsum(a3);
+  let z0 = hsum(b0), z1 = hsum(b1), z2 = hsum(b2), z3 = hsum(b3);
+  for (; k < kBytes; k += 4) {
+    const u = load<f32>(w0 + k), v = load<f32>(w1 + k);
+    const p0 = load<f32>(x + k), p1 = load<f32>(x1 + k), p2 = load<f32>(x2 + k), p3 = load<f32>(x3 + k);
+    s0 += u * p0; s1 += u * p1; s2 += u * p2; s3 += u * p3;
+    z0 += v * p0; z1 += v * p1; z2 += v * p2; z3 += v * p3;
+  }
+  const st = (rows as usize) << 2, ps = (part as usize) << 2;
+  const o = y + ((r as usize) << 2);
+  store<f32>(o, s0); store<f32>(o + ps, z0);
+  store<f32>(o + st, s1); store<f32>(o + st + ps, z1);
+  store<f32>(o + 2 * st, s2); store<f32>(o + 2 * st + ps, z2);
+  store<f32>(o + 3 * st, s3); store<f32>(o + 3 * st + ps, z3);
+}
+
+/** y[i][r + j·part] = W row j · x[i] for two weight rows (f32, `ws` bytes apart from w0) and three input rows. */
+@inline function twoRowsTimesThree(w0: usize, ws: usize, x: usize, y: usize, rows: i32, cols: i32, r: i32, part: i32): void {
+  const kBytes = (cols as usize) << 2;
+  const w1 = w0 + ws;
+  const x1 = x + kBytes, x2 = x1 + kBytes;
+  const end = ((cols & ~3) as usize) << 2;
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0);
+  let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0);
+  let k: usize = 0;
+  for (; k < end; k += 16) {
+    const u = v128.load(w0 + k);
+    const v = v128.load(w1 + k);
+    const p0 = v128.load(x + k);
+    a0 = fma(u, p0, a0); b0 = fma(v, p0, b0);
+    const p1 = v128.load(x1 + k);
+    a1 = fma(u, p1, a1); b1 = fma(v, p1, b1);
+    const p2 = v128.load(x2 + k);
+    a2 = fma(u, p2, a2); b2 = fma(v, p2, b2);
+  }
+  let s0 = hsum(a0), s1 = hsum(a1), s2 = hsum(a2);
+  let z0 = hsum(b0), z1 = hsum(b1), z2 = hsum(b2);
+  for (; k < kBytes; k += 4) {
+    const u = load<f32>(w0 + k), v = load<f32>(w1 + k);
+    const p0 = load<f32>(x + k), p1 = load<f32>(x1 + k), p2 = load<f32>(x2 + k);
+    s0 += u * p0; s1 += u * p1; s2 += u * p2;
+    z0 += v * p0; z1 += v * p1; z2 += v * p2;
+  }
+  const st = (rows as usize) << 2, ps = (part as usize) << 2;
+  const o = y + ((r as usize) << 2);
+  store<f32>(o, s0); store<f32>(o + ps, z0);
+  store<f32>(o + st, s1); store<f32>(o + st + ps, z1);
+  store<f32>(o + 2 * st, s2); store<f32>(o + 2 * st + ps, z2);
 }
 
 /** y[i][r] = w0·x[i] for i < t ≤ 2 (a lone row is paired with itself). */
@@ -667,9 +833,8 @@ export function transposeLanes(x: usize, xt: usize, t: i32, cols: i32): void {
   if (t > 3) store<f32>(o + 3 * st, s3);
 }
 
-/** out[j][lane] = W row j (of four consecutive f32 rows from w0) · xt lane, for one group of 8 lanes. */
-@inline function fourRowsTimesEight(w0: usize, xt: usize, out: usize, cols: i32): void {
-  const kBytes = (cols as usize) << 2;
+/** out[j][lane] = W row j (of four f32 rows `ws` bytes apart from w0) · xt lane, for one group of 8 lanes. */
+@inline function fourRowsTimesEight(w0: usize, ws: usize, xt: usize, out: usize, cols: i32): void {
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), b0 = f32x4.splat(0), b1 = f32x4.splat(0);
   let c0 = f32x4.splat(0), c1 = f32x4.splat(0), d0 = f32x4.splat(0), d1 = f32x4.splat(0);
   let wk = w0;
@@ -679,11 +844,11 @@ export function transposeLanes(x: usize, xt: usize, t: i32, cols: i32): void {
     const x1 = v128.load(p, 16);
     const u = v128.load32_splat(wk);
     a0 = fma(u, x0, a0); a1 = fma(u, x1, a1);
-    const v = v128.load32_splat(wk + kBytes);
+    const v = v128.load32_splat(wk + ws);
     b0 = fma(v, x0, b0); b1 = fma(v, x1, b1);
-    const s = v128.load32_splat(wk + 2 * kBytes);
+    const s = v128.load32_splat(wk + 2 * ws);
     c0 = fma(s, x0, c0); c1 = fma(s, x1, c1);
-    const q = v128.load32_splat(wk + 3 * kBytes);
+    const q = v128.load32_splat(wk + 3 * ws);
     d0 = fma(q, x0, d0); d1 = fma(q, x1, d1);
     wk += 4;
   }
@@ -724,16 +889,32 @@ export function transposeLanes(x: usize, xt: usize, t: i32, cols: i32): void {
 /** Reads `bytes` bytes from `ptr` (a multiple of 64) and returns a value that depends on all of them, so the
  * reads cannot be optimised away: the read-bandwidth probe of the benchmark. */
 export function readSum(ptr: usize, bytes: usize): f32 {
+  // Four sequential streams a quarter of the range apart, as the f32 matrix-vector kernel reads its rows:
+  // one stream alone keeps less of the memory's bandwidth in flight (26 against ~34 GB/s per thread here).
+  const quarter = (bytes >> 8) << 6;
   let a0 = f32x4.splat(0);
   let a1 = f32x4.splat(0);
   let a2 = f32x4.splat(0);
   let a3 = f32x4.splat(0);
-  for (let p = ptr; p < ptr + bytes; p += 64) {
+  for (let p = ptr; p < ptr + quarter; p += 64) {
     a0 = f32x4.add(a0, v128.load(p));
-    a1 = f32x4.add(a1, v128.load(p, 16));
-    a2 = f32x4.add(a2, v128.load(p, 32));
-    a3 = f32x4.add(a3, v128.load(p, 48));
+    a1 = f32x4.add(a1, v128.load(p + quarter));
+    a2 = f32x4.add(a2, v128.load(p + 2 * quarter));
+    a3 = f32x4.add(a3, v128.load(p + 3 * quarter));
+    a0 = f32x4.add(a0, v128.load(p, 16));
+    a1 = f32x4.add(a1, v128.load(p + quarter, 16));
+    a2 = f32x4.add(a2, v128.load(p + 2 * quarter, 16));
+    a3 = f32x4.add(a3, v128.load(p + 3 * quarter, 16));
+    a0 = f32x4.add(a0, v128.load(p, 32));
+    a1 = f32x4.add(a1, v128.load(p + quarter, 32));
+    a2 = f32x4.add(a2, v128.load(p + 2 * quarter, 32));
+    a3 = f32x4.add(a3, v128.load(p + 3 * quarter, 32));
+    a0 = f32x4.add(a0, v128.load(p, 48));
+    a1 = f32x4.add(a1, v128.load(p + quarter, 48));
+    a2 = f32x4.add(a2, v128.load(p + 2 * quarter, 48));
+    a3 = f32x4.add(a3, v128.load(p + 3 * quarter, 48));
   }
+  for (let p = ptr + 4 * quarter; p < ptr + bytes; p += 64) a0 = f32x4.add(a0, v128.load(p));
   return hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
 }
 

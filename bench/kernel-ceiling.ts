@@ -55,4 +55,28 @@ for (const dtype of ['f32', 'f16', 'bf16', 'q8_0', 'q5_1', 'q5_0', 'q4_1', 'q4_0
 }
 const int8 = toInt8Rows(matrix(backend, 'f32', 512), backend.allocate);
 process.stdout.write(JSON.stringify(measure(backend, int8, int8.bytes.byteLength)) + '\n');
+
+/**
+ * The few-rows product (a batch of t sequences generating together, matmulRows) in cache, by t: products
+ * per second counted in weight·input pairs, so an ideal kernel's figure grows with t until it is compute-bound.
+ */
+function measureRows(m: Matrix, t: number): { dtype: string; t: number; valuesPerSecond: number } {
+  const x = backend.allocate(4 * t * COLS);
+  const xf = new Float32Array(x.buffer, x.byteOffset, t * COLS).map((_, i) => Math.sin(i));
+  const y = backend.allocate(4 * t * m.rows);
+  for (let i = 0; i < 100; i++) backend.matmulAt(m, xf.byteOffset, t, y.byteOffset);
+  let best = Infinity;
+  for (let round = 0; round < 5; round++) {
+    const n = 200;
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) backend.matmulAt(m, xf.byteOffset, t, y.byteOffset);
+    best = Math.min(best, (performance.now() - t0) / 1000 / n);
+  }
+  return { dtype: m.dtype, t, valuesPerSecond: (t * m.rows * COLS) / best };
+}
+const fewRows = Number(process.env.FEW_ROWS ?? 256);
+for (const dtype of ['f32', 'q8_0'] as DType[]) {
+  const m = matrix(backend, dtype, fewRows);
+  for (let t = 1; t <= 8; t++) process.stdout.write(JSON.stringify(measureRows(m, t)) + '\n');
+}
 await backend.close();
