@@ -30,6 +30,7 @@ export { BpeTokenizer } from './tokenizers/bpe.js';
 export { loadTokenizer, tokenizerForModel, tokenizerFromBytes, isTokenizer, KNOWN_VOCABULARIES, type TokenizerSpec } from './tokenizers/load.js';
 export { Rwkv, Generation, type RwkvOptions, type RwkvGenerateOptions, type GenerationPiece, type GenerationStats, type FinishReason, type ScoreResult } from './generation/rwkv.js';
 export { RwkvState } from './generation/context.js';
+export { defaultModelPath } from './default-model.js';
 export { PrefixCache, type PrefixCacheOptions, type CacheHit } from './generation/prefix-cache.js';
 export type { GenerateOptions, GeneratedToken } from './generation/generate.js';
 export type { SamplerOptions } from './generation/sampler.js';

@@ -1,6 +1,5 @@
 // The model that ships with the project (models/default/, see its MODEL_CARD.md): what every command that
-// takes --model uses when none is given.
-import { fileURLToPath } from 'node:url';
+// takes --model uses when none is given. One definition, shared with the library (src/default-model.ts).
+import { defaultModelPath } from '../default-model.js';
 
-// dist/src/cli/ → the package root
-export const DEFAULT_MODEL = fileURLToPath(new URL('../../../models/default/model.safetensors', import.meta.url));
+export const DEFAULT_MODEL = defaultModelPath();
