@@ -16,6 +16,7 @@ export type RwkvErrorCode =
   | 'BAD_STATE'
   | 'BAD_ARGUMENT'
   | 'BAD_DATA'
+  | 'NON_FINITE'
   | 'ABORTED';
 
 export class RwkvError extends Error {
@@ -42,6 +43,20 @@ export class FormatError extends RwkvError {}
 
 /** A file that reads fine but is not a model we can run: missing tensors, inconsistent shapes. */
 export class ModelError extends RwkvError {}
+
+/**
+ * Logits with a NaN or an infinity: corrupt weights or a corrupt state (a sampler would otherwise pick
+ * token 0 forever, and a score would be NaN). `position` is the token's index among the sequence's tokens
+ * in the call.
+ */
+export class NonFiniteError extends ModelError {
+  readonly position: number;
+
+  constructor(message: string, position: number, where: { file?: string } = {}) {
+    super('NON_FINITE', message, where);
+    this.position = position;
+  }
+}
 
 /** A state that does not belong to the model it is used with. */
 export class StateError extends RwkvError {}

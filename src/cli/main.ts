@@ -98,6 +98,7 @@ export function buildProgram(): Command {
   withKernelOptions(program.command('info'))
     .description("print a model's version, sizes, tensor types and memory use")
     .option('--model <file>', 'model file (.pth, .safetensors, .gguf or rwkv.cpp .bin); default: the shipped model', DEFAULT_MODEL)
+    .option('--check', 'scan every tensor for NaN/inf values; name each bad one and exit 1')
     .action((opts: { model: string } & KernelArgs) => runInfo(opts));
 
   program

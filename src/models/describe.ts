@@ -1,13 +1,19 @@
 // A human-readable summary of a loaded model: what `rwkv info` prints.
+import { dequantize, QK } from '../kernels/quant.js';
 import { elementCount, type Tensor } from '../tensor/tensor.js';
 import type { RwkvModel } from './model.js';
+
+// Low-rank factors by name: v6's mix and decay LoRAs, v7's decay (w), in-context rate (a), value residual
+// (v) and gate (g) pairs. Not by shape: v5.2/v6 per-head time_decay/time_faaaa are [H, N] or [H, N, 1]
+// depending on the file, and v7's x_rwkvag [6, 1, C] is six vectors.
+const LORA = /\.att\.(time_maa_w[12]|time_decay_w[12]|[wavg][12])$/;
 
 const GROUPS: readonly { name: string; test: (n: string, t: Tensor) => boolean }[] = [
   { name: 'embedding', test: (n) => n === 'emb.weight' },
   { name: 'head', test: (n) => n === 'head.weight' },
   { name: 'time-mix matrices', test: (n, t) => /\.att\.(key|value|receptance|output|gate)\.weight$/.test(n) && t.shape.length === 2 },
   { name: 'channel-mix matrices', test: (n, t) => /\.ffn\.(key|value|receptance)\.weight$/.test(n) && t.shape.length === 2 },
-  { name: 'low-rank (LoRA) matrices', test: (n, t) => elementCount(t.shape) > 0 && t.shape.filter((d) => d > 1).length >= 2 },
+  { name: 'low-rank (LoRA) matrices', test: (n) => LORA.test(n) },
   { name: 'vectors (norms, mixes, decays)', test: () => true },
 ];
 
@@ -62,4 +68,67 @@ export function describeModel(model: RwkvModel): string {
     `state:             ${model.createState().data.byteLength} bytes`,
   ];
   return lines.join('\n') + '\n';
+}
+
+/** A tensor holding NaN or ±inf values: how many, and the first one's index (row-major, flat). */
+export interface NonFiniteTensor {
+  name: string;
+  count: number;
+  first: number;
+}
+
+/** Every tensor with a NaN or an infinity among its values, in the map's order. */
+export function nonFiniteTensors(tensors: ReadonlyMap<string, Tensor>): NonFiniteTensor[] {
+  const bad: NonFiniteTensor[] = [];
+  for (const [name, t] of tensors) {
+    const { count, first } = scanNonFinite(t);
+    if (count > 0) bad.push({ name, count, first });
+  }
+  return bad;
+}
+
+/** Values decoded per step of a quantized tensor (a small scratch rather than a copy of the tensor). */
+const SCAN_CHUNK = 256 * QK;
+
+function scanNonFinite(t: Tensor): { count: number; first: number } {
+  const n = elementCount(t.shape);
+  const b = t.data;
+  let count = 0;
+  let first = -1;
+  // Floats are tested by their exponent bits (all ones: inf or NaN), without decoding.
+  const byBits = (bytes: 2 | 4, mask: number): void => {
+    const aligned = b.byteOffset % bytes === 0 ? b : b.slice(0, n * bytes);
+    const view = bytes === 4 ? new Uint32Array(aligned.buffer, aligned.byteOffset, n) : new Uint16Array(aligned.buffer, aligned.byteOffset, n);
+    for (let i = 0; i < n; i++) {
+      if ((view[i]! & mask) === mask) {
+        if (count++ === 0) first = i;
+      }
+    }
+  };
+  switch (t.dtype) {
+    case 'f32':
+      byBits(4, 0x7f800000);
+      break;
+    case 'f16':
+      byBits(2, 0x7c00);
+      break;
+    case 'bf16':
+      byBits(2, 0x7f80);
+      break;
+    default: {
+      // ggml blocks: a NaN/inf scale (or min) makes values non-finite; decode a chunk at a time.
+      const out = new Float32Array(SCAN_CHUNK);
+      for (let at = 0; at < n; at += SCAN_CHUNK) {
+        const len = Math.min(SCAN_CHUNK, n - at);
+        dequantize(t.dtype, b, at / QK, len, out);
+        for (let i = 0; i < len; i++) {
+          const v = out[i]!;
+          if (v - v !== 0) {
+            if (count++ === 0) first = at + i;
+          }
+        }
+      }
+    }
+  }
+  return { count, first };
 }

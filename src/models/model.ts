@@ -3,7 +3,7 @@
 // its blocks. There is one forward path: T tokens per sequence; RNN mode is T = 1, and B sequences of
 // different lengths run in one pass (their rows concatenated into every product; token shift and the WKV
 // per sequence).
-import { ArgumentError } from '../errors.js';
+import { ArgumentError, NonFiniteError } from '../errors.js';
 import { rowLayout, type Backend, type DeviceMatrix, type DeviceTensor } from '../kernels/backend.js';
 import type { MatrixDType } from '../kernels/matrix.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -157,6 +157,35 @@ export class RwkvModel {
     }
   }
 
+  /**
+   * Rejects a row of logits holding a NaN or ±inf (corrupt weights or state), before anyone samples or
+   * scores from it. ≈ 20–30 µs per 50,277-wide row here, against milliseconds for the head product.
+   */
+  private checkFinite(row: Float32Array, position: number): void {
+    // A float64 sum of f32 values cannot overflow, so it is finite exactly when every value is; four
+    // sums keep the adds independent (twice as fast as one).
+    let a = 0;
+    let b = 0;
+    let c = 0;
+    let d = 0;
+    const n = row.length;
+    let i = 0;
+    for (; i + 4 <= n; i += 4) {
+      a += row[i]!;
+      b += row[i + 1]!;
+      c += row[i + 2]!;
+      d += row[i + 3]!;
+    }
+    for (; i < n; i++) a += row[i]!;
+    if (Number.isFinite(a + b + c + d)) return;
+    const at = row.findIndex((v) => !Number.isFinite(v));
+    throw new NonFiniteError(
+      `the logits at position ${position} are not finite (token id ${at}: ${row[at]}); the weights or the state are probably corrupt (check the model with \`rwkv info --check\`)`,
+      position,
+      { file: this.file },
+    );
+  }
+
   private async pass(batch: readonly SequenceInput[]): Promise<Float32Array[]> {
     const { nVocab, nLayer, nEmbd: c } = this.config;
     const backend = this.backend;
@@ -223,11 +252,15 @@ export class RwkvModel {
       if (direct) {
         // The group's rows are consecutive rows of `values`: read straight into them.
         await backend.read(logits, values.subarray(slotOf[g]! * nVocab, (slotOf[g]! + n) * nVocab));
+        for (let j = 0; j < n; j++) {
+          this.checkFinite(values.subarray((slotOf[g]! + j) * nVocab, (slotOf[g]! + j + 1) * nVocab), positionOf[g + j]!);
+        }
       } else {
         const rows = (this.sinkRows ??= new Float32Array(HEAD_ROWS * nVocab)).subarray(0, n * nVocab);
         await backend.read(logits, rows);
         for (let j = 0; j < n; j++) {
           const row = rows.subarray(j * nVocab, (j + 1) * nVocab);
+          this.checkFinite(row, positionOf[g + j]!);
           const sink = sinkOf[g + j];
           if (sink === undefined) values.set(row, slotOf[g + j]! * nVocab);
           else {
