@@ -14,6 +14,7 @@ import { runPlot } from './plot.js';
 import { runConvert, type ConvertArgs } from './convert.js';
 import { runQuantize, type QuantizeArgs } from './quantize.js';
 import { configureEvalCommand } from './eval.js';
+import { addPullCommand, resolveReferenceOptions } from './pull.js';
 import type { KernelArgs } from './open-model.js';
 
 function parseIntArg(name: string) {
@@ -49,7 +50,11 @@ export function buildProgram(): Command {
   const program = new Command('rwkv')
     .description('RWKV language models in TypeScript: run, generate, inspect')
     .option('--verbose', 'print stack traces of errors')
+    .option('--offline', 'hf: references come from the download cache only, never the network')
     .exitOverride();
+  // One place for every command: an hf:OWNER/REPO/FILE in --model (--in, --init, --tokenizer) is downloaded
+  // into the cache before the action runs, which then sees a path.
+  program.hook('preAction', (root, action) => resolveReferenceOptions(root, action));
 
   withKernelOptions(program.command('logits'))
     .description("feed a file's bytes as token ids from a fresh state and write float32 little-endian logits")
@@ -171,6 +176,8 @@ export function buildProgram(): Command {
     .requiredOption('--tokenizer <file>', "an RWKV World vocabulary, a Hugging Face tokenizer.json, or 'bytes'")
     .option('--decode', 'read a JSON array of token ids from stdin and print exactly the bytes they stand for')
     .action((opts: { tokenizer: string; decode?: boolean }) => runTokenize(opts));
+
+  addPullCommand(program);
 
   return program;
 }
