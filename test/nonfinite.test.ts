@@ -129,3 +129,16 @@ test('rwkv generate on a model with a NaN embedding exits 1 with one line naming
   assert.equal(lines.length, 1, r.stderr);
   assert.match(lines[0]!, /^rwkv: .*emb-nan-cli\.bin: .*position \d+.*corrupt.*rwkv info --check/);
 });
+
+test('a request the Batcher splits into pieces names the position counted from the start of the call', async (t) => {
+  const file = fixture(t, MODEL);
+  if (file === undefined) return;
+  const model = await nanEmbedding(file);
+  const { Batcher } = await import('../src/generation/batcher.js');
+  const batcher = new Batcher(model, { maxRows: 8 });
+  // 'i' first appears at index 20: in the third piece of 8, at its position 4.
+  const tokens = [...Array.from({ length: 20 }, () => 0x61), I, 0x61, 0x61];
+  const e = await expectRwkvRejection(() => batcher.forward(tokens, model.createState(), 'all'), 'NON_FINITE');
+  assertNamesPosition(e, 20);
+  assert.equal((e.message.match(/\.bin: /g) ?? []).length, 1, 'the file is named once');
+});

@@ -185,6 +185,24 @@ test('a run stopped and resumed gives the same losses, held-out losses and weigh
   assert.deepEqual(log('parts'), log('whole'));
 });
 
+test('a fresh run into a directory that holds one is refused unless --overwrite: the old run stays intact', async () => {
+  const dir = tempDir('train-overwrite');
+  const data = writeText(dir, 'text.txt', syntheticText(3000, 4));
+  const out = path.join(dir, 'run');
+  const opts: TrainOptions = { data: [data], out, layers: 1, width: 16, context: 16, batch: 2, steps: 1, valFraction: 0 };
+  await train(opts, gemm, quiet);
+  const before = fs.readFileSync(path.join(out, MODEL_FILE));
+  await assert.rejects(train({ ...opts, seed: 7 }, gemm, quiet), (e: Error) => {
+    assert.equal(e.name, 'ArgumentError');
+    assert.match(e.message, /already holds a training run \(model\.safetensors, train-state\.safetensors, log\.jsonl\).*--resume.*--overwrite/);
+    return true;
+  });
+  assert.deepEqual(fs.readFileSync(path.join(out, MODEL_FILE)), before, 'the refused run must not touch the old one');
+  await assert.rejects(train({ ...opts, resume: true, overwrite: true }, gemm, quiet), /contradict/);
+  await train({ ...opts, seed: 7, overwrite: true }, gemm, quiet);
+  assert.notDeepEqual(fs.readFileSync(path.join(out, MODEL_FILE)), before, '--overwrite starts afresh');
+});
+
 test('one training step in parallel mode, then inference in RNN mode with the new weights: the same logits', async (t) => {
   const dir = tempDir('train-rnn');
   const data = writeText(dir, 'text.txt', syntheticText(4000, 3));

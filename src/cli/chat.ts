@@ -1,7 +1,8 @@
-// `rwkv chat`: an interactive conversation in ChatRWKV's template ("User: …\n\nAssistant:"), answers
+// `rwkv chat`: an interactive conversation in ChatRWKV's template ("User: …\n\nAssistant:", or --template), answers
 // streamed as they are generated. Commands: /save FILE, /load FILE, /reset, /stats, /help, /exit.
 // Ctrl-C stops the answer being generated and keeps the session; at the prompt, twice in a row leaves.
 // Works on a terminal and on piped stdin (the transcript then echoes each input line).
+import * as fs from 'node:fs';
 import * as readline from 'node:readline';
 import { ArgumentError } from '../errors.js';
 import { validateGenerateOptions } from '../generation/generate.js';
@@ -24,6 +25,51 @@ export interface ChatArgs extends KernelArgs, SamplingArgs {
   model: string;
   tokenizer?: string;
   stateIn?: string;
+  /** Text that sets up the conversation, fed (in the template's system turn) before the first message and after /reset. */
+  system?: string;
+  /** 'world' (default), 'raven', or a JSON file: { "user": …, "assistant": …, "system"?: … }. */
+  template?: string;
+}
+
+/** Who speaks in a chat template: each turn is "NAME: text\n\n"; an answer ends at a blank line. */
+export interface ChatTemplate {
+  user: string;
+  assistant: string;
+  /** The system turn's speaker; undefined: the system text is fed as a plain paragraph. */
+  system: string | undefined;
+}
+
+/** The templates the RWKV models were tuned on: World (and v5–v7) models, and Raven (RWKV-4 chat) models. */
+export const CHAT_TEMPLATES: Readonly<Record<string, ChatTemplate>> = {
+  world: { user: 'User', assistant: 'Assistant', system: 'System' },
+  raven: { user: 'Bob', assistant: 'Alice', system: undefined },
+};
+
+/** --template: a known name or a JSON file naming the speakers. */
+export async function resolveTemplate(spec: string | undefined): Promise<ChatTemplate> {
+  const name = spec ?? 'world';
+  const known = CHAT_TEMPLATES[name];
+  if (known !== undefined) return known;
+  if (!/[./\\]/.test(name)) {
+    throw new ArgumentError(`--template must be ${Object.keys(CHAT_TEMPLATES).join(', ')} or a JSON file, got '${name}'`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(await fs.promises.readFile(name, 'utf8'));
+  } catch (e) {
+    throw new ArgumentError(`--template ${name}: cannot read it as JSON (${e instanceof Error ? e.message.split('\n')[0] : String(e)})`);
+  }
+  const t = parsed as Partial<Record<'user' | 'assistant' | 'system', unknown>>;
+  const field = (k: 'user' | 'assistant' | 'system', required: boolean): string | undefined => {
+    const v = t[k];
+    if (v === undefined && !required) return undefined;
+    if (typeof v !== 'string' || v === '' || v.includes('\n')) {
+      throw new ArgumentError(`--template ${name}: "${k}" must be a speaker's name (one line of text)${required ? '' : ' or absent'}`);
+    }
+    return v;
+  };
+  if (parsed === null || typeof parsed !== 'object') throw new ArgumentError(`--template ${name}: expected a JSON object { "user", "assistant", "system" }`);
+  return { user: field('user', true)!, assistant: field('assistant', true)!, system: field('system', false) };
 }
 
 const HELP = [
@@ -37,6 +83,7 @@ const HELP = [
 ].join('\n');
 
 export async function runChat(args: ChatArgs): Promise<void> {
+  const template = await resolveTemplate(args.template); // a bad template fails before the model loads
   const options = samplingOptions(args);
   // ChatRWKV's chat: an answer ends at a blank line, and the end-of-text token (0) is never drawn.
   options.stop = ['\n\n', ...(options.stop ?? [])];
@@ -50,7 +97,9 @@ export async function runChat(args: ChatArgs): Promise<void> {
   });
   try {
     const state = args.stateIn !== undefined ? await rwkv.loadState(args.stateIn) : rwkv.createState();
-    await new ChatSession(rwkv, state, options, args.seed).run();
+    const session = new ChatSession(rwkv, state, options, args.seed, template, args.system);
+    await session.setUp();
+    await session.run();
   } finally {
     await rwkv.close();
   }
@@ -71,8 +120,20 @@ class ChatSession {
   private last: Generation | undefined;
   private readonly totals = { tokens: 0, ms: 0, answers: 0 };
 
-  constructor(rwkv: Rwkv, state: RwkvState, options: ReturnType<typeof samplingOptions>, seed: number | undefined) {
+  private readonly template: ChatTemplate;
+  private readonly system: string | undefined;
+
+  constructor(
+    rwkv: Rwkv,
+    state: RwkvState,
+    options: ReturnType<typeof samplingOptions>,
+    seed: number | undefined,
+    template: ChatTemplate,
+    system: string | undefined,
+  ) {
     this.rwkv = rwkv;
+    this.template = template;
+    this.system = system;
     this.state = state;
     this.options = options;
     this.seed = seed;
@@ -80,7 +141,7 @@ class ChatSession {
   }
 
   async run(): Promise<void> {
-    this.rl = readline.createInterface({ input: process.stdin, output: process.stdout, terminal: this.tty, prompt: 'User: ' });
+    this.rl = readline.createInterface({ input: process.stdin, output: process.stdout, terminal: this.tty, prompt: `${this.template.user}: ` });
     this.rl.on('line', (line) => this.pushLine(line));
     this.rl.on('close', () => {
       this.closed = true;
@@ -117,6 +178,14 @@ class ChatSession {
     } else if (line !== undefined) {
       this.lines.push(line);
     }
+  }
+
+  /** Feeds the system text (in the template's system turn) into the state, as the conversation's start. */
+  async setUp(): Promise<void> {
+    if (this.system === undefined || this.system === '') return;
+    const text = this.system.replace(/\r\n/g, '\n').replace(/\n{2,}/g, '\n').trim();
+    const turn = this.template.system !== undefined ? `${this.template.system}: ${text}\n\n` : `${text}\n\n`;
+    await this.rwkv.feed(this.state, turn);
   }
 
   private nextLine(): Promise<string | undefined> {
@@ -164,7 +233,8 @@ class ChatSession {
           break;
         case '/reset':
           this.state = this.rwkv.createState();
-          await write('[reset: a fresh state]\n');
+          await this.setUp();
+          await write(`[reset: a fresh state${this.system !== undefined ? ' (with the system text)' : ''}]\n`);
           break;
         case '/save':
           if (arg === '') throw new ArgumentError('/save needs a file name');
@@ -193,14 +263,17 @@ class ChatSession {
     const controller = new AbortController();
     // Varies from turn to turn, yet the same question asked of the same (e.g. reloaded) state gets the same answer.
     const seed = this.seed !== undefined ? (this.seed + this.state.tokenCount) >>> 0 : undefined;
-    const generation = this.rwkv.generate(`User: ${message}\n\nAssistant:`, {
+    // Blank lines would end the turn early (the template's turns are separated by one), so they are folded.
+    const text = message.replace(/\n{2,}/g, '\n');
+    const { user, assistant } = this.template;
+    const generation = this.rwkv.generate(`${user}: ${text}\n\n${assistant}:`, {
       ...this.options,
       ...(seed !== undefined ? { seed } : {}),
       state: this.state,
       signal: controller.signal,
     });
     this.current = controller;
-    await write('Assistant:');
+    await write(`${assistant}:`);
     try {
       for await (const piece of generation) if (piece.text !== '') await write(piece.text);
     } finally {

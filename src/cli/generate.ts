@@ -1,8 +1,10 @@
 // `rwkv generate`: streams generated text to stdout, speed to stderr; states in and out of files.
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { ArgumentError } from '../errors.js';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { AbortError, ArgumentError } from '../errors.js';
 import { validateGenerateOptions } from '../generation/generate.js';
-import { Rwkv, type RwkvGenerateOptions } from '../generation/rwkv.js';
+import { Rwkv, type GenerationStats, type RwkvGenerateOptions } from '../generation/rwkv.js';
 import type { SamplerOptions } from '../generation/sampler.js';
 import type { KernelArgs } from './open-model.js';
 
@@ -28,6 +30,7 @@ export interface GenerateArgs extends KernelArgs, SamplingArgs {
   model: string;
   positional: string | undefined;
   prompt?: string;
+  promptFile?: string;
   tokenizer?: string;
   stateIn?: string;
   stateOut?: string;
@@ -91,6 +94,13 @@ const num = (name: string) => (v: string): number => {
 };
 const collect = (v: string, previous: string[]): string[] => [...previous, v];
 
+/** The generator takes 32 bits of seed: checked exactly (as BigInt) so a long seed is not rounded or wrapped. */
+function seedArg(v: string): number {
+  const t = v.trim();
+  if (!/^\d+$/.test(t) || BigInt(t) > 0xffffffffn) throw new InvalidArgumentError('--seed must be an integer from 0 to 4294967295');
+  return Number(t);
+}
+
 /** Adds every sampler and stopping option to a command. */
 export function addSamplingOptions(cmd: Command, d: SamplingDefaults): Command {
   return cmd
@@ -107,7 +117,7 @@ export function addSamplingOptions(cmd: Command, d: SamplingDefaults): Command {
     .option('--ban <ids>', 'token ids never to generate (repeatable, or comma-separated)', collect, [])
     .option('--stop <text>', 'stop when the text contains this (repeatable; \\n \\t \\r \\\\ are escapes); it is not printed', collect, [])
     .option('--stop-token <ids>', 'stop when one of these token ids is drawn (repeatable, or comma-separated)', collect, [])
-    .addOption(new Option('--seed <s>', 'random seed; the same seed and options give the same text').argParser(int('--seed')));
+    .addOption(new Option('--seed <s>', 'random seed, 0 to 4294967295; the same seed and options give the same text').argParser(seedArg));
 }
 
 function splitList(values: readonly string[]): string[] {
@@ -125,12 +135,10 @@ export function unescape(s: string): string {
 }
 
 export async function runGenerate(args: GenerateArgs): Promise<void> {
-  if (args.prompt !== undefined && args.positional !== undefined) {
-    throw new ArgumentError('give the prompt either as an argument or with --prompt, not both');
-  }
-  const prompt = args.prompt ?? args.positional ?? '';
+  const prompt = await readPrompt(args);
   const options = samplingOptions(args);
   validateGenerateOptions(options); // before loading anything: a bad option fails fast
+  if (args.stateOut !== undefined) await checkWritable(args.stateOut, '--state-out');
   const rwkv = await Rwkv.load(args.model, {
     ...(args.threads !== undefined ? { threads: args.threads } : {}),
     ...(args.kernels !== undefined ? { kernels: args.kernels } : {}),
@@ -138,21 +146,104 @@ export async function runGenerate(args: GenerateArgs): Promise<void> {
     ...(args.tokenizer !== undefined ? { tokenizer: args.tokenizer } : {}),
     prefixCache: false, // one prompt per process: nothing to reuse
   });
+  // Ctrl-C ends the generation at the next token: the text so far, the stats and --state-out are kept,
+  // and the exit status is 130 as for any interrupted command. A second Ctrl-C exits at once.
+  const interrupt = new AbortController();
+  const onSigint = (): void => {
+    if (interrupt.signal.aborted) process.exit(130);
+    interrupt.abort();
+  };
+  process.on('SIGINT', onSigint);
   try {
     if (args.stateIn !== undefined) options.state = await rwkv.loadState(args.stateIn);
-    const generation = rwkv.generate(prompt, options);
-    for await (const piece of generation) if (piece.text !== '') await write(piece.text);
+    const generation = rwkv.generate(prompt, { ...options, signal: interrupt.signal });
+    try {
+      for await (const piece of generation) if (piece.text !== '') await write(piece.text);
+    } catch (e) {
+      if (e instanceof AbortError) {
+        process.stderr.write('\n[interrupted while reading the prompt; nothing generated, no state written]\n');
+        process.exitCode = 130;
+        return;
+      }
+      throw e;
+    }
     if (args.stateOut !== undefined) await rwkv.saveState(args.stateOut, generation.state);
-    const s = generation.stats;
-    const rate = (n: number, ms: number): string => (ms > 0 ? (n / (ms / 1000)).toFixed(1) : '∞');
-    process.stderr.write(
-      `\n[prompt: ${s.promptTokens} tokens, ${rate(s.promptTokens, s.promptMs)} tokens/s; ` +
-        `generated: ${s.generatedTokens} tokens, ${rate(s.generatedTokens, s.generateMs)} tokens/s; ` +
-        `finished: ${generation.finishReason}; seed ${generation.seed}]\n`,
-    );
+    process.stderr.write(`\n${statsLine(generation.stats, generation.finishReason, generation.seed)}\n`);
+    if (generation.finishReason === 'aborted' && interrupt.signal.aborted) process.exitCode = 130;
   } finally {
+    process.off('SIGINT', onSigint);
     await rwkv.close();
   }
+}
+
+/**
+ * The prompt from exactly one place: the argument, --prompt, --prompt-file, or stdin ('-', or nothing given
+ * while stdin is a pipe or a file — `echo hi | rwkv generate`; a terminal or an inherited socket is not read).
+ */
+export async function readPrompt(args: Pick<GenerateArgs, 'positional' | 'prompt' | 'promptFile'>, stdin: NodeJS.ReadableStream & { fd?: number } = process.stdin): Promise<string> {
+  const given = [
+    args.positional !== undefined && args.positional !== '-' ? 'an argument' : undefined,
+    args.prompt !== undefined ? '--prompt' : undefined,
+    args.promptFile !== undefined ? '--prompt-file' : undefined,
+    args.positional === '-' ? "'-' (stdin)" : undefined,
+  ].filter((g) => g !== undefined);
+  if (given.length > 1) throw new ArgumentError(`give the prompt one way, not several (${given.join(', ')})`);
+  if (args.promptFile !== undefined) {
+    try {
+      return await fs.promises.readFile(args.promptFile, 'utf8');
+    } catch (e) {
+      throw new ArgumentError(`--prompt-file ${args.promptFile}: cannot read it (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+    }
+  }
+  if (args.prompt !== undefined) return args.prompt;
+  if (args.positional !== undefined && args.positional !== '-') return args.positional;
+  if (args.positional === '-' || stdinIsPipedData()) {
+    let text = '';
+    stdin.setEncoding('utf8');
+    for await (const chunk of stdin) text += String(chunk);
+    return text;
+  }
+  return '';
+}
+
+/** Whether stdin is a pipe (`echo hi |`) or a file (`< prompt.txt`): then a prompt is waiting there. */
+function stdinIsPipedData(): boolean {
+  try {
+    const st = fs.fstatSync(0);
+    return st.isFIFO() || st.isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** The bracketed summary on stderr: token counts and rates (no rate for zero tokens), how it ended, the seed. */
+export function statsLine(s: GenerationStats, finishReason: string | undefined, seed: number): string {
+  const rate = (n: number, ms: number): string => (n === 0 ? '' : ms > 0 ? `, ${(n / (ms / 1000)).toFixed(1)} tokens/s` : '');
+  const finished = finishReason === 'aborted' ? 'interrupted' : finishReason;
+  return (
+    `[prompt: ${s.promptTokens} tokens${rate(s.promptTokens, s.promptMs)}; ` +
+    `generated: ${s.generatedTokens} tokens${rate(s.generatedTokens, s.generateMs)}; ` +
+    `finished: ${finished}; seed ${seed}]`
+  );
+}
+
+/** Fails now, not after a long run, when `file` cannot be written (a missing directory, a directory, no permission). */
+export async function checkWritable(file: string, option: string): Promise<void> {
+  const dir = path.dirname(path.resolve(file));
+  let info: fs.Stats;
+  try {
+    info = await fs.promises.stat(dir);
+  } catch {
+    throw new ArgumentError(`${option} ${file}: the directory ${dir} does not exist`);
+  }
+  if (!info.isDirectory()) throw new ArgumentError(`${option} ${file}: ${dir} is not a directory`);
+  try {
+    await fs.promises.access(dir, fs.constants.W_OK);
+  } catch {
+    throw new ArgumentError(`${option} ${file}: the directory ${dir} is not writable`);
+  }
+  const existing = await fs.promises.stat(file).catch(() => undefined);
+  if (existing?.isDirectory() === true) throw new ArgumentError(`${option} ${file} is a directory; give a file name`);
 }
 
 function write(text: string): Promise<void> {

@@ -1,6 +1,6 @@
 // `rwkv logits`: the model's logits over a file's bytes, as raw float32 little-endian.
 import * as fs from 'node:fs';
-import { RwkvError } from '../errors.js';
+import { ArgumentError, RwkvError } from '../errors.js';
 import type { RwkvModel } from '../models/model.js';
 import { loadTokenizer } from '../tokenizers/load.js';
 import { openModel, type KernelArgs } from './open-model.js';
@@ -27,9 +27,14 @@ export function readInputFile(path: string): Uint8Array {
 
 export async function runLogits(args: LogitsArgs): Promise<void> {
   const bytes = readInputFile(args.input);
-  const ids = args.tokenizer !== undefined ? (await loadTokenizer(args.tokenizer)).encodeBytes(bytes) : Array.from(bytes);
+  const tokenizer = args.tokenizer !== undefined ? await loadTokenizer(args.tokenizer) : undefined;
+  const ids = tokenizer !== undefined ? tokenizer.encodeBytes(bytes) : Array.from(bytes);
   const opened = await openModel(args.model, args);
   try {
+    // The same check and words as `generate`: a tokenizer larger than the model's vocabulary is the wrong one.
+    if (tokenizer !== undefined && tokenizer.vocabSize > opened.model.config.nVocab) {
+      throw new ArgumentError(`the tokenizer ${tokenizer.name} has ${tokenizer.vocabSize} ids, more than the model's vocabulary of ${opened.model.config.nVocab}`);
+    }
     await writeLogits(opened.model, ids, args);
   } finally {
     await opened.close();

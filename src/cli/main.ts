@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The `rwkv` command. Parses arguments, calls the library, prints. A user error is one line on stderr and
 // exit status 1; `--verbose` adds the stack trace.
+import * as fs from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { RwkvError } from '../errors.js';
 import { addSamplingOptions, GENERATE_DEFAULTS, runGenerate, type GenerateArgs } from './generate.js';
@@ -8,14 +9,14 @@ import { CHAT_DEFAULTS, runChat, type ChatArgs } from './chat.js';
 import { DEFAULT_MODEL } from './default-model.js';
 import { runInfo } from './info.js';
 import { runLogits, type LogitsArgs } from './logits.js';
-import { runTokenize } from './tokenize.js';
+import { runTokenize, type TokenizeArgs } from './tokenize.js';
 import { runTrain, type TrainArgs } from './train.js';
 import { runPlot } from './plot.js';
 import { runConvert, type ConvertArgs } from './convert.js';
 import { runQuantize, type QuantizeArgs } from './quantize.js';
 import { configureEvalCommand } from './eval.js';
 import { addPullCommand, resolveReferenceOptions } from './pull.js';
-import type { KernelArgs } from './open-model.js';
+import { threadsWarning, type KernelArgs } from './open-model.js';
 
 function parseIntArg(name: string) {
   return (v: string): number => {
@@ -46,15 +47,29 @@ function withKernelOptions(cmd: Command): Command {
     .option('--int8', 'lossy, faster: hold the big matrices as int8 rows and round activations to int16');
 }
 
+/** The package's version, from its package.json (dist/src/cli/ → the package root). */
+function packageVersion(): string {
+  const pkg = JSON.parse(fs.readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version?: string };
+  return pkg.version ?? 'unknown';
+}
+
 export function buildProgram(): Command {
   const program = new Command('rwkv')
     .description('RWKV language models in TypeScript: run, generate, inspect')
+    .version(packageVersion(), '-V, --version', 'print the version of rwkv-ts')
     .option('--verbose', 'print stack traces of errors')
     .option('--offline', 'hf: references come from the download cache only, never the network')
-    .exitOverride();
+    .exitOverride()
+    // One style for every error: commander's own (unknown option, bad argument) start 'rwkv:' as ours do.
+    // Set before the commands are added: they copy the program's output settings when created.
+    .configureOutput({ writeErr: (s) => process.stderr.write(s.replace(/^error: /, 'rwkv: ')) });
   // One place for every command: an hf:OWNER/REPO/FILE in --model (--in, --init, --tokenizer) is downloaded
   // into the cache before the action runs, which then sees a path.
   program.hook('preAction', (root, action) => resolveReferenceOptions(root, action));
+  program.hook('preAction', (_root, action) => {
+    const warning = threadsWarning(action.opts<{ threads?: number }>().threads);
+    if (warning !== undefined) process.stderr.write(warning);
+  });
 
   withKernelOptions(program.command('logits'))
     .description("feed a file's bytes as token ids from a fresh state and write float32 little-endian logits")
@@ -72,9 +87,10 @@ export function buildProgram(): Command {
 
   addSamplingOptions(withKernelOptions(program.command('generate')), GENERATE_DEFAULTS)
     .description('generate text after a prompt; streams the text to stdout and tokens/s to stderr')
-    .argument('[prompt]', 'the prompt (or use --prompt); may be empty')
+    .argument('[prompt]', "the prompt (or --prompt, --prompt-file, or piped into stdin; '-' reads stdin); may be empty")
     .option('--model <file>', 'model file (.pth, .safetensors, .gguf or rwkv.cpp .bin); default: the shipped model', DEFAULT_MODEL)
     .option('--prompt <text>', 'the prompt')
+    .option('--prompt-file <file>', 'read the prompt from this file (UTF-8, used as it is)')
     .option(
       '--tokenizer <file>',
       "a World vocabulary, a tokenizer.json, or 'bytes' (default: chosen by the model's vocabulary size, looked for beside the model)",
@@ -96,6 +112,8 @@ export function buildProgram(): Command {
       "a World vocabulary, a tokenizer.json, or 'bytes' (default: chosen by the model's vocabulary size, looked for beside the model)",
     )
     .option('--state-in <file>', 'start the conversation from a saved state')
+    .option('--system <text>', "text that sets up the conversation (fed as the template's system turn before the first message and after /reset)")
+    .option('--template <name>', "who speaks: world (User/Assistant/System, the default), raven (Bob/Alice), or a JSON file {\"user\", \"assistant\", \"system\"}")
     .action((opts: ChatArgs) => runChat(opts));
 
   configureEvalCommand(withKernelOptions(program.command('eval')));
@@ -144,6 +162,7 @@ export function buildProgram(): Command {
     .option('--tokenizer <file>', "'bytes' (default), a World vocabulary or a tokenizer.json")
     .option('--init <checkpoint>', 'fine-tune this RWKV-4 (.pth, .safetensors or rwkv.cpp .bin, any dtype)')
     .option('--resume', "continue the run in --out from its last checkpoint (options not given are the run's own)")
+    .option('--overwrite', 'start afresh in an --out that already holds a run, replacing its model, optimizer state and log')
     .option('--seed <n>', 'seed of the init and of the data order (default 42)', parseIntArg('--seed'))
     .option('--val-fraction <x>', 'fraction of the tokens held out (default 0.05)', parseFloatArg('--val-fraction'))
     .option('--eval-every <n>', 'held-out loss every n steps (default 100)', parseIntArg('--eval-every'))
@@ -173,9 +192,10 @@ export function buildProgram(): Command {
   program
     .command('tokenize')
     .description('print the token ids of stdin as a JSON array; with --decode, read a JSON array of ids and print the text')
-    .requiredOption('--tokenizer <file>', "an RWKV World vocabulary, a Hugging Face tokenizer.json, or 'bytes'")
+    .option('--tokenizer <file>', "an RWKV World vocabulary, a Hugging Face tokenizer.json, or 'bytes' (default: the --model's tokenizer)")
+    .option('--model <file>', "use this model's tokenizer (chosen by its vocabulary size, looked for beside it); default: the shipped model", DEFAULT_MODEL)
     .option('--decode', 'read a JSON array of token ids from stdin and print exactly the bytes they stand for')
-    .action((opts: { tokenizer: string; decode?: boolean }) => runTokenize(opts));
+    .action((opts: TokenizeArgs) => runTokenize(opts));
 
   addPullCommand(program);
 
@@ -203,12 +223,12 @@ process.stdout.on('error', (e: NodeJS.ErrnoException) => {
 
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
-  // Commander writes its own one-line messages for parse errors; we only set the exit status.
-  program.configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  // Commander writes its own one-line messages for parse errors (styled in buildProgram); we set the exit status.
   const verbose = argv.includes('--verbose');
   try {
     await program.parseAsync(argv, { from: 'user' });
-    return 0;
+    // A command may have set its own status (130 after Ctrl-C).
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (e) {
     if (e instanceof CommanderError) {
       // Commander has already printed its one-line message.

@@ -1,5 +1,6 @@
 // Loading a model for a CLI command on the backend createBackend picks: the WebAssembly kernels with
 // --threads threads (default: every core), or the plain TypeScript reference with --kernels reference.
+import * as os from 'node:os';
 import { createBackend } from '../kernels/create-backend.js';
 import { loadModel } from '../models/load.js';
 import type { RwkvModel } from '../models/model.js';
@@ -29,4 +30,13 @@ export async function openModel(path: string, args: KernelArgs): Promise<OpenedM
     await backend.close();
     throw e;
   }
+}
+
+/**
+ * A warning (or undefined) for --threads above the machine's cores: the threads then take turns on the
+ * cores and every product waits for the slowest (64 threads on 2 cores ran 8× slower here).
+ */
+export function threadsWarning(threads: unknown, cores = os.availableParallelism()): string | undefined {
+  if (typeof threads !== 'number' || threads <= cores) return undefined;
+  return `rwkv: warning: --threads ${threads} is more than the ${cores} core(s) of this machine, which makes every step slower; the default is one thread per core (${cores})\n`;
 }

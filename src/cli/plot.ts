@@ -14,6 +14,11 @@ export interface PlotArgs {
 
 export function runPlot(args: PlotArgs): { runs: number; points: number } {
   if (args.logs.length === 0) throw new ArgumentError('no log given (rwkv plot LOG.jsonl --out loss.svg)');
+  // The plot is SVG (or an HTML page around it): a .png or .pdf name would hold SVG text that viewers reject.
+  const ext = path.extname(args.out).toLowerCase();
+  if (!['.svg', '.html', '.htm'].includes(ext)) {
+    throw new ArgumentError(`--out ${args.out}: rwkv plot writes .svg or .html (open either in a browser; convert an SVG to PNG with e.g. rsvg-convert), not ${ext === '' ? 'a file without an extension' : ext}`);
+  }
   const runs: Run[] = args.logs.map((p) => {
     const file = fs.existsSync(p) && fs.statSync(p).isDirectory() ? path.join(p, LOG_FILE) : p;
     let text: string;

@@ -23,6 +23,14 @@ export async function runQuantize(args: QuantizeArgs): Promise<WriteSummary> {
     throw new ArgumentError(`quantized models are written as rwkv.cpp .bin or .gguf, not ${format} ('${args.out}')`);
   }
   const source = await openCheckpoint(args.in);
+  // Quantizing values that were already rounded to a coarser grid compounds the two errors.
+  const quantized = [...source.tensors.values()].filter((t) => /^q\d/.test(t.dtype));
+  if (quantized.length > 0) {
+    process.stderr.write(
+      `rwkv quantize: warning: ${args.in} is already quantized (${quantized.length} tensors, e.g. ${quantized[0]!.name} in ${quantized[0]!.dtype.toUpperCase()}); ` +
+        'quantizing it again loses more quality than quantizing the float model once\n',
+    );
+  }
   const summary = writeCheckpoint(source, args.out, { quantize: type, format });
   process.stderr.write(summaryLine(args.out, summary));
   return summary;

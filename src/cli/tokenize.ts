@@ -1,12 +1,16 @@
 // `rwkv tokenize`: stdin → token ids as a JSON array on stdout; with --decode, a JSON array of ids on
 // stdin → exactly the bytes they stand for. Byte-exact both ways: nothing is trimmed or normalised here.
 import { ArgumentError } from '../errors.js';
-import { loadTokenizer } from '../tokenizers/load.js';
+import * as path from 'node:path';
+import { openCheckpoint } from '../formats/open.js';
+import { loadTokenizer, tokenizerForModel } from '../tokenizers/load.js';
 import type { Tokenizer } from '../tokenizers/tokenizer.js';
 
 export interface TokenizeArgs {
-  /** A tokenizer file (World vocabulary or tokenizer.json) or 'bytes'. */
-  tokenizer: string;
+  /** A tokenizer file (World vocabulary or tokenizer.json) or 'bytes'; default: the model's. */
+  tokenizer?: string;
+  /** Without --tokenizer: the model whose tokenizer to use (its vocabulary size picks it). */
+  model?: string;
   decode?: boolean;
 }
 
@@ -17,9 +21,18 @@ export interface TokenizeIo {
 }
 
 export async function runTokenize(args: TokenizeArgs, io: TokenizeIo = processIo()): Promise<void> {
-  const tokenizer = await loadTokenizer(args.tokenizer);
+  const tokenizer = args.tokenizer !== undefined ? await loadTokenizer(args.tokenizer) : await modelTokenizer(args.model);
   const input = await readAll(io.input);
   await io.write(args.decode === true ? decodeIds(tokenizer, input) : encodeToJson(tokenizer, input));
+}
+
+/** The tokenizer `generate` would use with this model: by its vocabulary size, the file looked for beside it. */
+async function modelTokenizer(model: string | undefined): Promise<Tokenizer> {
+  if (model === undefined) throw new ArgumentError('give --tokenizer FILE, or --model FILE to use its tokenizer');
+  const source = await openCheckpoint(model);
+  const nVocab = source.tensors.get('emb.weight')?.shape[0];
+  if (nVocab === undefined) throw new ArgumentError(`${model}: no emb.weight tensor to tell the vocabulary size; give --tokenizer FILE`);
+  return tokenizerForModel(nVocab, undefined, [path.dirname(model), process.cwd()]);
 }
 
 /** The ids of `input` as one line of JSON: `[1,2,3]\n`. */

@@ -2,7 +2,7 @@
 // through here, and the requests waiting at the moment a pass starts run together in that pass (rows of
 // all sequences concatenated into each product). A sequence joins or leaves between passes; a long
 // prompt arrives in slices (generate.ts `prefill`), so it holds the others up for one slice at most.
-import { AbortError, ArgumentError } from '../errors.js';
+import { AbortError, ArgumentError, NonFiniteError } from '../errors.js';
 import type { LogitsWanted, RwkvModel } from '../models/model.js';
 import type { State } from '../models/state.js';
 import { yieldToHost } from '../util/host.js';
@@ -63,7 +63,16 @@ export class Batcher {
             : end === tokens.length
               ? logits
               : 'none';
-      parts.push(await this.enqueue(tokens.slice(at, end), state, wanted, signal));
+      try {
+        parts.push(await this.enqueue(tokens.slice(at, end), state, wanted, signal));
+      } catch (e) {
+        // The pass counts positions within its piece; the caller counts them from the first of `tokens`.
+        if (e instanceof NonFiniteError && offset > 0) {
+          const message = e.message.slice((e.file === undefined ? 0 : e.file.length + 2)).replace(`position ${e.position}`, `position ${e.position + offset}`);
+          throw new NonFiniteError(message, e.position + offset, e.file === undefined ? {} : { file: e.file });
+        }
+        throw e;
+      }
     }
     if (parts.length === 1 || logits !== 'all') return parts[parts.length - 1]!;
     const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));

@@ -1,9 +1,10 @@
 // Token-level generation: prompts are read in parallel mode (forwardSequence) in blocks aligned to the
 // prefix cache's boundaries; new tokens are drawn one at a time and fed in RNN mode (forward).
 import { AbortError, ArgumentError } from '../errors.js';
+import { checkInteger } from '../util/options.js';
 import type { RwkvModel } from '../models/model.js';
 import type { State } from '../models/state.js';
-import { RwkvState } from './context.js';
+import { RwkvState, type SamplerSnapshot } from './context.js';
 import type { PrefixCache } from './prefix-cache.js';
 import { Rng } from '../util/rng.js';
 import {
@@ -45,9 +46,10 @@ export interface ResolvedGenerateOptions {
 export function validateGenerateOptions(options: GenerateOptions, nVocab?: number): ResolvedGenerateOptions {
   const sampler = validateSamplerOptions(options, nVocab);
   const maxTokens = options.maxTokens ?? 100;
-  if (!Number.isInteger(maxTokens) || maxTokens < 0) throw new ArgumentError(`max tokens must be an integer ≥ 0, got ${maxTokens}`);
+  checkInteger('max tokens', maxTokens, 0);
+  // The generator is seeded with 32 bits: a larger seed would silently share the text of seed mod 2^32.
   const seed = options.seed ?? (Math.random() * 2 ** 32) >>> 0;
-  if (!Number.isInteger(seed)) throw new ArgumentError(`seed must be an integer, got ${seed}`);
+  checkInteger('seed', seed, 0, 2 ** 32 - 1);
   for (const id of options.stopTokens ?? []) checkTokenId(id, 'stop token', nVocab);
   return { sampler, maxTokens, seed, stopTokens: new Set(options.stopTokens ?? []) };
 }
@@ -72,6 +74,18 @@ export class TokenSampler {
     this.penalties = new Penalties(options);
     this.rng = new Rng(seed);
     this.weightOf = weightOf;
+  }
+
+  /** Where this sampler stands (see SamplerSnapshot), for `seed`, the seed it was made with. */
+  snapshot(seed: number): SamplerSnapshot {
+    return { seed, rng: this.rng.snapshot(), counts: [...this.penalties.counts.entries()] };
+  }
+
+  /** Continues from a snapshot: the generator's position and the penalty counts. */
+  restore(s: SamplerSnapshot): void {
+    this.rng.restore(s.rng);
+    this.penalties.clear();
+    for (const [id, count] of s.counts) this.penalties.counts.set(id, count);
   }
 
   /** The next token id for `logits` (not modified). */

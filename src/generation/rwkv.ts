@@ -12,7 +12,7 @@ import type { State } from '../models/state.js';
 import { tokenizerForModel, type TokenizerSpec } from '../tokenizers/load.js';
 import { decodeText, StreamDecoder, type Tokenizer } from '../tokenizers/tokenizer.js';
 import { Batcher, type BatcherOptions } from './batcher.js';
-import { RwkvState } from './context.js';
+import { RwkvState, type SamplerSnapshot } from './context.js';
 import {
   drawStep,
   feedToken,
@@ -29,6 +29,7 @@ import { isWhitespaceOrDigits } from './sampler.js';
 import { decodeStateFile, encodeStateFile, modelIdentity, type ModelIdentity } from './state-file.js';
 import { StopMatcher } from './stop.js';
 import { pace } from '../util/host.js';
+import { checkBoolean, checkInteger, checkOptionNames, describeValue } from '../util/options.js';
 
 export interface RwkvOptions extends ReadOptions {
   /** Threads of the WebAssembly kernels, the calling thread included. Default: every core. */
@@ -100,6 +101,36 @@ export interface ScoreResult {
 }
 
 
+/** Every option name of Rwkv.load, generate and score: anything else is a typo (util/options.ts). */
+const LOAD_OPTIONS = ['threads', 'kernels', 'int8', 'tokenizer', 'backend', 'batch', 'prefixCache', 'promptBlock', 'name', 'headers', 'signal', 'onProgress'] as const;
+const SAMPLER_OPTIONS = ['temperature', 'topP', 'topK', 'minP', 'presencePenalty', 'frequencyPenalty', 'penaltyDecay', 'exemptWhitespaceAndDigits', 'logitBias', 'bannedTokens'] as const;
+const GENERATE_OPTIONS = [...SAMPLER_OPTIONS, 'maxTokens', 'seed', 'stopTokens', 'stop', 'state', 'signal', 'cache'] as const;
+const SCORE_OPTIONS = ['state', 'signal'] as const;
+
+/** Checks Rwkv.load's options before anything is read or started, so a typo fails at once. */
+function checkLoadOptions(options: RwkvOptions): void {
+  checkOptionNames('Rwkv.load', options, LOAD_OPTIONS);
+  checkInteger('threads', options.threads, 1, 64);
+  if (options.kernels !== undefined && options.kernels !== 'wasm' && options.kernels !== 'reference') {
+    throw new ArgumentError(`kernels must be 'wasm' or 'reference', got ${describeValue(options.kernels)}`);
+  }
+  checkBoolean('int8', options.int8);
+  checkInteger('promptBlock', options.promptBlock, 1);
+  if (options.batch !== undefined) {
+    checkOptionNames('Rwkv.load batch', options.batch, ['maxBatch', 'maxRows']);
+    checkInteger('batch.maxBatch', options.batch.maxBatch, 1);
+    checkInteger('batch.maxRows', options.batch.maxRows, 1);
+  }
+  const cache = options.prefixCache;
+  if (cache !== undefined && typeof cache !== 'boolean') {
+    checkOptionNames('Rwkv.load prefixCache', cache, ['maxBytes']);
+    checkInteger('prefixCache.maxBytes', cache.maxBytes, 0);
+  }
+  if (options.onProgress !== undefined && typeof options.onProgress !== 'function') {
+    throw new ArgumentError(`onProgress must be a function, got ${describeValue(options.onProgress)}`);
+  }
+}
+
 export class Rwkv {
   readonly model: RwkvModel;
   readonly tokenizer: Tokenizer;
@@ -151,6 +182,7 @@ export class Rwkv {
    * and the fast kernels. `options.onProgress({ loaded, total })` hears the bytes read so far.
    */
   static async load(source: ByteSourceInput, options: RwkvOptions = {}): Promise<Rwkv> {
+    checkLoadOptions(options);
     const int8 = options.int8 === true;
     const mode = int8 ? ', int8 weights and activations' : '';
     const owned = options.backend === undefined;
@@ -194,10 +226,17 @@ export class Rwkv {
   }
 
   encode(text: string): number[] {
+    if (typeof text !== 'string') throw new ArgumentError(`encode takes a string, got ${describeValue(text)}`);
     return this.tokenizer.encode(text);
   }
 
   decode(ids: readonly number[]): string {
+    if (!Array.isArray(ids) && !ArrayBuffer.isView(ids)) throw new ArgumentError(`decode takes an array of token ids, got ${describeValue(ids)}`);
+    for (const id of ids) {
+      if (!Number.isInteger(id) || id < 0 || id >= this.config.nVocab) {
+        throw new ArgumentError(`decode: ${describeValue(id)} is not a token id (the vocabulary is 0..${this.config.nVocab - 1})`);
+      }
+    }
     return decodeText(this.tokenizer, ids);
   }
 
@@ -206,6 +245,8 @@ export class Rwkv {
    * generation; a fresh state may resume from the prefix cache. Returns how many tokens were read/reused.
    */
   feed(state: RwkvState, prompt: string | readonly number[], options: { cache?: boolean; signal?: AbortSignal } = {}): Promise<{ processed: number; reused: number }> {
+    checkOptionNames('feed', options, ['cache', 'signal']);
+    checkPrompt('feed', prompt);
     this.checkState(state);
     const ids = typeof prompt === 'string' ? this.tokenizer.encode(prompt) : prompt;
     return prefill(this.model, state, ids, {
@@ -227,9 +268,16 @@ export class Rwkv {
    * Generation is iterated. `for await (const piece of rwkv.generate(...)) write(piece.text)`.
    */
   generate(prompt: string | readonly number[], options: RwkvGenerateOptions = {}): Generation {
+    checkOptionNames('generate', options, GENERATE_OPTIONS);
+    checkPrompt('generate', prompt);
     const resolved = validateGenerateOptions(options, this.config.nVocab);
     const stops = options.stop ?? [];
-    for (const s of stops) if (typeof s !== 'string') throw new ArgumentError(`stop strings must be strings, got ${String(s)}`);
+    if (!Array.isArray(stops)) throw new ArgumentError(`stop must be an array of strings, got ${describeValue(stops)}`);
+    for (const s of stops) {
+      // An empty stop string would match before the first character: nothing could ever be generated.
+      if (typeof s !== 'string' || s === '') throw new ArgumentError(`stop strings must be non-empty strings, got ${describeValue(s)}`);
+    }
+    checkBoolean('cache', options.cache);
     const state = options.state ?? this.createState();
     this.checkState(state);
     const ids = typeof prompt === 'string' ? this.tokenizer.encode(prompt) : [...prompt];
@@ -239,6 +287,10 @@ export class Rwkv {
       }
     }
     if (ids.length === 0 && state.logits === undefined) ids.push(0);
+    // Continuing a generation (no new prompt) with its seed, or with none given: its sampler goes on where
+    // it stopped, so the text equals one uninterrupted generation's.
+    const resume = ids.length === 0 && state.sampler !== undefined && (options.seed === undefined || options.seed === state.sampler.seed) ? state.sampler : undefined;
+    if (resume !== undefined) resolved.seed = resume.seed;
     // Ids the tokenizer has no text for (a padded vocabulary) are never generated.
     const undecodable = this.undecodable();
     const banned = resolved.sampler.bannedTokens;
@@ -246,7 +298,7 @@ export class Rwkv {
       undecodable.length === 0
         ? resolved.sampler
         : { ...resolved.sampler, bannedTokens: banned.length === 0 ? undecodable : [...new Set([...banned, ...undecodable])] };
-    return new Generation(this, state, ids, { ...resolved, sampler }, stops, options);
+    return new Generation(this, state, ids, { ...resolved, sampler }, stops, { ...options, resume });
   }
 
   /**
@@ -255,6 +307,8 @@ export class Rwkv {
    * last logits (and the state advances over the text).
    */
   async score(text: string | readonly number[], options: { state?: RwkvState; signal?: AbortSignal } = {}): Promise<ScoreResult> {
+    checkOptionNames('score', options, SCORE_OPTIONS);
+    checkPrompt('score', text);
     const ids = typeof text === 'string' ? this.tokenizer.encode(text) : [...text];
     const ctx = options.state ?? this.createState();
     this.checkState(ctx);
@@ -402,6 +456,13 @@ async function resolveTokenizer(model: RwkvModel, spec: TokenizerSpec | undefine
   return tokenizerForModel(model.config.nVocab, undefined, [path.dirname(file), process.cwd()], 'give it with --tokenizer FILE (options.tokenizer in the library)');
 }
 
+/** A prompt is a string or an array of token ids (the ids themselves are checked against the vocabulary later). */
+function checkPrompt(call: string, prompt: unknown): void {
+  if (typeof prompt !== 'string' && !Array.isArray(prompt) && !ArrayBuffer.isView(prompt)) {
+    throw new ArgumentError(`${call} takes a string or an array of token ids, got ${describeValue(prompt)}`);
+  }
+}
+
 /** Whether a model's `file` is a path of the file system (not a URL, nor the name of a buffer or Blob). */
 function isPathName(name: string): boolean {
   return !isUrlString(name) && !name.startsWith('<');
@@ -426,7 +487,7 @@ export class Generation implements AsyncIterableIterator<GenerationPiece> {
     ids: readonly number[],
     options: ResolvedGenerateOptions,
     stops: readonly string[],
-    extra: Pick<RwkvGenerateOptions, 'signal' | 'cache'>,
+    extra: Pick<RwkvGenerateOptions, 'signal' | 'cache'> & { resume?: SamplerSnapshot | undefined },
   ) {
     this.state = state;
     this.seed = options.seed;
@@ -457,7 +518,7 @@ export class Generation implements AsyncIterableIterator<GenerationPiece> {
     ids: readonly number[],
     options: ResolvedGenerateOptions,
     stops: readonly string[],
-    extra: Pick<RwkvGenerateOptions, 'signal' | 'cache'>,
+    extra: Pick<RwkvGenerateOptions, 'signal' | 'cache'> & { resume?: SamplerSnapshot | undefined },
   ): AsyncGenerator<GenerationPiece, void, undefined> {
     const ctx = this.state;
     const stats = this.stats;
@@ -472,6 +533,7 @@ export class Generation implements AsyncIterableIterator<GenerationPiece> {
       options.seed,
       options.sampler.exemptWhitespaceAndDigits ? (id) => rwkv.weightOf(id) : undefined,
     );
+    if (extra.resume !== undefined) sampler.restore(extra.resume);
     const decoder = new StreamDecoder(rwkv.tokenizer);
     const matcher = new StopMatcher(stops);
     let tokens: GeneratedToken[] = [];
@@ -521,6 +583,7 @@ export class Generation implements AsyncIterableIterator<GenerationPiece> {
     } finally {
       // Also when the consumer stops early: the state has seen every token it was given.
       await feedPending();
+      ctx.sampler = sampler.snapshot(options.seed);
       if (this.finishReason === 'length' && stats.generatedTokens < options.maxTokens && options.maxTokens > 0) {
         this.finishReason = 'aborted';
       }

@@ -10,6 +10,7 @@
 // Temperature 0 takes the most likely adjusted logit (ChatRWKV turns it into top-p 0, which keeps the same
 // token barring exact ties).
 import { ArgumentError } from '../errors.js';
+import { describeValue } from '../util/options.js';
 import type { Rng } from '../util/rng.js';
 
 export interface SamplerOptions {
@@ -58,7 +59,7 @@ export interface ResolvedSamplerOptions {
 export function checkTokenId(id: number, what: string, nVocab: number | undefined): void {
   if (!Number.isInteger(id) || id < 0 || (nVocab !== undefined && id >= nVocab)) {
     const range = nVocab !== undefined ? ` (the vocabulary is 0..${nVocab - 1})` : '';
-    throw new ArgumentError(`${what}: ${id} is not a token id${range}`);
+    throw new ArgumentError(`${what}: ${describeValue(id)} is not a token id${range}`);
   }
 }
 
@@ -72,23 +73,23 @@ export function validateSamplerOptions(o: SamplerOptions, nVocab?: number): Reso
   const frequencyPenalty = o.frequencyPenalty ?? 0;
   const penaltyDecay = o.penaltyDecay ?? 0.996;
   if (typeof temperature !== 'number' || !Number.isFinite(temperature) || temperature < 0) {
-    throw new ArgumentError(`temperature must be a number ≥ 0, got ${temperature}`);
+    throw new ArgumentError(`temperature must be a number ≥ 0, got ${describeValue(temperature)}`);
   }
   if (typeof topP !== 'number' || !Number.isFinite(topP) || topP <= 0 || topP > 1) {
-    throw new ArgumentError(`top-p must be in (0, 1], got ${topP}`);
+    throw new ArgumentError(`top-p must be in (0, 1], got ${describeValue(topP)}`);
   }
-  if (!Number.isInteger(topK) || topK < 0) throw new ArgumentError(`top-k must be an integer ≥ 0 (0 = off), got ${topK}`);
+  if (!Number.isInteger(topK) || topK < 0) throw new ArgumentError(`top-k must be an integer ≥ 0 (0 = off), got ${describeValue(topK)}`);
   if (typeof minP !== 'number' || !Number.isFinite(minP) || minP < 0 || minP >= 1) {
-    throw new ArgumentError(`min-p must be in [0, 1), got ${minP}`);
+    throw new ArgumentError(`min-p must be in [0, 1), got ${describeValue(minP)}`);
   }
   for (const [name, v] of [
     ['presence penalty', presencePenalty],
     ['frequency penalty', frequencyPenalty],
   ] as const) {
-    if (typeof v !== 'number' || !Number.isFinite(v)) throw new ArgumentError(`${name} must be a finite number, got ${v}`);
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw new ArgumentError(`${name} must be a finite number, got ${describeValue(v)}`);
   }
   if (typeof penaltyDecay !== 'number' || !Number.isFinite(penaltyDecay) || penaltyDecay <= 0 || penaltyDecay > 1) {
-    throw new ArgumentError(`penalty decay must be in (0, 1], got ${penaltyDecay}`);
+    throw new ArgumentError(`penalty decay must be in (0, 1], got ${describeValue(penaltyDecay)}`);
   }
   const entries: [number, number][] =
     o.logitBias === undefined
@@ -99,7 +100,7 @@ export function validateSamplerOptions(o: SamplerOptions, nVocab?: number): Reso
   for (const [id, bias] of entries) {
     checkTokenId(id, 'logit bias', nVocab);
     if (typeof bias !== 'number' || !Number.isFinite(bias)) {
-      throw new ArgumentError(`logit bias of token ${id} must be a finite number (ban a token to exclude it), got ${bias}`);
+      throw new ArgumentError(`logit bias of token ${id} must be a finite number (ban a token to exclude it), got ${describeValue(bias)}`);
     }
   }
   const banned = [...new Set(o.bannedTokens ?? [])];

@@ -6,10 +6,11 @@ import type { ModelConfig, RwkvVersion } from '../models/config.js';
 import type { RwkvModel } from '../models/model.js';
 import { State, stateSize } from '../models/state.js';
 import { toF32 } from '../models/weights.js';
-import { RwkvState } from './context.js';
+import { RwkvState, type SamplerSnapshot } from './context.js';
 
 export const STATE_MAGIC = 'RWKVSTAT';
-export const STATE_FORMAT_VERSION = 1;
+/** 2 adds the sampler record after the logits; version 1 files (without it) are still read. */
+export const STATE_FORMAT_VERSION = 2;
 const FIXED_HEADER = 68;
 const VERSIONS: readonly RwkvVersion[] = ['4', '5.1', '5.2', '6', '7'];
 
@@ -72,7 +73,8 @@ export function encodeStateFile(identity: ModelIdentity, ctx: RwkvState): Uint8A
   const header = FIXED_HEADER + fpBytes + align4(name.length);
   const stateFloats = ctx.state.data.length;
   const logitFloats = ctx.logits?.length ?? 0;
-  const out = new Uint8Array(header + 4 * (stateFloats + logitFloats));
+  const sampler = ctx.sampler === undefined ? new Uint8Array(0) : new TextEncoder().encode(JSON.stringify(ctx.sampler));
+  const out = new Uint8Array(header + 4 * (stateFloats + logitFloats) + 4 + align4(sampler.length));
   const dv = new DataView(out.buffer);
   out.set(new TextEncoder().encode(STATE_MAGIC), 0);
   dv.setUint32(8, STATE_FORMAT_VERSION, true);
@@ -99,6 +101,8 @@ export function encodeStateFile(identity: ModelIdentity, ctx: RwkvState): Uint8A
     dv.setFloat32(o, v, true);
     o += 4;
   }
+  dv.setUint32(o, sampler.length, true);
+  out.set(sampler, o + 4);
   return out;
 }
 
@@ -109,6 +113,8 @@ export interface StateFileHeader extends ModelIdentity {
   stateFloats: number;
   logitFloats: number;
   tokenCount: number;
+  /** Bytes of the sampler record (format 2; 0 when there is none). */
+  samplerBytes: number;
 }
 
 /** Reads and checks the header of a state file; `source` names it in messages. */
@@ -121,8 +127,8 @@ export function readStateFileHeader(bytes: Uint8Array, source = 'state file'): S
   if (magic !== STATE_MAGIC) throw bad(`not an rwkv-ts state file (magic ${JSON.stringify(magic)}, expected "${STATE_MAGIC}")`);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const formatVersion = dv.getUint32(8, true);
-  if (formatVersion !== STATE_FORMAT_VERSION) {
-    throw bad(`state file format version ${formatVersion} is not supported (this build reads version ${STATE_FORMAT_VERSION})`);
+  if (formatVersion !== 1 && formatVersion !== STATE_FORMAT_VERSION) {
+    throw bad(`state file format version ${formatVersion} is not supported (this build reads versions 1 to ${STATE_FORMAT_VERSION})`);
   }
   const headerBytes = dv.getUint32(12, true);
   const versionText = new TextDecoder().decode(bytes.subarray(16, 24)).replace(/\0+$/, '');
@@ -137,7 +143,9 @@ export function readStateFileHeader(bytes: Uint8Array, source = 'state file'): S
   if (headerBytes % 4 !== 0 || headerBytes < FIXED_HEADER + 4 * fpCount + nameLength || headerBytes > bytes.length) {
     throw bad(`has a bad header size (${headerBytes} bytes)`);
   }
-  const expected = headerBytes + 4 * (stateFloats + logitFloats);
+  const data = headerBytes + 4 * (stateFloats + logitFloats);
+  const samplerBytes = formatVersion >= 2 && bytes.length >= data + 4 ? dv.getUint32(data, true) : 0;
+  const expected = formatVersion >= 2 ? data + 4 + align4(samplerBytes) : data;
   if (bytes.length !== expected) {
     throw bad(`is ${bytes.length} bytes but its header announces ${expected} (truncated or corrupt)`);
   }
@@ -158,6 +166,7 @@ export function readStateFileHeader(bytes: Uint8Array, source = 'state file'): S
     stateFloats,
     logitFloats,
     tokenCount,
+    samplerBytes,
   };
 }
 
@@ -193,12 +202,40 @@ export function decodeStateFile(bytes: Uint8Array, identity: ModelIdentity, conf
   let logits: Float32Array | undefined;
   if (h.logitFloats > 0) {
     logits = new Float32Array(h.logitFloats);
-    new Uint8Array(logits.buffer).set(payload.subarray(4 * h.stateFloats));
+    new Uint8Array(logits.buffer).set(payload.subarray(4 * h.stateFloats, 4 * (h.stateFloats + h.logitFloats)));
     for (let i = 0; i < logits.length; i++) {
       if (Number.isNaN(logits[i]!)) throw new StateError('BAD_STATE', `holds a NaN logit (token ${i})`, { file: source });
     }
   }
-  return RwkvState.from(state, logits, h.tokenCount);
+  const ctx = RwkvState.from(state, logits, h.tokenCount);
+  if (h.samplerBytes > 0) {
+    const at = h.headerBytes + 4 * (h.stateFloats + h.logitFloats) + 4;
+    ctx.sampler = parseSampler(bytes.subarray(at, at + h.samplerBytes), config.nVocab, source);
+  }
+  return ctx;
+}
+
+/** The sampler record: JSON {seed, rng: four u32 words, counts: [[id, count], …]}, checked field by field. */
+function parseSampler(bytes: Uint8Array, nVocab: number, source: string): SamplerSnapshot {
+  const bad = (what: string): StateError => new StateError('BAD_STATE', `has a bad sampler record: ${what}`, { file: source });
+  let v: unknown;
+  try {
+    v = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+  } catch {
+    throw bad('not JSON');
+  }
+  const r = v as Partial<SamplerSnapshot> | null;
+  const u32 = (x: unknown): boolean => Number.isInteger(x) && (x as number) >= 0 && (x as number) <= 0xffffffff;
+  if (r === null || typeof r !== 'object' || !u32(r.seed)) throw bad('seed');
+  if (!Array.isArray(r.rng) || r.rng.length !== 4 || !r.rng.every(u32)) throw bad('rng');
+  const counts = r.counts;
+  if (
+    !Array.isArray(counts) ||
+    !counts.every((e) => Array.isArray(e) && e.length === 2 && Number.isInteger(e[0]) && e[0] >= 0 && e[0] < nVocab && Number.isFinite(e[1]))
+  ) {
+    throw bad('counts');
+  }
+  return { seed: r.seed!, rng: [r.rng[0]!, r.rng[1]!, r.rng[2]!, r.rng[3]!], counts: counts.map(([id, c]) => [id, c]) };
 }
 
 function fingerprintsMatch(a: Float32Array, b: Float32Array): boolean {

@@ -42,6 +42,8 @@ export interface TrainOptions {
   init?: string;
   /** Continue the run in `out` from its last checkpoint. */
   resume?: boolean;
+  /** Start afresh in an `out` that already holds a run (its model, optimizer state and log are replaced). */
+  overwrite?: boolean;
   seed?: number;
   /** Fraction of the tokens held out for validation. */
   valFraction?: number;
@@ -55,7 +57,7 @@ export interface TrainOptions {
   embScale?: number;
 }
 
-export type ResolvedOptions = Required<Omit<TrainOptions, 'init' | 'resume'>> & { init: string | undefined };
+export type ResolvedOptions = Required<Omit<TrainOptions, 'init' | 'resume' | 'overwrite'>> & { init: string | undefined };
 
 export const TRAIN_DEFAULTS = {
   layers: 4,
@@ -147,7 +149,7 @@ function defined<T extends object>(o: T): Partial<T> {
 
 /** Defaults, then (on resume) the saved run's options, then what was given. */
 export function resolveOptions(given: TrainOptions, saved?: Record<string, unknown>): ResolvedOptions {
-  const { resume: _resume, ...rest } = given;
+  const { resume: _resume, overwrite: _overwrite, ...rest } = given;
   if (rest.data !== undefined && rest.data.length === 0) delete rest.data;
   const merged = { ...TRAIN_DEFAULTS, init: undefined, ...(saved ?? {}), ...defined(rest) } as Record<string, unknown>;
   const steps = merged.steps as number;
@@ -172,8 +174,18 @@ export function resolveOptions(given: TrainOptions, saved?: Record<string, unkno
 /** Runs (or resumes) a training run. */
 export async function train(given: TrainOptions, gemm: Gemm, callbacks: TrainCallbacks = {}): Promise<TrainResult> {
   const dir = given.out;
-  fs.mkdirSync(dir, { recursive: true });
   const statePath = path.join(dir, STATE_FILE);
+  if (given.resume !== true && given.overwrite !== true) {
+    // A fresh run would replace these: a run's weights, optimizer state and log are not to be lost to a typo.
+    const existing = [MODEL_FILE, STATE_FILE, LOG_FILE].filter((f) => fs.existsSync(path.join(dir, f)));
+    if (existing.length > 0) {
+      throw new ArgumentError(
+        `${dir} already holds a training run (${existing.join(', ')}): continue it with --resume, start afresh there with --overwrite, or choose another --out`,
+      );
+    }
+  }
+  if (given.resume === true && given.overwrite === true) throw new ArgumentError('--resume and --overwrite contradict each other: give one');
+  fs.mkdirSync(dir, { recursive: true });
   let saved: Progress | undefined;
   if (given.resume === true) {
     if (!fs.existsSync(statePath)) throw new ArgumentError(`--resume: there is no ${STATE_FILE} in ${dir}`);
