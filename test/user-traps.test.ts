@@ -290,3 +290,25 @@ test('state files: format 1 (no sampler record) is still read; a damaged sampler
     await rw.close();
   }
 });
+
+test('reading a large model shows a progress bar on a terminal (not for small files, not when stderr is not a terminal)', async () => {
+  const { readProgress, BAR_MIN_BYTES } = await import('../src/cli/progress.js');
+  const fake = (tty: boolean) => {
+    let out = '';
+    const stream = { isTTY: tty, columns: 100, write: (s: string) => ((out += s), true), cursorTo: () => true, clearLine: () => true, moveCursor: () => true, on: () => stream, removeListener: () => stream };
+    return { stream: stream as unknown as NodeJS.WriteStream, out: () => out };
+  };
+  const big = fake(true);
+  const p = readProgress('loading big.bin', big.stream);
+  p.onProgress({ loaded: 0, total: 2 * BAR_MIN_BYTES });
+  p.onProgress({ loaded: BAR_MIN_BYTES, total: 2 * BAR_MIN_BYTES });
+  p.done();
+  assert.match(big.out(), /loading big\.bin .* 50% \| 64\/128 MiB/);
+  for (const [tty, total] of [[true, BAR_MIN_BYTES - 1], [false, 4 * BAR_MIN_BYTES]] as const) {
+    const f = fake(tty);
+    const q = readProgress('x', f.stream);
+    q.onProgress({ loaded: total / 2, total });
+    q.done();
+    assert.equal(f.out(), '');
+  }
+});

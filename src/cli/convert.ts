@@ -3,6 +3,8 @@
 import { ArgumentError } from '../errors.js';
 import { writeCheckpoint, type FloatType, type WriteSummary } from '../formats/convert.js';
 import { openCheckpoint } from '../formats/open.js';
+import { basename } from './open-model.js';
+import { readProgress } from './progress.js';
 
 export interface ConvertArgs {
   in: string;
@@ -24,7 +26,8 @@ export async function runConvert(args: ConvertArgs): Promise<WriteSummary> {
     if (!(FLOAT_TYPES as readonly string[]).includes(d)) throw new ArgumentError(`--dtype must be one of ${FLOAT_TYPES.join(', ')}, got '${args.dtype}'`);
     dtype = d as FloatType;
   }
-  const source = await openCheckpoint(args.in);
+  const progress = readProgress(`reading ${basename(args.in)}`);
+  const source = await openCheckpoint(args.in, undefined, { onProgress: progress.onProgress }).finally(() => progress.done());
   const summary = writeCheckpoint(source, args.out, dtype !== undefined ? { dtype } : {});
   process.stderr.write(summaryLine(args.out, summary));
   return summary;

@@ -12,7 +12,8 @@ import { PAPER_PRESET, parseTasks } from '../eval/tasks.js';
 import { Rwkv } from '../generation/rwkv.js';
 import { DEFAULT_MODEL } from './default-model.js';
 import { unescape } from './generate.js';
-import type { KernelArgs } from './open-model.js';
+import { basename, type KernelArgs } from './open-model.js';
+import { readProgress } from './progress.js';
 
 export interface EvalArgs extends KernelArgs {
   model: string;
@@ -83,7 +84,9 @@ export async function runEval(args: EvalArgs): Promise<EvalResults | undefined> 
   }
   const contents = texts.map((file) => ({ name: file, content: readText(file) }));
 
+  const progress = readProgress(`loading ${basename(args.model)}`);
   const rwkv = await Rwkv.load(args.model, {
+    onProgress: progress.onProgress,
     ...(args.threads !== undefined ? { threads: args.threads } : {}),
     ...(args.kernels !== undefined ? { kernels: args.kernels } : {}),
     int8: args.int8 === true,
@@ -91,7 +94,7 @@ export async function runEval(args: EvalArgs): Promise<EvalResults | undefined> 
     prefixCache: false,
     // A batch job: passes as large as the products like (the default keeps passes short for a responsive host).
     batch: { maxBatch: 32, maxRows: 512 },
-  });
+  }).finally(() => progress.done());
   const controller = new AbortController();
   const onSigint = (): void => controller.abort();
   process.on('SIGINT', onSigint);

@@ -3,6 +3,7 @@
 import * as os from 'node:os';
 import { createBackend } from '../kernels/create-backend.js';
 import { loadModel } from '../models/load.js';
+import { readProgress } from './progress.js';
 import type { RwkvModel } from '../models/model.js';
 
 export interface KernelArgs {
@@ -23,7 +24,13 @@ export interface OpenedModel {
 export async function openModel(path: string, args: KernelArgs): Promise<OpenedModel> {
   const backend = await createBackend({ kind: args.kernels ?? 'wasm', ...(args.threads !== undefined ? { threads: args.threads } : {}) });
   try {
-    const model = await loadModel(path, { backend, int8: args.int8 === true });
+    const progress = readProgress(`loading ${basename(path)}`);
+    let model: RwkvModel;
+    try {
+      model = await loadModel(path, { backend, int8: args.int8 === true, onProgress: progress.onProgress });
+    } finally {
+      progress.done();
+    }
     const mode = args.int8 === true ? ', int8 weights and activations' : '';
     return { model, close: () => backend.close(), kernels: `${backend.description}${mode}` };
   } catch (e) {
@@ -39,4 +46,9 @@ export async function openModel(path: string, args: KernelArgs): Promise<OpenedM
 export function threadsWarning(threads: unknown, cores = os.availableParallelism()): string | undefined {
   if (typeof threads !== 'number' || threads <= cores) return undefined;
   return `rwkv: warning: --threads ${threads} is more than the ${cores} core(s) of this machine, which makes every step slower; the default is one thread per core (${cores})\n`;
+}
+
+/** The last part of a path or URL, for a progress label. */
+export function basename(path: string): string {
+  return path.split(/[\\/]/).pop() ?? path;
 }

@@ -4,6 +4,8 @@
 import { ArgumentError } from '../errors.js';
 import { outputFormatOf, writeCheckpoint, type WriteSummary } from '../formats/convert.js';
 import { openCheckpoint } from '../formats/open.js';
+import { basename } from './open-model.js';
+import { readProgress } from './progress.js';
 import { isQuantType, QUANT_TYPES } from '../kernels/quantize.js';
 import { summaryLine } from './convert.js';
 
@@ -22,7 +24,8 @@ export async function runQuantize(args: QuantizeArgs): Promise<WriteSummary> {
   if (format !== 'rwkv.cpp' && format !== 'gguf') {
     throw new ArgumentError(`quantized models are written as rwkv.cpp .bin or .gguf, not ${format} ('${args.out}')`);
   }
-  const source = await openCheckpoint(args.in);
+  const progress = readProgress(`reading ${basename(args.in)}`);
+  const source = await openCheckpoint(args.in, undefined, { onProgress: progress.onProgress }).finally(() => progress.done());
   // Quantizing values that were already rounded to a coarser grid compounds the two errors.
   const quantized = [...source.tensors.values()].filter((t) => /^q\d/.test(t.dtype));
   if (quantized.length > 0) {
