@@ -18,7 +18,7 @@ export { ReferenceBackend } from './kernels/reference-backend.js';
 export { WasmBackend } from './kernels/wasm-backend.js';
 export { WasmKernels, type WasmKernelsOptions } from './kernels/wasm-kernels.js';
 export type { Matrix, MatrixDType } from './kernels/matrix.js';
-export { RwkvModel, type SequenceInput, type LogitsWanted, type LogitsSink, type SequenceOptions } from './models/model.js';
+export { RwkvModel, type SequenceInput, type LogitsWanted, type LogitsSink, type HiddenSink, type SequenceOptions } from './models/model.js';
 export { State } from './models/state.js';
 export { loadModel, modelFromSource, type LoadOptions } from './models/load.js';
 export { randomSource, RWKV4_169M, RWKV7_0B1, type RandomShape, type RandomOptions } from './models/random.js';

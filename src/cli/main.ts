@@ -197,6 +197,18 @@ export function buildProgram(): Command {
     .option('--decode', 'read a JSON array of token ids from stdin and print exactly the bytes they stand for')
     .action((opts: TokenizeArgs) => runTokenize(opts));
 
+  withKernelOptions(program.command('embed'))
+    .description('print one embedding (the final hidden state after ln_out) per text as a JSON array per line; no TEXT: one text per line of stdin')
+    .argument('[texts...]', 'the texts (default: the lines of stdin)')
+    .option('--model <file>', 'model file (.pth, .safetensors, .gguf or rwkv.cpp .bin); default: the shipped model', DEFAULT_MODEL)
+    .option('--tokenizer <file>', "a World vocabulary, a tokenizer.json, or 'bytes' (default: chosen by the model's vocabulary size)")
+    .addOption(new Option('--pooling <how>', "last: the last token's hidden state; mean: the mean over the text's tokens").choices(['last', 'mean']).default('last'))
+    .option('--no-normalize', 'print the vectors as they are, not scaled to unit length')
+    .action(async (texts: string[], opts: import('./embed.js').EmbedArgs) => {
+      const { runEmbed } = await import('./embed.js');
+      await runEmbed(texts, opts);
+    });
+
   addPullCommand(program);
 
   return program;

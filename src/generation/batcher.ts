@@ -3,7 +3,7 @@
 // all sequences concatenated into each product). A sequence joins or leaves between passes; a long
 // prompt arrives in slices (generate.ts `prefill`), so it holds the others up for one slice at most.
 import { AbortError, ArgumentError, NonFiniteError } from '../errors.js';
-import type { LogitsWanted, RwkvModel } from '../models/model.js';
+import type { HiddenSink, LogitsWanted, RwkvModel } from '../models/model.js';
 import type { State } from '../models/state.js';
 import { yieldToHost } from '../util/host.js';
 
@@ -11,6 +11,7 @@ interface Request {
   readonly tokens: readonly number[];
   readonly state: State;
   readonly logits: LogitsWanted;
+  readonly hidden: HiddenSink | undefined;
   readonly resolve: (logits: Float32Array) => void;
   readonly reject: (e: unknown) => void;
   readonly signal: AbortSignal | undefined;
@@ -46,10 +47,11 @@ export class Batcher {
 
   /**
    * Feeds `tokens` into `state` in coming passes; resolves to the logits wanted (an empty array when they
-   * go to a sink, which hears positions counted from the first of `tokens`).
+   * go to a sink, which hears positions counted from the first of `tokens`). `hidden` hears every
+   * position's final hidden row (SequenceInput.hidden), positions counted the same way.
    */
-  async forward(tokens: readonly number[], state: State, logits: LogitsWanted = 'last', signal?: AbortSignal): Promise<Float32Array> {
-    if (tokens.length <= this.maxRows) return this.enqueue(tokens, state, logits, signal);
+  async forward(tokens: readonly number[], state: State, logits: LogitsWanted = 'last', signal?: AbortSignal, hidden?: HiddenSink): Promise<Float32Array> {
+    if (tokens.length <= this.maxRows) return this.enqueue(tokens, state, logits, signal, hidden);
     // Pieces in order, each in its own pass; only the last one's logits are wanted unless all are.
     const parts: Float32Array[] = [];
     for (let at = 0; at < tokens.length; at += this.maxRows) {
@@ -64,7 +66,8 @@ export class Batcher {
               ? logits
               : 'none';
       try {
-        parts.push(await this.enqueue(tokens.slice(at, end), state, wanted, signal));
+        const pieceHidden: HiddenSink | undefined = hidden === undefined ? undefined : (p, row) => hidden(offset + p, row);
+        parts.push(await this.enqueue(tokens.slice(at, end), state, wanted, signal, pieceHidden));
       } catch (e) {
         // The pass counts positions within its piece; the caller counts them from the first of `tokens`.
         if (e instanceof NonFiniteError && offset > 0) {
@@ -84,10 +87,16 @@ export class Batcher {
     return out;
   }
 
-  private enqueue(tokens: readonly number[], state: State, logits: LogitsWanted, signal: AbortSignal | undefined): Promise<Float32Array> {
+  private enqueue(
+    tokens: readonly number[],
+    state: State,
+    logits: LogitsWanted,
+    signal: AbortSignal | undefined,
+    hidden?: HiddenSink,
+  ): Promise<Float32Array> {
     if (signal?.aborted === true) return Promise.reject(new AbortError('aborted'));
     return new Promise((resolve, reject) => {
-      this.pending.push({ tokens, state, logits, resolve, reject, signal });
+      this.pending.push({ tokens, state, logits, hidden, resolve, reject, signal });
       if (!this.draining) {
         this.draining = true;
         // Start on a later turn, so that requests issued together (e.g. by Promise.all) share the pass.
@@ -124,7 +133,7 @@ export class Batcher {
         const batch = this.take();
         if (batch.length === 0) break;
         try {
-          const out = await this.model.run(batch.map(({ tokens, state, logits }) => ({ tokens, state, logits })));
+          const out = await this.model.run(batch.map(({ tokens, state, logits, hidden }) => ({ tokens, state, logits, ...(hidden !== undefined ? { hidden } : {}) })));
           this.stats.passes++;
           this.stats.sequences += batch.length;
           batch.forEach((r, i) => r.resolve(out[i]!));

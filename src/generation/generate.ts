@@ -27,12 +27,29 @@ export interface GenerateOptions extends SamplerOptions {
   seed?: number;
   /** Generation ends, without emitting or feeding it, when one of these token ids is drawn. */
   stopTokens?: readonly number[];
+  /**
+   * Give each generated token its `alternatives`: the N most likely tokens (0..20; default 0, none) under
+   * the same distribution as `logProb` (the raw logits' log-softmax).
+   */
+  topLogProbs?: number;
+}
+
+/** A token and its log-probability. */
+export interface TokenLogProb {
+  id: number;
+  logProb: number;
 }
 
 export interface GeneratedToken {
   id: number;
   /** Natural log of the token's probability under the model (raw logits: before penalties, cuts and temperature). */
   logProb: number;
+  /**
+   * With `topLogProbs: N`: the N most likely tokens at this step, most likely first, by the raw
+   * (unadjusted) logits' log-softmax — the distribution `logProb` is taken from, whatever the sampler
+   * then did (penalties, bias, bans, cuts, temperature).
+   */
+  alternatives?: TokenLogProb[];
 }
 
 export interface ResolvedGenerateOptions {
@@ -40,6 +57,7 @@ export interface ResolvedGenerateOptions {
   maxTokens: number;
   seed: number;
   stopTokens: ReadonlySet<number>;
+  topLogProbs: number;
 }
 
 /** Checks every option; returns them with defaults filled in (a random seed when none is given). */
@@ -51,7 +69,8 @@ export function validateGenerateOptions(options: GenerateOptions, nVocab?: numbe
   const seed = options.seed ?? (Math.random() * 2 ** 32) >>> 0;
   checkInteger('seed', seed, 0, 2 ** 32 - 1);
   for (const id of options.stopTokens ?? []) checkTokenId(id, 'stop token', nVocab);
-  return { sampler, maxTokens, seed, stopTokens: new Set(options.stopTokens ?? []) };
+  checkInteger('topLogProbs', options.topLogProbs, 0, 20);
+  return { sampler, maxTokens, seed, stopTokens: new Set(options.stopTokens ?? []), topLogProbs: options.topLogProbs ?? 0 };
 }
 
 /**
@@ -231,7 +250,7 @@ export async function* generateTokens(
   const ctx = RwkvState.from(state, logits.slice());
   const sampler = new TokenSampler(resolved.sampler, resolved.seed);
   for (let n = 0; n < resolved.maxTokens; n++) {
-    const step = drawStep(ctx, sampler, resolved.stopTokens);
+    const step = drawStep(ctx, sampler, resolved.stopTokens, resolved.topLogProbs);
     if (step === undefined) return;
     try {
       yield step;
@@ -242,14 +261,53 @@ export async function* generateTokens(
   }
 }
 
-/** Draws the next token from `ctx.logits`; undefined for a stop token. Does not feed it. */
-export function drawStep(ctx: RwkvState, sampler: TokenSampler, stopTokens: ReadonlySet<number>): GeneratedToken | undefined {
+/**
+ * Draws the next token from `ctx.logits`; undefined for a stop token. Does not feed it. With `top` > 0 the
+ * token carries its `alternatives` (topLogProbs).
+ */
+export function drawStep(ctx: RwkvState, sampler: TokenSampler, stopTokens: ReadonlySet<number>, top = 0): GeneratedToken | undefined {
   const logits = ctx.logits;
   if (logits === undefined) throw new ArgumentError('the state has no logits: feed a prompt (at least one token) first');
   const step = sampler.next(logits);
   if (stopTokens.has(step.id)) return undefined;
   sampler.accept(step.id);
+  if (top > 0) {
+    step.alternatives = topLogProbs(logits, top);
+    // The same number for the chosen token in both places (they may differ in the last bit otherwise).
+    const own = step.alternatives.find((a) => a.id === step.id);
+    if (own !== undefined) own.logProb = step.logProb;
+  }
   return step;
+}
+
+/**
+ * The `k` most likely ids under log-softmax(logits), most likely first: one pass keeping a sorted list of
+ * k candidates (O(n_vocab) comparisons plus O(k) per insertion), and one for the log-sum-exp.
+ */
+export function topLogProbs(logits: ArrayLike<number>, k: number): TokenLogProb[] {
+  const n = logits.length;
+  k = Math.min(k, n);
+  const ids: number[] = [];
+  const values: number[] = [];
+  let max = -Infinity;
+  for (let i = 0; i < n; i++) {
+    const v = logits[i]!;
+    if (v > max) max = v;
+    if (ids.length === k && !(v > values[k - 1]!)) continue;
+    // Insert keeping descending order (ties: the lower id first); when full, the smallest drops out.
+    let at = ids.length < k ? ids.length : k - 1;
+    while (at > 0 && v > values[at - 1]!) {
+      ids[at] = ids[at - 1]!;
+      values[at] = values[at - 1]!;
+      at--;
+    }
+    ids[at] = i;
+    values[at] = v;
+  }
+  let sum = 0;
+  for (let i = 0; i < n; i++) sum += Math.exp(logits[i]! - max);
+  const lse = max + Math.log(sum);
+  return ids.map((id, j) => ({ id, logProb: values[j]! - lse }));
 }
 
 /** Runs tokens through the model (directly, or through a Batcher) and returns the last position's logits. */

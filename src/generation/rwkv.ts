@@ -104,8 +104,17 @@ export interface ScoreResult {
 /** Every option name of Rwkv.load, generate and score: anything else is a typo (util/options.ts). */
 const LOAD_OPTIONS = ['threads', 'kernels', 'int8', 'tokenizer', 'backend', 'batch', 'prefixCache', 'promptBlock', 'name', 'headers', 'signal', 'onProgress'] as const;
 const SAMPLER_OPTIONS = ['temperature', 'topP', 'topK', 'minP', 'presencePenalty', 'frequencyPenalty', 'penaltyDecay', 'exemptWhitespaceAndDigits', 'logitBias', 'bannedTokens'] as const;
-const GENERATE_OPTIONS = [...SAMPLER_OPTIONS, 'maxTokens', 'seed', 'stopTokens', 'stop', 'state', 'signal', 'cache'] as const;
+const GENERATE_OPTIONS = [...SAMPLER_OPTIONS, 'maxTokens', 'seed', 'stopTokens', 'topLogProbs', 'stop', 'state', 'signal', 'cache'] as const;
 const SCORE_OPTIONS = ['state', 'signal'] as const;
+const EMBED_OPTIONS = ['pooling', 'normalize', 'signal'] as const;
+
+export interface EmbedOptions {
+  /** 'last' (default): the hidden row of the text's last token; 'mean': the mean of its tokens' rows. */
+  pooling?: 'last' | 'mean';
+  /** Scale each vector to unit L2 norm. Default true. */
+  normalize?: boolean;
+  signal?: AbortSignal;
+}
 
 /** Checks Rwkv.load's options before anything is read or started, so a typo fails at once. */
 function checkLoadOptions(options: RwkvOptions): void {
@@ -348,6 +357,59 @@ export class Rwkv {
     return { ids, logProbs, total, perplexity: Math.exp(-total / ids.length) };
   }
 
+  /**
+   * One vector per text: the model's final hidden state after ln_out (the vector the head multiplies,
+   * n_embd wide). Each text is read from a fresh state that first sees token 0, as `score` does (the
+   * start token's row itself is not pooled; an empty text gives the row after token 0). 'last' pooling
+   * (default) takes the last token's row, 'mean' the mean over the text's tokens; `normalize` (default
+   * true) scales each vector to unit L2 norm. Texts run concurrently, so they share passes.
+   */
+  async embed(texts: string | readonly string[], options: EmbedOptions = {}): Promise<Float32Array[]> {
+    checkOptionNames('embed', options, EMBED_OPTIONS);
+    const list = typeof texts === 'string' ? [texts] : texts;
+    if (!Array.isArray(list)) throw new ArgumentError(`embed takes a string or an array of strings, got ${describeValue(texts)}`);
+    for (const t of list) {
+      if (typeof t !== 'string') throw new ArgumentError(`embed takes strings, got ${describeValue(t)}`);
+    }
+    const pooling = options.pooling ?? 'last';
+    if (pooling !== 'last' && pooling !== 'mean') throw new ArgumentError(`pooling must be 'last' or 'mean', got ${describeValue(pooling)}`);
+    checkBoolean('normalize', options.normalize);
+    const normalize = options.normalize !== false;
+    const signal = options.signal;
+    if (signal?.aborted === true) throw new AbortError('embedding aborted');
+    const c = this.config.nEmbd;
+    return Promise.all(
+      list.map(async (text) => {
+        const ids = [0, ...this.tokenizer.encode(text)];
+        const state = this.model.createState();
+        // Position 0 is the start token: pooled only when the text is empty.
+        const first = ids.length === 1 ? 0 : 1;
+        const sum = new Float64Array(c);
+        await this.batcher.forward(
+          ids,
+          state,
+          'none',
+          signal,
+          (p, row) => {
+            if (p < first) return;
+            if (pooling === 'mean') for (let i = 0; i < c; i++) sum[i] += row[i]!;
+            else if (p === ids.length - 1) for (let i = 0; i < c; i++) sum[i] = row[i]!;
+          },
+        );
+        if (pooling === 'mean') for (let i = 0; i < c; i++) sum[i] = sum[i]! / (ids.length - first);
+        let scale = 1;
+        if (normalize) {
+          let sq = 0;
+          for (let i = 0; i < c; i++) sq += sum[i]! * sum[i]!;
+          if (sq > 0) scale = 1 / Math.sqrt(sq);
+        }
+        const out = new Float32Array(c);
+        for (let i = 0; i < c; i++) out[i] = sum[i]! * scale;
+        return out;
+      }),
+    );
+  }
+
   /** The bytes of a state file for `state` (see docs/state-files.md). */
   encodeState(state: RwkvState): Uint8Array {
     this.checkState(state);
@@ -556,7 +618,7 @@ export class Generation implements AsyncIterableIterator<GenerationPiece> {
         }
         await pace(); // sampling is O(n_vocab) on this thread
         t = performance.now();
-        const step = drawStep(ctx, sampler, options.stopTokens);
+        const step = drawStep(ctx, sampler, options.stopTokens, options.topLogProbs);
         stats.generateMs += performance.now() - t;
         if (step === undefined) {
           this.finishReason = 'stop_token';

@@ -32,7 +32,16 @@ export interface SequenceInput {
   readonly state: State;
   /** Default 'last'. */
   readonly logits?: LogitsWanted;
+  /**
+   * Called during the pass with every position's final hidden row (after ln_out: the vector the head
+   * multiplies, nEmbd wide), in order; `row` is a view of scratch valid only during the call. Rows wanted
+   * only here skip the head product (logits 'none' with `hidden`: no head at all).
+   */
+  readonly hidden?: HiddenSink;
 }
+
+/** Receives one position's final hidden row (see SequenceInput.hidden). */
+export type HiddenSink = (position: number, row: Float32Array) => void;
 
 export interface SequenceOptions {
   /** Return the logits of every position (T × nVocab) instead of the last one only. */
@@ -142,13 +151,14 @@ export class RwkvModel {
     const { nVocab } = this.config;
     if (batch.length === 0) throw new ArgumentError('a pass needs at least one sequence');
     const states = new Set<State>();
-    for (const { tokens, state } of batch) {
+    for (const { tokens, state, hidden } of batch) {
       if (tokens.length === 0) throw new ArgumentError('every sequence of a pass needs at least one token');
       for (const token of tokens) {
         if (!Number.isInteger(token) || token < 0 || token >= nVocab) {
           throw new ArgumentError(`token id ${token} is outside the vocabulary (0..${nVocab - 1})`);
         }
       }
+      if (hidden !== undefined && typeof hidden !== 'function') throw new ArgumentError('hidden must be a function');
       if (!(state instanceof State) || state.data.length !== this.stateFloats) {
         throw new ArgumentError(`the state has ${state.data?.length} floats; this model's has ${this.stateFloats}`);
       }
@@ -215,6 +225,23 @@ export class RwkvModel {
       backend.norm(x, this.ln2[l]!.weight, this.ln2[l]!.bias, xn, 1, LN_EPS);
       await block.channelMix(pass, base, xn, dx);
       backend.add(x, dx, x);
+      await pace();
+    }
+
+    // Hidden rows (embeddings): every position of the sequences that want them, through ln_out only.
+    for (let i = 0; i < b; i++) {
+      const sink = batch[i]!.hidden;
+      if (sink === undefined) continue;
+      const start = layout.starts[i]!;
+      const len = layout.lengths[i]!;
+      for (let g = 0; g < len; g += HEAD_ROWS) {
+        const n = Math.min(HEAD_ROWS, len - g);
+        const normed = work.get('model.hidden', n, c);
+        backend.gatherRows(x, Array.from({ length: n }, (_, j) => start + g + j), normed);
+        backend.norm(normed, this.lnOut.weight, this.lnOut.bias, normed, 1, LN_EPS);
+        const rows = await backend.read(normed);
+        for (let j = 0; j < n; j++) sink(g + j, rows.subarray(j * c, (j + 1) * c));
+      }
       await pace();
     }
 
