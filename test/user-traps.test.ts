@@ -312,3 +312,31 @@ test('reading a large model shows a progress bar on a terminal (not for small fi
     assert.equal(f.out(), '');
   }
 });
+
+test('rwkv embed: one JSON vector per text (arguments or stdin lines), equal to Rwkv.embed', async (t) => {
+  const model = fixture(t, MODEL);
+  if (model === undefined) return;
+  const r = rwkv('embed', '--model', model, 'hello', 'world');
+  assert.equal(r.status, 0, r.stderr);
+  const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as number[]);
+  const piped = spawnSync(process.execPath, [CLI, 'embed', '--model', model, '--pooling', 'mean', '--no-normalize'], { input: 'hello\nworld\n', encoding: 'utf8' });
+  assert.equal(piped.status, 0, piped.stderr);
+  const mean = piped.stdout.trim().split('\n').map((l) => JSON.parse(l) as number[]);
+  const rw = await Rwkv.load(model);
+  try {
+    const want = await rw.embed(['hello', 'world']);
+    const wantMean = await rw.embed(['hello', 'world'], { pooling: 'mean', normalize: false });
+    assert.equal(lines.length, 2);
+    assert.equal(mean.length, 2);
+    for (let i = 0; i < 2; i++) {
+      assert.deepEqual(Float32Array.from(lines[i]!), want[i]);
+      assert.deepEqual(Float32Array.from(mean[i]!), wantMean[i]);
+    }
+    assert.notDeepEqual(lines[0], lines[1]);
+  } finally {
+    await rw.close();
+  }
+  const bad = rwkv('embed', '--model', model, '--pooling', 'max', 'x');
+  assert.equal(bad.status, 1);
+  assert.match(bad.stderr, /^rwkv: /);
+});
