@@ -142,3 +142,16 @@ test('a request the Batcher splits into pieces names the position counted from t
   assertNamesPosition(e, 20);
   assert.equal((e.message.match(/\.bin: /g) ?? []).length, 1, 'the file is named once');
 });
+
+test('embed on a model with a NaN embedding rejects with NonFiniteError (no NaN vector)', async (t) => {
+  const file = fixture(t, MODEL);
+  if (file === undefined) return;
+  const rwkv = await Rwkv.load(await corrupt(file, 'emb.weight', I, 5, NaN, 'emb-nan-embed.bin'));
+  try {
+    const e = await expectRwkvRejection(() => rwkv.embed('a' + String.fromCharCode(I) + 'b'), 'NON_FINITE');
+    assert.ok(e instanceof NonFiniteError);
+    assert.match(e.message, /hidden values at position 2 are not finite/);
+  } finally {
+    await rwkv.close();
+  }
+});

@@ -171,7 +171,7 @@ export class RwkvModel {
    * Rejects a row of logits holding a NaN or ±inf (corrupt weights or state), before anyone samples or
    * scores from it. ≈ 20–30 µs per 50,277-wide row here, against milliseconds for the head product.
    */
-  private checkFinite(row: Float32Array, position: number): void {
+  private checkFinite(row: Float32Array, position: number, what = 'logits'): void {
     // A float64 sum of f32 values cannot overflow, so it is finite exactly when every value is; four
     // sums keep the adds independent (twice as fast as one).
     let a = 0;
@@ -190,7 +190,7 @@ export class RwkvModel {
     if (Number.isFinite(a + b + c + d)) return;
     const at = row.findIndex((v) => !Number.isFinite(v));
     throw new NonFiniteError(
-      `the logits at position ${position} are not finite (token id ${at}: ${row[at]}); the weights or the state are probably corrupt (check the model with \`rwkv info --check\`)`,
+      `the ${what} at position ${position} are not finite (${what === 'logits' ? 'token id' : 'index'} ${at}: ${row[at]}); the weights or the state are probably corrupt (check the model with \`rwkv info --check\`)`,
       position,
       { file: this.file },
     );
@@ -240,7 +240,11 @@ export class RwkvModel {
         backend.gatherRows(x, Array.from({ length: n }, (_, j) => start + g + j), normed);
         backend.norm(normed, this.lnOut.weight, this.lnOut.bias, normed, 1, LN_EPS);
         const rows = await backend.read(normed);
-        for (let j = 0; j < n; j++) sink(g + j, rows.subarray(j * c, (j + 1) * c));
+        for (let j = 0; j < n; j++) {
+          const row = rows.subarray(j * c, (j + 1) * c);
+          this.checkFinite(row, g + j, 'hidden values'); // an embedding of NaN is as corrupt as such logits
+          sink(g + j, row);
+        }
       }
       await pace();
     }
