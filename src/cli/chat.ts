@@ -9,8 +9,7 @@ import { validateGenerateOptions } from '../generation/generate.js';
 import type { RwkvState } from '../generation/context.js';
 import { Rwkv, type Generation } from '../generation/rwkv.js';
 import { samplingOptions, type SamplingArgs, type SamplingDefaults } from './generate.js';
-import { basename, type KernelArgs } from './open-model.js';
-import { readProgress } from './progress.js';
+import { loadRwkv, type KernelArgs } from './open-model.js';
 
 /** `rwkv chat`: ChatRWKV's chat demo (API_DEMO_CHAT.py) settings; max tokens is per answer. */
 export const CHAT_DEFAULTS: SamplingDefaults = {
@@ -90,14 +89,7 @@ export async function runChat(args: ChatArgs): Promise<void> {
   options.stop = ['\n\n', ...(options.stop ?? [])];
   options.bannedTokens = [...new Set([0, ...options.bannedTokens])];
   validateGenerateOptions(options);
-  const progress = readProgress(`loading ${basename(args.model)}`);
-  const rwkv = await Rwkv.load(args.model, {
-    onProgress: progress.onProgress,
-    ...(args.threads !== undefined ? { threads: args.threads } : {}),
-    ...(args.kernels !== undefined ? { kernels: args.kernels } : {}),
-    int8: args.int8 === true,
-    ...(args.tokenizer !== undefined ? { tokenizer: args.tokenizer } : {}),
-  }).finally(() => progress.done());
+  const rwkv = await loadRwkv(args.model, args);
   try {
     const state = args.stateIn !== undefined ? await rwkv.loadState(args.stateIn) : rwkv.createState();
     const session = new ChatSession(rwkv, state, options, args.seed, template, args.system);

@@ -1,9 +1,7 @@
 // `rwkv embed`: one embedding (the final hidden state after ln_out, see Rwkv.embed) per text, printed as
 // one JSON array per line on stdout. Texts come from the arguments, or else one per line of stdin.
 import { createInterface } from 'node:readline';
-import { Rwkv } from '../generation/rwkv.js';
-import { basename } from './open-model.js';
-import { readProgress } from './progress.js';
+import { loadRwkv } from './open-model.js';
 
 export interface EmbedArgs {
   model: string;
@@ -23,15 +21,9 @@ export interface EmbedIo {
 }
 
 export async function runEmbed(texts: readonly string[], args: EmbedArgs, io: EmbedIo = processIo()): Promise<void> {
-  const progress = readProgress(`loading ${basename(args.model)}`);
-  const rwkv = await Rwkv.load(args.model, {
-    onProgress: progress.onProgress,
-    ...(args.threads !== undefined ? { threads: args.threads } : {}),
-    ...(args.kernels !== undefined ? { kernels: args.kernels } : {}),
-    int8: args.int8 === true,
-    ...(args.tokenizer !== undefined ? { tokenizer: args.tokenizer } : {}),
+  const rwkv = await loadRwkv(args.model, args, {
     prefixCache: false,
-  }).finally(() => progress.done());
+  });
   try {
     const options = { pooling: args.pooling ?? 'last', normalize: args.normalize !== false } as const;
     const print = async (vectors: Float32Array[]): Promise<void> => {

@@ -9,11 +9,9 @@ import { ArgumentError, RwkvError } from '../errors.js';
 import { evaluate, evaluateText, type EvalResults } from '../eval/evaluate.js';
 import { resultsTable, textTable } from '../eval/report.js';
 import { PAPER_PRESET, parseTasks } from '../eval/tasks.js';
-import { Rwkv } from '../generation/rwkv.js';
 import { DEFAULT_MODEL } from './default-model.js';
 import { unescape } from './generate.js';
-import { basename, type KernelArgs } from './open-model.js';
-import { readProgress } from './progress.js';
+import { loadRwkv, type KernelArgs } from './open-model.js';
 
 export interface EvalArgs extends KernelArgs {
   model: string;
@@ -84,17 +82,11 @@ export async function runEval(args: EvalArgs): Promise<EvalResults | undefined> 
   }
   const contents = texts.map((file) => ({ name: file, content: readText(file) }));
 
-  const progress = readProgress(`loading ${basename(args.model)}`);
-  const rwkv = await Rwkv.load(args.model, {
-    onProgress: progress.onProgress,
-    ...(args.threads !== undefined ? { threads: args.threads } : {}),
-    ...(args.kernels !== undefined ? { kernels: args.kernels } : {}),
-    int8: args.int8 === true,
-    ...(args.tokenizer !== undefined ? { tokenizer: args.tokenizer } : {}),
+  const rwkv = await loadRwkv(args.model, args, {
     prefixCache: false,
     // A batch job: passes as large as the products like (the default keeps passes short for a responsive host).
     batch: { maxBatch: 32, maxRows: 512 },
-  }).finally(() => progress.done());
+  });
   const controller = new AbortController();
   const onSigint = (): void => controller.abort();
   process.on('SIGINT', onSigint);

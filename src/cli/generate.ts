@@ -4,10 +4,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { AbortError, ArgumentError } from '../errors.js';
 import { validateGenerateOptions } from '../generation/generate.js';
-import { Rwkv, type GenerationStats, type RwkvGenerateOptions } from '../generation/rwkv.js';
+import type { GenerationStats, RwkvGenerateOptions } from '../generation/rwkv.js';
 import type { SamplerOptions } from '../generation/sampler.js';
-import { basename, type KernelArgs } from './open-model.js';
-import { readProgress } from './progress.js';
+import { loadRwkv, type KernelArgs } from './open-model.js';
 
 /** Sampler and stopping options shared by `generate` and `chat`, as commander parses them. */
 export interface SamplingArgs {
@@ -140,15 +139,9 @@ export async function runGenerate(args: GenerateArgs): Promise<void> {
   const options = samplingOptions(args);
   validateGenerateOptions(options); // before loading anything: a bad option fails fast
   if (args.stateOut !== undefined) await checkWritable(args.stateOut, '--state-out');
-  const progress = readProgress(`loading ${basename(args.model)}`);
-  const rwkv = await Rwkv.load(args.model, {
-    onProgress: progress.onProgress,
-    ...(args.threads !== undefined ? { threads: args.threads } : {}),
-    ...(args.kernels !== undefined ? { kernels: args.kernels } : {}),
-    int8: args.int8 === true,
-    ...(args.tokenizer !== undefined ? { tokenizer: args.tokenizer } : {}),
+  const rwkv = await loadRwkv(args.model, args, {
     prefixCache: false, // one prompt per process: nothing to reuse
-  }).finally(() => progress.done());
+  });
   // Ctrl-C ends the generation at the next token: the text so far, the stats and --state-out are kept,
   // and the exit status is 130 as for any interrupted command. A second Ctrl-C exits at once.
   const interrupt = new AbortController();

@@ -2,6 +2,7 @@
 // --threads threads (default: every core), or the plain TypeScript reference with --kernels reference.
 import * as os from 'node:os';
 import { createBackend } from '../kernels/create-backend.js';
+import { Rwkv, type RwkvOptions } from '../generation/rwkv.js';
 import { loadModel } from '../models/load.js';
 import { readProgress } from './progress.js';
 import type { RwkvModel } from '../models/model.js';
@@ -51,4 +52,24 @@ export function threadsWarning(threads: unknown, cores = os.availableParallelism
 /** The last part of a path or URL, for a progress label. */
 export function basename(path: string): string {
   return path.split(/[\\/]/).pop() ?? path;
+}
+
+/**
+ * `Rwkv.load` for a CLI command: --threads, --kernels, --int8 and --tokenizer as given, a progress bar
+ * while the file is read, and the command's own options (`extra`) on top.
+ */
+export async function loadRwkv(model: string, args: KernelArgs & { tokenizer?: string }, extra: RwkvOptions = {}): Promise<Rwkv> {
+  const progress = readProgress(`loading ${basename(model)}`);
+  try {
+    return await Rwkv.load(model, {
+      onProgress: progress.onProgress,
+      ...(args.threads !== undefined ? { threads: args.threads } : {}),
+      ...(args.kernels !== undefined ? { kernels: args.kernels } : {}),
+      int8: args.int8 === true,
+      ...(args.tokenizer !== undefined ? { tokenizer: args.tokenizer } : {}),
+      ...extra,
+    });
+  } finally {
+    progress.done();
+  }
 }
