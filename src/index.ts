@@ -28,7 +28,7 @@ export { ByteTokenizer } from './tokenizers/bytes.js';
 export { WorldTokenizer, WORLD_END_OF_TEXT } from './tokenizers/world.js';
 export { BpeTokenizer } from './tokenizers/bpe.js';
 export { loadTokenizer, tokenizerForModel, tokenizerFromBytes, isTokenizer, KNOWN_VOCABULARIES, type TokenizerSpec } from './tokenizers/load.js';
-export { Rwkv, Generation, type RwkvOptions, type RwkvGenerateOptions, type GenerationPiece, type GenerationStats, type FinishReason, type ScoreResult, type EmbedOptions } from './generation/rwkv.js';
+export { Rwkv, Generation, type RwkvOptions, type RwkvGenerateOptions, type GenerationPiece, type GenerationStats, type FinishReason, type ScoreResult, type ScoreOptions, type EmbedOptions } from './generation/rwkv.js';
 export { RwkvState } from './generation/context.js';
 export { defaultModelPath } from './default-model.js';
 export { PrefixCache, type PrefixCacheOptions, type CacheHit } from './generation/prefix-cache.js';

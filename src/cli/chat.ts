@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as readline from 'node:readline';
 import { ArgumentError } from '../errors.js';
 import { validateGenerateOptions } from '../generation/generate.js';
+import { CHAT_TEMPLATES, chatTurn, parseChatTemplate, type ChatTemplate } from '../generation/chat-template.js';
 import type { RwkvState } from '../generation/context.js';
 import { Rwkv, type Generation } from '../generation/rwkv.js';
 import { samplingOptions, type SamplingArgs, type SamplingDefaults } from './generate.js';
@@ -31,20 +32,6 @@ export interface ChatArgs extends KernelArgs, SamplingArgs {
   template?: string;
 }
 
-/** Who speaks in a chat template: each turn is "NAME: text\n\n"; an answer ends at a blank line. */
-export interface ChatTemplate {
-  user: string;
-  assistant: string;
-  /** The system turn's speaker; undefined: the system text is fed as a plain paragraph. */
-  system: string | undefined;
-}
-
-/** The templates the RWKV models were tuned on: World (and v5–v7) models, and Raven (RWKV-4 chat) models. */
-export const CHAT_TEMPLATES: Readonly<Record<string, ChatTemplate>> = {
-  world: { user: 'User', assistant: 'Assistant', system: 'System' },
-  raven: { user: 'Bob', assistant: 'Alice', system: undefined },
-};
-
 /** --template: a known name or a JSON file naming the speakers. */
 export async function resolveTemplate(spec: string | undefined): Promise<ChatTemplate> {
   const name = spec ?? 'world';
@@ -59,17 +46,7 @@ export async function resolveTemplate(spec: string | undefined): Promise<ChatTem
   } catch (e) {
     throw new ArgumentError(`--template ${name}: cannot read it as JSON (${e instanceof Error ? e.message.split('\n')[0] : String(e)})`);
   }
-  const t = parsed as Partial<Record<'user' | 'assistant' | 'system', unknown>>;
-  const field = (k: 'user' | 'assistant' | 'system', required: boolean): string | undefined => {
-    const v = t[k];
-    if (v === undefined && !required) return undefined;
-    if (typeof v !== 'string' || v === '' || v.includes('\n')) {
-      throw new ArgumentError(`--template ${name}: "${k}" must be a speaker's name (one line of text)${required ? '' : ' or absent'}`);
-    }
-    return v;
-  };
-  if (parsed === null || typeof parsed !== 'object') throw new ArgumentError(`--template ${name}: expected a JSON object { "user", "assistant", "system" }`);
-  return { user: field('user', true)!, assistant: field('assistant', true)!, system: field('system', false) };
+  return parseChatTemplate(parsed, `--template ${name}`);
 }
 
 const HELP = [
@@ -178,9 +155,7 @@ class ChatSession {
   /** Feeds the system text (in the template's system turn) into the state, as the conversation's start. */
   async setUp(): Promise<void> {
     if (this.system === undefined || this.system === '') return;
-    const text = this.system.replace(/\r\n/g, '\n').replace(/\n{2,}/g, '\n').trim();
-    const turn = this.template.system !== undefined ? `${this.template.system}: ${text}\n\n` : `${text}\n\n`;
-    await this.rwkv.feed(this.state, turn);
+    await this.rwkv.feed(this.state, chatTurn(this.template, 'system', this.system));
   }
 
   private nextLine(): Promise<string | undefined> {

@@ -209,6 +209,27 @@ export function buildProgram(): Command {
       await runEmbed(texts, opts);
     });
 
+  withKernelOptions(program.command('serve'))
+    .description('an OpenAI-compatible HTTP server: /v1/completions, /v1/chat/completions, /v1/embeddings, /v1/models, named states, /metrics')
+    .option('--model <file>', 'model file (.pth, .safetensors, .gguf or rwkv.cpp .bin); default: the shipped model', DEFAULT_MODEL)
+    .option('--tokenizer <file>', "a World vocabulary, a tokenizer.json, or 'bytes' (default: chosen by the model's vocabulary size)")
+    .option('--host <address>', 'address to listen on (0.0.0.0: every interface)', '127.0.0.1')
+    .option('--port <n>', 'port (0: any free one)', parseIntArg('--port'), 8000)
+    .option('--api-key <key>', 'require Authorization: Bearer KEY on every request but /health (default: $RWKV_API_KEY, else none)')
+    .option('--alias <name>', "the model's id in /v1/models and responses (default: the file's name)")
+    .option('--max-batch <n>', 'most sequences in one batched pass', parseIntArg('--max-batch'), 8)
+    .option('--state-dir <dir>', 'keep named states in this directory (default: in memory)')
+    .option('--redis <url>', 'keep named states in Redis (redis://HOST:PORT), shared by several servers')
+    .option('--template <name>', 'chat template: world (User/Assistant/System, the default), raven, or a JSON file')
+    .option('--max-tokens <n>', "most tokens one request may generate (also chat's default)", parseIntArg('--max-tokens'), 4096)
+    .option('--max-prompt-tokens <n>', 'most tokens in one prompt', parseIntArg('--max-prompt-tokens'), 32768)
+    .option('--no-cors', "do not answer browsers' cross-origin requests")
+    .option('--log', 'log every request (JSON lines on stdout)')
+    .action(async (opts: import('./serve.js').ServeArgs) => {
+      const { runServe } = await import('./serve.js');
+      await runServe(opts);
+    });
+
   addPullCommand(program);
 
   return program;

@@ -37,6 +37,11 @@ export class Batcher {
   /** Passes run and sequences they carried (for benchmarks and tests). */
   readonly stats = { passes: 0, sequences: 0 };
 
+  /** Requests waiting for the next pass (a server's queue length). */
+  get queued(): number {
+    return this.pending.length;
+  }
+
   constructor(model: RwkvModel, options: BatcherOptions = {}) {
     this.model = model;
     this.maxBatch = options.maxBatch ?? 8;

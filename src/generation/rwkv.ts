@@ -19,10 +19,12 @@ import {
   logSoftmaxAt,
   prefill,
   TokenSampler,
+  topLogProbs,
   validateGenerateOptions,
   type GeneratedToken,
   type GenerateOptions,
   type ResolvedGenerateOptions,
+  type TokenLogProb,
 } from './generate.js';
 import { PrefixCache, type PrefixCacheOptions } from './prefix-cache.js';
 import { isWhitespaceOrDigits } from './sampler.js';
@@ -98,6 +100,16 @@ export interface ScoreResult {
   total: number;
   /** exp(−total / ids.length); NaN for an empty text. */
   perplexity: number;
+  /** With `topLogProbs: N`: at each position, the N most likely tokens there, most likely first. */
+  alternatives?: TokenLogProb[][];
+}
+
+export interface ScoreOptions {
+  /** Score after this state's last logits (it advances over the text). Default: a fresh state after token 0. */
+  state?: RwkvState;
+  signal?: AbortSignal;
+  /** Also give each position's N most likely tokens (0..20; default 0). */
+  topLogProbs?: number;
 }
 
 
@@ -105,7 +117,7 @@ export interface ScoreResult {
 const LOAD_OPTIONS = ['threads', 'kernels', 'int8', 'tokenizer', 'backend', 'batch', 'prefixCache', 'promptBlock', 'name', 'headers', 'signal', 'onProgress'] as const;
 const SAMPLER_OPTIONS = ['temperature', 'topP', 'topK', 'minP', 'presencePenalty', 'frequencyPenalty', 'penaltyDecay', 'exemptWhitespaceAndDigits', 'logitBias', 'bannedTokens'] as const;
 const GENERATE_OPTIONS = [...SAMPLER_OPTIONS, 'maxTokens', 'seed', 'stopTokens', 'topLogProbs', 'stop', 'state', 'signal', 'cache'] as const;
-const SCORE_OPTIONS = ['state', 'signal'] as const;
+const SCORE_OPTIONS = ['state', 'signal', 'topLogProbs'] as const;
 const EMBED_OPTIONS = ['pooling', 'normalize', 'signal'] as const;
 
 export interface EmbedOptions {
@@ -315,13 +327,15 @@ export class Rwkv {
    * state the first token is scored after token 0, as ChatRWKV's evaluation does; with `state`, after its
    * last logits (and the state advances over the text).
    */
-  async score(text: string | readonly number[], options: { state?: RwkvState; signal?: AbortSignal } = {}): Promise<ScoreResult> {
+  async score(text: string | readonly number[], options: ScoreOptions = {}): Promise<ScoreResult> {
     checkOptionNames('score', options, SCORE_OPTIONS);
     checkPrompt('score', text);
+    checkInteger('topLogProbs', options.topLogProbs, 0, 20);
+    const top = options.topLogProbs ?? 0;
     const ids = typeof text === 'string' ? this.tokenizer.encode(text) : [...text];
     const ctx = options.state ?? this.createState();
     this.checkState(ctx);
-    if (ids.length === 0) return { ids, logProbs: [], total: 0, perplexity: NaN };
+    if (ids.length === 0) return { ids, logProbs: [], total: 0, perplexity: NaN, ...(top > 0 ? { alternatives: [] } : {}) };
     if (ctx.logits === undefined) await this.feed(ctx, [0], options.signal !== undefined ? { signal: options.signal } : {});
     for (const id of ids) {
       if (!Number.isInteger(id) || id < 0 || id >= this.config.nVocab) {
@@ -329,6 +343,7 @@ export class Rwkv {
       }
     }
     const logProbs: number[] = [];
+    const alternatives: TokenLogProb[][] | undefined = top > 0 ? [] : undefined;
     let pos = 0;
     const block = this.promptBlock;
     while (pos < ids.length) {
@@ -340,13 +355,16 @@ export class Rwkv {
       await pace();
       const base = logProbs.length;
       logProbs.push(logSoftmaxAt(ctx.logits!, part[0]!));
+      alternatives?.push(topLogProbs(ctx.logits!, top));
       let last: Float32Array | undefined;
       await this.batcher.forward(
         part,
         ctx.state,
         (p, row) => {
-          if (p + 1 < part.length) logProbs[base + p + 1] = logSoftmaxAt(row, part[p + 1]!);
-          else last = row.slice();
+          if (p + 1 < part.length) {
+            logProbs[base + p + 1] = logSoftmaxAt(row, part[p + 1]!);
+            if (alternatives !== undefined) alternatives[base + p + 1] = topLogProbs(row, top);
+          } else last = row.slice();
         },
         options.signal,
       );
@@ -354,7 +372,7 @@ export class Rwkv {
       pos = end;
     }
     const total = logProbs.reduce((a, b) => a + b, 0);
-    return { ids, logProbs, total, perplexity: Math.exp(-total / ids.length) };
+    return { ids, logProbs, total, perplexity: Math.exp(-total / ids.length), ...(alternatives !== undefined ? { alternatives } : {}) };
   }
 
   /**
@@ -364,13 +382,20 @@ export class Rwkv {
    * (default) takes the last token's row, 'mean' the mean over the text's tokens; `normalize` (default
    * true) scales each vector to unit L2 norm. Texts run concurrently, so they share passes.
    */
-  async embed(texts: string | readonly string[], options: EmbedOptions = {}): Promise<Float32Array[]> {
+  async embed(texts: string | readonly (string | readonly number[])[], options: EmbedOptions = {}): Promise<Float32Array[]> {
     checkOptionNames('embed', options, EMBED_OPTIONS);
     const list = typeof texts === 'string' ? [texts] : texts;
-    if (!Array.isArray(list)) throw new ArgumentError(`embed takes a string or an array of strings, got ${describeValue(texts)}`);
-    for (const t of list) {
-      if (typeof t !== 'string') throw new ArgumentError(`embed takes strings, got ${describeValue(t)}`);
-    }
+    if (!Array.isArray(list)) throw new ArgumentError(`embed takes a string or an array of strings (or of token-id arrays), got ${describeValue(texts)}`);
+    const encoded = list.map((t: unknown) => {
+      if (typeof t === 'string') return this.tokenizer.encode(t);
+      if (!Array.isArray(t)) throw new ArgumentError(`embed takes strings or arrays of token ids, got ${describeValue(t)}`);
+      for (const id of t as unknown[]) {
+        if (!Number.isInteger(id) || (id as number) < 0 || (id as number) >= this.config.nVocab) {
+          throw new ArgumentError(`embed: ${describeValue(id)} is not a token id (the vocabulary is 0..${this.config.nVocab - 1})`);
+        }
+      }
+      return t as number[];
+    });
     const pooling = options.pooling ?? 'last';
     if (pooling !== 'last' && pooling !== 'mean') throw new ArgumentError(`pooling must be 'last' or 'mean', got ${describeValue(pooling)}`);
     checkBoolean('normalize', options.normalize);
@@ -379,8 +404,8 @@ export class Rwkv {
     if (signal?.aborted === true) throw new AbortError('embedding aborted');
     const c = this.config.nEmbd;
     return Promise.all(
-      list.map(async (text) => {
-        const ids = [0, ...this.tokenizer.encode(text)];
+      encoded.map(async (tokens) => {
+        const ids = [0, ...tokens];
         const state = this.model.createState();
         // Position 0 is the start token: pooled only when the text is empty.
         const first = ids.length === 1 ? 0 : 1;
