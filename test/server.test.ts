@@ -195,6 +195,20 @@ test('chat: stream: true and the SDK\'s .stream() helper both complete; the answ
   assert.equal(deltas.join('').trimEnd(), answer);
 });
 
+test('the prefix-state cache serves a conversation\'s earlier turns: the next request reads only its new tokens', async () => {
+  // Long enough to cross prompt blocks (64 tokens): the cache keeps states at block boundaries.
+  const first: OpenAI.Chat.ChatCompletionMessageParam[] = [
+    { role: 'system', content: 'You are a clerk of the House of Representatives, and you answer every question about the Union.' },
+    { role: 'user', content: 'Which states were admitted to the Union in the year of the second census, and why?' },
+  ];
+  const a = await client.chat.completions.create({ model: 'tiny', messages: first, max_tokens: 20, temperature: 0 });
+  const next = [...first, { role: 'assistant' as const, content: a.choices[0]!.message.content! }, { role: 'user' as const, content: 'And after that?' }];
+  const b = await client.chat.completions.create({ model: 'tiny', messages: next, max_tokens: 5, temperature: 0 });
+  const timings = (b as unknown as { timings: { prompt_n: number; prompt_cached_n: number } }).timings;
+  assert.ok(timings.prompt_cached_n >= 128, `cached ${timings.prompt_cached_n} of ${timings.prompt_n}`);
+  assert.equal(timings.prompt_n, b.usage!.prompt_tokens);
+});
+
 test('chat logprobs: OpenAI\'s shape, bytes of each token, top_logprobs most likely first', async () => {
   const r = await client.chat.completions.create({
     model: 'tiny',

@@ -78,6 +78,8 @@ export class RwkvServer {
       logger: options.logger === true,
       // 16 MiB of JSON: long prompts as token ids; states are uploaded as octet-stream with their own limit.
       bodyLimit: 16 * 2 ** 20,
+      // State ids are up to 128 characters (fastify's default cuts path parameters at 100).
+      maxParamLength: 256,
       // Idle keep-alive connections are closed at shutdown; in-flight responses are finished first.
       forceCloseConnections: 'idle',
       ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: true } },

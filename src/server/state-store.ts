@@ -136,29 +136,63 @@ export class RedisStateStore implements StateStore {
   private readonly quit: () => Promise<unknown>;
   private readonly prefix: string;
   private readonly ttlSeconds: number | undefined;
+  private readonly timeoutMs: number;
 
-  private constructor(url: string, client: RedisBinaryClient, quit: () => Promise<unknown>, prefix: string, ttlSeconds: number | undefined) {
+  private constructor(url: string, client: RedisBinaryClient, quit: () => Promise<unknown>, prefix: string, ttlSeconds: number | undefined, timeoutMs: number) {
     this.description = `redis ${redactUrl(url)}`;
     this.client = client;
     this.quit = quit;
     this.prefix = prefix;
     this.ttlSeconds = ttlSeconds;
+    this.timeoutMs = timeoutMs;
   }
 
-  /** Connects (fails with the URL named when Redis cannot be reached). */
-  static async open(url: string, options: { prefix?: string; ttlSeconds?: number } = {}): Promise<RedisStateStore> {
+  /**
+   * Connects (fails within `timeoutMs`, default 5 s, with the URL named when Redis cannot be reached). Each
+   * command then fails after `timeoutMs` (a 503) if Redis does not answer.
+   */
+  static async open(url: string, options: { prefix?: string; ttlSeconds?: number; timeoutMs?: number } = {}): Promise<RedisStateStore> {
     const { createClient, RESP_TYPES } = await import('redis');
-    // No endless reconnecting at start: an unreachable server is an error now, not a hang.
-    const client = createClient({ url, socket: { connectTimeout: 5000, reconnectStrategy: (retries: number) => (retries > 20 ? false : Math.min(50 * 2 ** retries, 2000)) } });
-    let firstError: unknown;
-    client.on('error', (e: unknown) => (firstError ??= e));
+    const timeoutMs = options.timeoutMs ?? 5000;
+    let connected = false;
+    const client = createClient({
+      url,
+      // While Redis is unreachable, commands fail at once (503) instead of waiting in a queue for it.
+      disableOfflineQueue: true,
+      // Values as Buffers: states are binary.
+      commandOptions: { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } },
+      socket: {
+        connectTimeout: timeoutMs,
+        // At start, no retrying: an unreachable server is an error now, not a hang. Once connected, a lost
+        // connection is retried for as long as it takes, so a restarted Redis needs no restarted server.
+        reconnectStrategy: (retries: number) => (connected ? Math.min(50 * 2 ** retries, 2000) : false),
+      },
+    });
+    let lastError: unknown;
+    // node-redis emits 'error' on every failed (re)connection: unheard, that would crash the process, and
+    // printed it would fill the log while Redis is down. Requests meanwhile get 503s saying what failed.
+    client.on('error', (e: unknown) => (lastError = e));
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await client.connect();
+      // connectTimeout covers the TCP connection; this, a peer that accepts it but never answers.
+      await Promise.race([
+        client.connect(),
+        new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer in ${timeoutMs} ms`)), timeoutMs))),
+      ]);
     } catch (e) {
-      throw new Error(`--redis ${redactUrl(url)}: cannot connect (${e instanceof Error ? e.message : String(firstError ?? e)})`);
+      if (client.isOpen) client.destroy();
+      const why = e instanceof Error && e.message !== '' ? e.message : String(lastError ?? e);
+      throw new Error(`--redis ${redactUrl(url)}: cannot connect (${why})`);
+    } finally {
+      clearTimeout(timer);
     }
-    const binary = client.withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer }) as unknown as RedisBinaryClient;
-    return new RedisStateStore(url, binary, () => client.close(), options.prefix ?? 'rwkv:state:', options.ttlSeconds);
+    connected = true;
+    // Not close(): it waits for pending replies, which a Redis that stopped answering never sends. The
+    // server closes the store after its last response, so nothing is pending unless it would never come.
+    const quit = async (): Promise<void> => {
+      if (client.isOpen) client.destroy();
+    };
+    return new RedisStateStore(url, client as unknown as RedisBinaryClient, quit, options.prefix ?? 'rwkv:state:', options.ttlSeconds, timeoutMs);
   }
 
   async put(id: string, bytes: Uint8Array): Promise<void> {
@@ -180,10 +214,16 @@ export class RedisStateStore implements StateStore {
   }
 
   private async call<T>(f: () => Promise<T>): Promise<T> {
+    // node-redis's own command timeout ends once a command is sent: a Redis that stops answering (stopped,
+    // overloaded, a dead peer not yet noticed) would hold the request forever. Its late reply is dropped.
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer in ${this.timeoutMs} ms`)), this.timeoutMs)));
     try {
-      return await f();
+      return await Promise.race([f(), late]);
     } catch (e) {
       throw new ApiError(503, `the state store (Redis) failed: ${e instanceof Error ? e.message : String(e)}`, { code: 'state_store' });
+    } finally {
+      clearTimeout(timer);
     }
   }
 }
