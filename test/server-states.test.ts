@@ -210,6 +210,8 @@ async function withServer<T>(states: StateStore, f: (base: string, server: RwkvS
     return await f(await server.listen(0), server);
   } finally {
     await server.close();
+    // A store given to the server is the caller's to close.
+    await states.close();
   }
 }
 
@@ -487,10 +489,14 @@ test('redis store: Redis dying mid-run gives 503 JSON errors (not a hang or a cr
 test('redis store: a Redis that stops answering gives 503 after the timeout; the server still shuts down', async (t) => {
   if (!haveRedis(t)) return;
   const redis = await startRedis(t);
-  const server = await RwkvServer.create({ model: rwkv, states: await RedisStateStore.open(redis.url, { timeoutMs: 300 }) });
+  const store = await RedisStateStore.open(redis.url, { timeoutMs: 300 });
+  const server = await RwkvServer.create({ model: rwkv, states: store });
   let closed = false;
   t.after(async () => {
-    if (!closed) await server.close();
+    if (!closed) {
+      await server.close();
+      await store.close();
+    }
   });
   const base = await server.listen(0);
   const made = await request<StateInfo>(base, 'POST', '/v1/states', { prompt: 'x' });
@@ -511,6 +517,7 @@ test('redis store: a Redis that stops answering gives 503 after the timeout; the
     assert.equal((await request(base, 'GET', `/v1/states/${made.body.id}`, undefined, 5000)).status, 503);
     const t0 = Date.now();
     await server.close();
+    await store.close();
     closed = true;
     assert.ok(Date.now() - t0 < 2000, `close() took ${Date.now() - t0} ms`);
   } finally {

@@ -58,6 +58,7 @@ export async function runServe(args: ServeArgs): Promise<void> {
     rwkv = await server.ready;
   } catch (e) {
     await server.close();
+    await states.close();
     throw e;
   }
   const auth = apiKey !== undefined && apiKey !== '' ? ` -H 'Authorization: Bearer ${apiKey}'` : '';
@@ -84,6 +85,7 @@ export async function runServe(args: ServeArgs): Promise<void> {
       });
       void server
         .close()
+        .then(() => states.close())
         .then(() => rwkv.close())
         .then(resolve, (e: unknown) => {
           process.stderr.write(`rwkv serve: ${e instanceof Error ? e.message : String(e)}\n`);

@@ -31,7 +31,7 @@ export interface ServerOptions {
   apiKey?: string;
   /** Chat template (default World: User/Assistant/System). */
   template?: ChatTemplate;
-  /** Where named states live. Default: in memory. */
+  /** Where named states live (the caller closes it). Default: in memory, owned and closed by the server. */
   states?: StateStore;
   /** Answer browsers' cross-origin requests (any origin). Default true. */
   cors?: boolean;
@@ -49,10 +49,13 @@ export class RwkvServer {
   /** Resolves once the model is loaded (rejects if it fails). */
   readonly ready: Promise<Rwkv>;
 
-  private constructor(app: FastifyInstance, context: ServerContext, ready: Promise<Rwkv>) {
+  private readonly ownsStates: boolean;
+
+  private constructor(app: FastifyInstance, context: ServerContext, ready: Promise<Rwkv>, ownsStates: boolean) {
     this.app = app;
     this.context = context;
     this.ready = ready;
+    this.ownsStates = ownsStates;
   }
 
   static async create(options: ServerOptions): Promise<RwkvServer> {
@@ -85,7 +88,7 @@ export class RwkvServer {
       ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: true } },
     });
     await routes(app, ctx, options);
-    return new RwkvServer(app, ctx, ready);
+    return new RwkvServer(app, ctx, ready, options.states === undefined);
   }
 
   /** Starts listening; returns the base URL ("http://127.0.0.1:8000"). */
@@ -96,10 +99,10 @@ export class RwkvServer {
     return `http://${host.includes(':') ? `[${host}]` : host}:${actual}`;
   }
 
-  /** Stops accepting connections, lets in-flight responses finish, closes the state store. */
+  /** Stops accepting connections, lets in-flight responses finish; closes the state store if it made it. */
   async close(): Promise<void> {
     await this.app.close();
-    await this.context.states.close();
+    if (this.ownsStates) await this.context.states.close();
   }
 }
 
