@@ -8,7 +8,7 @@ import { CHAT_TEMPLATES, type ChatTemplate } from '../generation/chat-template.j
 import type { Rwkv } from '../generation/rwkv.js';
 import { ApiError, badRequest, toApiError } from './api-error.js';
 import { chatCompletions, completions } from './completions.js';
-import { checkStateId, clientGone, ServerContext } from './context.js';
+import { checkStateId, requestWork, ServerContext } from './context.js';
 import { ServerMetrics } from './metrics.js';
 import { promptIds, promptList } from './request-options.js';
 import { tokenText } from './responses.js';
@@ -82,7 +82,7 @@ export class RwkvServer {
       // 16 MiB of JSON: long prompts as token ids; states are uploaded as octet-stream with their own limit.
       bodyLimit: 16 * 2 ** 20,
       // State ids are up to 128 characters (fastify's default cuts path parameters at 100).
-      maxParamLength: 256,
+      routerOptions: { maxParamLength: 256 },
       // Idle keep-alive connections are closed at shutdown; in-flight responses are finished first.
       forceCloseConnections: 'idle',
       ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: true } },
@@ -109,9 +109,11 @@ export class RwkvServer {
 async function routes(app: FastifyInstance, ctx: ServerContext, options: ServerOptions): Promise<void> {
   // Metrics and the request count: a response's end, whether fastify or a stream sent it.
   app.addHook('onRequest', async (request, reply) => {
-    ctx.metrics.inFlight.inc();
+    // A scrape is not work in flight: an idle server reads 0.
+    const counted = !/^(\/v1)?\/metrics$/.test(request.routeOptions.url ?? '');
+    if (counted) ctx.metrics.inFlight.inc();
     reply.raw.once('close', () => {
-      ctx.metrics.inFlight.dec();
+      if (counted) ctx.metrics.inFlight.dec();
       ctx.metrics.requests.inc({ route: request.routeOptions.url ?? 'unknown', status: String(reply.raw.statusCode) });
     });
   });
@@ -135,6 +137,10 @@ async function routes(app: FastifyInstance, ctx: ServerContext, options: ServerO
   app.setNotFoundHandler((request, reply) => {
     const e = new ApiError(404, `no such endpoint: ${request.method} ${request.url.split('?')[0]}`, { code: 'not_found' });
     return reply.code(404).send(e.body);
+  });
+  // `curl -d` sends JSON as a form, some clients as text/plain: read them as the JSON they are.
+  app.addContentTypeParser(['text/plain', 'application/x-www-form-urlencoded'], { parseAs: 'string' }, (request, body, done) => {
+    app.getDefaultJsonParser('error', 'error')(request, String(body), done);
   });
   // State uploads: the bytes of a state file, up to the model's state size with room for its header.
   app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: 2 ** 30 }, (_request, body, done) => done(null, body));
@@ -198,7 +204,7 @@ async function embeddings(ctx: ServerContext, request: FastifyRequest<{ Body: Em
     throw badRequest(`dimensions: this model's embeddings have ${rwkv.config.nEmbd} dimensions, not ${body.dimensions}`, 'dimensions', 'unsupported_value');
   }
   const inputs = promptList(body.input).map((p, i, all) => promptIds(rwkv, p, all.length > 1 ? `input[${i}]` : 'input', ctx.limits));
-  const signal = clientGone(request, reply, () => ctx.metrics.aborted.inc({ route: 'embeddings' }));
+  const signal = requestWork(reply, () => ctx.metrics.aborted.inc({ route: 'embeddings' })).signal;
   const vectors = await rwkv.embed(inputs, { signal, ...(body.pooling != null ? { pooling: body.pooling } : {}) });
   const tokens = inputs.reduce((a, ids) => a + ids.length, 0);
   ctx.metrics.promptTokens.inc(tokens);
@@ -222,7 +228,7 @@ function stateRoutes(app: FastifyInstance, ctx: ServerContext, prefix: string): 
     const rwkv = ctx.rwkv();
     const ids = promptIds(rwkv, request.body.prompt, 'prompt', ctx.limits);
     const state = request.body.state != null ? await ctx.loadState(request.body.state) : rwkv.createState();
-    const signal = clientGone(request, reply, () => ctx.metrics.aborted.inc({ route: 'states' }));
+    const signal = requestWork(reply, () => ctx.metrics.aborted.inc({ route: 'states' })).signal;
     // A fresh state reads the start token before an empty prompt, as generation does.
     await rwkv.feed(state, ids.length === 0 && state.logits === undefined ? [0] : ids, { signal });
     ctx.metrics.promptTokens.inc(ids.length);

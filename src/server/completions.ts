@@ -5,7 +5,7 @@ import { renderChat, type ChatMessage } from '../generation/chat-template.js';
 import type { RwkvState } from '../generation/context.js';
 import type { GenerationPiece } from '../generation/rwkv.js';
 import { badRequest, toApiError } from './api-error.js';
-import { clientGone, responseId, type ServerContext } from './context.js';
+import { requestWork, responseId, type ServerContext } from './context.js';
 import { generateOptionsOf, promptIds, promptList } from './request-options.js';
 import { chatLogProbs, CompletionLogProbsBuilder, timingsOf, usageOf } from './responses.js';
 import { runChoice, type ChoiceOutcome, type ChoiceSpec } from './run-choice.js';
@@ -29,7 +29,8 @@ export async function completions(ctx: ServerContext, request: FastifyRequest<{ 
     ids: promptIds(rwkv, p, all.length > 1 ? `prompt[${i}]` : 'prompt', ctx.limits),
   }));
   const states = await startStates(ctx, body.state ?? undefined, prompts.length);
-  const signal = clientGone(request, reply, () => ctx.metrics.aborted.inc({ route: 'completions' }));
+  const work = requestWork(reply, () => ctx.metrics.aborted.inc({ route: 'completions' }));
+  const signal = work.signal;
   const id = responseId('cmpl');
   const created = Math.floor(Date.now() / 1000);
   const head = { id, object: 'text_completion', created, model: ctx.modelId };
@@ -69,12 +70,18 @@ export async function completions(ctx: ServerContext, request: FastifyRequest<{ 
       if (body.stream_options?.include_usage === true) sse.send({ ...head, choices: [], usage: usageOf(outcomes.map((o) => o.stats)), timings: timingsOf(outcomes.map((o) => o.stats)) });
       sse.done();
     } catch (e) {
+      work.abort(); // the other choices of this request stop too
       sse.fail(toApiError(e));
     }
     return reply;
   }
 
-  const outcomes = await Promise.all(specs.map((spec) => runChoice(rwkv, spec, signal, { onPiece: (piece) => ctx.metrics.generated(piece.tokens.length) })));
+  const outcomes = await Promise.all(specs.map((spec) => runChoice(rwkv, spec, signal, { onPiece: (piece) => ctx.metrics.generated(piece.tokens.length) }))).catch(
+    (e: unknown) => {
+      work.abort(); // one choice failed: the others stop too
+      throw e;
+    },
+  );
   countPrompt(ctx, outcomes);
   const choices = await Promise.all(
     outcomes.map(async (o, index) => {
@@ -111,7 +118,8 @@ export async function chatCompletions(ctx: ServerContext, request: FastifyReques
   if (logprobs) options.topLogProbs = top ?? 0;
   const ids = promptIds(rwkv, renderChat(ctx.template, messages), 'messages', ctx.limits);
   const [state] = await startStates(ctx, body.state ?? undefined, 1);
-  const signal = clientGone(request, reply, () => ctx.metrics.aborted.inc({ route: 'chat' }));
+  const work = requestWork(reply, () => ctx.metrics.aborted.inc({ route: 'chat' }));
+  const signal = work.signal;
   const spec: ChoiceSpec = { ids, state, options, promptLogProbs: undefined };
   const id = responseId('chatcmpl');
   const created = Math.floor(Date.now() / 1000);
@@ -144,6 +152,7 @@ export async function chatCompletions(ctx: ServerContext, request: FastifyReques
       }
       sse.done();
     } catch (e) {
+      work.abort(); // the other choices of this request stop too
       sse.fail(toApiError(e));
     }
     return reply;

@@ -1,6 +1,6 @@
 // What every route of the server shares: the model (once loaded), the state store, metrics and limits.
 import { randomUUID } from 'node:crypto';
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyReply } from 'fastify';
 import type { ChatTemplate } from '../generation/chat-template.js';
 import type { RwkvState } from '../generation/context.js';
 import type { Rwkv } from '../generation/rwkv.js';
@@ -74,19 +74,19 @@ export function checkStateId(id: string, param = 'id'): void {
 }
 
 /**
- * Aborted when the client goes away before its response has been sent (the connection closed): the
- * request's prompt reading or generation stops at its next pass, and its slot in the batch is freed.
+ * The request's work: aborted when the client goes away before its response has been sent (the connection
+ * closed) — its prompt reading or generation stops at the next pass and its slot in the batch is freed —
+ * and by the handler itself when one part of the request fails (the other choices stop too).
  */
-export function clientGone(request: FastifyRequest, reply: FastifyReply, onAbort: () => void): AbortSignal {
+export function requestWork(reply: FastifyReply, onClientGone: () => void): AbortController {
   const controller = new AbortController();
   reply.raw.once('close', () => {
-    if (!reply.raw.writableFinished) {
+    if (!reply.raw.writableFinished && !controller.signal.aborted) {
       controller.abort();
-      onAbort();
+      onClientGone();
     }
   });
-  void request;
-  return controller.signal;
+  return controller;
 }
 
 /** A response id: "cmpl-…", "chatcmpl-…". */
