@@ -28,6 +28,8 @@ test('the comparison itself fails on a value off by 3·tol·(1 + m), on NaN, on 
 referenceOracleSuite();
 conformanceSuite('wasm × 1 thread', () => createBackend({ kind: 'wasm', threads: 1 }));
 conformanceSuite('wasm × 2 threads', () => createBackend({ kind: 'wasm', threads: 2 }));
+// A page that is not cross-origin isolated has no SharedArrayBuffer: one thread over a fixed, unshared memory.
+conformanceSuite('wasm, unshared memory (1 thread, no workers)', () => createBackend({ kind: 'wasm', threads: 1, shared: false, memoryBytes: 256 * 2 ** 20 }));
 conformanceSuite('reference (contracts; results against a second instance)', () => createBackend({ kind: 'reference' }));
 
 if (process.env.CONFORMANCE_REPORT) {

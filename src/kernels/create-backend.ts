@@ -9,6 +9,10 @@ export interface BackendOptions {
   kind?: BackendKind;
   /** Threads of the WebAssembly kernels, the calling thread included. Default: every core. */
   threads?: number;
+  /** WebAssembly: false for one thread over an unshared memory (no SharedArrayBuffer). See WasmKernelsOptions. */
+  shared?: boolean;
+  /** WebAssembly, unshared: the memory's fixed size in bytes. */
+  memoryBytes?: number;
 }
 
 export async function createBackend(options: BackendOptions = {}): Promise<Backend> {
@@ -20,7 +24,11 @@ export async function createBackend(options: BackendOptions = {}): Promise<Backe
     case 'reference':
       return new ReferenceBackend();
     case 'wasm':
-      return WasmBackend.create(options.threads !== undefined ? { threads: options.threads } : {});
+      return WasmBackend.create({
+        ...(options.threads !== undefined ? { threads: options.threads } : {}),
+        ...(options.shared !== undefined ? { shared: options.shared } : {}),
+        ...(options.memoryBytes !== undefined ? { memoryBytes: options.memoryBytes } : {}),
+      });
     default:
       throw new ArgumentError(`unknown backend '${String(kind)}' (known: wasm, reference)`);
   }

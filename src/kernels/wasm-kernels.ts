@@ -90,6 +90,16 @@ export interface WasmKernelsOptions {
   threads?: number;
   /** Use the relaxed-SIMD (fused multiply-add) build when available. Default true. */
   relaxedSimd?: boolean;
+  /**
+   * false: one thread over an unshared memory, no worker at all — where SharedArrayBuffer does not exist
+   * (a page that is not cross-origin isolated). Default: true where the platform can share memory.
+   */
+  shared?: boolean;
+  /**
+   * The unshared memory's fixed size in bytes (it cannot grow: views of its old buffer would be detached).
+   * Default 1 GiB; what does not fit is refused with an error saying so.
+   */
+  memoryBytes?: number;
 }
 
 export class WasmKernels {
@@ -132,9 +142,21 @@ export class WasmKernels {
     if (!Number.isInteger(threads) || threads < 1 || threads > 64) {
       throw new ArgumentError(`threads must be an integer from 1 to 64, got ${threads}`);
     }
-    const modules = await platform.kernelModules();
+    const shared = options.shared ?? platform.canShareMemory;
+    if (!shared && threads !== 1) {
+      throw new ArgumentError(`${threads} threads need a shared memory (SharedArrayBuffer${platform.name === 'browser' ? ': serve the page cross-origin isolated' : ''}); without one, use 1 thread`);
+    }
+    const modules = await platform.kernelModules(shared);
     const useRelaxed = options.relaxedSimd !== false && modules.relaxed !== undefined;
     const module = useRelaxed ? modules.relaxed! : modules.simd;
+    if (!shared) {
+      const bytes = options.memoryBytes ?? 2 ** 30;
+      if (!Number.isInteger(bytes) || bytes < 2 * PAGE || bytes > MAX_PAGES * PAGE) throw new ArgumentError(`memoryBytes must be an integer from ${2 * PAGE} to ${MAX_PAGES * PAGE}, got ${bytes}`);
+      // Fixed size: growing an unshared memory detaches its buffer, and the weights' views with it.
+      const pages = Math.ceil(bytes / PAGE);
+      const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
+      return new WasmKernels(memory, module, `${useRelaxed ? 'relaxed-simd' : 'simd'}, unshared memory`, [], 1, platform);
+    }
     const memory = new WebAssembly.Memory({ initial: 2, maximum: MAX_PAGES, shared: true });
     const workers: PoolWorker[] = [];
     for (let i = 1; i < threads; i++) workers.push(platform.startWorker({ module, memory, index: i, ctrlOffset: CTRL, helper: false }));
@@ -296,6 +318,11 @@ export class WasmKernels {
     }
     const pages = Math.ceil(end / PAGE);
     const have = this.memory.buffer.byteLength / PAGE;
+    if (pages > have && this.workers.length === 0) {
+      throw new ArgumentError(
+        `the weights and work buffers need ${Math.ceil(end / 2 ** 20)} MiB, more than the fixed ${have * PAGE / 2 ** 20} MiB memory of the one-thread mode without shared memory; give a larger memoryBytes, or serve the page cross-origin isolated (COOP/COEP) for a growable shared memory and threads`,
+      );
+    }
     if (pages > have) this.memory.grow(pages - have);
     this.top = end;
     this.refreshViews();
@@ -336,6 +363,12 @@ export class WasmKernels {
    * goes back to its host (timers, I/O, a page's input); resolves when it is done.
    */
   private async dispatchAsync(op: Op, args: number[], units: number, align: number): Promise<void> {
+    if (this.workers.length === 0) {
+      // One thread, no pool (unshared memory): the calling thread does the work, then lets its host run.
+      this.dispatch(op, args, units, align);
+      await yieldToHost();
+      return;
+    }
     const job = this.start(op, args, units, align, true);
     this.inFlight = job;
     // A pending waitAsync does not keep Node's event loop alive (and the workers are unref'd): a timer does.

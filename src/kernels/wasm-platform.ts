@@ -31,14 +31,25 @@ export interface KernelPlatform {
   readonly name: 'node' | 'browser';
   /** Whether the calling thread may block in Atomics.wait (a browser's main thread may not). */
   readonly canBlock: boolean;
+  /** Whether shared memory (SharedArrayBuffer) exists here: a browser page must be cross-origin isolated. */
+  readonly canShareMemory: boolean;
   cores(): number;
-  kernelModules(): Promise<KernelModules>;
+  /** The kernels built for a shared memory (threads), or for an unshared one (`shared` false: one thread). */
+  kernelModules(shared?: boolean): Promise<KernelModules>;
   startWorker(init: WorkerInit): PoolWorker;
 }
 
-/** The compiled kernels live next to the compiled code: dist/src/kernels/ → dist/wasm/. */
+/** Set (to true) by the browser bundle's build, where the .wasm files sit beside the bundled module. */
+declare const __RWKV_BUNDLED__: boolean | undefined;
+
+/** The compiled kernels live next to the compiled code: dist/src/kernels/ → dist/wasm/ (bundled: beside it). */
 function wasmUrl(name: string): URL {
-  return new URL(`../../wasm/${name}`, import.meta.url);
+  return typeof __RWKV_BUNDLED__ !== 'undefined' && __RWKV_BUNDLED__ ? new URL(`./${name}`, import.meta.url) : new URL(`../../wasm/${name}`, import.meta.url);
+}
+
+/** The kernel builds: for a shared memory (threads), or an unshared one (`-solo`: one thread, no pool). */
+function wasmName(flavour: 'simd' | 'relaxed', shared: boolean): string {
+  return `kernels-${flavour}${shared ? '' : '-solo'}.wasm`;
 }
 
 const workerUrl = (): URL => new URL('./wasm-worker.js', import.meta.url);
@@ -61,25 +72,28 @@ async function nodePlatform(): Promise<KernelPlatform> {
   const os = await import('node:os');
   const v8 = await import('node:v8');
   const { Worker } = await import('node:worker_threads');
-  let modules: KernelModules | undefined;
+  const modules = new Map<boolean, KernelModules>();
   return {
     name: 'node',
     canBlock: true,
+    canShareMemory: true,
     cores: () => os.availableParallelism(),
-    kernelModules: async () => {
-      if (modules !== undefined) return modules;
-      const simd = new WebAssembly.Module(fs.readFileSync(wasmUrl('kernels-simd.wasm')));
+    kernelModules: async (shared = true) => {
+      const known = modules.get(shared);
+      if (known !== undefined) return known;
+      const simd = new WebAssembly.Module(fs.readFileSync(wasmUrl(wasmName('simd', shared))));
       let relaxed: WebAssembly.Module | undefined;
       try {
         // Node 20 ships relaxed SIMD behind a flag, which is refused in NODE_OPTIONS but may be set at run
         // time before the module is compiled.
         v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
-        relaxed = new WebAssembly.Module(fs.readFileSync(wasmUrl('kernels-relaxed.wasm')));
+        relaxed = new WebAssembly.Module(fs.readFileSync(wasmUrl(wasmName('relaxed', shared))));
       } catch {
         relaxed = undefined; // the runtime does not accept relaxed SIMD: plain SIMD it is
       }
-      modules = { simd, relaxed };
-      return modules;
+      const found = { simd, relaxed };
+      modules.set(shared, found);
+      return found;
     },
     startWorker: (init) => {
       const worker = new Worker(workerUrl());
@@ -117,27 +131,35 @@ function browserPlatform(): KernelPlatform {
     crossOriginIsolated?: boolean;
     document?: unknown;
   };
-  let modules: Promise<KernelModules> | undefined;
+  const modules = new Map<boolean, Promise<KernelModules>>();
   const compile = async (name: string): Promise<WebAssembly.Module> => {
-    const response = await fetch(wasmUrl(name));
-    if (!response.ok) throw new Error(`cannot fetch ${name}: HTTP ${response.status}`);
+    const url = wasmUrl(name);
+    const response = await fetch(url);
+    if (!response.ok) throw new Error(`cannot fetch the kernels ${url.href}: HTTP ${response.status}`);
     return WebAssembly.compile(await response.arrayBuffer());
   };
+  // SharedArrayBuffer exists only in a cross-origin isolated page (COOP same-origin + COEP require-corp).
+  const canShareMemory = typeof SharedArrayBuffer === 'function' && g.crossOriginIsolated !== false;
   return {
     name: 'browser',
     // Window threads may not block; worker threads may.
     canBlock: g.document === undefined,
+    canShareMemory,
     cores: () => g.navigator?.hardwareConcurrency ?? 1,
-    kernelModules: () => {
-      modules ??= (async () => {
-        if (g.crossOriginIsolated === false) {
-          throw new Error('the WebAssembly backend needs SharedArrayBuffer: serve the page cross-origin isolated (COOP: same-origin, COEP: require-corp)');
-        }
-        const simd = await compile('kernels-simd.wasm');
-        const relaxed = await compile('kernels-relaxed.wasm').catch(() => undefined);
-        return { simd, relaxed };
-      })();
-      return modules;
+    kernelModules: (shared = true) => {
+      let found = modules.get(shared);
+      if (found === undefined) {
+        found = (async () => {
+          if (shared && !canShareMemory) {
+            throw new Error('threads need SharedArrayBuffer: serve the page cross-origin isolated (COOP: same-origin, COEP: require-corp), or use one thread');
+          }
+          const simd = await compile(wasmName('simd', shared));
+          const relaxed = await compile(wasmName('relaxed', shared)).catch(() => undefined);
+          return { simd, relaxed };
+        })();
+        modules.set(shared, found);
+      }
+      return found;
     },
     startWorker: (init) => {
       if (g.Worker === undefined) throw new Error('this runtime has no Web Workers');
