@@ -185,3 +185,48 @@ test('in the page: states clone, save to bytes and load back; a stop signal ends
     await browser.close();
   }
 });
+
+test('a model loaded by URL is kept in the origin\'s private file system: the second load downloads nothing; listCachedModels sees it', async (t) => {
+  const bytes = fs.readFileSync(defaultModelPath());
+  const seen: string[] = [];
+  const routes: Record<string, RouteHandler> = {
+    ...blank,
+    '/counted/model.safetensors': (req, res) => {
+      seen.push(`${req.method} ${req.headers.range ?? 'whole'}`);
+      sendBytes(req, res, bytes, { etag: '"v1"' });
+    },
+  };
+  const server = await startStaticServer({ crossOriginIsolated: true, routes });
+  const browser = await launchBrowser(t);
+  if (browser === undefined) {
+    await server.close();
+    return;
+  }
+  const opened = await openPage(browser, `${server.url}blank.html`);
+  try {
+    const result = await opened.page.evaluate(async (base: string) => {
+      const lib = (await import(`${base}dist/browser/rwkv.js`)) as typeof import('../src/browser/index.js');
+      const url = `${base}counted/model.safetensors`;
+      const first = await lib.Rwkv.load(url);
+      const a = await first.generate('The', { seed: 5, maxTokens: 20 }).text();
+      await first.close();
+      const second = await lib.Rwkv.load(url);
+      const b = await second.generate('The', { seed: 5, maxTokens: 20 }).text();
+      await second.close();
+      const listed = await lib.listCachedModels();
+      const deleted = await lib.deleteCachedModel(url);
+      return { a, b, listed: listed.map((m) => [m.url === url, m.bytes, m.etag, m.storage]), deleted };
+    }, server.url);
+    assert.equal(result.a, result.b);
+    assert.deepEqual(result.listed, [[true, bytes.length, '"v1"', 'opfs']]);
+    assert.equal(result.deleted, true);
+    const downloads = seen.filter((s) => s.startsWith('GET'));
+    assert.equal(downloads.length, 1, `requests: ${seen.join(', ')}`);
+    assert.ok(seen.includes('HEAD whole'), 'the second load checked the ETag');
+    assert.deepEqual(opened.unexpectedErrors(), []);
+  } finally {
+    await opened.close();
+    await browser.close();
+    await server.close();
+  }
+});

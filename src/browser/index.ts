@@ -7,3 +7,4 @@ export type { ModelConfig, RwkvVersion } from '../models/config.js';
 export type { GenerationPiece, GenerationStats, FinishReason, ScoreResult } from '../generation/rwkv.js';
 export type { GeneratedToken, TokenLogProb } from '../generation/generate.js';
 export type { LoadProgress } from '../formats/byte-source.js';
+export { listCachedModels, deleteCachedModel, fetchModelCached, type CachedModelInfo, type FetchModelCachedOptions, type ModelDownloadProgress } from './model-cache.js';

@@ -16,6 +16,8 @@ export interface LoadRequest {
   kernels: 'wasm' | 'reference' | undefined;
   memoryBytes: number | undefined;
   maxBatch: number | undefined;
+  /** Keep a URL's download in the Origin Private File System (model-cache.ts) and reuse it. */
+  cache: boolean;
 }
 
 /** Generate options without what cannot cross (signal) or lives in the worker (state: its number). */
@@ -59,6 +61,7 @@ export interface GenerateResult {
 
 export type Response =
   | { id: number; type: 'progress'; loaded: number; total: number | undefined }
+  | { id: number; type: 'warning'; message: string }
   | { id: number; type: 'piece'; piece: GenerationPiece }
   | { id: number; type: 'result'; value: unknown }
   | { id: number; type: 'error'; error: SerializedError };

@@ -24,6 +24,13 @@ export interface BrowserLoadOptions {
   memoryBytes?: number;
   /** Most sequences in one batched pass (concurrent generate/score calls share passes). Default 8. */
   maxBatch?: number;
+  /**
+   * A model given by URL is kept in the Origin Private File System and read from there next time, while
+   * the server still has the same file (ETag and size). Default true; false downloads it every time.
+   */
+  cache?: boolean;
+  /** Storage full (the download is kept in memory), or the server unreachable (the stored copy is used). */
+  onWarning?: (message: string) => void;
 }
 
 /** How the model runs: threads, and why that many. */
@@ -139,6 +146,7 @@ interface Pending {
   reject: (e: unknown) => void;
   onPiece?: (piece: GenerationPiece) => void;
   onProgress?: (p: LoadProgress) => void;
+  onWarning?: (message: string) => void;
 }
 
 interface BrowserWorker {
@@ -179,6 +187,7 @@ export class Rwkv {
       const p = pending.get(m.id);
       if (p === undefined) return;
       if (m.type === 'progress') p.onProgress?.({ loaded: m.loaded, total: m.total ?? 0 } as LoadProgress);
+      else if (m.type === 'warning') (p.onWarning ?? console.warn)(`rwkv: ${m.message}`);
       else if (m.type === 'piece') p.onPiece?.(m.piece);
       else {
         pending.delete(m.id);
@@ -201,13 +210,19 @@ export class Rwkv {
       kernels: options.kernels,
       memoryBytes: options.memoryBytes,
       maxBatch: options.maxBatch,
+      cache: options.cache !== false,
     };
     const onAbort = (): void => worker.postMessage({ id: nextId.value++, type: 'abort', target: id } satisfies Envelope);
     options.signal?.addEventListener('abort', onAbort);
     try {
       const loaded = await new Promise<LoadResult>((resolve, reject) => {
         if (failure !== undefined) reject(failure);
-        pending.set(id, { resolve: resolve as (v: unknown) => void, reject, ...(options.onProgress !== undefined ? { onProgress: options.onProgress } : {}) });
+        pending.set(id, {
+          resolve: resolve as (v: unknown) => void,
+          reject,
+          ...(options.onProgress !== undefined ? { onProgress: options.onProgress } : {}),
+          ...(options.onWarning !== undefined ? { onWarning: options.onWarning } : {}),
+        });
         worker.postMessage({ ...request, id });
       });
       return new Rwkv(worker, pending, nextId, loaded);

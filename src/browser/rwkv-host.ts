@@ -6,6 +6,7 @@ import { RwkvState } from '../generation/context.js';
 import { Rwkv, type RwkvGenerateOptions } from '../generation/rwkv.js';
 import { createBackend } from '../kernels/create-backend.js';
 import { openByteSource } from '../formats/byte-source.js';
+import { fetchModelCached } from './model-cache.js';
 import type { Envelope, LoadRequest, LoadResult, Response, SerializedError } from './protocol.js';
 
 interface WorkerScope {
@@ -64,9 +65,20 @@ async function load(id: number, request: LoadRequest): Promise<LoadResult> {
   const plan = threadPlan(request.threads);
   const controller = new AbortController();
   running.set(id, controller);
+  // A URL comes through the model cache (OPFS): a second visit reads the stored copy, once its ETag and size
+  // still match the server's. Progress is the download's; reading the stored file then is fast.
+  const input =
+    typeof request.source === 'string' && request.cache
+      ? await fetchModelCached(request.source, {
+          signal: controller.signal,
+          onProgress: (p) => post({ id, type: 'progress', loaded: p.loaded, total: p.total }),
+          onWarning: (message) => post({ id, type: 'warning', message }),
+        })
+      : request.source;
   // The unshared memory cannot grow: size it from the file (weights, plus room for work buffers).
-  const source = await openByteSource(request.source, {
+  const source = await openByteSource(input, {
     signal: controller.signal,
+    ...(input !== request.source && typeof request.source === 'string' ? { name: request.source } : {}),
   });
   const memoryBytes = request.memoryBytes ?? Math.min(4 * 2 ** 30 - 2 ** 16, Math.ceil(source.size * 1.25) + 256 * 2 ** 20);
   const backend = await createBackend({
@@ -78,7 +90,7 @@ async function load(id: number, request: LoadRequest): Promise<LoadResult> {
     rwkv = await Rwkv.load(source, {
       backend,
       signal: controller.signal,
-      onProgress: (p) => post({ id, type: 'progress', loaded: p.loaded, total: p.total }),
+      ...(input === request.source ? { onProgress: (p: { loaded: number; total: number }) => post({ id, type: 'progress', loaded: p.loaded, total: p.total }) } : {}),
       ...(request.tokenizer !== undefined ? { tokenizer: request.tokenizer } : {}),
       ...(request.maxBatch !== undefined ? { batch: { maxBatch: request.maxBatch } } : {}),
     });
