@@ -112,8 +112,11 @@ export class TokenSampler {
     return this.next(logits).id;
   }
 
-  /** The next token for `logits` (not modified), with its log-probability under them. */
-  next(logits: Float32Array): GeneratedToken {
+  /**
+   * The next token for `logits` (not modified), with its log-probability under them. With `mask`, only ids
+   * whose entry is 1 may be drawn (a grammar's allowed tokens), before the cuts and the temperature.
+   */
+  next(logits: Float32Array, mask?: Uint8Array): GeneratedToken {
     const n = logits.length;
     if (this.adjusted?.length !== n) {
       this.adjusted = new Float32Array(n);
@@ -127,6 +130,7 @@ export class TokenSampler {
     const changed = this.changed!;
     adjusted.set(logits);
     adjustLogits(adjusted, this.options, this.penalties);
+    if (mask !== undefined) for (let i = 0; i < n; i++) if (mask[i] === 0) adjusted[i] = -Infinity;
     if (this.options.temperature === 0) {
       const id = argmax(adjusted);
       return { id, logProb: logSoftmaxAt(logits, id) };
@@ -151,7 +155,7 @@ export class TokenSampler {
       const e = Math.exp(adjusted[i]! - max);
       probs[i] = e;
       total += e;
-      if (changed[i] === 0) rawSum += e;
+      if (changed[i] === 0 && (mask === undefined || mask[i] === 1)) rawSum += e;
       else {
         const d = logits[i]! - max;
         if (d > rawMax) rawMax = d;
@@ -251,7 +255,7 @@ export async function* generateTokens(
   const sampler = new TokenSampler(resolved.sampler, resolved.seed);
   for (let n = 0; n < resolved.maxTokens; n++) {
     const step = drawStep(ctx, sampler, resolved.stopTokens, resolved.topLogProbs);
-    if (step === undefined) return;
+    if (step == null) return;
     try {
       yield step;
     } finally {
@@ -262,15 +266,23 @@ export async function* generateTokens(
 }
 
 /**
- * Draws the next token from `ctx.logits`; undefined for a stop token. Does not feed it. With `top` > 0 the
- * token carries its `alternatives` (topLogProbs).
+ * Draws the next token from `ctx.logits`; undefined for a stop token, null when the constraint allows no
+ * token at all. Does not feed it. With `top` > 0 the token carries its `alternatives` (topLogProbs).
  */
-export function drawStep(ctx: RwkvState, sampler: TokenSampler, stopTokens: ReadonlySet<number>, top = 0): GeneratedToken | undefined {
+export function drawStep(ctx: RwkvState, sampler: TokenSampler, stopTokens: ReadonlySet<number>, top = 0, constraint?: TokenConstraint): GeneratedToken | undefined | null {
   const logits = ctx.logits;
   if (logits === undefined) throw new ArgumentError('the state has no logits: feed a prompt (at least one token) first');
-  const step = sampler.next(logits);
+  let step = sampler.next(logits);
+  if (constraint !== undefined && !constraint.allows(step.id)) {
+    // Refused: draw again among the allowed tokens only. (Drawing first without the mask and again with it
+    // picks each allowed token with its masked probability; most draws need no mask at all.)
+    const mask = new Uint8Array(logits.length);
+    if (constraint.mask(mask) === 0) return null;
+    step = sampler.next(logits, mask);
+  }
   if (stopTokens.has(step.id)) return undefined;
   sampler.accept(step.id);
+  constraint?.accept(step.id);
   if (top > 0) {
     step.alternatives = topLogProbs(logits, top);
     // The same number for the chosen token in both places (they may differ in the last bit otherwise).
@@ -308,6 +320,18 @@ export function topLogProbs(logits: ArrayLike<number>, k: number): TokenLogProb[
   for (let i = 0; i < n; i++) sum += Math.exp(logits[i]! - max);
   const lse = max + Math.log(sum);
   return ids.map((id, j) => ({ id, logProb: values[j]! - lse }));
+}
+
+/** What may be generated next (a grammar: grammar/constraint.ts); drawStep asks it about every token. */
+export interface TokenConstraint {
+  /** Whether `id` may come next. */
+  allows(id: number): boolean;
+  /** Sets mask[id] = 1 for every id that may come next (0 for the others); returns how many. */
+  mask(mask: Uint8Array): number;
+  /** Records the token drawn. */
+  accept(id: number): void;
+  /** Nothing more may be generated. */
+  readonly done: boolean;
 }
 
 /** Runs tokens through the model (directly, or through a Batcher) and returns the last position's logits. */

@@ -30,6 +30,8 @@ import { PrefixCache, type PrefixCacheOptions } from './prefix-cache.js';
 import { isWhitespaceOrDigits } from './sampler.js';
 import { decodeStateFile, encodeStateFile, modelIdentity, type ModelIdentity } from './state-file.js';
 import { StopMatcher } from './stop.js';
+import { GrammarConstraint } from '../grammar/constraint.js';
+import { parseGbnf, type Grammar } from '../grammar/gbnf.js';
 import { pace } from '../util/host.js';
 import { checkBoolean, checkInteger, checkOptionNames, describeValue } from '../util/options.js';
 
@@ -69,6 +71,11 @@ export interface RwkvGenerateOptions extends GenerateOptions {
   signal?: AbortSignal;
   /** Use the prefix cache for this call (fresh states only). Default true. */
   cache?: boolean;
+  /**
+   * Only text this grammar (llama.cpp's GBNF, as text or parsed with parseGbnf) accepts is generated;
+   * generation ends when the grammar is complete and nothing may follow (finishReason 'stop').
+   */
+  grammar?: string | Grammar;
 }
 
 /** Text released by one step of generation, and the tokens generated since the previous piece. */
@@ -116,7 +123,7 @@ export interface ScoreOptions {
 /** Every option name of Rwkv.load, generate and score: anything else is a typo (util/options.ts). */
 const LOAD_OPTIONS = ['threads', 'kernels', 'int8', 'tokenizer', 'backend', 'batch', 'prefixCache', 'promptBlock', 'name', 'headers', 'signal', 'onProgress'] as const;
 const SAMPLER_OPTIONS = ['temperature', 'topP', 'topK', 'minP', 'presencePenalty', 'frequencyPenalty', 'penaltyDecay', 'exemptWhitespaceAndDigits', 'logitBias', 'bannedTokens'] as const;
-const GENERATE_OPTIONS = [...SAMPLER_OPTIONS, 'maxTokens', 'seed', 'stopTokens', 'topLogProbs', 'stop', 'state', 'signal', 'cache'] as const;
+const GENERATE_OPTIONS = [...SAMPLER_OPTIONS, 'maxTokens', 'seed', 'stopTokens', 'topLogProbs', 'stop', 'state', 'signal', 'cache', 'grammar'] as const;
 const SCORE_OPTIONS = ['state', 'signal', 'topLogProbs'] as const;
 const EMBED_OPTIONS = ['pooling', 'normalize', 'signal'] as const;
 
@@ -299,6 +306,12 @@ export class Rwkv {
       if (typeof s !== 'string' || s === '') throw new ArgumentError(`stop strings must be non-empty strings, got ${describeValue(s)}`);
     }
     checkBoolean('cache', options.cache);
+    let grammar: Grammar | undefined;
+    if (options.grammar !== undefined) {
+      if (typeof options.grammar === 'string') grammar = parseGbnf(options.grammar);
+      else if (options.grammar !== null && typeof options.grammar === 'object' && Array.isArray((options.grammar as Grammar).rules)) grammar = options.grammar;
+      else throw new ArgumentError(`grammar must be GBNF text or a parsed grammar, got ${describeValue(options.grammar)}`);
+    }
     const state = options.state ?? this.createState();
     this.checkState(state);
     const ids = typeof prompt === 'string' ? this.tokenizer.encode(prompt) : [...prompt];
@@ -319,7 +332,8 @@ export class Rwkv {
       undecodable.length === 0
         ? resolved.sampler
         : { ...resolved.sampler, bannedTokens: banned.length === 0 ? undecodable : [...new Set([...banned, ...undecodable])] };
-    return new Generation(this, state, ids, { ...resolved, sampler }, stops, { ...options, resume });
+    const constraint = grammar !== undefined ? new GrammarConstraint(grammar, this.tokenizer, this.config.nVocab, resolved.stopTokens) : undefined;
+    return new Generation(this, state, ids, { ...resolved, sampler }, stops, { ...options, resume, constraint });
   }
 
   /**
@@ -574,7 +588,7 @@ export class Generation implements AsyncIterableIterator<GenerationPiece> {
     ids: readonly number[],
     options: ResolvedGenerateOptions,
     stops: readonly string[],
-    extra: Pick<RwkvGenerateOptions, 'signal' | 'cache'> & { resume?: SamplerSnapshot | undefined },
+    extra: Pick<RwkvGenerateOptions, 'signal' | 'cache'> & { resume?: SamplerSnapshot | undefined; constraint?: GrammarConstraint | undefined },
   ) {
     this.state = state;
     this.seed = options.seed;
@@ -605,7 +619,7 @@ export class Generation implements AsyncIterableIterator<GenerationPiece> {
     ids: readonly number[],
     options: ResolvedGenerateOptions,
     stops: readonly string[],
-    extra: Pick<RwkvGenerateOptions, 'signal' | 'cache'> & { resume?: SamplerSnapshot | undefined },
+    extra: Pick<RwkvGenerateOptions, 'signal' | 'cache'> & { resume?: SamplerSnapshot | undefined; constraint?: GrammarConstraint | undefined },
   ): AsyncGenerator<GenerationPiece, void, undefined> {
     const ctx = this.state;
     const stats = this.stats;
@@ -643,10 +657,17 @@ export class Generation implements AsyncIterableIterator<GenerationPiece> {
         }
         await pace(); // sampling is O(n_vocab) on this thread
         t = performance.now();
-        const step = drawStep(ctx, sampler, options.stopTokens, options.topLogProbs);
+        const constraint = extra.constraint;
+        if (constraint?.done === true) {
+          // The grammar is complete and nothing may follow: the text is finished.
+          this.finishReason = 'stop';
+          break;
+        }
+        const step = drawStep(ctx, sampler, options.stopTokens, options.topLogProbs, constraint);
         stats.generateMs += performance.now() - t;
-        if (step === undefined) {
-          this.finishReason = 'stop_token';
+        if (step == null) {
+          // null: the grammar allows no token here (a dead end, or complete with only end tokens banned).
+          this.finishReason = step === null ? 'stop' : 'stop_token';
           break;
         }
         unfed = step.id;
