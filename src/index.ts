@@ -40,3 +40,7 @@ export { evaluate, evaluateText, type EvaluateOptions, type EvalResults, type Ev
 export { TASK_NAMES, PAPER_PRESET, type TaskName } from './eval/tasks.js';
 export { EvalDataError, type DataReader, type DataSource } from './eval/data.js';
 export type { ChoiceMetrics, LambadaMetrics, PerplexityMetrics, TaskMetrics } from './eval/metrics.js';
+export { parseGbnf, GrammarError, type Grammar } from './grammar/gbnf.js';
+export { GrammarMatcher } from './grammar/matcher.js';
+export { JSON_VALUE_GBNF, JSON_OBJECT_GBNF } from './grammar/json.js';
+export { jsonSchemaToGbnf } from './grammar/json-schema.js';

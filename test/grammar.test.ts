@@ -2,6 +2,10 @@
 // masks on hand-made vocabularies (tokens that straddle rule boundaries, tokens that end inside a UTF-8
 // character), checked against brute force; and seeded generations of the shipped model that must match.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { test } from 'node:test';
 import { defaultModelPath } from '../src/default-model.js';
 import { Rwkv } from '../src/generation/rwkv.js';
@@ -10,6 +14,7 @@ import { GrammarError, parseGbnf } from '../src/grammar/gbnf.js';
 import { JSON_OBJECT_GBNF, JSON_VALUE_GBNF } from '../src/grammar/json.js';
 import { GrammarMatcher } from '../src/grammar/matcher.js';
 import type { Tokenizer } from '../src/tokenizers/tokenizer.js';
+import { REPO_ROOT } from './helpers/fixtures.js';
 
 /** Whether `text` is a complete sentence of the grammar (accepted and may end there). */
 function accepts(gbnf: string, text: string): boolean {
@@ -175,5 +180,40 @@ test('generate({ grammar }) with the shipped model: seeded texts always match th
     assert.throws(() => rwkv.generate('x', { grammar: 'root ::= nothing' }), GrammarError);
   } finally {
     await rwkv.close();
+  }
+});
+
+test('rwkv generate --grammar / --json-schema / --json: output that matches; a bad grammar or schema is one line naming the file, before the model loads', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rwkv-grammar-'));
+  const run = (...args: string[]): { status: number | null; stdout: string; stderr: string } => {
+    const r = spawnSync(process.execPath, [path.join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js'), 'generate', ...args], { encoding: 'utf8', timeout: 60_000 });
+    return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+  };
+  try {
+    const g = path.join(dir, 'answer.gbnf');
+    fs.writeFileSync(g, 'root ::= " " ("yes" | "no") "."\n');
+    const ok = run('Is it so?', '--grammar', g, '--seed', '3');
+    assert.equal(ok.status, 0, ok.stderr);
+    assert.ok([' yes.', ' no.'].includes(ok.stdout), JSON.stringify(ok.stdout));
+    const schema = path.join(dir, 'schema.json');
+    fs.writeFileSync(schema, JSON.stringify({ type: 'object', properties: { n: { type: 'integer', minimum: 1, maximum: 9 } }, required: ['n'], additionalProperties: false }));
+    const js = run('Count:', '--json-schema', schema, '--seed', '1');
+    assert.equal(js.status, 0, js.stderr);
+    const value = JSON.parse(js.stdout) as { n: number };
+    assert.ok(Number.isInteger(value.n) && value.n >= 1 && value.n <= 9, js.stdout);
+    const bad = path.join(dir, 'bad.gbnf');
+    fs.writeFileSync(bad, 'root ::= "a"\nroot2 ::= [z-a]\n');
+    const b = run('x', '--grammar', bad, '--model', path.join(dir, 'no-such-model.pth'));
+    assert.equal(b.status, 1);
+    assert.match(b.stderr, /^rwkv: .*bad\.gbnf:2:\d+: the range z-a is reversed\n$/);
+    fs.writeFileSync(schema, JSON.stringify({ type: 'string', format: 'email' }));
+    const s = run('x', '--json-schema', schema, '--model', path.join(dir, 'no-such-model.pth'));
+    assert.equal(s.status, 1);
+    assert.match(s.stderr, /schema\.json: #\/format: .*email/);
+    const both = run('x', '--json', '--grammar', g);
+    assert.equal(both.status, 1);
+    assert.match(both.stderr, /one of --grammar, --json-schema and --json/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 });

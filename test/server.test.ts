@@ -8,7 +8,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
+import { Ajv } from 'ajv';
 import OpenAI, { AuthenticationError, BadRequestError, NotFoundError } from 'openai';
+import { GrammarMatcher } from '../src/grammar/matcher.js';
+import { parseGbnf } from '../src/grammar/gbnf.js';
+import { JSON_OBJECT_GBNF } from '../src/grammar/json.js';
 import { defaultModelPath } from '../src/default-model.js';
 import { Rwkv } from '../src/index.js';
 import { RwkvServer } from '../src/server/app.js';
@@ -304,8 +308,13 @@ test('bad requests: the documented statuses through the SDK\'s typed errors, Ope
   await expectBad(() => client.completions.create({ model: 'tiny', prompt: 'x', seed: -1 }), 'seed', /seed must be/);
   await expectBad(() => client.completions.create({ model: 'tiny', prompt: 'x', logit_bias: { abc: 1 } }), 'logit_bias', /not a token id/);
   await expectBad(
-    () => client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'x' }], response_format: { type: 'json_object' } }),
-    'response_format',
+    () =>
+      client.chat.completions.create({
+        model: 'tiny',
+        messages: [{ role: 'user', content: 'x' }],
+        response_format: { type: 'xml' } as unknown as OpenAI.ResponseFormatText,
+      }),
+    'response_format.type',
     /not supported/,
   );
   await expectBad(() => client.chat.completions.create({ model: 'tiny', messages: [] }), 'messages', /must not be empty/);
@@ -418,4 +427,52 @@ test('rwkv serve (the CLI): prints its URL and a curl line; SIGTERM lets a strea
   } finally {
     child.kill('SIGKILL');
   }
+});
+
+test('constrained output: grammar on completions; response_format json_schema and json_object on chat give JSON that parses and validates; bad ones are 400s', async () => {
+  const yesNo = await client.completions.create({ model: 'tiny', prompt: 'Is it so?', max_tokens: 10, grammar: 'root ::= " " ("yes" | "no")' } as OpenAI.CompletionCreateParamsNonStreaming);
+  assert.ok([' yes', ' no'].includes(yesNo.choices[0]!.text), yesNo.choices[0]!.text);
+  assert.equal(yesNo.choices[0]!.finish_reason, 'stop', 'the grammar is complete: nothing may follow');
+
+  const schema = {
+    type: 'object',
+    properties: { answer: { enum: ['yes', 'no'] }, count: { type: 'integer', minimum: 0, maximum: 99 }, name: { type: 'string', maxLength: 12 } },
+    required: ['answer', 'count', 'name'],
+    additionalProperties: false,
+  };
+  const validate = new Ajv().compile(schema);
+  for (const seed of [1, 2, 3]) {
+    const r = await client.chat.completions.create({
+      model: 'tiny',
+      messages: [{ role: 'user', content: 'Describe the ship as a record.' }],
+      response_format: { type: 'json_schema', json_schema: { name: 'record', schema } },
+      max_tokens: 200,
+      seed,
+    });
+    const content = r.choices[0]!.message.content!;
+    assert.equal(r.choices[0]!.finish_reason, 'stop', content);
+    const value: unknown = JSON.parse(content);
+    assert.ok(validate(value), `seed ${seed}: ${content} ${JSON.stringify(validate.errors)}`);
+  }
+  // Any JSON object: a finished answer parses; one cut by max_tokens is still a prefix of one.
+  const matcher = new GrammarMatcher(parseGbnf(JSON_OBJECT_GBNF));
+  for (const seed of [1, 2]) {
+    const r = await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'JSON please' }], response_format: { type: 'json_object' }, max_tokens: 120, seed });
+    const content = r.choices[0]!.message.content!;
+    if (r.choices[0]!.finish_reason === 'stop') assert.equal(typeof JSON.parse(content), 'object');
+    else assert.ok(matcher.acceptText(matcher.initial(), content) !== undefined, content);
+  }
+  await assert.rejects(
+    () => client.completions.create({ model: 'tiny', prompt: 'x', grammar: 'root ::= ("a"' } as OpenAI.CompletionCreateParamsNonStreaming),
+    (e: unknown) => e instanceof BadRequestError && e.param === 'grammar' && /grammar:1:\d+: expected '\)'/.test(e.message),
+  );
+  await assert.rejects(
+    () =>
+      client.chat.completions.create({
+        model: 'tiny',
+        messages: [{ role: 'user', content: 'x' }],
+        response_format: { type: 'json_schema', json_schema: { name: 'r', schema: { type: 'string', pattern: '^a+$' } } },
+      }),
+    (e: unknown) => e instanceof BadRequestError && e.param === 'response_format.json_schema.schema' && /pattern/.test(e.message),
+  );
 });

@@ -2,7 +2,10 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { AbortError, ArgumentError } from '../errors.js';
+import { AbortError, ArgumentError, RwkvError } from '../errors.js';
+import { parseGbnf, type Grammar } from '../grammar/gbnf.js';
+import { JSON_VALUE_GBNF } from '../grammar/json.js';
+import { jsonSchemaToGbnf } from '../grammar/json-schema.js';
 import { validateGenerateOptions } from '../generation/generate.js';
 import type { GenerationStats, RwkvGenerateOptions } from '../generation/rwkv.js';
 import type { SamplerOptions } from '../generation/sampler.js';
@@ -34,6 +37,12 @@ export interface GenerateArgs extends KernelArgs, SamplingArgs {
   tokenizer?: string;
   stateIn?: string;
   stateOut?: string;
+  /** A GBNF grammar file the output must match. */
+  grammar?: string;
+  /** A JSON Schema file the output must validate against. */
+  jsonSchema?: string;
+  /** The output is one JSON value. */
+  json?: boolean;
 }
 
 /** Turns the CLI's strings into library options; every value is checked (token ids later, against the vocabulary). */
@@ -129,6 +138,35 @@ function tokenId(s: string, option: string): number {
   return Number(s);
 }
 
+/**
+ * --grammar FILE, --json-schema FILE or --json as a parsed grammar (at most one of them), read and checked
+ * before the model loads, so that a bad grammar fails at once with its line and column.
+ */
+export async function grammarOf(args: Pick<GenerateArgs, 'grammar' | 'jsonSchema' | 'json'>): Promise<Grammar | undefined> {
+  const given = [args.grammar !== undefined, args.jsonSchema !== undefined, args.json === true].filter(Boolean).length;
+  if (given > 1) throw new ArgumentError('give one of --grammar, --json-schema and --json');
+  if (args.json === true) return parseGbnf(JSON_VALUE_GBNF, '--json');
+  const read = async (file: string, flag: string): Promise<string> => {
+    try {
+      return await fs.promises.readFile(file, 'utf8');
+    } catch (e) {
+      throw new RwkvError('FILE_NOT_FOUND', `cannot read ${flag} (${(e as NodeJS.ErrnoException).code ?? String(e)})`, { file });
+    }
+  };
+  if (args.grammar !== undefined) return parseGbnf(await read(args.grammar, '--grammar'), args.grammar);
+  if (args.jsonSchema !== undefined) {
+    const text = await read(args.jsonSchema, '--json-schema');
+    let schema: unknown;
+    try {
+      schema = JSON.parse(text);
+    } catch (e) {
+      throw new ArgumentError(`${args.jsonSchema}: not JSON (${e instanceof Error ? e.message : String(e)})`);
+    }
+    return parseGbnf(jsonSchemaToGbnf(schema, { source: args.jsonSchema }), args.jsonSchema);
+  }
+  return undefined;
+}
+
 /** Backslash escapes in --stop, so that a shell can pass a newline: \n \r \t \\. */
 export function unescape(s: string): string {
   return s.replace(/\\(.)/g, (_, c: string) => ({ n: '\n', r: '\r', t: '\t', '\\': '\\' })[c] ?? `\\${c}`);
@@ -138,6 +176,8 @@ export async function runGenerate(args: GenerateArgs): Promise<void> {
   const prompt = await readPrompt(args);
   const options = samplingOptions(args);
   validateGenerateOptions(options); // before loading anything: a bad option fails fast
+  const grammar = await grammarOf(args);
+  if (grammar !== undefined) options.grammar = grammar;
   if (args.stateOut !== undefined) await checkWritable(args.stateOut, '--state-out');
   const rwkv = await loadRwkv(args.model, args, {
     prefixCache: false, // one prompt per process: nothing to reuse

@@ -97,6 +97,9 @@ export function buildProgram(): Command {
     )
     .option('--state-in <file>', 'start from a saved state (the prompt, if any, is read after it)')
     .option('--state-out <file>', 'save the state after the prompt and the generated text (with its last logits)')
+    .option('--grammar <file>', "the output must match this GBNF grammar (llama.cpp's format); generation ends when it is complete")
+    .option('--json-schema <file>', 'the output is JSON that validates against this JSON Schema')
+    .option('--json', 'the output is one JSON value')
     .action(
       async (
         positional: string | undefined,

@@ -32,6 +32,7 @@ import { decodeStateFile, encodeStateFile, modelIdentity, type ModelIdentity } f
 import { StopMatcher } from './stop.js';
 import { GrammarConstraint } from '../grammar/constraint.js';
 import { parseGbnf, type Grammar } from '../grammar/gbnf.js';
+import { jsonSchemaToGbnf } from '../grammar/json-schema.js';
 import { pace } from '../util/host.js';
 import { checkBoolean, checkInteger, checkOptionNames, describeValue } from '../util/options.js';
 
@@ -76,6 +77,8 @@ export interface RwkvGenerateOptions extends GenerateOptions {
    * generation ends when the grammar is complete and nothing may follow (finishReason 'stop').
    */
   grammar?: string | Grammar;
+  /** The output is JSON that validates against this JSON Schema (compiled to a grammar; see docs/grammars.md). */
+  jsonSchema?: unknown;
 }
 
 /** Text released by one step of generation, and the tokens generated since the previous piece. */
@@ -123,7 +126,7 @@ export interface ScoreOptions {
 /** Every option name of Rwkv.load, generate and score: anything else is a typo (util/options.ts). */
 const LOAD_OPTIONS = ['threads', 'kernels', 'int8', 'tokenizer', 'backend', 'batch', 'prefixCache', 'promptBlock', 'name', 'headers', 'signal', 'onProgress'] as const;
 const SAMPLER_OPTIONS = ['temperature', 'topP', 'topK', 'minP', 'presencePenalty', 'frequencyPenalty', 'penaltyDecay', 'exemptWhitespaceAndDigits', 'logitBias', 'bannedTokens'] as const;
-const GENERATE_OPTIONS = [...SAMPLER_OPTIONS, 'maxTokens', 'seed', 'stopTokens', 'topLogProbs', 'stop', 'state', 'signal', 'cache', 'grammar'] as const;
+const GENERATE_OPTIONS = [...SAMPLER_OPTIONS, 'maxTokens', 'seed', 'stopTokens', 'topLogProbs', 'stop', 'state', 'signal', 'cache', 'grammar', 'jsonSchema'] as const;
 const SCORE_OPTIONS = ['state', 'signal', 'topLogProbs'] as const;
 const EMBED_OPTIONS = ['pooling', 'normalize', 'signal'] as const;
 
@@ -311,6 +314,10 @@ export class Rwkv {
       if (typeof options.grammar === 'string') grammar = parseGbnf(options.grammar);
       else if (options.grammar !== null && typeof options.grammar === 'object' && Array.isArray((options.grammar as Grammar).rules)) grammar = options.grammar;
       else throw new ArgumentError(`grammar must be GBNF text or a parsed grammar, got ${describeValue(options.grammar)}`);
+    }
+    if (options.jsonSchema !== undefined) {
+      if (grammar !== undefined) throw new ArgumentError('give either grammar or jsonSchema, not both');
+      grammar = parseGbnf(jsonSchemaToGbnf(options.jsonSchema), 'jsonSchema');
     }
     const state = options.state ?? this.createState();
     this.checkState(state);

@@ -6,7 +6,7 @@ import type { RwkvState } from '../generation/context.js';
 import type { GenerationPiece } from '../generation/rwkv.js';
 import { badRequest, toApiError } from './api-error.js';
 import { requestWork, responseId, type ServerContext } from './context.js';
-import { generateOptionsOf, promptIds, promptList } from './request-options.js';
+import { generateOptionsOf, promptIds, promptList, responseFormatGrammar } from './request-options.js';
 import { chatLogProbs, CompletionLogProbsBuilder, timingsOf, usageOf } from './responses.js';
 import { runChoice, type ChoiceOutcome, type ChoiceSpec } from './run-choice.js';
 import type { ChatRequest, CompletionRequest } from './schemas.js';
@@ -102,15 +102,16 @@ export async function completions(ctx: ServerContext, request: FastifyRequest<{ 
 export async function chatCompletions(ctx: ServerContext, request: FastifyRequest<{ Body: ChatRequest }>, reply: FastifyReply): Promise<unknown> {
   const rwkv = ctx.rwkv();
   const body = request.body;
-  if (body.response_format != null && body.response_format.type !== 'text') {
-    throw badRequest(`response_format ${JSON.stringify(body.response_format.type)} is not supported yet (only "text")`, 'response_format', 'unsupported_value');
-  }
   if (body.tools != null && body.tools.length > 0) throw badRequest('tools (function calling) are not supported', 'tools', 'unsupported_value');
   const messages = chatMessages(body);
   const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? ctx.limits.maxTokens;
   const options = generateOptionsOf(rwkv, body, maxTokens, ctx.limits);
-  // An answer ends at a blank line (the template's turn separator); the end-of-text token is never drawn.
-  options.stop = ['\n\n', ...(options.stop ?? [])];
+  const format = responseFormatGrammar(body.response_format);
+  if (format !== undefined && options.grammar !== undefined) throw badRequest('give either grammar or a JSON response_format, not both', 'grammar', 'invalid_value');
+  if (format !== undefined) options.grammar = format;
+  // An answer ends at a blank line (the template's turn separator) — unless a grammar says where it ends (JSON
+  // may hold blank lines); the end-of-text token is never drawn.
+  if (options.grammar === undefined) options.stop = ['\n\n', ...(options.stop ?? [])];
   options.bannedTokens = [0];
   const top = body.top_logprobs ?? undefined;
   if (top !== undefined && top > 0 && body.logprobs !== true) throw badRequest('top_logprobs needs logprobs: true', 'top_logprobs', 'invalid_value');
@@ -145,7 +146,7 @@ export async function chatCompletions(ctx: ServerContext, request: FastifyReques
         },
       });
       countPrompt(ctx, [outcome]);
-      const kept = body.return_state === true ? await keepChatState(ctx, outcome) : undefined;
+      const kept = body.return_state === true ? await keepChatState(ctx, outcome, options.grammar !== undefined) : undefined;
       sse.send(chunk({}, outcome.finishReason, kept !== undefined ? { state: kept } : {}));
       if (body.stream_options?.include_usage === true) {
         sse.send({ ...head, object: 'chat.completion.chunk', choices: [], usage: usageOf([outcome.stats]), timings: timingsOf([outcome.stats]) });
@@ -160,7 +161,7 @@ export async function chatCompletions(ctx: ServerContext, request: FastifyReques
 
   const outcome = await runChoice(rwkv, spec, signal, { onPiece: (piece) => ctx.metrics.generated(piece.tokens.length) });
   countPrompt(ctx, [outcome]);
-  const kept = body.return_state === true ? await keepChatState(ctx, outcome) : undefined;
+  const kept = body.return_state === true ? await keepChatState(ctx, outcome, options.grammar !== undefined) : undefined;
   return {
     ...head,
     object: 'chat.completion',
@@ -207,9 +208,12 @@ async function startStates(ctx: ServerContext, name: string | undefined, count: 
   return [first, ...Array.from({ length: count - 1 }, () => first.clone())];
 }
 
-/** Keeps a chat's final state, ending its turn with the blank line when the answer did not (max tokens). */
-async function keepChatState(ctx: ServerContext, outcome: ChoiceOutcome): Promise<string> {
-  if (outcome.finishReason !== 'stop') await ctx.rwkv().feed(outcome.state, '\n\n');
+/**
+ * Keeps a chat's final state, ending its turn with the blank line when the answer did not (max tokens, or a
+ * grammar that ended it).
+ */
+async function keepChatState(ctx: ServerContext, outcome: ChoiceOutcome, grammar: boolean): Promise<string> {
+  if (outcome.finishReason !== 'stop' || grammar) await ctx.rwkv().feed(outcome.state, '\n\n');
   return ctx.saveState(outcome.state);
 }
 

@@ -1,6 +1,10 @@
 // A request's fields → the library's generation options, with OpenAI's defaults and semantics (checked
 // here, beyond what the JSON schema can say, so that every refusal is a 400 naming its parameter).
 import type { Rwkv, RwkvGenerateOptions } from '../generation/rwkv.js';
+import { RwkvError } from '../errors.js';
+import { GrammarError, parseGbnf, type Grammar } from '../grammar/gbnf.js';
+import { JSON_OBJECT_GBNF } from '../grammar/json.js';
+import { jsonSchemaToGbnf } from '../grammar/json-schema.js';
 import { badRequest } from './api-error.js';
 import type { ChatRequest, CompletionRequest } from './schemas.js';
 
@@ -13,7 +17,7 @@ export interface ServerLimits {
 
 type SamplingRequest = Pick<
   CompletionRequest & ChatRequest,
-  'temperature' | 'top_p' | 'top_k' | 'min_p' | 'presence_penalty' | 'frequency_penalty' | 'penalty_decay' | 'logit_bias' | 'stop' | 'seed' | 'n'
+  'temperature' | 'top_p' | 'top_k' | 'min_p' | 'presence_penalty' | 'frequency_penalty' | 'penalty_decay' | 'logit_bias' | 'stop' | 'seed' | 'n' | 'grammar'
 >;
 
 /**
@@ -37,6 +41,8 @@ export function generateOptionsOf(rwkv: Rwkv, body: SamplingRequest, maxTokens: 
     logitBias.set(id, bias);
   }
   const stop = body.stop == null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop;
+  let grammar: Grammar | undefined;
+  if (body.grammar != null && body.grammar !== '') grammar = parseGrammarField(body.grammar, 'grammar');
   // top_p 0 keeps only the most likely token: greedy.
   const greedy = body.temperature === 0 || body.top_p === 0;
   return {
@@ -53,7 +59,38 @@ export function generateOptionsOf(rwkv: Rwkv, body: SamplingRequest, maxTokens: 
     // OpenAI ignores empty stop strings; the library refuses them (they would match at once).
     stop: stop.filter((s) => s !== ''),
     ...(body.seed != null ? { seed: body.seed } : {}),
+    ...(grammar !== undefined ? { grammar } : {}),
   };
+}
+
+/** GBNF text from a request → a grammar, or 400 naming the field and the line and column at fault. */
+export function parseGrammarField(text: string, param: string): Grammar {
+  try {
+    return parseGbnf(text, param);
+  } catch (e) {
+    if (e instanceof GrammarError) throw badRequest(e.message, param, 'invalid_grammar');
+    throw e;
+  }
+}
+
+/**
+ * Chat's response_format: text (nothing), json_object (any JSON object), json_schema (JSON valid against
+ * its schema) — as a grammar, or 400 naming what is wrong.
+ */
+export function responseFormatGrammar(format: ChatRequest['response_format']): Grammar | undefined {
+  if (format == null || format.type === 'text') return undefined;
+  if (format.type === 'json_object') return parseGbnf(JSON_OBJECT_GBNF, 'json_object');
+  if (format.type === 'json_schema') {
+    const schema = format.json_schema?.schema;
+    if (schema === undefined) throw badRequest('response_format.json_schema.schema is required', 'response_format.json_schema.schema', 'missing_required_parameter');
+    try {
+      return parseGbnf(jsonSchemaToGbnf(schema), 'response_format.json_schema');
+    } catch (e) {
+      if (e instanceof RwkvError) throw badRequest(e.message, 'response_format.json_schema.schema', 'unsupported_schema');
+      throw e;
+    }
+  }
+  throw badRequest(`response_format type ${JSON.stringify(format.type)} is not supported (text, json_object, json_schema)`, 'response_format.type', 'unsupported_value');
 }
 
 /** A prompt given as text or token ids → checked token ids. */

@@ -29,6 +29,8 @@ const samplingFields = {
   stream_options: opt(Type.Object({ include_usage: opt(Type.Boolean()) })),
   n: opt(Type.Integer({ minimum: 1 })),
   user: opt(Type.String()),
+  // llama-server's name: the output must match this GBNF grammar.
+  grammar: opt(Type.String()),
   // RWKV: continue a named state; keep the final one.
   state: opt(Type.String({ minLength: 1 })),
   return_state: opt(Type.Boolean()),
@@ -60,7 +62,12 @@ export const ChatRequest = Type.Object({
   max_completion_tokens: opt(Type.Integer({ minimum: 0 })),
   logprobs: opt(Type.Boolean()),
   top_logprobs: opt(Type.Integer({ minimum: 0, maximum: 20 })),
-  response_format: opt(Type.Object({ type: Type.String() })),
+  response_format: opt(
+    Type.Object({
+      type: Type.String(),
+      json_schema: opt(Type.Object({ name: opt(Type.String()), schema: opt(Type.Unknown()), strict: opt(Type.Boolean()) })),
+    }),
+  ),
   tools: opt(Type.Array(Type.Unknown())),
 });
 export type ChatRequest = Static<typeof ChatRequest>;
