@@ -14,7 +14,9 @@ import { GrammarError, parseGbnf } from '../src/grammar/gbnf.js';
 import { JSON_OBJECT_GBNF, JSON_VALUE_GBNF } from '../src/grammar/json.js';
 import { GrammarMatcher } from '../src/grammar/matcher.js';
 import type { Tokenizer } from '../src/tokenizers/tokenizer.js';
-import { REPO_ROOT } from './helpers/fixtures.js';
+import { fixture, REPO_ROOT } from './helpers/fixtures.js';
+import { loadTokenizer } from '../src/tokenizers/load.js';
+import { decodeText } from '../src/tokenizers/tokenizer.js';
 
 /** Whether `text` is a complete sentence of the grammar (accepted and may end there). */
 function accepts(gbnf: string, text: string): boolean {
@@ -215,5 +217,34 @@ test('rwkv generate --grammar / --json-schema / --json: output that matches; a b
     assert.match(both.stderr, /one of --grammar, --json-schema and --json/);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('token masks with the real World and GPT-NeoX 20B vocabularies equal token-by-token checks, at several points of a JSON text', async (t) => {
+  const files = [fixture(t, 'tokenizers/rwkv_vocab_v20230424.txt'), fixture(t, 'tokenizers/20B_tokenizer.json')];
+  if (files.some((f) => f === undefined)) return;
+  const text = '{"name": "Zoë 😀", "tags": [1, -2.5e3], "ok": true}';
+  for (const file of files as string[]) {
+    const tokenizer = await loadTokenizer(file);
+    const ids = tokenizer.encode(text);
+    const nVocab = tokenizer.vocabSize;
+    const constraint = new GrammarConstraint(JSON_OBJECT_GBNF, tokenizer, nVocab);
+    const mask = new Uint8Array(nVocab);
+    for (const [step, id] of ids.entries()) {
+      // Every third step (the full check is 65536 acceptBytes calls).
+      if (step % 3 === 0) {
+        const count = constraint.mask(mask);
+        let brute = 0;
+        for (let tok = 0; tok < nVocab; tok++) {
+          const allowed = constraint.allows(tok);
+          if (allowed) brute++;
+          if (allowed !== (mask[tok] === 1)) assert.fail(`${path.basename(file)}, step ${step}: token ${tok} ${JSON.stringify(decodeText(tokenizer, [tok]))}: mask ${mask[tok]}, allows ${allowed}`);
+        }
+        assert.equal(count, brute);
+      }
+      assert.ok(constraint.allows(id), `${path.basename(file)}: the text's own token ${id} at step ${step}`);
+      constraint.accept(id);
+    }
+    assert.ok(constraint.done, `${path.basename(file)}: complete after the closing brace`);
   }
 });
