@@ -476,3 +476,40 @@ test('constrained output: grammar on completions; response_format json_schema an
     (e: unknown) => e instanceof BadRequestError && e.param === 'response_format.json_schema.schema' && /pattern/.test(e.message),
   );
 });
+
+test('a streaming client that stops reading holds its own generation back: flushed() waits for the socket to drain', async () => {
+  const { SseStream } = await import('../src/server/sse.js');
+  const { EventEmitter } = await import('node:events');
+  // A reply whose socket buffer is full: write() queues, writableNeedDrain stays true until 'drain'.
+  const raw = Object.assign(new EventEmitter(), {
+    destroyed: false,
+    writableNeedDrain: false,
+    written: [] as string[],
+    writeHead() {
+      return raw;
+    },
+    write(chunk: string) {
+      raw.written.push(chunk);
+      raw.writableNeedDrain = true;
+      return false;
+    },
+    end() {},
+  });
+  const reply = { raw, hijack() {}, getHeaders: () => ({}) } as unknown as import('fastify').FastifyReply;
+  const sse = new SseStream(reply);
+  sse.send({ n: 1 });
+  let drained = false;
+  const waiting = sse.flushed().then(() => (drained = true));
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(drained, false, 'still waiting while the buffer is full');
+  raw.writableNeedDrain = false;
+  raw.emit('drain');
+  await waiting;
+  assert.equal(drained, true);
+  assert.equal(raw.written.length, 1);
+  // A client that went away does not keep a generation waiting.
+  sse.send({ n: 2 });
+  const gone = sse.flushed();
+  raw.emit('close');
+  await gone;
+});

@@ -58,6 +58,7 @@ export async function completions(ctx: ServerContext, request: FastifyRequest<{ 
               ctx.metrics.generated(piece.tokens.length);
               if (piece.text === '' && logprobs === undefined) return;
               sse.send({ ...head, choices: [{ index, text: piece.text, logprobs: logprobs !== undefined ? builder.build(piece.tokens) : null, finish_reason: null }] });
+              return sse.flushed();
             },
           });
           sendEcho(outcome.prompt);
@@ -143,6 +144,7 @@ export async function chatCompletions(ctx: ServerContext, request: FastifyReques
           const text = trim.push(piece.text);
           if (text === '' && !logprobs) return;
           sse.send(chunk({ content: text }, null, logprobs ? { logprobs: { content: chatLogProbs(rwkv.tokenizer, piece.tokens) } } : {}));
+          return sse.flushed();
         },
       });
       countPrompt(ctx, [outcome]);

@@ -44,8 +44,8 @@ export interface ChoiceOutcome {
 export interface ChoiceHooks {
   /** The prompt's scores, once read (only with promptLogProbs), before the first token is generated. */
   onPrompt?: (prompt: PromptToken[]) => void;
-  /** Each piece of text as it is generated. */
-  onPiece?: (piece: GenerationPiece) => void;
+  /** Each piece of text as it is generated; generation waits for a returned promise (a slow reader). */
+  onPiece?: (piece: GenerationPiece) => void | Promise<void>;
 }
 
 export async function runChoice(rwkv: Rwkv, spec: ChoiceSpec, signal: AbortSignal, hooks: ChoiceHooks = {}): Promise<ChoiceOutcome> {
@@ -80,7 +80,7 @@ export async function runChoice(rwkv: Rwkv, spec: ChoiceSpec, signal: AbortSigna
   for await (const piece of generation) {
     text += piece.text;
     for (const t of piece.tokens) tokens.push(t);
-    hooks.onPiece?.(piece);
+    await hooks.onPiece?.(piece);
   }
   if (generation.finishReason === 'aborted' || signal.aborted) throw new AbortError('the client went away');
   const stats = { ...generation.stats };

@@ -32,6 +32,24 @@ export class SseStream {
     if (this.open) this.reply.raw.write(`data: ${JSON.stringify(chunk)}\n\n`);
   }
 
+  /**
+   * Resolves once the client has taken what was sent (at once unless the socket's buffer is full): a
+   * client that stops reading holds its own generation back instead of filling the server's memory.
+   */
+  flushed(): Promise<void> {
+    const raw = this.reply.raw;
+    if (!this.open || !raw.writableNeedDrain) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        raw.off('drain', done);
+        raw.off('close', done);
+        resolve();
+      };
+      raw.on('drain', done);
+      raw.on('close', done);
+    });
+  }
+
   done(): void {
     if (this.open) this.reply.raw.end('data: [DONE]\n\n');
     this.ended = true;
