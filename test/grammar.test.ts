@@ -185,7 +185,7 @@ test('generate({ grammar }) with the shipped model: seeded texts always match th
   }
 });
 
-test('rwkv generate --grammar / --json-schema / --json: output that matches; a bad grammar or schema is one line naming the file, before the model loads', () => {
+test('rwkv generate --grammar / --json-schema / --json and rwkv chat --json-schema: output that matches; a bad grammar or schema is one line naming the file, before the model loads', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rwkv-grammar-'));
   const run = (...args: string[]): { status: number | null; stdout: string; stderr: string } => {
     const r = spawnSync(process.execPath, [path.join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js'), 'generate', ...args], { encoding: 'utf8', timeout: 60_000 });
@@ -212,6 +212,17 @@ test('rwkv generate --grammar / --json-schema / --json: output that matches; a b
     const s = run('x', '--json-schema', schema, '--model', path.join(dir, 'no-such-model.pth'));
     assert.equal(s.status, 1);
     assert.match(s.stderr, /schema\.json: #\/format: .*email/);
+    // rwkv chat: every answer held to the schema, the conversation going on after each.
+    fs.writeFileSync(schema, JSON.stringify({ type: 'object', properties: { answer: { enum: ['yes', 'no'] }, why: { type: 'string', maxLength: 20 } }, required: ['answer', 'why'], additionalProperties: false }));
+    const chat = spawnSync(process.execPath, [path.join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js'), 'chat', '--json-schema', schema, '--seed', '2'], {
+      input: 'Is the sea big?\nAnd the sky?\n',
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    assert.equal(chat.status, 0, chat.stderr);
+    const replies = [...chat.stdout.matchAll(/Assistant:(.*)\n/g)].map((m) => JSON.parse(m[1]!) as { answer: string; why: string });
+    assert.equal(replies.length, 2, chat.stdout);
+    for (const r of replies) assert.ok(['yes', 'no'].includes(r.answer) && typeof r.why === 'string' && r.why.length <= 20, JSON.stringify(r));
     const both = run('x', '--json', '--grammar', g);
     assert.equal(both.status, 1);
     assert.match(both.stderr, /one of --grammar, --json-schema and --json/);

@@ -9,7 +9,7 @@ import { validateGenerateOptions } from '../generation/generate.js';
 import { CHAT_TEMPLATES, chatTurn, parseChatTemplate, type ChatTemplate } from '../generation/chat-template.js';
 import type { RwkvState } from '../generation/context.js';
 import { Rwkv, type Generation } from '../generation/rwkv.js';
-import { samplingOptions, type SamplingArgs, type SamplingDefaults } from './generate.js';
+import { grammarOf, samplingOptions, type SamplingArgs, type SamplingDefaults } from './generate.js';
 import { loadRwkv, type KernelArgs } from './open-model.js';
 
 /** `rwkv chat`: ChatRWKV's chat demo (API_DEMO_CHAT.py) settings; max tokens is per answer. */
@@ -30,6 +30,10 @@ export interface ChatArgs extends KernelArgs, SamplingArgs {
   system?: string;
   /** 'world' (default), 'raven', or a JSON file: { "user": …, "assistant": …, "system"?: … }. */
   template?: string;
+  /** Every answer must match this GBNF grammar / validate against this JSON Schema / be one JSON value. */
+  grammar?: string;
+  jsonSchema?: string;
+  json?: boolean;
 }
 
 /** --template: a known name or a JSON file naming the speakers. */
@@ -62,8 +66,11 @@ const HELP = [
 export async function runChat(args: ChatArgs): Promise<void> {
   const template = await resolveTemplate(args.template); // a bad template fails before the model loads
   const options = samplingOptions(args);
-  // ChatRWKV's chat: an answer ends at a blank line, and the end-of-text token (0) is never drawn.
-  options.stop = ['\n\n', ...(options.stop ?? [])];
+  const grammar = await grammarOf(args);
+  if (grammar !== undefined) options.grammar = grammar;
+  // ChatRWKV's chat: an answer ends at a blank line (or where its grammar is complete: JSON may hold blank
+  // lines), and the end-of-text token (0) is never drawn.
+  if (grammar === undefined) options.stop = ['\n\n', ...(options.stop ?? [])];
   options.bannedTokens = [...new Set([0, ...options.bannedTokens])];
   validateGenerateOptions(options);
   const rwkv = await loadRwkv(args.model, args);
@@ -250,7 +257,7 @@ class ChatSession {
       this.current = undefined;
     }
     // Keep the template intact for the next turn when the answer did not end with its blank line.
-    if (generation.finishReason !== 'stop') await this.rwkv.feed(this.state, '\n\n');
+    if (generation.finishReason !== 'stop' || this.options.grammar !== undefined) await this.rwkv.feed(this.state, '\n\n');
     await write('\n\n');
     const s = generation.stats;
     this.last = generation;

@@ -117,6 +117,9 @@ export function buildProgram(): Command {
     .option('--state-in <file>', 'start the conversation from a saved state')
     .option('--system <text>', "text that sets up the conversation (fed as the template's system turn before the first message and after /reset)")
     .option('--template <name>', "who speaks: world (User/Assistant/System, the default), raven (Bob/Alice), or a JSON file {\"user\", \"assistant\", \"system\"}")
+    .option('--grammar <file>', "every answer must match this GBNF grammar (llama.cpp's format)")
+    .option('--json-schema <file>', 'every answer is JSON that validates against this JSON Schema')
+    .option('--json', 'every answer is one JSON value')
     .action((opts: ChatArgs) => runChat(opts));
 
   configureEvalCommand(withKernelOptions(program.command('eval')));
