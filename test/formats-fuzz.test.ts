@@ -82,7 +82,15 @@ function ggufFields(b: Buffer): { fields: Field[]; header: number } {
     const type = b.readUInt32LE(p);
     p += 4;
     if (type === 8) str();
-    else p += type === 7 ? 1 : 4;
+    else if (type === 9) {
+      // An array (the tokenizer's): its item type and length are fields, and each string's length.
+      const itemType = b.readUInt32LE(p);
+      const len = Number(b.readBigUInt64LE(p + 4));
+      fields.push({ at: p, width: 4 }, { at: p + 4, width: 8 });
+      p += 12;
+      if (itemType === 8) for (let j = 0; j < len; j++) str();
+      else p += len * 4;
+    } else p += type === 7 ? 1 : 4;
   }
   for (let i = 0; i < nt; i++) {
     str();

@@ -51,7 +51,17 @@ function parseGguf(b: Buffer): { kv: Map<string, unknown>; infos: RawInfo[]; dat
     if (type === 4) kv.set(key, u32());
     else if (type === 6) kv.set(key, ((p += 4), b.readFloatLE(p - 4)));
     else if (type === 8) kv.set(key, str());
-    else throw new Error(`test parser: type ${type}`);
+    else if (type === 9) {
+      // Arrays (the tokenizer's tokens and token types): strings or int32s.
+      const itemType = u32();
+      const values: unknown[] = [];
+      for (let j = u64(); j > 0; j--) {
+        if (itemType === 8) values.push(str());
+        else if (itemType === 5) values.push(((p += 4), b.readInt32LE(p - 4)));
+        else throw new Error(`test parser: array of type ${itemType}`);
+      }
+      kv.set(key, values);
+    } else throw new Error(`test parser: type ${type}`);
   }
   const infos: RawInfo[] = [];
   for (let i = 0; i < nt; i++) {
@@ -240,9 +250,13 @@ test('malformed GGUF headers are typed errors naming the file (and the tensor at
   await expectRwkvRejection(() => readGguf(write('count', buildGguf(BASE_KV, [], data, { tensorCount: 1n << 50n }))), 'TRUNCATED');
   await expectRwkvRejection(() => readGguf(write('llama', buildGguf([['general.architecture', 'str', 'llama']], [], data))), 'UNKNOWN_MODEL', ['llama']);
   await expectRwkvRejection(() => readGguf(write('noarch', buildGguf([], [], data))), 'UNKNOWN_MODEL', ['architecture']);
-  await expectRwkvRejection(() => readGguf(write('k-quant', buildGguf(BASE_KV, [{ name: 'output.weight', ne: [256, 1], type: 12, offset: 0 }], data))), 'UNSUPPORTED_DTYPE', [
+  await expectRwkvRejection(() => readGguf(write('i-quant', buildGguf(BASE_KV, [{ name: 'output.weight', ne: [256, 1], type: 16, offset: 0 }], data))), 'UNSUPPORTED_DTYPE', [
     "'output.weight'",
-    'Q4_K',
+    'IQ2_XXS',
+  ]);
+  // A K-quant is read (test/kquants.test.ts): one Q4_K super-block needs 144 bytes, more than the file has.
+  await expectRwkvRejection(() => readGguf(write('k-quant', buildGguf(BASE_KV, [{ name: 'output.weight', ne: [256, 1], type: 12, offset: 0 }], data))), 'TRUNCATED', [
+    "'output.weight'",
   ]);
   await expectRwkvRejection(() => readGguf(write('align', buildGguf(BASE_KV, [f32x4('a', 4)], data))), 'BAD_HEADER', ["'a'", 'alignment']);
   await expectRwkvRejection(() => readGguf(write('past', buildGguf(BASE_KV, [f32x4('a', 64)], data))), 'TRUNCATED', ["'a'"]);

@@ -7,7 +7,7 @@ import { openCheckpoint } from '../formats/open.js';
 import { basename } from './open-model.js';
 import { readProgress } from './progress.js';
 import { isQuantType, QUANT_TYPES } from '../kernels/quantize.js';
-import { summaryLine } from './convert.js';
+import { ggufTokenizerFor, summaryLine } from './convert.js';
 
 export interface QuantizeArgs {
   in: string;
@@ -34,7 +34,8 @@ export async function runQuantize(args: QuantizeArgs): Promise<WriteSummary> {
         'quantizing it again loses more quality than quantizing the float model once\n',
     );
   }
-  const summary = writeCheckpoint(source, args.out, { quantize: type, format });
+  const tokenizer = await ggufTokenizerFor(source, args.in, args.out);
+  const summary = writeCheckpoint(source, args.out, { quantize: type, format, ...(tokenizer !== undefined ? { tokenizer } : {}) });
   process.stderr.write(summaryLine(args.out, summary));
   return summary;
 }

@@ -26,10 +26,12 @@ export async function runTokenize(args: TokenizeArgs, io: TokenizeIo = processIo
   await io.write(args.decode === true ? decodeIds(tokenizer, input) : encodeToJson(tokenizer, input));
 }
 
-/** The tokenizer `generate` would use with this model: by its vocabulary size, the file looked for beside it. */
+/** The tokenizer `generate` would use with this model: its file's own, else by vocabulary size, the file looked for beside it. */
 async function modelTokenizer(model: string | undefined): Promise<Tokenizer> {
   if (model === undefined) throw new ArgumentError('give --tokenizer FILE, or --model FILE to use its tokenizer');
   const source = await openCheckpoint(model);
+  // The model file's own tokenizer (a GGUF's) wins over guessing by vocabulary size.
+  if (source.tokenizer !== undefined) return source.tokenizer;
   const nVocab = source.tensors.get('emb.weight')?.shape[0];
   if (nVocab === undefined) throw new ArgumentError(`${model}: no emb.weight tensor to tell the vocabulary size; give --tokenizer FILE`);
   return tokenizerForModel(nVocab, undefined, [path.dirname(model), process.cwd()]);

@@ -23,6 +23,9 @@ import { toEncoding } from './transform.js';
 import { detectVersion } from './version.js';
 import { convertedOut, rowsFitBlocks } from './values.js';
 import type { OutTensor } from './writer.js';
+import { ByteTokenizer } from '../tokenizers/bytes.js';
+import { ggufTokenizerKvs } from '../tokenizers/gguf-vocab.js';
+import type { Tokenizer } from '../tokenizers/tokenizer.js';
 
 export type OutputFormat = 'safetensors' | 'pth' | 'gguf' | 'rwkv.cpp';
 export type FloatType = 'f32' | 'f16' | 'bf16';
@@ -53,6 +56,11 @@ export interface WriteOptions {
   readonly quantize?: QuantType;
   /** safetensors __metadata__ entries. */
   readonly metadata?: Readonly<Record<string, string>>;
+  /**
+   * GGUF only: the tokenizer written into the file (llama.cpp loads no GGUF without one). Default: the
+   * source's own (a GGUF's), else byte-level for a 256-id model; any other model needs it given.
+   */
+  readonly tokenizer?: Tokenizer;
 }
 
 export interface WriteSummary {
@@ -117,9 +125,15 @@ export function writeCheckpoint(source: TensorSource, path: string, opts: WriteO
       if (version !== '6' && version !== '7') {
         throw new ArgumentError(`llama.cpp's GGUF has no architecture for RWKV v${version} (only rwkv6 and rwkv7); write .bin, .pth or .safetensors`);
       }
+      const nVocab = emb.shape[0]!;
+      const tokenizer = opts.tokenizer ?? source.tokenizer ?? (nVocab === 256 ? new ByteTokenizer() : undefined);
+      if (tokenizer === undefined) {
+        throw new ArgumentError(`a GGUF file needs the model's tokenizer (llama.cpp loads none without), and none is known for a vocabulary of ${nVocab}; give one`);
+      }
+      const vocabKvs = ggufTokenizerKvs(tokenizer, nVocab);
       const layout = ggufLayout(out, version, source.file);
       out = layout.tensors;
-      writeGguf(path, layout.kvs, out);
+      writeGguf(path, [...layout.kvs, ...vocabKvs], out);
     }
   }
   const types = new Map<DType, number>();

@@ -1,7 +1,19 @@
 // Writing GGUF v3 files (Node only: through the formats layer's atomic file writer). The reader, and the
 // mapping of official tensors onto llama.cpp's layout (ggufLayout), are in gguf.ts, which runs anywhere.
 import { FormatError } from '../errors.js';
-import { GGML_ID, GGUF_DEFAULT_ALIGNMENT as DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_MAX_DIMS as MAX_DIMS, T_BOOL, T_F32, T_STRING, T_U32, type GgufKv } from './gguf.js';
+import {
+  GGML_ID,
+  GGUF_DEFAULT_ALIGNMENT as DEFAULT_ALIGNMENT,
+  GGUF_MAGIC,
+  GGUF_MAX_DIMS as MAX_DIMS,
+  T_ARRAY,
+  T_BOOL,
+  T_F32,
+  T_I32,
+  T_STRING,
+  T_U32,
+  type GgufKv,
+} from './gguf.js';
 import { FileWriter, type OutTensor } from './writer.js';
 
 class ByteBuilder {
@@ -29,6 +41,12 @@ class ByteBuilder {
   u64(v: number): this {
     this.ensure(8).setBigUint64(this.len, BigInt(v), true);
     this.len += 8;
+    return this;
+  }
+
+  i32(v: number): this {
+    this.ensure(4).setInt32(this.len, v, true);
+    this.len += 4;
     return this;
   }
 
@@ -77,6 +95,14 @@ export function writeGguf(path: string, kvs: readonly GgufKv[], tensors: readonl
         break;
       case 'string':
         h.u32(T_STRING).string(kv.value);
+        break;
+      case 'string[]':
+        h.u32(T_ARRAY).u32(T_STRING).u64(kv.value.length);
+        for (const v of kv.value) h.string(v);
+        break;
+      case 'i32[]':
+        h.u32(T_ARRAY).u32(T_I32).u64(kv.value.length);
+        for (const v of kv.value) h.i32(v);
         break;
     }
   }

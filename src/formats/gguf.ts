@@ -15,6 +15,7 @@
 //          write n = 0.
 //   rwkv7: x_r, x_w, x_k, x_v, x_a, x_g stacked as time_mix_lerp_fused [6, 1, 1, C]; r_k flattened to [C];
 //          layer 0's v0/v1/v2 are dummies (copies of a0/a1/a2) — dropped on read, written on write.
+import { isKQuant, K_SCALE_OFFSETS } from '../kernels/kquants.js';
 import { FormatError, ModelError } from '../errors.js';
 import { decodeBF16, DTYPES, f16ToF32Table, byteSize, type DType } from '../tensor/dtype.js';
 import { elementCount, type Tensor } from '../tensor/tensor.js';
@@ -24,6 +25,7 @@ import { FUSED_LERP_PARTS, GGUF_LERP_FUSED, ggufFromOfficial, officialFromGguf, 
 import { SourceReader, withReader, type ReadOptions } from './source-reader.js';
 import { defaultAllocator, type TensorAllocator, type TensorSource } from './tensor-source.js';
 import type { OutTensor } from './writer.js';
+import { tokenizerFromGguf } from '../tokenizers/gguf-vocab.js';
 
 export const GGUF_MAGIC = 0x46554747; // "GGUF"
 export const GGUF_DEFAULT_ALIGNMENT = 32;
@@ -40,9 +42,28 @@ const GGML_TYPES: ReadonlyMap<number, DType> = new Map<number, DType>([
   [6, 'q5_0'],
   [7, 'q5_1'],
   [8, 'q8_0'],
+  [10, 'q2_k'],
+  [11, 'q3_k'],
+  [12, 'q4_k'],
+  [13, 'q5_k'],
+  [14, 'q6_k'],
   [30, 'bf16'],
 ]);
-export const GGML_ID: Readonly<Record<DType, number>> = { f32: 0, f16: 1, q4_0: 2, q4_1: 3, q5_0: 6, q5_1: 7, q8_0: 8, bf16: 30 };
+export const GGML_ID: Readonly<Record<DType, number>> = {
+  f32: 0,
+  f16: 1,
+  q4_0: 2,
+  q4_1: 3,
+  q5_0: 6,
+  q5_1: 7,
+  q8_0: 8,
+  q2_k: 10,
+  q3_k: 11,
+  q4_k: 12,
+  q5_k: 13,
+  q6_k: 14,
+  bf16: 30,
+};
 
 const GGML_OTHER_NAMES: Readonly<Record<number, string>> = {
   4: 'Q4_2 (removed)',
@@ -74,7 +95,22 @@ const GGML_OTHER_NAMES: Readonly<Record<number, string>> = {
 };
 
 /** llama_ftype values for general.file_type. */
-const FILE_TYPE: Readonly<Record<DType, number>> = { f32: 0, f16: 1, q4_0: 2, q4_1: 3, q8_0: 7, q5_0: 8, q5_1: 9, bf16: 32 };
+// (a K-quant names its usual mix: MOSTLY_Q2_K 10, Q3_K_M 12, Q4_K_M 15, Q5_K_M 17, Q6_K 18)
+const FILE_TYPE: Readonly<Record<DType, number>> = {
+  f32: 0,
+  f16: 1,
+  q4_0: 2,
+  q4_1: 3,
+  q8_0: 7,
+  q5_0: 8,
+  q5_1: 9,
+  q2_k: 10,
+  q3_k: 12,
+  q4_k: 15,
+  q5_k: 17,
+  q6_k: 18,
+  bf16: 32,
+};
 
 // GGUF value types.
 const T_U8 = 0;
@@ -82,11 +118,11 @@ const T_I8 = 1;
 const T_U16 = 2;
 const T_I16 = 3;
 export const T_U32 = 4;
-const T_I32 = 5;
+export const T_I32 = 5;
 export const T_F32 = 6;
 export const T_BOOL = 7;
 export const T_STRING = 8;
-const T_ARRAY = 9;
+export const T_ARRAY = 9;
 const T_U64 = 10;
 const T_I64 = 11;
 const T_F64 = 12;
@@ -110,7 +146,7 @@ export type GgufMetaValue = GgufScalar | { readonly arrayType: number; readonly 
 export interface GgufFile extends TensorSource {
   readonly version: number;
   readonly arch: GgufArch;
-  /** Metadata; arrays keep their type and length (and their values when they are short). */
+  /** Metadata; arrays keep their type and length (and their values when they are short, or tokenizer.*). */
   readonly metadata: ReadonlyMap<string, GgufMetaValue>;
 }
 
@@ -241,7 +277,9 @@ function readValue(c: Cursor, type: number, key: string, bad: (m: string) => For
   if (itemType === T_ARRAY) throw bad(`'${key}' is an array of arrays`);
   const size = SCALAR_SIZE[itemType];
   if (itemType !== T_STRING && size === undefined) throw bad(`'${key}' has unknown array type ${itemType}`);
-  if (itemType !== T_STRING && length > SHORT_ARRAY) {
+  // The tokenizer's arrays (tokens, token types, merges) are kept whole: the file's tokenizer is built from them.
+  const whole = key.startsWith('tokenizer.');
+  if (itemType !== T_STRING && length > SHORT_ARRAY && !whole) {
     c.skip(length * size!, `array '${key}'`);
     return { arrayType: itemType, length };
   }
@@ -249,9 +287,9 @@ function readValue(c: Cursor, type: number, key: string, bad: (m: string) => For
   // Each string costs at least its 8-byte length, so `length` strings cannot outrun the file unchecked.
   for (let i = 0; i < length; i++) {
     const v = c.scalar(itemType, `item ${i} of '${key}'`);
-    if (i < SHORT_ARRAY) values.push(v);
+    if (i < SHORT_ARRAY || whole) values.push(v);
   }
-  return length <= SHORT_ARRAY ? { arrayType: itemType, length, values } : { arrayType: itemType, length };
+  return length <= SHORT_ARRAY || whole ? { arrayType: itemType, length, values } : { arrayType: itemType, length };
 }
 
 function asNumber(v: GgufMetaValue | undefined): number | undefined {
@@ -336,7 +374,7 @@ export async function readGgufFrom(reader: SourceReader, allocate: TensorAllocat
       const what = GGML_OTHER_NAMES[typeId];
       throw new FormatError(
         'UNSUPPORTED_DTYPE',
-        `${what !== undefined ? `ggml type ${what}` : `unknown ggml type ${typeId}`} is not supported; supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0`,
+        `${what !== undefined ? `ggml type ${what}` : `unknown ggml type ${typeId}`} is not supported; supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K`,
         { file, tensor: name },
       );
     }
@@ -436,6 +474,7 @@ export async function readGgufFrom(reader: SourceReader, allocate: TensorAllocat
   }
   if (tensors.size === 0) throw new FormatError('TRUNCATED', 'the file holds no tensors', { file });
   const nLayer = asNumber(metadata.get(`${arch}.block_count`));
+  const tokenizer = tokenizerFromGguf(metadata, emb?.shape[0], file);
   return {
     format: 'gguf',
     file,
@@ -445,11 +484,12 @@ export async function readGgufFrom(reader: SourceReader, allocate: TensorAllocat
     metadata,
     tensors,
     declared: { ...(nLayer !== undefined ? { nLayer } : {}), ...(nEmbd !== undefined ? { nEmbd } : {}) },
+    ...(tokenizer !== undefined ? { tokenizer } : {}),
   };
 }
 
 /** Multiplies a tensor's values by a power of two in place (exact barring overflow); block types scale d (and m). */
-function scaleInPlace(t: Tensor, factor: number): void {
+export function scaleInPlace(t: Tensor, factor: number): void {
   const dv = new DataView(t.data.buffer, t.data.byteOffset, t.data.byteLength);
   const n = elementCount(t.shape);
   const f16 = f16ToF32Table();
@@ -464,11 +504,12 @@ function scaleInPlace(t: Tensor, factor: number): void {
       for (let i = 0; i < n; i++) dv.setUint16(2 * i, f32ToBF16Bits(decodeBF16(dv.getUint16(2 * i, true)) * factor), true);
       return;
     default: {
+      // Every value of a block is linear in its f16 factors (d, and the min's where there is one), which sit
+      // at the block's start for ggml's 32-blocks and at type-specific offsets in the K-quants' super-blocks.
       const bb = DTYPES[t.dtype].blockBytes;
-      const withMin = t.dtype === 'q4_1' || t.dtype === 'q5_1';
+      const factors = isKQuant(t.dtype) ? K_SCALE_OFFSETS[t.dtype] : t.dtype === 'q4_1' || t.dtype === 'q5_1' ? [0, 2] : [0];
       for (let b = 0; b < t.data.byteLength; b += bb) {
-        dv.setUint16(b, f32ToF16Bits(f16[dv.getUint16(b, true)]! * factor), true);
-        if (withMin) dv.setUint16(b + 2, f32ToF16Bits(f16[dv.getUint16(b + 2, true)]! * factor), true);
+        for (const o of factors) dv.setUint16(b + o, f32ToF16Bits(f16[dv.getUint16(b + o, true)]! * factor), true);
       }
     }
   }
@@ -481,7 +522,9 @@ export type GgufKv =
   | { readonly key: string; readonly type: 'u32'; readonly value: number }
   | { readonly key: string; readonly type: 'f32'; readonly value: number }
   | { readonly key: string; readonly type: 'string'; readonly value: string }
-  | { readonly key: string; readonly type: 'bool'; readonly value: boolean };
+  | { readonly key: string; readonly type: 'bool'; readonly value: boolean }
+  | { readonly key: string; readonly type: 'string[]'; readonly value: readonly string[] }
+  | { readonly key: string; readonly type: 'i32[]'; readonly value: readonly number[] };
 
 /**
  * Maps rwkv.cpp-encoded tensors with official names (any dtypes, already converted) onto llama.cpp's

@@ -1,4 +1,5 @@
 import type { Tensor } from '../tensor/tensor.js';
+import type { Tokenizer } from '../tokenizers/tokenizer.js';
 
 /** Allocates the final home of a tensor's bytes (plain memory today; a WebAssembly.Memory later). */
 export type TensorAllocator = (byteLength: number) => Uint8Array;
@@ -21,4 +22,6 @@ export interface TensorSource {
   readonly encoding: ParameterEncoding;
   /** Hyper-parameters the container states outright (rwkv.cpp's header), to be checked against shapes. */
   readonly declared: { readonly nVocab?: number; readonly nEmbd?: number; readonly nLayer?: number };
+  /** The tokenizer the container itself carries (GGUF's tokenizer.ggml.*), if any. */
+  readonly tokenizer?: Tokenizer;
 }

@@ -45,7 +45,8 @@ export interface RwkvOptions extends ReadOptions {
   int8?: boolean;
   /**
    * A Tokenizer, 'bytes', or a tokenizer file for loadTokenizer (a World vocabulary or a tokenizer.json, as a
-   * path, a URL, a Blob or its bytes). Default: chosen by the model's vocabulary size — 256 needs no file;
+   * path, a URL, a Blob or its bytes). Default: the tokenizer a GGUF file carries (tokenizer.ggml.*); else
+   * chosen by the model's vocabulary size — 256 needs no file;
    * otherwise, for a model loaded from a path, its file is looked for beside the model and in the working
    * directory (for a model from any other source there is nowhere to look, and this option is needed).
    */
@@ -548,10 +549,12 @@ function readOptionsOf(options: RwkvOptions): ReadOptions {
 }
 
 /**
- * The model's tokenizer: `spec` when given; else by vocabulary size, its file looked for beside `file` (the
- * model's path) and in the working directory — or, for a model that did not come from a path, nowhere.
+ * The model's tokenizer: `spec` when given; else the one its file carries (a GGUF's); else by vocabulary
+ * size, its file looked for beside `file` (the model's path) and in the working directory — or, for a model
+ * that did not come from a path, nowhere.
  */
 async function resolveTokenizer(model: RwkvModel, spec: TokenizerSpec | undefined, file: string | undefined): Promise<Tokenizer> {
+  if (spec === undefined && model.tokenizer !== undefined) return model.tokenizer;
   if (spec !== undefined || file === undefined) {
     return tokenizerForModel(
       model.config.nVocab,

@@ -5,7 +5,7 @@ import type { DType } from '../tensor/dtype.js';
 import { DTYPES, f16ToF32Table } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { reluSquared, sigmoid } from './activations.js';
-import { blockDecoder, QK } from './quant.js';
+import { blockDecoder } from './quant.js';
 
 /** A function applied to each result of a product: relu(y)², σ(y) or tanh(y). */
 export type ResultFunction = 'relu2' | 'sigmoid' | 'tanh';
@@ -120,14 +120,14 @@ export function readRow(m: Matrix, r: number, out: Float32Array): void {
     }
     default: {
       const decode = blockDecoder(m.dtype);
-      const bb = DTYPES[m.dtype].blockBytes;
-      const base = (r * n) / QK;
-      for (let b = 0; b < n / QK; b++) decode(m.bytes, (base + b) * bb, out, b * QK);
+      const { blockSize: bs, blockBytes: bb } = DTYPES[m.dtype];
+      const base = (r * n) / bs;
+      for (let b = 0; b < n / bs; b++) decode(m.bytes, (base + b) * bb, out, b * bs);
     }
   }
 }
 
-const blockScratch = new Float32Array(QK);
+const blockScratch = new Float32Array(256); // the largest block (a K-quant super-block)
 
 /** y = W·x, the plain TypeScript matrix-vector product: W is rows × cols, y gets rows values (float64 sums). */
 export function referenceMatvec(m: Matrix, x: Float32Array, y: Float32Array): void {
@@ -179,15 +179,15 @@ export function referenceMatvec(m: Matrix, x: Float32Array, y: Float32Array): vo
     }
     default: {
       const decode = blockDecoder(m.dtype);
-      const bb = DTYPES[m.dtype].blockBytes;
-      const blocksPerRow = n / QK;
+      const { blockSize: bs, blockBytes: bb } = DTYPES[m.dtype];
+      const blocksPerRow = n / bs;
       const q = blockScratch;
       for (let r = 0; r < rows; r++) {
         let s = 0;
         for (let b = 0; b < blocksPerRow; b++) {
           decode(m.bytes, (r * blocksPerRow + b) * bb, q, 0);
-          const xo = b * QK;
-          for (let j = 0; j < QK; j++) s += q[j]! * x[xo + j]!;
+          const xo = b * bs;
+          for (let j = 0; j < bs; j++) s += q[j]! * x[xo + j]!;
         }
         y[r] = s;
       }

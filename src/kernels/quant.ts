@@ -2,8 +2,10 @@
 // an f16 scale times a small integer (plus an f16 minimum for the _1 types), rounded once to f32.
 // Each block holds 32 values; the low nibbles of the 16 packed bytes are values 0..15, the high nibbles
 // values 16..31, and Q5's 32-bit `qh` holds the fifth bit of value j at bit j.
+// K-quants (256-value super-blocks) are decoded in kquants.ts and dispatched from here as well.
 import type { DType } from '../tensor/dtype.js';
 import { DTYPES, f16ToF32Table } from '../tensor/dtype.js';
+import { K_DECODERS } from './kquants.js';
 
 export const QK = 32;
 
@@ -18,7 +20,7 @@ function u32(b: Uint8Array, o: number): number {
   return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
 }
 
-/** Decodes the 32 values of one block starting at byte `o` of `b` into `out[outOffset ..]`. */
+/** Decodes the values of one block (DTYPES[dtype].blockSize: 32, or 256 for a K-quant) starting at byte `o` of `b` into `out[outOffset ..]`. */
 export type BlockDecoder = (b: Uint8Array, o: number, out: Float32Array, outOffset: number) => void;
 
 // block_q4_0 { f16 d; u8 qs[16] }: x = (q − 8)·d
@@ -81,6 +83,7 @@ const DECODERS: Partial<Record<DType, BlockDecoder>> = {
   q5_0: decodeQ5_0,
   q5_1: decodeQ5_1,
   q8_0: decodeQ8_0,
+  ...K_DECODERS,
 };
 
 export function blockDecoder(dtype: DType): BlockDecoder {
@@ -89,7 +92,7 @@ export function blockDecoder(dtype: DType): BlockDecoder {
   return d;
 }
 
-/** Decodes `count` values (a multiple of 32) of a quantized buffer starting at block `firstBlock`. */
+/** Decodes `count` values (a whole number of blocks) of a quantized buffer starting at block `firstBlock`. */
 export function dequantize(
   dtype: DType,
   bytes: Uint8Array,
@@ -98,8 +101,8 @@ export function dequantize(
   out: Float32Array,
   outOffset = 0,
 ): void {
-  if (count % QK !== 0) throw new RangeError(`dequantize: count ${count} is not a multiple of ${QK}`);
+  const { blockSize: bs, blockBytes: bb } = DTYPES[dtype];
+  if (count % bs !== 0) throw new RangeError(`dequantize: count ${count} is not a multiple of ${bs}`);
   const decode = blockDecoder(dtype);
-  const bb = DTYPES[dtype].blockBytes;
-  for (let i = 0; i < count / QK; i++) decode(bytes, (firstBlock + i) * bb, out, outOffset + i * QK);
+  for (let i = 0; i < count / bs; i++) decode(bytes, (firstBlock + i) * bb, out, outOffset + i * bs);
 }

@@ -3,6 +3,7 @@
 // reference `quantize_row_q*_reference`: every step is an f32 operation (hence the Math.fround after
 // each), scales are found from the block's f32 values, the f32 scale's reciprocal is used for every value,
 // and only the stored scale is rounded to f16. Block layouts are the decoders' in quant.ts.
+import { ArgumentError } from '../errors.js';
 import type { DType } from '../tensor/dtype.js';
 import { DTYPES } from '../tensor/dtype.js';
 
@@ -211,7 +212,10 @@ export function quantize(dtype: QuantType, src: Float32Array): Uint8Array {
   return out;
 }
 
-/** Whether `d` is a block type. */
+/** Whether `d` is a block type we encode; a K-quant (read, not written yet) is refused with an error saying so. */
 export function isBlockType(d: DType): d is QuantType {
+  if (DTYPES[d].quantized && !isQuantType(d)) {
+    throw new ArgumentError(`values cannot be encoded as ${d.toUpperCase()} (K-quants are read, not written); use one of ${QUANT_TYPES.join(', ')}`);
+  }
   return DTYPES[d].quantized;
 }

@@ -7,7 +7,8 @@
 import type { DeviceMatrix, DeviceTensor, MatmulJob, RowLayout, StateSlot, UnaryFunction } from './backend.js';
 import { checkElementwise, checkMatmul, checkNorm, checkUnary, checkWkv4, checkWkv5, checkWkv7 } from './checks.js';
 import { EW_ADD, EW_LERP, EW_MUL } from './wasm-abi.js';
-import type { Matrix, ResultFunction } from './matrix.js';
+import { isKQuant } from './kquants.js';
+import { readRow, type Matrix, type ResultFunction } from './matrix.js';
 import { HostMatrix, HostTensor, ReferenceBackend } from './reference-backend.js';
 import { FUNCTION_CODES, WasmKernels, type WasmKernelsOptions } from './wasm-kernels.js';
 
@@ -52,6 +53,14 @@ export class WasmBackend extends ReferenceBackend {
   }
 
   override matrix(m: Matrix): DeviceMatrix {
+    if (isKQuant(m.dtype)) {
+      // No K-quant kernel yet: decoded once, exactly (ggml's dequantization), into f32 rows in the memory —
+      // correct now, native K-quant kernels next. The file's bytes stay (the loaded tensor still names them).
+      const bytes = this.kernels.allocate(m.rows * m.cols * 4);
+      const f32 = new Float32Array(bytes.buffer, bytes.byteOffset, m.rows * m.cols);
+      for (let r = 0; r < m.rows; r++) readRow(m, r, f32.subarray(r * m.cols, (r + 1) * m.cols));
+      return new HostMatrix(this, { name: m.name, dtype: 'f32', rows: m.rows, cols: m.cols, bytes, f32, u16: undefined });
+    }
     if (this.kernels.owns(m.bytes)) return new HostMatrix(this, m);
     // Bytes from elsewhere (a transformed LoRA factor, an int8 copy): copied into the memory once.
     const bytes = this.kernels.allocate(m.bytes.byteLength);

@@ -14,6 +14,8 @@ import { chunkBounds, Ctrl, laneGroupBytes, matmulRowsThreadBytes, matmulThreadB
 /** Products over at most this many input rows use the unpacked kernel (matmulRows). */
 const MATMUL_ROWS_MAX = 16;
 
+import type { KQuantDType } from '../tensor/dtype.js';
+import { isKQuant } from './kquants.js';
 import type { Matrix, MatrixDType, MatvecJob, ResultFunction } from './matrix.js';
 import {
   DTYPE_BF16,
@@ -41,7 +43,11 @@ import {
   JOB_Y,
 } from './wasm-abi.js';
 
-export const DTYPE_CODES: Readonly<Record<MatrixDType, number>> = {
+/**
+ * Encodings the kernels read. K-quant matrices are not among them: WasmBackend.matrix decodes them to f32
+ * once when it places them (correct now; native K-quant kernels next).
+ */
+export const DTYPE_CODES: Readonly<Record<Exclude<MatrixDType, KQuantDType>, number>> = {
   f32: DTYPE_F32,
   f16: DTYPE_F16,
   bf16: DTYPE_BF16,
@@ -52,6 +58,11 @@ export const DTYPE_CODES: Readonly<Record<MatrixDType, number>> = {
   q8_0: DTYPE_Q8_0,
   int8: DTYPE_INT8,
 };
+
+function dtypeCode(d: MatrixDType): number {
+  if (isKQuant(d)) throw new TypeError(`the WebAssembly kernels do not read ${d} (WasmBackend.matrix decodes it to f32 when placing it)`);
+  return DTYPE_CODES[d];
+}
 
 /** Functions a batched product may apply to its results (asm/kernels.ts `applyFunction`). */
 export const FUNCTION_CODES: Readonly<Record<ResultFunction, number>> = { relu2: FN_RELU2, sigmoid: FN_SIGMOID, tanh: FN_TANH };
@@ -253,12 +264,12 @@ export class WasmKernels {
       if (prepared[i]! > 0) {
         xArg = p;
         if (m.dtype === 'int8') xScale = this.kernels.quantizeActivations(x, p, m.cols);
-        else this.kernels.prepareActivations(DTYPE_CODES[m.dtype], x, p, m.cols);
+        else this.kernels.prepareActivations(dtypeCode(m.dtype), x, p, m.cols);
         p += align64(prepared[i]!);
       }
       // One table entry (wasm-abi.ts JOB_*; offsets in bytes, the views index 4-byte words).
       const e = (base + i * JOB_BYTES) / 4;
-      words[e + JOB_DTYPE / 4] = DTYPE_CODES[m.dtype];
+      words[e + JOB_DTYPE / 4] = dtypeCode(m.dtype);
       words[e + JOB_WEIGHTS / 4] = m.bytes.byteOffset;
       words[e + JOB_X / 4] = xArg;
       words[e + JOB_Y / 4] = y;
@@ -302,10 +313,10 @@ export class WasmKernels {
       const xt = this.scratchRegion(lanes + slots * matmulRowsThreadBytes(m.cols));
       if (lanes > 0) this.kernels.transposeLanes(x, xt, t, m.cols);
       // Chunks of multiples of 16 weight rows (the kernel works four at a time).
-      return [Op.MatmulRows, [DTYPE_CODES[m.dtype], m.bytes.byteOffset, x, y, t, m.rows, m.cols, xt + lanes, xt]];
+      return [Op.MatmulRows, [dtypeCode(m.dtype), m.bytes.byteOffset, x, y, t, m.rows, m.cols, xt + lanes, xt]];
     }
     const packPtr = this.scratchRegion(slots * matmulThreadBytes(m.cols));
-    return [Op.Matmul, [DTYPE_CODES[m.dtype], m.bytes.byteOffset, x, y, t, m.rows, m.cols, packPtr]];
+    return [Op.Matmul, [dtypeCode(m.dtype), m.bytes.byteOffset, x, y, t, m.rows, m.cols, packPtr]];
   }
 
   private reserve(byteLength: number): number {
@@ -476,7 +487,7 @@ export class WasmKernels {
   /** Bytes of the prepared activations for one product with `m` (0 when the kernel reads x as it is). */
   private preparedBytes(m: Matrix): number {
     if (m.dtype === 'int8') return m.cols * 2 + 32; // i16 values padded to a multiple of 16
-    return this.kernels.preparedBytes(DTYPE_CODES[m.dtype], m.cols);
+    return this.kernels.preparedBytes(dtypeCode(m.dtype), m.cols);
   }
 
   /**

@@ -1,6 +1,7 @@
 // A human-readable summary of a loaded model: what `rwkv info` prints.
 import { dequantize, QK } from '../kernels/quant.js';
 import { elementCount, type Tensor } from '../tensor/tensor.js';
+import { DTYPES } from '../tensor/dtype.js';
 import type { RwkvModel } from './model.js';
 
 // Low-rank factors by name: v6's mix and decay LoRAs, v7's decay (w), in-context rate (a), value residual
@@ -88,7 +89,7 @@ export function nonFiniteTensors(tensors: ReadonlyMap<string, Tensor>): NonFinit
 }
 
 /** Values decoded per step of a quantized tensor (a small scratch rather than a copy of the tensor). */
-const SCAN_CHUNK = 256 * QK;
+const SCAN_CHUNK = 256 * QK; // a whole number of blocks of every type (a K-quant block is 256)
 
 function scanNonFinite(t: Tensor): { count: number; first: number } {
   const n = elementCount(t.shape);
@@ -120,7 +121,7 @@ function scanNonFinite(t: Tensor): { count: number; first: number } {
       const out = new Float32Array(SCAN_CHUNK);
       for (let at = 0; at < n; at += SCAN_CHUNK) {
         const len = Math.min(SCAN_CHUNK, n - at);
-        dequantize(t.dtype, b, at / QK, len, out);
+        dequantize(t.dtype, b, at / DTYPES[t.dtype].blockSize, len, out);
         for (let i = 0; i < len; i++) {
           const v = out[i]!;
           if (v - v !== 0) {

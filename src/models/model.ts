@@ -3,6 +3,7 @@
 // its blocks. There is one forward path: T tokens per sequence; RNN mode is T = 1, and B sequences of
 // different lengths run in one pass (their rows concatenated into every product; token shift and the WKV
 // per sequence).
+import type { Tokenizer } from '../tokenizers/tokenizer.js';
 import { ArgumentError, NonFiniteError } from '../errors.js';
 import { rowLayout, type Backend, type DeviceMatrix, type DeviceTensor } from '../kernels/backend.js';
 import type { MatrixDType } from '../kernels/matrix.js';
@@ -71,6 +72,8 @@ export class RwkvModel {
   readonly tensors: ReadonlyMap<string, Tensor>;
   /** Tensors held in another encoding than the file's (the opt-in int8 mode), with their bytes in memory. */
   readonly reencoded: ReadonlyMap<string, { dtype: MatrixDType; bytes: number }>;
+  /** The tokenizer the file carries (a GGUF's tokenizer.ggml.*), if any. */
+  readonly tokenizer: Tokenizer | undefined;
   private readonly emb: DeviceMatrix;
   private readonly ln0: LayerNormWeights;
   private readonly blocks: readonly Block[];
@@ -99,6 +102,7 @@ export class RwkvModel {
     this.head = w.matrix('head.weight', config.nVocab, c, 'n_vocab × n_embd');
     this.tensors = w.original.tensors;
     this.reencoded = w.reencoded;
+    this.tokenizer = w.original.tokenizer;
     let bytes = 0;
     for (const [name, t] of w.original.tensors) bytes += w.reencoded.get(name)?.bytes ?? t.data.byteLength;
     this.weightBytes = bytes;

@@ -1,7 +1,10 @@
 // Element types of stored tensors. Block types are ggml's: `blockSize` values share one block of
 // `blockBytes` bytes (a scale, maybe a minimum, and packed integers).
 
-export type DType = 'f32' | 'f16' | 'bf16' | 'q4_0' | 'q4_1' | 'q5_0' | 'q5_1' | 'q8_0';
+export type DType = 'f32' | 'f16' | 'bf16' | 'q4_0' | 'q4_1' | 'q5_0' | 'q5_1' | 'q8_0' | KQuantDType;
+
+/** ggml's K-quants: super-blocks of 256 values (read and run; not written). */
+export type KQuantDType = 'q2_k' | 'q3_k' | 'q4_k' | 'q5_k' | 'q6_k';
 
 export interface DTypeInfo {
   /** Elements per block (1 for plain floats). */
@@ -21,6 +24,12 @@ export const DTYPES: Readonly<Record<DType, DTypeInfo>> = {
   q5_0: { blockSize: 32, blockBytes: 22, quantized: true }, // f16 d, u32 high bits, 16 B nibbles
   q5_1: { blockSize: 32, blockBytes: 24, quantized: true }, // f16 d, f16 m, u32 high bits, 16 B nibbles
   q8_0: { blockSize: 32, blockBytes: 34, quantized: true }, // f16 d, 32 int8
+  // K-quants, 256 values a super-block (byte layouts in src/kernels/kquants.ts):
+  q2_k: { blockSize: 256, blockBytes: 84, quantized: true }, // 16 B scales/mins, 64 B 2-bit quants, f16 d, f16 dmin
+  q3_k: { blockSize: 256, blockBytes: 110, quantized: true }, // 32 B high bits, 64 B 2-bit quants, 12 B scales, f16 d
+  q4_k: { blockSize: 256, blockBytes: 144, quantized: true }, // f16 d, f16 dmin, 12 B scales/mins, 128 B nibbles
+  q5_k: { blockSize: 256, blockBytes: 176, quantized: true }, // f16 d, f16 dmin, 12 B scales/mins, 32 B high bits, 128 B nibbles
+  q6_k: { blockSize: 256, blockBytes: 210, quantized: true }, // 128 B low nibbles, 64 B high 2 bits, 16 i8 scales, f16 d
 };
 
 /** Bytes taken by `count` elements of `dtype`, or undefined when `count` is not a whole number of blocks. */

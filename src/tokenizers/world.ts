@@ -95,6 +95,16 @@ class ByteTrie {
   }
 }
 
+/** Every byte must be a token of its own, or some inputs could not be encoded. */
+function checkEveryByte(trie: ByteTrie, prefix: string, where: { file?: string }): void {
+  for (let b = 0; b < 256; b++) {
+    const node = trie.child(0, b);
+    if (node < 0 || trie.tokenAt[node]! < 0) {
+      throw new FormatError('BAD_HEADER', `${prefix}the vocabulary has no token for the single byte 0x${b.toString(16).padStart(2, '0')}`, where);
+    }
+  }
+}
+
 export class WorldTokenizer implements Tokenizer {
   readonly name = 'world';
   /** One more than the largest id in the file (65530 for rwkv_vocab_v20230424); World models have 65536. */
@@ -178,14 +188,39 @@ export class WorldTokenizer implements Tokenizer {
       lineOfId.set(id, lineNo);
     }
     if (tokens.size === 0) throw new FormatError('BAD_HEADER', 'the vocabulary is empty', where);
-    for (let b = 0; b < 256; b++) {
-      // Every byte must be a token of its own, or some inputs could not be encoded.
-      const node = trie.child(0, b);
-      if (node < 0 || trie.tokenAt[node]! < 0) {
-        throw new FormatError('BAD_HEADER', `the vocabulary has no token for the single byte 0x${b.toString(16).padStart(2, '0')}`, where);
-      }
-    }
+    checkEveryByte(trie, '', where);
     return new WorldTokenizer(tokens, trie, file);
+  }
+
+  /**
+   * A vocabulary from each id's bytes (undefined: no token; id 0 must be undefined, it is end of text), as a
+   * GGUF file lists them; `what` names the list in errors (e.g. a GGUF key). The same checks as a file.
+   */
+  static fromTokens(tokens: readonly (Uint8Array | undefined)[], what: string, file?: string): WorldTokenizer {
+    const where = file === undefined ? {} : { file };
+    const bad = (message: string): FormatError => new FormatError('BAD_HEADER', `${what}: ${message}`, where);
+    if (tokens.length > 0xffffff) throw bad(`${tokens.length} tokens, more than 16777215`);
+    if (tokens[WORLD_END_OF_TEXT] !== undefined) throw bad(`id ${WORLD_END_OF_TEXT} is end of text, not a token`);
+    const map = new Map<number, Uint8Array>();
+    let total = 0;
+    for (const t of tokens) total += t?.length ?? 0;
+    const trie = new ByteTrie(total);
+    tokens.forEach((bytes, id) => {
+      if (bytes === undefined) return;
+      if (bytes.length === 0) throw bad(`token ${id} is empty`);
+      const same = trie.insert(bytes, id);
+      if (same >= 0) throw bad(`token ${id} has the same bytes as token ${same}`);
+      map.set(id, bytes);
+    });
+    if (map.size === 0) throw bad('the vocabulary is empty');
+    checkEveryByte(trie, `${what}: `, where);
+    return new WorldTokenizer(map, trie, file);
+  }
+
+  /** The bytes of token `id`, or undefined for end of text and ids that are not tokens. */
+  bytesOf(id: number): Uint8Array | undefined {
+    if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize || this.tokenKnown[id] === 0) return undefined;
+    return this.tokenBytes.subarray(this.tokenStart[id]!, this.tokenStart[id + 1]!);
   }
 
   encode(text: string): number[] {

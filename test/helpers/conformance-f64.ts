@@ -61,6 +61,7 @@ export function matrixBytes(dtype: MatrixDType, rows: number, cols: number): num
   if (dtype === 'f32') return rows * cols * 4;
   if (dtype === 'f16' || dtype === 'bf16') return rows * cols * 2;
   if (dtype === 'int8') return rows * int8RowBytes(cols);
+  if (!isBlockEncoding(dtype)) throw new RangeError(`${dtype} is not one of the conformance encodings`);
   return ((rows * cols) / 32) * BLOCK_BYTES[dtype];
 }
 
@@ -98,6 +99,7 @@ export function randomMatrix(name: string, dtype: MatrixDType, rows: number, col
       return bytes;
     });
   } else {
+    if (!isBlockEncoding(dtype)) throw new RangeError(`${dtype} is not one of the conformance encodings`);
     if (cols % 32 !== 0) throw new RangeError(`${dtype} needs cols a multiple of 32, got ${cols}`);
     for (let b = 0; b < n / 32; b++) {
       const scale = Math.exp(rnd.uniform(Math.log(1e-3), Math.log(4)));
@@ -165,6 +167,7 @@ export function decodeMatrix(m: Matrix): Float64Array {
     }
     default: {
       const dtype = m.dtype;
+      if (!isBlockEncoding(dtype)) throw new RangeError(`${dtype} is not one of the conformance encodings`);
       const bb = BLOCK_BYTES[dtype];
       for (let blk = 0; blk < (rows * cols) / 32; blk++) {
         const o = blk * bb;
