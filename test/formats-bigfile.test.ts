@@ -71,12 +71,23 @@ test('a GGUF whose tensor data starts past 4 GiB loads and runs', async (t) => {
   const skipStr = (): void => void (p += 8 + Number(b.readBigUInt64LE(p)));
   const nt = Number(b.readBigUInt64LE(8));
   const nkv = Number(b.readBigUInt64LE(16));
+  // Value sizes by GGUF type: u8 i8 u16 i16 u32 i32 f32 bool (string) (array) u64 i64 f64.
+  const SIZES: Record<number, number> = { 0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8 };
+  const skipValue = (type: number): void => {
+    if (type === 8) skipStr();
+    else if (type === 9) {
+      // An array (the tokenizer's tokens and token types): element type, count, elements.
+      const elem = b.readUInt32LE(p);
+      const count = Number(b.readBigUInt64LE(p + 4));
+      p += 12;
+      for (let j = 0; j < count; j++) skipValue(elem);
+    } else p += SIZES[type]!;
+  };
   for (let i = 0; i < nkv; i++) {
     skipStr();
     const type = b.readUInt32LE(p);
     p += 4;
-    if (type === 8) skipStr();
-    else p += type === 7 ? 1 : 4;
+    skipValue(type);
   }
   const head = Buffer.from(b);
   for (let i = 0; i < nt; i++) {
