@@ -17,7 +17,8 @@ export type RwkvErrorCode =
   | 'BAD_ARGUMENT'
   | 'BAD_DATA'
   | 'NON_FINITE'
-  | 'ABORTED';
+  | 'ABORTED'
+  | 'NO_DEVICE';
 
 export class RwkvError extends Error {
   readonly code: RwkvErrorCode;
@@ -73,5 +74,12 @@ export class AbortError extends RwkvError {
   constructor(message = 'aborted') {
     super('ABORTED', message);
     this.name = 'AbortError';
+  }
+}
+
+/** The device a backend needs is not there: no WebGPU adapter, no `webgpu` package on Node, a device lost. */
+export class DeviceError extends RwkvError {
+  constructor(message: string) {
+    super('NO_DEVICE', message);
   }
 }

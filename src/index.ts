@@ -4,7 +4,7 @@
 // (src/node.ts), which re-exports all of this too. This is the user API; the engine below it (backends,
 // models as backend calls, batching) is 'rwkv-ts/engine' (src/engine.ts), and the pieces of generation
 // (samplers, token-level loops, Rng) are 'rwkv-ts/sampling' (src/sampling.ts).
-export { RwkvError, FormatError, ModelError, NonFiniteError, StateError, ArgumentError, type RwkvErrorCode } from './errors.js';
+export { RwkvError, FormatError, ModelError, NonFiniteError, StateError, ArgumentError, DeviceError, type RwkvErrorCode } from './errors.js';
 export type { DType } from './tensor/dtype.js';
 export type { Tensor } from './tensor/tensor.js';
 export type { TensorSource, TensorAllocator } from './formats/tensor-source.js';

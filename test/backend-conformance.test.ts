@@ -7,6 +7,7 @@ import { after, test } from 'node:test';
 import { createBackend } from '../src/kernels/create-backend.js';
 import { assertClose, conformanceReport, conformanceSuite } from './helpers/conformance.js';
 import { referenceOracleSuite } from './helpers/conformance-oracle.js';
+import { whenWebGpu } from './helpers/webgpu.js';
 
 test('the comparison itself fails on a value off by 3·tol·(1 + m), on NaN, on Inf, on a length mismatch', () => {
   const want = Float32Array.of(1, -2, 1e-3, 100);
@@ -31,6 +32,8 @@ conformanceSuite('wasm × 2 threads', () => createBackend({ kind: 'wasm', thread
 // A page that is not cross-origin isolated has no SharedArrayBuffer: one thread over a fixed, unshared memory.
 conformanceSuite('wasm, unshared memory (1 thread, no workers)', () => createBackend({ kind: 'wasm', threads: 1, shared: false, memoryBytes: 256 * 2 ** 20 }));
 conformanceSuite('reference (contracts; results against a second instance)', () => createBackend({ kind: 'reference' }));
+// Skips with the reason where no WebGPU adapter exists (fails under CI): Dawn, on SwiftShader without a GPU.
+await whenWebGpu('backend conformance: webgpu', () => conformanceSuite('webgpu', () => createBackend({ kind: 'webgpu' })));
 
 if (process.env.CONFORMANCE_REPORT) {
   after(() => {

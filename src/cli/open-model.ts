@@ -9,7 +9,7 @@ import type { RwkvModel } from '../models/model.js';
 
 export interface KernelArgs {
   threads?: number;
-  kernels?: 'wasm' | 'reference';
+  kernels?: 'wasm' | 'reference' | 'webgpu';
   /** Opt-in lossy int8 weights and activations. */
   int8?: boolean;
 }

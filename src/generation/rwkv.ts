@@ -39,8 +39,11 @@ import { checkBoolean, checkInteger, checkOptionNames, describeValue } from '../
 export interface RwkvOptions extends ReadOptions {
   /** Threads of the WebAssembly kernels, the calling thread included. Default: every core. */
   threads?: number;
-  /** 'wasm' (default): the fast kernels; 'reference': plain TypeScript, slow, for checking. */
-  kernels?: 'wasm' | 'reference';
+  /**
+   * 'wasm' (default): the fast kernels; 'reference': plain TypeScript, slow, for checking; 'webgpu': WGSL
+   * shaders on a WebGPU adapter (navigator.gpu, or on Node the `webgpu` package; first landing, untuned).
+   */
+  kernels?: 'wasm' | 'reference' | 'webgpu';
   /** Opt-in, lossy: big matrices as int8 rows, activations rounded to int16 (about 2× fewer bytes per token). */
   int8?: boolean;
   /**
@@ -143,8 +146,8 @@ export interface EmbedOptions {
 function checkLoadOptions(options: RwkvOptions): void {
   checkOptionNames('Rwkv.load', options, LOAD_OPTIONS);
   checkInteger('threads', options.threads, 1, 64);
-  if (options.kernels !== undefined && options.kernels !== 'wasm' && options.kernels !== 'reference') {
-    throw new ArgumentError(`kernels must be 'wasm' or 'reference', got ${describeValue(options.kernels)}`);
+  if (options.kernels !== undefined && options.kernels !== 'wasm' && options.kernels !== 'reference' && options.kernels !== 'webgpu') {
+    throw new ArgumentError(`kernels must be 'wasm', 'reference' or 'webgpu', got ${describeValue(options.kernels)}`);
   }
   checkBoolean('int8', options.int8);
   checkInteger('promptBlock', options.promptBlock, 1);

@@ -14,7 +14,7 @@
 //   applies to every row (a per-channel parameter).
 import type { Matrix, MatrixDType } from './matrix.js';
 
-export type BackendKind = 'reference' | 'wasm';
+export type BackendKind = 'reference' | 'wasm' | 'webgpu';
 
 /** An f32 tensor owned by a backend. Its data is reachable only through the backend. */
 export interface DeviceTensor {

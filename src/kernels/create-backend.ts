@@ -5,7 +5,10 @@ import { ReferenceBackend } from './reference-backend.js';
 import { WasmBackend } from './wasm-backend.js';
 
 export interface BackendOptions {
-  /** 'wasm' (default): WebAssembly SIMD kernels and a worker pool; 'reference': plain TypeScript, float64 sums, slow. */
+  /**
+   * 'wasm' (default): WebAssembly SIMD kernels and a worker pool; 'reference': plain TypeScript, float64 sums,
+   * slow; 'webgpu': WGSL compute shaders on navigator.gpu, or on Node the optional `webgpu` package.
+   */
   kind?: BackendKind;
   /** Threads of the WebAssembly kernels, the calling thread included. Default: every core. */
   threads?: number;
@@ -29,7 +32,12 @@ export async function createBackend(options: BackendOptions = {}): Promise<Backe
         ...(options.shared !== undefined ? { shared: options.shared } : {}),
         ...(options.memoryBytes !== undefined ? { memoryBytes: options.memoryBytes } : {}),
       });
+    case 'webgpu': {
+      // Imported when asked for: the backend's shaders stay out of programs that never use it.
+      const { WebGpuBackend } = await import('./webgpu/webgpu-backend.js');
+      return WebGpuBackend.create();
+    }
     default:
-      throw new ArgumentError(`unknown backend '${String(kind)}' (known: wasm, reference)`);
+      throw new ArgumentError(`unknown backend '${String(kind)}' (known: wasm, reference, webgpu)`);
   }
 }
