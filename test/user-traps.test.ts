@@ -106,7 +106,7 @@ test('library options are checked at the call, by name, with the received type',
   const model = fixture(t, MODEL);
   if (model === undefined) return;
   // Checked before the file is read: a bad option on a missing file names the option, not the file.
-  await rejectsWith(() => Rwkv.load('/no/such/model.bin', { kernels: 'foo' } as unknown as RwkvOptions), /kernels must be 'wasm', 'reference' or 'webgpu', got "foo" \(a string\)/);
+  await rejectsWith(() => Rwkv.load('/no/such/model.bin', { kernels: 'foo' } as unknown as RwkvOptions), /kernels must be 'wasm', 'reference', 'webgpu' or 'auto', got "foo" \(a string\)/);
   await rejectsWith(() => Rwkv.load('/no/such/model.bin', { threadz: 2 } as unknown as RwkvOptions), /unknown option 'threadz' \(did you mean 'threads'\?\)/);
   await rejectsWith(() => Rwkv.load('/no/such/model.bin', { promptBlock: 0 }), /promptBlock must be an integer ≥ 1, got 0/);
   await rejectsWith(() => Rwkv.load('/no/such/model.bin', { batch: { maxRows: 0 } }), /batch\.maxRows/);

@@ -129,3 +129,53 @@ test('rwkv generate --kernels webgpu: with no adapter, one line saying so (exit 
   assert.equal(gpu.status, 0, gpu.stderr);
   assert.equal(gpu.stdout, cpu.stdout);
 });
+
+test("kernels 'auto': with no adapter, the WebAssembly backend and the reason (and the CLI says so in one line); with one, WebGPU", async (t) => {
+  const { spawnSync } = await import('node:child_process');
+  const path = await import('node:path');
+  const { pathToFileURL } = await import('node:url');
+  const { REPO_ROOT } = await import('./helpers/fixtures.js');
+  // A child process: the Vulkan loader reads VK_ICD_FILENAMES once, when Dawn first starts.
+  const noAdapter = { ...process.env, VK_ICD_FILENAMES: '/nonexistent/icd.json' };
+  const entry = pathToFileURL(path.join(REPO_ROOT, 'dist', 'src', 'kernels', 'create-backend.js')).href;
+  const script = `
+    const { createBackend } = await import(${JSON.stringify(entry)});
+    let reason;
+    const b = await createBackend({ kind: 'auto', threads: 1, onFallback: (r) => { reason = r; } });
+    console.log(JSON.stringify({ kind: b.kind, reason }));
+    await b.close();`;
+  // A file, not `-e`: the WebAssembly backend's workers inherit execArgv, and `--input-type` fails there.
+  const os = await import('node:os');
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'rwkv-auto-')), 'auto.mjs');
+  fs.writeFileSync(file, script);
+  const child = spawnSync(process.execPath, [file], { encoding: 'utf8', timeout: 60_000, env: noAdapter });
+  fs.rmSync(path.dirname(file), { recursive: true, force: true });
+  assert.equal(child.status, 0, child.stderr);
+  const picked = JSON.parse(child.stdout.trim().split('\n').pop() ?? '') as { kind: string; reason?: string };
+  assert.equal(picked.kind, 'wasm');
+  assert.match(picked.reason ?? '', /no adapter/);
+
+  const cli = path.join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js');
+  const generate = (kernels: string, env: NodeJS.ProcessEnv) =>
+    spawnSync(process.execPath, [cli, 'generate', 'The President said', '--kernels', kernels, '--max-tokens', '12', '--seed', '5'], { encoding: 'utf8', timeout: 120_000, env });
+  const fallen = generate('auto', noAdapter);
+  const cpu = generate('wasm', process.env);
+  assert.equal(fallen.status, 0, fallen.stderr);
+  assert.match(fallen.stderr, /^rwkv: WebGPU unavailable \(WebGPU: no adapter[^\n]*\); using WebAssembly$/m);
+  assert.equal(fallen.stdout, cpu.stdout);
+
+  const reason = await webgpuUnavailable();
+  if (reason !== undefined) {
+    if (process.env.CI === 'true') throw new Error(`WebGPU is unavailable under CI: ${reason}`);
+    t.skip(`no WebGPU adapter: ${reason}`);
+    return;
+  }
+  let heard: string | undefined;
+  const auto = await createBackend({ kind: 'auto', onFallback: (r) => (heard = r) });
+  try {
+    assert.equal(auto.kind, 'webgpu');
+    assert.equal(heard, undefined);
+  } finally {
+    await auto.close();
+  }
+});

@@ -13,7 +13,7 @@ export interface LoadRequest {
   source: TransferableSource;
   tokenizer: TransferableSource | 'bytes' | undefined;
   threads: number | undefined;
-  kernels: 'wasm' | 'reference' | undefined;
+  kernels: 'wasm' | 'reference' | 'webgpu' | 'auto' | undefined;
   memoryBytes: number | undefined;
   maxBatch: number | undefined;
   /** Keep a URL's download in the Origin Private File System (model-cache.ts) and reuse it. */
@@ -46,6 +46,8 @@ export type Envelope = Request & { id: number };
 export interface LoadResult {
   config: ModelConfig;
   kernels: string;
+  /** kernels 'auto' without WebGPU: why, and WebAssembly ran instead. */
+  fallbackReason: string | undefined;
   threads: number;
   threadsReason: string;
   crossOriginIsolated: boolean;

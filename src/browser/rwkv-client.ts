@@ -18,8 +18,12 @@ export interface BrowserLoadOptions {
   tokenizer?: BrowserSource | 'bytes';
   onProgress?: (progress: LoadProgress) => void;
   signal?: AbortSignal;
-  /** 'wasm' (default) or 'reference' (plain TypeScript, slow: for checking). */
-  kernels?: 'wasm' | 'reference';
+  /**
+   * 'wasm' (default); 'reference' (plain TypeScript, slow: for checking); 'webgpu' (the worker's
+   * navigator.gpu; fails without an adapter); 'auto' (WebGPU when an adapter opens, else WebAssembly, and
+   * info.fallbackReason says why).
+   */
+  kernels?: 'wasm' | 'reference' | 'webgpu' | 'auto';
   /** One-thread mode: the fixed memory for weights and work (default: the file's size × 1.25 + 256 MiB). */
   memoryBytes?: number;
   /** Most sequences in one batched pass (concurrent generate/score calls share passes). Default 8. */
@@ -37,7 +41,10 @@ export interface BrowserLoadOptions {
 export interface RwkvInfo {
   threads: number;
   threadsReason: string;
+  /** What runs the model, e.g. "wasm relaxed-simd × 4 thread(s)" or "webgpu …" (the adapter). */
   kernels: string;
+  /** kernels 'auto' when WebGPU did not start: why (WebAssembly runs instead). */
+  fallbackReason?: string;
   crossOriginIsolated: boolean;
   tokenizer: string;
 }
@@ -170,7 +177,14 @@ export class Rwkv {
     this.pending = pending;
     this.nextId = nextId;
     this.config = loaded.config;
-    this.info = { threads: loaded.threads, threadsReason: loaded.threadsReason, kernels: loaded.kernels, crossOriginIsolated: loaded.crossOriginIsolated, tokenizer: loaded.tokenizer };
+    this.info = {
+      threads: loaded.threads,
+      threadsReason: loaded.threadsReason,
+      kernels: loaded.kernels,
+      ...(loaded.fallbackReason !== undefined ? { fallbackReason: loaded.fallbackReason } : {}),
+      crossOriginIsolated: loaded.crossOriginIsolated,
+      tokenizer: loaded.tokenizer,
+    };
   }
 
   /** Starts a worker and loads the model into it (progress as bytes read; the signal cancels). */

@@ -81,8 +81,10 @@ async function load(id: number, request: LoadRequest): Promise<LoadResult> {
     ...(input !== request.source && typeof request.source === 'string' ? { name: request.source } : {}),
   });
   const memoryBytes = request.memoryBytes ?? Math.min(4 * 2 ** 30 - 2 ** 16, Math.ceil(source.size * 1.25) + 256 * 2 ** 20);
+  let fallbackReason: string | undefined;
   const backend = await createBackend({
     kind: request.kernels ?? 'wasm',
+    onFallback: (reason) => (fallbackReason = reason),
     threads: plan.threads,
     ...(request.kernels === 'reference' ? {} : { shared: plan.shared, ...(plan.shared ? {} : { memoryBytes }) }),
   });
@@ -110,8 +112,10 @@ async function load(id: number, request: LoadRequest): Promise<LoadResult> {
   return {
     config: owned.config,
     kernels: request.kernels === 'reference' ? 'reference (plain TypeScript)' : `${backend.description ?? 'wasm'}`,
-    threads: plan.threads,
-    threadsReason: plan.reason,
+    fallbackReason,
+    // On WebGPU the worker's one thread only records and submits; the plan is the WebAssembly kernels'.
+    threads: backend.kind === 'webgpu' ? 1 : plan.threads,
+    threadsReason: backend.kind === 'webgpu' ? 'WebGPU: the GPU computes, one thread drives it' : plan.reason,
     crossOriginIsolated: scope.crossOriginIsolated === true,
     tokenizer: owned.tokenizer.name,
   };

@@ -10,7 +10,7 @@ export interface EmbedArgs {
   /** Commander's --no-normalize: false when given. */
   normalize?: boolean;
   threads?: number;
-  kernels?: 'wasm' | 'reference' | 'webgpu';
+  kernels?: 'wasm' | 'reference' | 'webgpu' | 'auto';
   int8?: boolean;
 }
 

@@ -40,8 +40,8 @@ function withKernelOptions(cmd: Command): Command {
   return cmd
     .option('--threads <n>', 'threads for the matrix products (default: every core)', parseIntArg('--threads'))
     .addOption(
-      new Option('--kernels <kind>', 'wasm: WebAssembly SIMD; reference: plain TypeScript (slow, for checking); webgpu: a WebGPU adapter (needs the webgpu package on Node)')
-        .choices(['wasm', 'reference', 'webgpu'])
+      new Option('--kernels <kind>', 'wasm: WebAssembly SIMD; reference: plain TypeScript (slow, for checking); webgpu: a WebGPU adapter (needs the webgpu package on Node); auto: webgpu if an adapter opens, else wasm')
+        .choices(['wasm', 'reference', 'webgpu', 'auto'])
         .default('wasm'),
     )
     .option('--int8', 'lossy, faster: hold the big matrices as int8 rows and round activations to int16');

@@ -9,7 +9,7 @@ import type { RwkvModel } from '../models/model.js';
 
 export interface KernelArgs {
   threads?: number;
-  kernels?: 'wasm' | 'reference' | 'webgpu';
+  kernels?: 'wasm' | 'reference' | 'webgpu' | 'auto';
   /** Opt-in lossy int8 weights and activations. */
   int8?: boolean;
 }
@@ -23,7 +23,7 @@ export interface OpenedModel {
 }
 
 export async function openModel(path: string, args: KernelArgs): Promise<OpenedModel> {
-  const backend = await createBackend({ kind: args.kernels ?? 'wasm', ...(args.threads !== undefined ? { threads: args.threads } : {}) });
+  const backend = await createBackend({ kind: args.kernels ?? 'wasm', ...(args.threads !== undefined ? { threads: args.threads } : {}), onFallback: printFallback });
   try {
     const progress = readProgress(`loading ${basename(path)}`);
     let model: RwkvModel;
@@ -38,6 +38,11 @@ export async function openModel(path: string, args: KernelArgs): Promise<OpenedM
     await backend.close();
     throw e;
   }
+}
+
+/** --kernels auto without WebGPU: one line on stderr, so a user who expected the GPU learns why not. */
+export function printFallback(reason: string): void {
+  process.stderr.write(`rwkv: WebGPU unavailable (${reason}); using WebAssembly\n`);
 }
 
 /**
@@ -65,6 +70,7 @@ export async function loadRwkv(model: string, args: KernelArgs & { tokenizer?: s
       onProgress: progress.onProgress,
       ...(args.threads !== undefined ? { threads: args.threads } : {}),
       ...(args.kernels !== undefined ? { kernels: args.kernels } : {}),
+      onFallback: printFallback,
       int8: args.int8 === true,
       ...(args.tokenizer !== undefined ? { tokenizer: args.tokenizer } : {}),
       ...extra,

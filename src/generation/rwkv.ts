@@ -41,9 +41,12 @@ export interface RwkvOptions extends ReadOptions {
   threads?: number;
   /**
    * 'wasm' (default): the fast kernels; 'reference': plain TypeScript, slow, for checking; 'webgpu': WGSL
-   * shaders on a WebGPU adapter (navigator.gpu, or on Node the `webgpu` package; first landing, untuned).
+   * shaders on a WebGPU adapter (navigator.gpu, or on Node the `webgpu` package; first landing, untuned);
+   * 'auto': WebGPU where an adapter opens, else WebAssembly (see onFallback).
    */
-  kernels?: 'wasm' | 'reference' | 'webgpu';
+  kernels?: 'wasm' | 'reference' | 'webgpu' | 'auto';
+  /** With kernels 'auto': hears why WebGPU did not start when WebAssembly is used instead. */
+  onFallback?: (reason: string) => void;
   /** Opt-in, lossy: big matrices as int8 rows, activations rounded to int16 (about 2× fewer bytes per token). */
   int8?: boolean;
   /**
@@ -128,7 +131,7 @@ export interface ScoreOptions {
 
 
 /** Every option name of Rwkv.load, generate and score: anything else is a typo (util/options.ts). */
-const LOAD_OPTIONS = ['threads', 'kernels', 'int8', 'tokenizer', 'backend', 'batch', 'prefixCache', 'promptBlock', 'name', 'headers', 'signal', 'onProgress'] as const;
+const LOAD_OPTIONS = ['threads', 'kernels', 'onFallback', 'int8', 'tokenizer', 'backend', 'batch', 'prefixCache', 'promptBlock', 'name', 'headers', 'signal', 'onProgress'] as const;
 const SAMPLER_OPTIONS = ['temperature', 'topP', 'topK', 'minP', 'presencePenalty', 'frequencyPenalty', 'penaltyDecay', 'exemptWhitespaceAndDigits', 'logitBias', 'bannedTokens'] as const;
 const GENERATE_OPTIONS = [...SAMPLER_OPTIONS, 'maxTokens', 'seed', 'stopTokens', 'topLogProbs', 'stop', 'state', 'signal', 'cache', 'grammar', 'jsonSchema'] as const;
 const SCORE_OPTIONS = ['state', 'signal', 'topLogProbs'] as const;
@@ -146,8 +149,11 @@ export interface EmbedOptions {
 function checkLoadOptions(options: RwkvOptions): void {
   checkOptionNames('Rwkv.load', options, LOAD_OPTIONS);
   checkInteger('threads', options.threads, 1, 64);
-  if (options.kernels !== undefined && options.kernels !== 'wasm' && options.kernels !== 'reference' && options.kernels !== 'webgpu') {
-    throw new ArgumentError(`kernels must be 'wasm', 'reference' or 'webgpu', got ${describeValue(options.kernels)}`);
+  if (options.kernels !== undefined && options.kernels !== 'wasm' && options.kernels !== 'reference' && options.kernels !== 'webgpu' && options.kernels !== 'auto') {
+    throw new ArgumentError(`kernels must be 'wasm', 'reference', 'webgpu' or 'auto', got ${describeValue(options.kernels)}`);
+  }
+  if (options.onFallback !== undefined && typeof options.onFallback !== 'function') {
+    throw new ArgumentError(`onFallback must be a function, got ${describeValue(options.onFallback)}`);
   }
   checkBoolean('int8', options.int8);
   checkInteger('promptBlock', options.promptBlock, 1);
@@ -223,7 +229,11 @@ export class Rwkv {
     const owned = options.backend === undefined;
     const backend =
       options.backend ??
-      (await createBackend({ kind: options.kernels ?? 'wasm', ...(options.threads !== undefined ? { threads: options.threads } : {}) }));
+      (await createBackend({
+        kind: options.kernels ?? 'wasm',
+        ...(options.threads !== undefined ? { threads: options.threads } : {}),
+        ...(options.onFallback !== undefined ? { onFallback: options.onFallback } : {}),
+      }));
     const close = owned ? () => backend.close() : async () => {};
     try {
       const model = await loadModel(source, { ...readOptionsOf(options), backend, int8 });
@@ -241,7 +251,7 @@ export class Rwkv {
    * tokenizer is chosen by vocabulary size and its file looked for beside `model.file` and in the working
    * directory.
    */
-  static async fromModel(model: RwkvModel, options: Omit<RwkvOptions, 'threads' | 'kernels' | 'int8' | 'backend' | keyof ReadOptions> = {}): Promise<Rwkv> {
+  static async fromModel(model: RwkvModel, options: Omit<RwkvOptions, 'threads' | 'kernels' | 'onFallback' | 'int8' | 'backend' | keyof ReadOptions> = {}): Promise<Rwkv> {
     const tokenizer = await resolveTokenizer(model, options.tokenizer, isPathName(model.file) ? model.file : undefined);
     return new Rwkv(model, tokenizer, options, 'as loaded by the caller', async () => {});
   }

@@ -7,9 +7,12 @@ import { WasmBackend } from './wasm-backend.js';
 export interface BackendOptions {
   /**
    * 'wasm' (default): WebAssembly SIMD kernels and a worker pool; 'reference': plain TypeScript, float64 sums,
-   * slow; 'webgpu': WGSL compute shaders on navigator.gpu, or on Node the optional `webgpu` package.
+   * slow; 'webgpu': WGSL compute shaders on navigator.gpu, or on Node the optional `webgpu` package;
+   * 'auto': WebGPU when an adapter opens, else WebAssembly (onFallback hears why).
    */
-  kind?: BackendKind;
+  kind?: BackendKind | 'auto';
+  /** With 'auto': called with the reason when WebGPU could not start and WebAssembly is used instead. */
+  onFallback?: (reason: string) => void;
   /** Threads of the WebAssembly kernels, the calling thread included. Default: every core. */
   threads?: number;
   /** WebAssembly: false for one thread over an unshared memory (no SharedArrayBuffer). See WasmKernelsOptions. */
@@ -32,12 +35,27 @@ export async function createBackend(options: BackendOptions = {}): Promise<Backe
         ...(options.shared !== undefined ? { shared: options.shared } : {}),
         ...(options.memoryBytes !== undefined ? { memoryBytes: options.memoryBytes } : {}),
       });
-    case 'webgpu': {
-      // Imported when asked for: the backend's shaders stay out of programs that never use it.
-      const { WebGpuBackend } = await import('./webgpu/webgpu-backend.js');
-      return WebGpuBackend.create();
+    case 'webgpu':
+      return createWebGpu();
+    case 'auto': {
+      let reason: string;
+      try {
+        return await createWebGpu();
+      } catch (e) {
+        // Any failure to start (no navigator.gpu, no `webgpu` package, no adapter, no device) means "not here".
+        reason = e instanceof Error ? e.message : String(e);
+      }
+      const backend = await createBackend({ ...options, kind: 'wasm' });
+      options.onFallback?.(reason);
+      return backend;
     }
     default:
-      throw new ArgumentError(`unknown backend '${String(kind)}' (known: wasm, reference, webgpu)`);
+      throw new ArgumentError(`unknown backend '${String(kind)}' (known: wasm, reference, webgpu, auto)`);
   }
+}
+
+async function createWebGpu(): Promise<Backend> {
+  // Imported when asked for: the backend's shaders stay out of programs that never use it.
+  const { WebGpuBackend } = await import('./webgpu/webgpu-backend.js');
+  return WebGpuBackend.create();
 }

@@ -253,9 +253,10 @@ export function findChromium(): string | undefined {
 
 /**
  * A headless Chromium, closed when the test ends; undefined (the test marked skipped: return at once)
- * when there is none, except under CI (CI=true), where a missing Chromium fails the test.
+ * when there is none, except under CI (CI=true), where a missing Chromium fails the test. `options.args`:
+ * extra Chromium switches.
  */
-export async function launchBrowser(t: TestContext): Promise<Browser | undefined> {
+export async function launchBrowser(t: TestContext, options: { args?: readonly string[] } = {}): Promise<Browser | undefined> {
   const executablePath = findChromium();
   if (executablePath === undefined) {
     const reason = 'no Chromium found (set $CHROMIUM, or install Debian\'s chromium: apt-get install chromium)';
@@ -270,6 +271,8 @@ export async function launchBrowser(t: TestContext): Promise<Browser | undefined
     // namespaces that containers often lack; the pages are the tests' own.
     chromiumSandbox: false,
     timeout: 30_000,
+    // Extra command-line switches (e.g. --enable-unsafe-webgpu); none by default.
+    ...(options.args !== undefined ? { args: [...options.args] } : {}),
   });
   t.after(() => browser.close());
   return browser;
