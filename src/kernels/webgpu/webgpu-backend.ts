@@ -14,10 +14,9 @@
 // from the host (write, read) or the queue is long; each dispatch gets its own small parameter buffer. So
 // every operation returns at once, and `read` waits for the GPU (it maps a staging buffer).
 //
-// Weights: f32, f16, bf16 and q8_0 stay in their encoding (u32 words, decoded in the kernels; f16 by
-// hand, as shader-f16 is optional). In this first landing the other quantized encodings (q4_0, q4_1,
-// q5_0, q5_1, K-quants, int8) are decoded to f32 on the host when placed: exact values, four bytes a
-// weight on the device.
+// Weights: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0 and q5_1 stay in their encoding (u32 words, decoded
+// in the kernels; f16 by hand, as shader-f16 is optional). The K-quants and int8 are still decoded to f32
+// on the host when placed: exact values, four bytes a weight on the device.
 import { DeviceError } from '../../errors.js';
 import type { Backend, DeviceMatrix, DeviceTensor, MatmulJob, RowLayout, StateSlot, UnaryFunction } from '../backend.js';
 import { checkOwner } from '../backend.js';
@@ -40,7 +39,7 @@ import { WORKGROUP } from './shaders/common.js';
 import { EMBED, GATHER_ROWS, TOKEN_SHIFT } from './shaders/copies.js';
 import { ELEMENTWISE } from './shaders/elementwise.js';
 import { L2_NORM_HEADS, WKV7_BONUS } from './shaders/heads.js';
-import { MATMUL } from './shaders/matmul.js';
+import { MATMUL, MATMUL_TILED, TILE_R, TILE_T } from './shaders/matmul.js';
 import { NORM } from './shaders/norm.js';
 import { UNARY } from './shaders/unary.js';
 import { WKV4, WKV5, WKV7 } from './shaders/wkv.js';
@@ -53,6 +52,7 @@ const SHADERS = {
   gatherRows: GATHER_ROWS,
   tokenShift: TOKEN_SHIFT,
   matmul: MATMUL,
+  matmulTiled: MATMUL_TILED,
   l2NormHeads: L2_NORM_HEADS,
   wkv7Bonus: WKV7_BONUS,
   wkv4: WKV4,
@@ -65,7 +65,7 @@ type ShaderName = keyof typeof SHADERS;
 const FUNCTION_CODES: Readonly<Record<UnaryFunction, number>> = { relu2: 1, sigmoid: 2, tanh: 3, silu: 4, exp: 5 };
 
 /** Encodings the kernels decode (shaders/common.ts WEIGHTS), by their code there. */
-const KERNEL_CODES: Partial<Record<MatrixDType, number>> = { f32: 0, f16: 1, bf16: 2, q8_0: 3 };
+const KERNEL_CODES: Partial<Record<MatrixDType, number>> = { f32: 0, f16: 1, bf16: 2, q8_0: 3, q4_0: 4, q4_1: 5, q5_0: 6, q5_1: 7 };
 
 /** Float granularity of arena ranges (16 bytes). */
 const ALIGN = 4;
@@ -82,7 +82,8 @@ export interface WebGpuBackendOptions {
 /** The GPU entry point: navigator.gpu in a browser (or Deno), else Dawn from the `webgpu` package on Node. */
 let nodeGpu: GPU | undefined; // kept for the process's life: Dawn frees its instance (and crashes) otherwise
 
-async function gpuEntry(): Promise<GPU> {
+// Exported for bench/webgpu.ts, which opens its own device to measure the adapter's copy bandwidth.
+export async function gpuEntry(): Promise<GPU> {
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   if (nav?.gpu !== undefined) return nav.gpu;
   if (nodeGpu !== undefined) return nodeGpu;
@@ -190,7 +191,8 @@ export class WebGpuBackend implements Backend {
   private arena: GPUBuffer;
   private readonly ranges: RangeAllocator;
   private readonly maxArena: number;
-  private readonly pipelines = new Map<ShaderName, GPUComputePipeline>();
+  /** By shader name, and weight code for the shaders that read a matrix (`name:code`). */
+  private readonly pipelines = new Map<string, GPUComputePipeline>();
   private encoder: GPUCommandEncoder | undefined;
   /** The compute pass dispatches go to, open until a copy or clear needs the encoder (WebGPU orders and
    * makes visible storage writes between the dispatches of a pass). */
@@ -244,7 +246,7 @@ export class WebGpuBackend implements Backend {
       bytes = m.bytes;
       code = kernelCode;
     } else {
-      // First landing: the other quantized encodings decoded to f32 here (the reference's decoder).
+      // K-quants and int8 (not yet decoded in the kernels): decoded to f32 here (the reference's decoder).
       const values = new Float32Array(m.rows * m.cols);
       for (let r = 0; r < m.rows; r++) readRow(m, r, values.subarray(r * m.cols, (r + 1) * m.cols));
       bytes = new Uint8Array(values.buffer);
@@ -334,7 +336,7 @@ export class WebGpuBackend implements Backend {
     const w = this.ownMatrix(m);
     const o = this.own(out);
     const n = out.rows * out.cols;
-    this.dispatch('embed', [n, m.cols, w.code, o.offset, ...tokens], n, w.buffer);
+    this.dispatch('embed', [n, m.cols, w.code, o.offset, ...tokens], n, w);
   }
 
   matmul(jobs: readonly MatmulJob[]): void {
@@ -346,8 +348,11 @@ export class WebGpuBackend implements Backend {
     }
     for (const { m, x, y, then } of jobs) {
       const w = m as GpuMatrix;
-      const n = Math.ceil(x.rows / 4) * m.rows;
-      this.dispatch('matmul', [x.rows, m.rows, m.cols, w.code, (x as GpuTensor).offset, (y as GpuTensor).offset, then === undefined ? 0 : FUNCTION_CODES[then]], n, w.buffer);
+      const params = [x.rows, m.rows, m.cols, w.code, (x as GpuTensor).offset, (y as GpuTensor).offset, then === undefined ? 0 : FUNCTION_CODES[then]];
+      // Generation (one row): an invocation per output, each weight read once. Prompts: workgroup tiles
+      // that stage weights in workgroup memory and use each for 16 rows (one workgroup per tile).
+      if (x.rows === 1) this.dispatch('matmul', params, m.rows, w);
+      else this.dispatch('matmulTiled', params, Math.ceil(x.rows / TILE_T) * Math.ceil(m.rows / TILE_R) * WORKGROUP, w);
     }
   }
 
@@ -500,20 +505,25 @@ export class WebGpuBackend implements Backend {
     this.retired = [];
   }
 
-  private pipeline(name: ShaderName): GPUComputePipeline {
-    let p = this.pipelines.get(name);
+  // A shader that reads a matrix gets a pipeline per weight code, given as its WCODE override constant:
+  // the decoder's switch then folds to one encoding (with every encoding's decoder inlined in the product
+  // loops, SwiftShader ran generation's products about 3.5× slower).
+  private pipeline(name: ShaderName, code?: number): GPUComputePipeline {
+    const key = code === undefined ? name : `${name}:${code}`;
+    let p = this.pipelines.get(key);
     if (p === undefined) {
       const module = this.device.createShaderModule({ code: SHADERS[name], label: name });
-      p = this.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: name });
-      this.pipelines.set(name, p);
+      const compute: GPUProgrammableStage = { module, entryPoint: 'main', ...(code === undefined ? {} : { constants: { WCODE: code } }) };
+      p = this.device.createComputePipeline({ layout: 'auto', compute, label: key });
+      this.pipelines.set(key, p);
     }
     return p;
   }
 
   /** Records one dispatch of `name` over `items` invocations, its params as u32 words. */
-  private dispatch(name: ShaderName, params: readonly number[], items: number, weights?: GPUBuffer): void {
+  private dispatch(name: ShaderName, params: readonly number[], items: number, weights?: GpuMatrix): void {
     if (items === 0) return;
-    const pipeline = this.pipeline(name);
+    const pipeline = this.pipeline(name, weights?.code);
     const buf = this.device.createBuffer({ size: roundUp(Math.max(params.length, 1), 4) * 4, usage: GPUBufferUsage.STORAGE, mappedAtCreation: true });
     new Uint32Array(buf.getMappedRange()).set(params);
     buf.unmap();
@@ -522,7 +532,7 @@ export class WebGpuBackend implements Backend {
       { binding: 0, resource: { buffer: this.arena } },
       { binding: 1, resource: { buffer: buf } },
     ];
-    if (weights !== undefined) entries.push({ binding: 2, resource: { buffer: weights } });
+    if (weights !== undefined) entries.push({ binding: 2, resource: { buffer: weights.buffer } });
     const group = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
     const workgroups = Math.ceil(items / WORKGROUP);
     const gx = Math.min(workgroups, 65535);

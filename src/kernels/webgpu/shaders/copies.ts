@@ -15,7 +15,7 @@ ${ENTRY} {
   if (i >= p[0]) { return; }
   let cols = p[1];
   let t = i / cols;
-  a[p[3] + i] = weight_bits(p[2], p[4u + t] * cols + i % cols);
+  a[p[3] + i] = weight_bits(WCODE, p[4u + t] * cols + i % cols);
 }
 `,
 );
