@@ -6,7 +6,7 @@
 // Dtype codes, function codes and the batch table's layout come from src/kernels/wasm-abi.ts, which the
 // TypeScript side imports too.
 import {
-  DTYPE_BF16, DTYPE_F16, DTYPE_F32, DTYPE_INT8, DTYPE_Q4_0, DTYPE_Q4_1, DTYPE_Q5_0, DTYPE_Q5_1, DTYPE_Q8_0, EW_ADD, EW_LERP,
+  DTYPE_BF16, DTYPE_F16, DTYPE_F16_SPECIAL, DTYPE_F32, DTYPE_INT8, DTYPE_Q4_0, DTYPE_Q4_1, DTYPE_Q5_0, DTYPE_Q5_1, DTYPE_Q8_0, EW_ADD, EW_LERP,
   FN_NONE, FN_RELU2, FN_SIGMOID, JOB_BYTES, JOB_COLS, JOB_DTYPE, JOB_FN, JOB_ROWS, JOB_START, JOB_WEIGHTS,
   JOB_X, JOB_X_SCALE, JOB_Y,
 } from '../src/kernels/wasm-abi';
@@ -22,16 +22,12 @@ import {
   return f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1) + f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3);
 }
 
-/** IEEE half → f32 for one value (exact for finite values). */
+/** IEEE half → f32 for one value, exact for all 65536 patterns (inf and NaN included). */
 @inline function half(bits: u32): f32 {
   const mag = reinterpret<f32>((bits & 0x7fff) << 13) * reinterpret<f32>(0x77800000); // × 2^112
-  return reinterpret<f32>(reinterpret<u32>(mag) | ((bits & 0x8000) << 16));
-}
-
-/** Four u16 half values (zero-extended into i32 lanes) → f32x4 (exact for finite values). */
-@inline function halfx4(h: v128): v128 {
-  const mag = f32x4.mul(i32x4.shl(v128.and(h, i32x4.splat(0x7fff)), 13), f32x4.splat(reinterpret<f32>(0x77800000)));
-  return v128.or(mag, i32x4.shl(v128.and(h, i32x4.splat(0x8000)), 16));
+  // Exponent 31 (inf/NaN) came out as 2^16·1.m: force the f32 exponent to 255, keeping the payload.
+  const special: u32 = (bits & 0x7c00) == 0x7c00 ? 0x7f800000 : 0;
+  return reinterpret<f32>(reinterpret<u32>(mag) | special | ((bits & 0x8000) << 16));
 }
 
 /** Sixteen i8 lanes → four f32x4 (lanes 0-3, 4-7, 8-11, 12-15). */
@@ -79,16 +75,28 @@ function dotF32(row: usize, x: usize, n: i32): f32 {
 }
 
 /**
- * The f16 values in the high halves of four u32 words as f32 (exact for finite values): the sign stays at
- * bit 31, exponent and mantissa move down 3 bits to where an f32 keeps them, and × 2^112 rebiases the
- * exponent (subnormal halves come out right too).
+ * The f16 values in the high halves of four u32 words as f32, in integer SIMD and one multiply: the
+ * arithmetic shift puts the exponent and mantissa where an f32 keeps them (exponent 112 short) and copies
+ * the sign into bits 31..28; the mask keeps bit 31 and drops the low half; × 2^112 rebiases the exponent.
+ * Subnormal halves are f32 denormals before the multiply and normal after it, so they come out exact too.
+ * Exact for every finite half; inf and NaN come out as 2^16·1.m (see `widenF16Exact`).
  */
-@inline function highHalvesF16(w: v128): v128 {
-  const signAndMag = v128.or(v128.and(w, i32x4.splat(0x80000000)), v128.and(i32x4.shr_u(w, 3), i32x4.splat(0x0fffe000)));
-  return f32x4.mul(signAndMag, f32x4.splat(reinterpret<f32>(0x77800000)));
+@inline function widenF16(w: v128): v128 {
+  return f32x4.mul(v128.and(i32x4.shr_s(w, 3), i32x4.splat(0x8fffe000)), f32x4.splat(reinterpret<f32>(0x77800000)));
 }
 
-/** f16 rows against activations permuted as for bf16 (evens, then odds, in each group of 8). */
+/** `widenF16`, exact for all 65536 patterns: |v| ≥ 2^16 only for exponent 31, whose f32 exponent becomes 255. */
+@inline function widenF16Exact(w: v128): v128 {
+  const v = widenF16(w);
+  const special = f32x4.ge(f32x4.abs(v), f32x4.splat(65536));
+  return v128.or(v, v128.and(special, i32x4.splat(0x7f800000)));
+}
+
+/**
+ * f16 rows against activations permuted as for bf16 (evens, then odds, in each group of 8). Exact for
+ * finite halves; matrices holding inf or NaN come as DTYPE_F16_SPECIAL and go through `dotF16Exact`
+ * (watching for them here cost 10-20 % of this loop).
+ */
 function dotF16(row: usize, x: usize, n: i32): f32 {
   let a0 = f32x4.splat(0);
   let a1 = f32x4.splat(0);
@@ -99,20 +107,63 @@ function dotF16(row: usize, x: usize, n: i32): f32 {
     const h0 = v128.load(row + ((j as usize) << 1));
     const h1 = v128.load(row + ((j as usize) << 1), 16);
     const xo = x + ((j as usize) << 2);
-    a0 = fma(highHalvesF16(i32x4.shl(h0, 16)), v128.load(xo), a0);
-    a1 = fma(highHalvesF16(h0), v128.load(xo, 16), a1);
-    a2 = fma(highHalvesF16(i32x4.shl(h1, 16)), v128.load(xo, 32), a2);
-    a3 = fma(highHalvesF16(h1), v128.load(xo, 48), a3);
+    a0 = fma(widenF16(i32x4.shl(h0, 16)), v128.load(xo), a0);
+    a1 = fma(widenF16(h0), v128.load(xo, 16), a1);
+    a2 = fma(widenF16(i32x4.shl(h1, 16)), v128.load(xo, 32), a2);
+    a3 = fma(widenF16(h1), v128.load(xo, 48), a3);
   }
   for (; j + 8 <= n; j += 8) {
     const h0 = v128.load(row + ((j as usize) << 1));
     const xo = x + ((j as usize) << 2);
-    a0 = fma(highHalvesF16(i32x4.shl(h0, 16)), v128.load(xo), a0);
-    a1 = fma(highHalvesF16(h0), v128.load(xo, 16), a1);
+    a0 = fma(widenF16(i32x4.shl(h0, 16)), v128.load(xo), a0);
+    a1 = fma(widenF16(h0), v128.load(xo, 16), a1);
   }
   let s = hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
   for (; j < n; j++) s += half(load<u16>(row + ((j as usize) << 1))) * load<f32>(x + ((j as usize) << 2));
   return s;
+}
+
+/** 1 if any of the `n` f16 values at `src` is inf or NaN (exponent 31), else 0. */
+export function hasF16Specials(src: usize, n: i32): i32 {
+  let top = i16x8.splat(0);
+  let j = 0;
+  // With the sign shifted out, exponent 31 is 0xf800 and above.
+  for (; j + 8 <= n; j += 8) top = i16x8.max_u(top, i16x8.shl(v128.load(src + ((j as usize) << 1)), 1));
+  if (v128.any_true(i16x8.ge_u(top, i16x8.splat(<i16>0xf800)))) return 1;
+  for (; j < n; j++) if ((load<u16>(src + ((j as usize) << 1)) & 0x7c00) == 0x7c00) return 1;
+  return 0;
+}
+
+/** `dotF16` exact for every half, inf and NaN included (DTYPE_F16_SPECIAL). */
+function dotF16Exact(row: usize, x: usize, n: i32): f32 {
+  let a0 = f32x4.splat(0);
+  let a1 = f32x4.splat(0);
+  let j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const h0 = v128.load(row + ((j as usize) << 1));
+    const xo = x + ((j as usize) << 2);
+    a0 = fma(widenF16Exact(i32x4.shl(h0, 16)), v128.load(xo), a0);
+    a1 = fma(widenF16Exact(h0), v128.load(xo, 16), a1);
+  }
+  let s = hsum(f32x4.add(a0, a1));
+  for (; j < n; j++) s += half(load<u16>(row + ((j as usize) << 1))) * load<f32>(x + ((j as usize) << 2));
+  return s;
+}
+
+/** Widens `n` f16 values at `src` to f32 at `dst` in order, exactly (all 65536 patterns). */
+export function widenHalves(src: usize, dst: usize, n: i32): void {
+  const zero = i32x4.splat(0);
+  let j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const h = v128.load(src + ((j as usize) << 1));
+    // Each half into the high half of its own u32 lane (a zero low half), as `widenF16` reads them.
+    const lo = i8x16.shuffle(zero, h, 0, 0, 16, 17, 0, 0, 18, 19, 0, 0, 20, 21, 0, 0, 22, 23);
+    const hi = i8x16.shuffle(zero, h, 0, 0, 24, 25, 0, 0, 26, 27, 0, 0, 28, 29, 0, 0, 30, 31);
+    const o = dst + ((j as usize) << 2);
+    v128.store(o, widenF16Exact(lo));
+    v128.store(o, widenF16Exact(hi), 16);
+  }
+  for (; j < n; j++) store<f32>(dst + ((j as usize) << 2), half(load<u16>(src + ((j as usize) << 1))));
 }
 
 /**
@@ -315,7 +366,7 @@ function rowBytes(dtype: i32, n: i32): usize {
   const u = n as usize;
   switch (dtype) {
     case DTYPE_F32: return u << 2;
-    case DTYPE_F16: case DTYPE_BF16: return u << 1;
+    case DTYPE_F16: case DTYPE_BF16: case DTYPE_F16_SPECIAL: return u << 1;
     case DTYPE_Q4_0: return (u >> 5) * 18;
     case DTYPE_Q4_1: return (u >> 5) * 20;
     case DTYPE_Q5_0: return (u >> 5) * 22;
@@ -329,6 +380,7 @@ function rowBytes(dtype: i32, n: i32): usize {
   switch (dtype) {
     case DTYPE_F32: return dotF32(row, x, n);
     case DTYPE_F16: return dotF16(row, x, n);
+    case DTYPE_F16_SPECIAL: return dotF16Exact(row, x, n);
     case DTYPE_BF16: return dotBF16(row, x, n);
     case DTYPE_Q4_0: return dotQ4(row, x, n, false);
     case DTYPE_Q4_1: return dotQ4(row, x, n, true);
@@ -435,7 +487,7 @@ function decodeRow(dtype: i32, row: usize, dst: usize, n: i32): void {
       memory.copy(dst, row, (n as usize) << 2);
       return;
     case DTYPE_F16:
-      for (let j = 0; j < n; j++) store<f32>(dst + ((j as usize) << 2), half(load<u16>(row + ((j as usize) << 1))));
+      widenHalves(row, dst, n);
       return;
     case DTYPE_BF16:
       for (let j = 0; j < n; j++) store<u32>(dst + ((j as usize) << 2), (load<u16>(row + ((j as usize) << 1)) as u32) << 16);

@@ -7,7 +7,7 @@ import { Rng } from '../src/util/rng.js';
 import { WasmKernels } from '../src/kernels/wasm-kernels.js';
 import { applyResultFunction, matrixFromTensor, readRow, referenceMatmul, referenceMatvec, toInt8Rows, type Matrix, type ResultFunction } from '../src/kernels/matrix.js';
 import { groupNorm } from '../src/kernels/norm.js';
-import { DTYPES, type DType } from '../src/tensor/dtype.js';
+import { DTYPES, f16ToF32Table, type DType } from '../src/tensor/dtype.js';
 import { randomBytes } from './helpers/random-bytes.js';
 
 const backends = new Map<number, WasmKernels>();
@@ -126,10 +126,10 @@ for (const threads of [1, 2]) {
 }
 
 for (const threads of [1, 2]) {
-  test(`quantized and bf16 products, ${threads} thread(s): activations spanning 1e-30…1e6 within a block stay as exact as f32`, () => {
+  test(`quantized, bf16 and f16 products, ${threads} thread(s): activations spanning 1e-30…1e6 within a block stay as exact as f32`, () => {
     const backend = backends.get(threads)!;
     const rng = new Rng(777 + threads);
-    for (const dtype of ['q8_0', 'q4_0', 'q4_1', 'q5_0', 'q5_1', 'bf16'] as DType[]) {
+    for (const dtype of ['q8_0', 'q4_0', 'q4_1', 'q5_0', 'q5_1', 'bf16', 'f16'] as DType[]) {
       const { fast, ref } = placed(backend, dtype, 21, 128, rng);
       // One huge value per block, the rest spread over 36 decades, some exact zeros and a subnormal.
       const x = new Float32Array(128).map((_, j) => (j % 32 === 5 ? 1e6 : j % 11 === 0 ? 0 : (rng.next() - 0.5) * 10 ** (-30 + (j % 37))));
@@ -372,6 +372,98 @@ for (const threads of [1, 2]) {
         await again;
         assert.deepEqual(view(yAsync, t * c.rows), view(ySync, t * c.rows), `${c.dtype} t=${t}, overlapping`);
         void hostRan;
+      }
+    }
+  });
+}
+
+// The plain SIMD build too (the others run the relaxed-SIMD one where the runtime has it).
+let plainSimd: WasmKernels;
+before(async () => {
+  plainSimd = await WasmKernels.create({ threads: 1, relaxedSimd: false });
+});
+after(async () => {
+  await plainSimd.close();
+});
+
+for (const flavour of ['default', 'plain SIMD']) {
+  test(`f16 → f32 widening in integer SIMD is exact for all 65536 halves (±0, subnormals, ±inf, NaN), ${flavour} build`, () => {
+    const kernels = flavour === 'default' ? backends.get(1)! : plainSimd;
+    const src = kernels.malloc(65536 * 2);
+    const dst = kernels.malloc(65536 * 4);
+    const halves = new Uint16Array(kernels.memory.buffer, src, 65536);
+    for (let h = 0; h < 65536; h++) halves[h] = h;
+    const table = f16ToF32Table();
+    const tableBits = new Uint32Array(table.buffer, table.byteOffset, 65536);
+    const check = (n: number, first: number): void => {
+      const out = new Float32Array(kernels.memory.buffer, dst, n);
+      const bits = new Uint32Array(kernels.memory.buffer, dst, n);
+      for (let i = 0; i < n; i++) {
+        const h = first + i;
+        if (Number.isNaN(table[h]!)) assert.ok(Number.isNaN(out[i]!), `half 0x${h.toString(16)}: ${out[i]} is not NaN`);
+        else assert.equal(bits[i], tableBits[h], `half 0x${h.toString(16)}: ${out[i]} vs ${table[h]}`);
+      }
+    };
+    kernels.exports.widenHalves(src, dst, 65536); // the SIMD loop
+    check(65536, 0);
+    kernels.exports.widenHalves(src + 2 * 0x7bf9, dst, 7); // the scalar tail: the largest finite halves, inf, NaN
+    check(7, 0x7bf9);
+    // The scan that sends matrices holding inf or NaN to the exact loop: in the SIMD part and in the tail.
+    const scan = (values: number[]): number => {
+      halves.set(values);
+      return kernels.exports.hasF16Specials(src, values.length);
+    };
+    const finite = [0x0000, 0x8001, 0x7bff, 0xfbff, 0x3c00, 0x03ff, 0x8400, 0x7000, 0xf000, 0x0400, 0x3555, 0xbc00, 0x7bfe];
+    assert.equal(scan(finite), 0);
+    for (const [at, special] of [[3, 0x7c00], [5, 0xfc00], [12, 0x7e00], [11, 0xfc01]] as const) {
+      const v = finite.slice();
+      v[at] = special;
+      assert.equal(scan(v), 1, `0x${special.toString(16)} at ${at}`);
+    }
+  });
+}
+
+for (const threads of [1, 2, 0]) {
+  test(`f16 rows with subnormals, inf and NaN, ${threads || 'plain SIMD, 1'} thread(s): matvec and matmul follow them as f32 would`, () => {
+    const backend = threads === 0 ? plainSimd : backends.get(threads)!;
+    const rows = 6, cols = 101;
+    const rng = new Rng(909 + threads);
+    const data = new Uint8Array(rows * cols * 2);
+    const h = new Uint16Array(data.buffer);
+    // Rows 0-1: halves of every exponent; 2: +inf in the SIMD loop; 3: NaN in it; 4: −inf in the scalar tail; 5: subnormals only.
+    for (let i = 0; i < h.length; i++) h[i] = Math.floor(rng.next() * 0x7c00) | (rng.next() < 0.5 ? 0x8000 : 0);
+    for (let j = 0; j < cols; j++) h[5 * cols + j] = (Math.floor(rng.next() * 0x3ff) + 1) | (j & 1 ? 0x8000 : 0);
+    h[2 * cols + 9] = 0x7c00;
+    h[3 * cols + 40] = 0x7e01;
+    h[4 * cols + 100] = 0xfc00;
+    const inWasm = backend.allocate(data.byteLength);
+    inWasm.set(data);
+    const shape = [rows, cols];
+    const fast = matrixFromTensor({ name: 'f16', dtype: 'f16', shape, data: inWasm }, rows, cols);
+    const ref = matrixFromTensor({ name: 'f16', dtype: 'f16', shape, data }, rows, cols);
+    const x = new Float32Array(cols).map(() => rng.next() + 0.5); // positive: an inf weight gives an inf sum
+    const want = new Float32Array(rows);
+    referenceMatvec(ref, x, want);
+    const got = new Float32Array(rows);
+    backend.matvec(fast, x, got);
+    assert.equal(got[2], Infinity);
+    assert.ok(Number.isNaN(got[3]!));
+    assert.equal(got[4], -Infinity);
+    // Finite rows: within f32 rounding of Σ|w·x| (subnormal weights widened exactly keep row 5 that close too).
+    const table = f16ToF32Table();
+    for (const r of [0, 1, 5]) {
+      let bound = 0;
+      for (let j = 0; j < cols; j++) bound += Math.abs(table[h[r * cols + j]!]! * x[j]!);
+      assert.ok(Math.abs(got[r]! - want[r]!) <= 1e-6 * bound, `row ${r}: ${got[r]} vs ${want[r]} (Σ|w·x| ${bound})`);
+    }
+    for (const t of [3, 9]) {
+      const xs = new Float32Array(t * cols).map(() => rng.next() + 0.5);
+      const y = new Float32Array(t * rows);
+      backend.matmul(fast, xs, t, y);
+      for (let i = 0; i < t; i++) {
+        assert.equal(y[i * rows + 2], Infinity, `t=${t}`);
+        assert.ok(Number.isNaN(y[i * rows + 3]!), `t=${t}`);
+        assert.equal(y[i * rows + 4], -Infinity, `t=${t}`);
       }
     }
   });

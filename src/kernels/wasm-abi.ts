@@ -13,6 +13,11 @@ export const DTYPE_Q5_1 = 6;
 export const DTYPE_Q8_0 = 7;
 /** The opt-in int8 rows: an f32 scale padded to 16 bytes, then the i8 values padded to a multiple of 16. */
 export const DTYPE_INT8 = 8;
+/**
+ * f16 rows of a matrix that holds inf or NaN somewhere (wasm-kernels.ts scans each f16 matrix once): the
+ * matrix-vector product widens them exactly, the fast f16 loop leaves exponent 31 finite.
+ */
+export const DTYPE_F16_SPECIAL = 9;
 
 // Functions a batched product applies to its results (0: none).
 export const FN_NONE = 0;

@@ -20,6 +20,7 @@ import type { Matrix, MatrixDType, MatvecJob, ResultFunction } from './matrix.js
 import {
   DTYPE_BF16,
   DTYPE_F16,
+  DTYPE_F16_SPECIAL,
   DTYPE_F32,
   DTYPE_INT8,
   DTYPE_Q4_0,
@@ -195,6 +196,19 @@ export class WasmKernels {
     return this.buffers.has(bytes.buffer);
   }
 
+  /** f16 matrices scanned for inf or NaN, which the fast f16 product leaves finite (wasm-abi.ts DTYPE_F16_SPECIAL). */
+  private readonly f16Specials = new WeakMap<Uint8Array, boolean>();
+
+  /** Whether f16 matrix `m` holds inf or NaN: scanned once, on its first product (weights are not rewritten in place). */
+  private hasF16Specials(m: Matrix): boolean {
+    let found = this.f16Specials.get(m.bytes);
+    if (found === undefined) {
+      found = this.kernels.hasF16Specials(m.bytes.byteOffset, m.bytes.byteLength >>> 1) !== 0;
+      this.f16Specials.set(m.bytes, found);
+    }
+    return found;
+  }
+
   private readonly buffers = new Set<ArrayBufferLike>();
 
   /** Freed regions [start, bytes], sorted by start, adjacent ones merged (see `malloc`). */
@@ -269,7 +283,7 @@ export class WasmKernels {
       }
       // One table entry (wasm-abi.ts JOB_*; offsets in bytes, the views index 4-byte words).
       const e = (base + i * JOB_BYTES) / 4;
-      words[e + JOB_DTYPE / 4] = dtypeCode(m.dtype);
+      words[e + JOB_DTYPE / 4] = m.dtype === 'f16' && this.hasF16Specials(m) ? DTYPE_F16_SPECIAL : dtypeCode(m.dtype);
       words[e + JOB_WEIGHTS / 4] = m.bytes.byteOffset;
       words[e + JOB_X / 4] = xArg;
       words[e + JOB_Y / 4] = y;

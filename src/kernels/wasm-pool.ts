@@ -76,6 +76,8 @@ export interface KernelExports {
   matmulRows(dtype: number, w: number, x: number, y: number, t: number, rows: number, cols: number, r0: number, r1: number, tmp: number, xt: number): void;
   transposeLanes(x: number, xt: number, t: number, cols: number): void;
   readSum(ptr: number, bytes: number): number;
+  widenHalves(src: number, dst: number, n: number): void;
+  hasF16Specials(src: number, n: number): number;
   applyFunction(fn: number, y: number, i0: number, i1: number): void;
   elementwise(op: number, a: number, b: number, mu: number, out: number, rows: number, c: number, aStep: number, bStep: number, muStep: number): void;
   groupNorm(x: number, w: number, b: number, y: number, rows: number, c: number, groups: number, eps: number): void;
