@@ -9,6 +9,8 @@ import * as fs from 'node:fs';
 import { after, before, test } from 'node:test';
 import type { Backend } from '../src/kernels/backend.js';
 import { createBackend } from '../src/kernels/create-backend.js';
+import type { Matrix } from '../src/kernels/matrix.js';
+import { DeviceError } from '../src/errors.js';
 import { ReferenceBackend } from '../src/kernels/reference-backend.js';
 import { loadModel } from '../src/models/load.js';
 import type { RwkvModel } from '../src/models/model.js';
@@ -34,6 +36,40 @@ await whenWebGpu('webgpu models', () => {
   });
   after(async () => {
     await backend.close();
+  });
+
+  test('a device lost mid-way: the next read rejects with a DeviceError naming the loss and the operation; later calls fail at once; close still works', async () => {
+    const b = await createBackend({ kind: 'webgpu' });
+    const x = b.upload(new Float32Array([1, 2, 3, 4]), 1, 4);
+    const y = b.tensor(1, 4);
+    b.add(x, x, y);
+    assert.deepEqual(Array.from(await b.read(y)), [2, 4, 6, 8]);
+    // As a driver reset would: reached through the private field (no test hook in the API).
+    (b as unknown as { device: GPUDevice }).device.destroy();
+    b.add(x, x, y);
+    const lost = (e: unknown): boolean =>
+      e instanceof DeviceError && e.code === 'NO_DEVICE' && /^WebGPU: the device was lost \(destroyed[^)]*\) during /.test(e.message);
+    await assert.rejects(b.read(y), lost);
+    assert.throws(() => b.add(x, x, y), lost);
+    assert.throws(() => b.tensor(1, 4), lost);
+    await assert.rejects(b.read(y), lost);
+    await b.close();
+  });
+
+  test('a matrix too large for the device: a DeviceError naming it, before anything is decoded or allocated; the backend goes on', async () => {
+    const b = await createBackend({ kind: 'webgpu' });
+    try {
+      // A K-quant matrix is decoded to f32 when placed: 2^31 weights would need 8 GiB (bytes never read).
+      const huge: Matrix = { name: 'blocks.3.att.key.weight', dtype: 'q4_k', rows: 1 << 16, cols: 1 << 15, bytes: new Uint8Array(0), f32: undefined, u16: undefined };
+      assert.throws(
+        () => b.matrix(huge),
+        (e: unknown) => e instanceof DeviceError && /matrix blocks\.3\.att\.key\.weight \(8192 MiB\) exceeds the device's \d+ MiB storage buffer limit/.test(e.message),
+      );
+      const x = b.upload(new Float32Array([1, 2]), 1, 2);
+      assert.deepEqual(Array.from(await b.read(x)), [1, 2]);
+    } finally {
+      await b.close();
+    }
   });
 
   test('the backend says what it runs on', () => {

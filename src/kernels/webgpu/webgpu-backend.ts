@@ -181,6 +181,7 @@ class RangeAllocator {
 }
 
 const roundUp = (n: number, m: number): number => Math.ceil(n / m) * m;
+const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(bytes < 2 ** 20 ? 2 : 0)} MiB`;
 
 export class WebGpuBackend implements Backend {
   readonly kind = 'webgpu' as const;
@@ -200,8 +201,11 @@ export class WebGpuBackend implements Backend {
   private pending = 0;
   /** Buffers to destroy once the commands recorded so far are submitted (parameters, an outgrown arena). */
   private retired: GPUBuffer[] = [];
-  /** The first error the device reported (validation, out of memory): every later read fails with it. */
-  private failure: string | undefined;
+  /** The first error the device reported (lost, validation, out of memory), naming the operation: every
+   * later call fails with it at once, so a broken device never yields zeros or NaN as output. */
+  private failure: DeviceError | undefined;
+  /** The operation being recorded, for the messages (errors arrive asynchronously, after their call). */
+  private op = 'opening the device';
   private closed = false;
 
   private constructor(device: GPUDevice, description: string) {
@@ -212,8 +216,45 @@ export class WebGpuBackend implements Backend {
     this.arena = this.makeArena(initial);
     this.ranges = new RangeAllocator(initial);
     device.onuncapturederror = (e: GPUUncapturedErrorEvent): void => {
-      this.failure ??= e.error.message;
+      const kind = e.error.constructor.name === 'GPUOutOfMemoryError' ? 'out of memory' : 'error'; // (the class is not global everywhere)
+      this.fail(`${kind} during ${this.op}: ${e.error.message}`);
     };
+    // Destroyed, or a driver reset: every later call fails with this (close() destroys it on purpose).
+    void device.lost.then((info) => {
+      if (this.closed) return;
+      const why = info.message !== '' ? `${info.reason ?? 'unknown'}: ${info.message}` : String(info.reason ?? 'unknown');
+      this.fail(`the device was lost (${why}) during ${this.op}`);
+    });
+  }
+
+  /** Keeps the first failure: the later ones are usually its consequences. */
+  private fail(message: string): void {
+    this.failure ??= new DeviceError(`WebGPU: ${message}`);
+  }
+
+  /** Throws the device's failure, if any, or if the backend is closed; then names the operation. */
+  private begin(op: string): void {
+    if (this.failure !== undefined) throw this.failure;
+    if (this.closed) throw new Error('webgpu: the backend is closed');
+    this.op = op;
+  }
+
+  /** Runs `make` (a buffer's creation) in out-of-memory and validation scopes, failing with `what` named. */
+  private scoped<T>(what: string, make: () => T): T {
+    this.device.pushErrorScope('out-of-memory');
+    this.device.pushErrorScope('validation');
+    let out: T;
+    try {
+      out = make();
+    } catch (e) {
+      // mappedAtCreation throws RangeError when the mapping cannot be allocated.
+      void this.device.popErrorScope();
+      void this.device.popErrorScope();
+      throw new DeviceError(`WebGPU: out of memory ${what}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    void this.device.popErrorScope().then((e) => e !== null && this.fail(`validation error ${what}: ${e.message}`));
+    void this.device.popErrorScope().then((e) => e !== null && this.fail(`out of memory ${what}: ${e.message}`));
+    return out;
   }
 
   /** Opens an adapter and a device (the adapter's largest buffer limits); throws where there is none. */
@@ -239,9 +280,15 @@ export class WebGpuBackend implements Backend {
   }
 
   matrix(m: Matrix): DeviceMatrix {
+    this.begin(`placing matrix ${m.name}`);
     let bytes: Uint8Array;
     let code: number;
     const kernelCode = KERNEL_CODES[m.dtype];
+    // Checked before decoding: a matrix decoded to f32 may be far larger than its file bytes.
+    const placed = Math.max(4, roundUp(kernelCode !== undefined ? m.bytes.byteLength : m.rows * m.cols * 4, 4));
+    if (placed > this.maxArena * 4) {
+      throw new DeviceError(`WebGPU: matrix ${m.name} (${mib(placed)}) exceeds the device's ${mib(this.maxArena * 4)} storage buffer limit`);
+    }
     if (kernelCode !== undefined) {
       bytes = m.bytes;
       code = kernelCode;
@@ -253,8 +300,9 @@ export class WebGpuBackend implements Backend {
       code = 0;
     }
     const size = Math.max(4, roundUp(bytes.byteLength, 4));
-    if (size > this.maxArena * 4) throw new RangeError(`webgpu: matrix ${m.name} (${size} bytes) exceeds the device's ${this.maxArena * 4}-byte storage buffer limit`);
-    const buffer = this.device.createBuffer({ size, usage: GPUBufferUsage.STORAGE, mappedAtCreation: true, label: m.name });
+    const buffer = this.scoped(`placing matrix ${m.name} (${mib(size)})`, () =>
+      this.device.createBuffer({ size, usage: GPUBufferUsage.STORAGE, mappedAtCreation: true, label: m.name }),
+    );
     new Uint8Array(buffer.getMappedRange()).set(bytes);
     buffer.unmap();
     return new GpuMatrix(this, m, buffer, code);
@@ -262,6 +310,7 @@ export class WebGpuBackend implements Backend {
 
   tensor(rows: number, cols: number): DeviceTensor {
     if (!Number.isInteger(rows) || !Number.isInteger(cols) || rows < 1 || cols < 1) throw new RangeError(`a tensor of ${rows} × ${cols}`);
+    this.begin(`allocating a tensor of ${rows} × ${cols}`);
     const size = roundUp(rows * cols, ALIGN);
     let at = this.ranges.take(size);
     while (at === undefined) {
@@ -285,6 +334,7 @@ export class WebGpuBackend implements Backend {
       throw new RangeError(`write: ${values.length} values at ${offset} into a tensor of ${t.rows} × ${t.cols}`);
     }
     if (values.length === 0) return;
+    this.begin('write');
     this.flush(); // queue.writeBuffer runs before commands not yet submitted
     this.device.queue.writeBuffer(this.arena, (g.offset + offset) * 4, values.buffer, values.byteOffset, values.byteLength);
   }
@@ -293,12 +343,21 @@ export class WebGpuBackend implements Backend {
     const g = this.own(t);
     const n = t.rows * t.cols;
     if (into !== undefined && into.length !== n) throw new RangeError(`read: ${n} values into an array of ${into.length}`);
+    // The GPU runs what was recorded before the read: name that (a read's own failure is rarely the cause).
+    this.begin(this.op.startsWith('read after ') ? this.op : `read after ${this.op}`);
     const staging = this.device.createBuffer({ size: roundUp(n, ALIGN) * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     this.enc().copyBufferToBuffer(this.arena, g.offset * 4, staging, 0, roundUp(n, ALIGN) * 4);
     this.flush();
     try {
-      await staging.mapAsync(GPUMapMode.READ);
-      if (this.failure !== undefined) throw new DeviceError(`WebGPU: ${this.failure}`);
+      // Raced with the loss: a lost device may never settle the map (no hang), or settle it with zeros.
+      let lost = false;
+      await Promise.race([staging.mapAsync(GPUMapMode.READ), this.device.lost.then(() => (lost = true))]).catch(async (e: unknown) => {
+        // A map rejected for a loss may come before the loss itself: give its message a moment to arrive.
+        await Promise.race([this.device.lost, new Promise((resolve) => setTimeout(resolve, 100))]);
+        this.fail(`${this.op} failed: ${e instanceof Error ? e.message : String(e)}`);
+      });
+      if (lost) await Promise.resolve(); // lets the lost handler (registered first) record the message
+      if (this.failure !== undefined) throw this.failure;
       const out = into ?? new Float32Array(n);
       out.set(new Float32Array(staging.getMappedRange(), 0, n));
       staging.unmap();
@@ -323,8 +382,10 @@ export class WebGpuBackend implements Backend {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.flush();
-    await this.device.queue.onSubmittedWorkDone();
+    if (this.failure === undefined) {
+      this.flush();
+      await this.device.queue.onSubmittedWorkDone();
+    }
     this.arena.destroy();
     this.device.destroy();
   }
@@ -471,8 +532,8 @@ export class WebGpuBackend implements Backend {
     const old = this.ranges.capacity;
     let next = Math.max(2 * old, old + size);
     next = Math.min(roundUp(next, ALIGN), this.maxArena - (this.maxArena % ALIGN));
-    if (next < old + size) throw new RangeError(`webgpu: ${size * 4} more bytes of tensors do not fit the device's ${this.maxArena * 4}-byte storage buffer limit`);
-    const arena = this.makeArena(next);
+    if (next < old + size) throw new DeviceError(`WebGPU: ${mib(size * 4)} more of tensors (${this.op}) do not fit the device's ${mib(this.maxArena * 4)} storage buffer limit`);
+    const arena = this.scoped(`growing the tensors' buffer to ${mib(next * 4)} (${this.op})`, () => this.makeArena(next));
     this.enc().copyBufferToBuffer(this.arena, 0, arena, 0, old * 4);
     this.retired.push(this.arena);
     this.arena = arena;
@@ -481,6 +542,7 @@ export class WebGpuBackend implements Backend {
 
   /** The command encoder, for a copy or a clear (the open compute pass ended first). */
   private enc(): GPUCommandEncoder {
+    if (this.failure !== undefined) throw this.failure;
     if (this.closed) throw new Error('webgpu: the backend is closed');
     this.pass?.end();
     this.pass = undefined;
@@ -522,6 +584,7 @@ export class WebGpuBackend implements Backend {
 
   /** Records one dispatch of `name` over `items` invocations, its params as u32 words. */
   private dispatch(name: ShaderName, params: readonly number[], items: number, weights?: GpuMatrix): void {
+    this.begin(weights === undefined ? name : `${name} of ${weights.name}`);
     if (items === 0) return;
     const pipeline = this.pipeline(name, weights?.code);
     const buf = this.device.createBuffer({ size: roundUp(Math.max(params.length, 1), 4) * 4, usage: GPUBufferUsage.STORAGE, mappedAtCreation: true });
