@@ -14,6 +14,7 @@ import { Rwkv } from '../src/generation/rwkv.js';
 import { parseGbnf, type CharSet, type Grammar } from '../src/grammar/gbnf.js';
 import { JsonSchemaError, jsonSchemaToGbnf } from '../src/grammar/json-schema.js';
 import { charSetMatches, GrammarMatcher } from '../src/grammar/matcher.js';
+import { rng } from './helpers/seeded.js';
 
 // ajv-formats is CommonJS: its function is the module's default export or that export's own `default`.
 type AddFormats = (ajv: Ajv) => Ajv;
@@ -28,17 +29,6 @@ function validator(schema: unknown, draft7 = false): ValidateFunction {
   return (draft7 ? ajv07 : ajv2020).compile(schema as object | boolean);
 }
 
-/** A seeded generator (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Characters tried where a grammar allows "anything but": ASCII, escapes' letters, and some beyond ASCII. */
 const ALPHABET = [...' aAzZ09_-.,:;!?\'/\\"{}[]\n\t\u0001\u007féß日本😀\u2028~'].map((c) => c.codePointAt(0)!);

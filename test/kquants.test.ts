@@ -16,6 +16,7 @@ import { loadModel } from '../src/models/load.js';
 import { DTYPES, type KQuantDType } from '../src/tensor/dtype.js';
 import { testBackend } from './helpers/backend.js';
 import { fixture, readF32 } from './helpers/fixtures.js';
+import { rng } from './helpers/seeded.js';
 
 const TYPES: readonly KQuantDType[] = ['q2_k', 'q3_k', 'q4_k', 'q5_k', 'q6_k'];
 const f = Math.fround;
@@ -116,17 +117,6 @@ function expected(type: KQuantDType, b: Uint8Array, v: number): number {
   }
 }
 
-/** A small seeded generator (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** f16 offsets of each type's d (and dmin). */
 const HALVES: Readonly<Record<KQuantDType, readonly number[]>> = { q2_k: [80, 82], q3_k: [108], q4_k: [0, 2], q5_k: [0, 2], q6_k: [208] };

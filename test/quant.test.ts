@@ -12,6 +12,7 @@ import { blockDecoder, dequantize, QK } from '../src/kernels/quant.js';
 import { decodeBF16, decodeF16, DTYPES, f16ToF32Table, type DType } from '../src/tensor/dtype.js';
 import { f32View } from '../src/tensor/tensor.js';
 import { fixture } from './helpers/fixtures.js';
+import { rng } from './helpers/seeded.js';
 
 type BlockType = 'q4_0' | 'q4_1' | 'q5_0' | 'q5_1' | 'q8_0';
 const BLOCK_TYPES: readonly BlockType[] = ['q4_0', 'q4_1', 'q5_0', 'q5_1', 'q8_0'];
@@ -116,17 +117,6 @@ function blockOf(dtype: BlockType, f: Fields): number[] {
   }
 }
 
-/** Deterministic PRNG (mulberry32), so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Random but finite f16 bits in roughly [2^-9, 2), either sign. */
 function randomScale(r: () => number): number {
