@@ -7,6 +7,7 @@
 // TypeScript side imports too.
 import {
   DTYPE_BF16, DTYPE_F16, DTYPE_F16_SPECIAL, DTYPE_F32, DTYPE_INT8, DTYPE_Q4_0, DTYPE_Q4_1, DTYPE_Q5_0, DTYPE_Q5_1, DTYPE_Q8_0, EW_ADD, EW_LERP,
+  DTYPE_Q4_0_Q8, DTYPE_Q4_1_Q8, DTYPE_Q5_0_Q8, DTYPE_Q5_1_Q8, DTYPE_Q8_0_Q8, GRID_Q8_0, GRID_Q8_K, Q8_ACTIVATIONS,
   FN_NONE, FN_RELU2, FN_SIGMOID, JOB_BYTES, JOB_COLS, JOB_DTYPE, JOB_FN, JOB_ROWS, JOB_START, JOB_WEIGHTS,
   JOB_X, JOB_X_SCALE, JOB_Y,
 } from '../src/kernels/wasm-abi';
@@ -290,6 +291,265 @@ function dotQ8_0(row: usize, xq: usize, n: i32): f32 {
   return hsum(s) + minTerm;
 }
 
+// --- quantized rows against ggml's 8-bit activations ----------------------------------------------------
+// ggml does not keep activations exact: before a product with quantized weights it quantizes each block of
+// 32 activations to i8 with one scale (Q8_0; Q8_1 also keeps the scaled sum, for the _1 types' minimum),
+// and each block's product is one integer dot product times the two scales. Doing the same makes the
+// products both cheaper (one 8-bit multiply per weight) and equal to rwkv.cpp's and llama.cpp's.
+// Prepared activations (`quantizeQ8`) at xq: n i8 values q; then per block the f32 value of the f16 scale
+// d, the f32 value of the f16 s = d·Σq (Q8_1), and Σq as i32.
+
+/** The f32 value of the f16 nearest to x (ties to even, as F16C's conversion; subnormal halves kept). */
+@inline function roundF16(x: f32): f32 {
+  if (abs(x) < 6.103515625e-5) return f32.nearest(x * 16777216.0) * 5.9604644775390625e-8; // in units of 2^-24
+  let b = reinterpret<u32>(x);
+  b += 0xfff + ((b >> 13) & 1); // round the mantissa to 10 bits, ties to even (a carry bumps the exponent)
+  const r = reinterpret<f32>(b & ~0x1fff);
+  return abs(r) > 65504 ? copysign<f32>(Infinity, x) : r;
+}
+
+/**
+ * ggml's x86 quantize_row_q8_0 / q8_1 of the f32 vector at x (n a multiple of 32): d = max|x|/127 (stored
+ * as f16), q = round-to-nearest-even(x·127/max|x|), s = f16(d·Σq). A block holding Inf or NaN gets a NaN
+ * scale, so its products are NaN rather than silently finite.
+ */
+export function quantizeQ8(x: usize, xq: usize, n: i32): void {
+  const blocks = n >> 5;
+  const ds = xq + (n as usize);
+  const ss = ds + ((blocks as usize) << 2);
+  const sums = ss + ((blocks as usize) << 2);
+  for (let b = 0; b < blocks; b++) {
+    const xb = x + ((b as usize) << 7);
+    let m = f32x4.abs(v128.load(xb));
+    for (let i: usize = 16; i < 128; i += 16) m = f32x4.max(m, f32x4.abs(v128.load(xb + i)));
+    const mx = max(max(f32x4.extract_lane(m, 0), f32x4.extract_lane(m, 1)), max(f32x4.extract_lane(m, 2), f32x4.extract_lane(m, 3)));
+    const finite = mx - mx == 0; // false for Inf and NaN
+    const d: f32 = mx / 127;
+    const id = f32x4.splat(finite && mx != 0 ? <f32>127 / mx : 0);
+    let sum = i32x4.splat(0);
+    const out = xq + ((b as usize) << 5);
+    for (let i: usize = 0; i < 128; i += 64) {
+      const q0 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(xb + i), id)));
+      const q1 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(xb + i, 16), id)));
+      const q2 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(xb + i, 32), id)));
+      const q3 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(xb + i, 48), id)));
+      sum = i32x4.add(sum, i32x4.add(i32x4.add(q0, q1), i32x4.add(q2, q3)));
+      const q8 = i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(q0, q1), i16x8.narrow_i32x4_s(q2, q3));
+      v128.store(out + (i >> 2), q8);
+    }
+    const total = i32x4.extract_lane(sum, 0) + i32x4.extract_lane(sum, 1) + i32x4.extract_lane(sum, 2) + i32x4.extract_lane(sum, 3);
+    store<f32>(ds + ((b as usize) << 2), finite ? roundF16(d) : NaN);
+    store<f32>(ss + ((b as usize) << 2), finite ? roundF16(d * (total as f32)) : NaN);
+    store<i32>(sums + ((b as usize) << 2), total);
+  }
+}
+
+/** Bytes `quantizeQ8` writes for n values. */
+@inline function q8Bytes(n: i32): i32 {
+  return n + (n >> 5) * 12;
+}
+
+/**
+ * Σ w·q over one block as i32x4 partial sums: w as two i8x16 (values 0-15, 16-31) with |w| ≤ 31 (the Q4 and
+ * Q5 families), q the block's 32 activations. Each i16 lane sums four products (≤ 4·31·127 < 2^15).
+ */
+@inline function smallDotI8(lo: v128, hi: v128, xb: usize): v128 {
+  const x0 = v128.load(xb);
+  const x1 = v128.load(xb, 16);
+  const p = i16x8.add(
+    i16x8.add(i16x8.extmul_low_i8x16_s(lo, x0), i16x8.extmul_high_i8x16_s(lo, x0)),
+    i16x8.add(i16x8.extmul_low_i8x16_s(hi, x1), i16x8.extmul_high_i8x16_s(hi, x1)),
+  );
+  return i32x4.extadd_pairwise_i16x8_s(p);
+}
+
+/** Σ w·q over one block of full-range i8 weights (Q8_0): two products per i16 lane (≤ 2·128·127 < 2^15). */
+@inline function fullDotI8(lo: v128, hi: v128, xb: usize): v128 {
+  const x0 = v128.load(xb);
+  const x1 = v128.load(xb, 16);
+  return i32x4.add(
+    i32x4.extadd_pairwise_i16x8_s(i16x8.add(i16x8.extmul_low_i8x16_s(lo, x0), i16x8.extmul_high_i8x16_s(lo, x0))),
+    i32x4.extadd_pairwise_i16x8_s(i16x8.add(i16x8.extmul_low_i8x16_s(hi, x1), i16x8.extmul_high_i8x16_s(hi, x1))),
+  );
+}
+
+function dotQ8_0q8(row: usize, xq: usize, n: i32): f32 {
+  const blocks = n >> 5;
+  const ds = xq + (n as usize);
+  let s = f32x4.splat(0);
+  for (let b = 0; b < blocks; b++) {
+    const blk = row + (b as usize) * 34;
+    const scale = half(load<u16>(blk)) * load<f32>(ds + ((b as usize) << 2));
+    const isum = fullDotI8(v128.load(blk, 2), v128.load(blk, 18), xq + ((b as usize) << 5));
+    s = fma(f32x4.convert_i32x4_s(isum), f32x4.splat(scale), s);
+  }
+  return hsum(s);
+}
+
+/**
+ * Q4_0 / Q4_1 / Q5_0 / Q5_1 rows against Q8 activations: per block d_w·d_x·Σ w·q, minus the _0 types' offset
+ * (8 or 16 times Σq, folded into the integer sum), plus the _1 types' m_w·s_x — ggml's vec_dot formulas.
+ */
+@inline function dotQ45q8(row: usize, xq: usize, n: i32, five: bool, withMin: bool): f32 {
+  const blocks = n >> 5;
+  const ds = xq + (n as usize);
+  const ss = ds + ((blocks as usize) << 2);
+  const sums = ss + ((blocks as usize) << 2);
+  const bytes: usize = (withMin ? 20 : 18) + (five ? 4 : 0);
+  const qOff: usize = (withMin ? 4 : 2) + (five ? 4 : 0);
+  const offset: i32 = withMin ? 0 : five ? 16 : 8;
+  let s = f32x4.splat(0);
+  let minTerm: f32 = 0;
+  for (let b = 0; b < blocks; b++) {
+    const blk = row + (b as usize) * bytes;
+    const q = v128.load(blk + qOff);
+    let lo = v128.and(q, i8x16.splat(0x0f));
+    let hi = i8x16.shr_u(q, 4);
+    if (five) {
+      const qh = v128.load32_zero(blk + (withMin ? 4 : 2));
+      lo = v128.or(lo, q5HighBits(qh, false));
+      hi = v128.or(hi, q5HighBits(qh, true));
+    }
+    // (Not relaxed SIMD's 8-bit dot product: Node 20's V8 returns twice the products and drops the addend.)
+    let isum = smallDotI8(lo, hi, xq + ((b as usize) << 5));
+    if (!withMin) isum = i32x4.sub(isum, i32x4.replace_lane(i32x4.splat(0), 0, offset * load<i32>(sums + ((b as usize) << 2))));
+    const scale = half(load<u16>(blk)) * load<f32>(ds + ((b as usize) << 2));
+    s = fma(f32x4.convert_i32x4_s(isum), f32x4.splat(scale), s);
+    if (withMin) minTerm += half(load<u16>(blk, 2)) * load<f32>(ss + ((b as usize) << 2));
+  }
+  return hsum(s) + minTerm;
+}
+
+/** Four f16 values at p0..p3 as f32x4 (finite halves; a block scale is never inf or NaN in a valid file). */
+@inline function halves4(p0: usize, p1: usize, p2: usize, p3: usize): v128 {
+  let h = i32x4.splat(0);
+  h = v128.load16_lane(p0, h, 1);
+  h = v128.load16_lane(p1, h, 3);
+  h = v128.load16_lane(p2, h, 5);
+  h = v128.load16_lane(p3, h, 7);
+  return widenF16(h);
+}
+
+/** The lane sums of four i32x4 as one i32x4: [Σa, Σb, Σc, Σd]. */
+@inline function rowTotals(a: v128, b: v128, c: v128, d: v128): v128 {
+  const ab = i32x4.add(i32x4.shuffle(a, b, 0, 2, 4, 6), i32x4.shuffle(a, b, 1, 3, 5, 7));
+  const cd = i32x4.add(i32x4.shuffle(c, d, 0, 2, 4, 6), i32x4.shuffle(c, d, 1, 3, 5, 7));
+  return i32x4.add(i32x4.shuffle(ab, cd, 0, 2, 4, 6), i32x4.shuffle(ab, cd, 1, 3, 5, 7));
+}
+
+/** Σ w·q of one Q8_0 block (weights at blk + 2) against activation block b of xq. */
+@inline function q8_0BlockDot(blk: usize, xq: usize, b: i32): v128 {
+  return fullDotI8(v128.load(blk, 2), v128.load(blk, 18), xq + ((b as usize) << 5));
+}
+
+/** Σ w·q of one Q4/Q5 block (unsigned weights; the _0 offset is applied by the caller) against activation block b. */
+@inline function q45BlockDot(blk: usize, xq: usize, b: i32, five: bool, withMin: bool): v128 {
+  const qOff: usize = (withMin ? 4 : 2) + (five ? 4 : 0);
+  const q = v128.load(blk + qOff);
+  let lo = v128.and(q, i8x16.splat(0x0f));
+  let hi = i8x16.shr_u(q, 4);
+  if (five) {
+    const qh = v128.load32_zero(blk + (withMin ? 4 : 2));
+    lo = v128.or(lo, q5HighBits(qh, false));
+    hi = v128.or(hi, q5HighBits(qh, true));
+  }
+  return smallDotI8(lo, hi, xq + ((b as usize) << 5));
+}
+
+/**
+ * Rows r, r + part, r + 2·part, r + 3·part (four sequential streams, `ws` bytes apart) of a legacy-quantized
+ * matrix against Q8 activations, into y. Per block: four integer dot products, their lane sums as one
+ * vector, the _0 types' offset (8 or 16 × Σq) subtracted, then one multiply-add by the four rows' d_w·d_x
+ * (and the _1 types' m_w·s_x): the per-block work that is not a multiply is shared by four rows.
+ */
+@inline function fourRowsQ8(w0: usize, ws: usize, xq: usize, y: usize, n: i32, r: i32, part: i32, eight: bool, five: bool, withMin: bool): void {
+  const blocks = n >> 5;
+  const ds = xq + (n as usize);
+  const ss = ds + ((blocks as usize) << 2);
+  const sums = ss + ((blocks as usize) << 2);
+  const bytes: usize = eight ? 34 : (withMin ? 20 : 18) + (five ? 4 : 0);
+  const offset: i32 = eight || withMin ? 0 : five ? 16 : 8;
+  const w1 = w0 + ws, w2 = w1 + ws, w3 = w2 + ws;
+  let acc = f32x4.splat(0);
+  let accMin = f32x4.splat(0);
+  for (let b = 0; b < blocks; b++) {
+    const o = (b as usize) * bytes;
+    let t: v128;
+    if (eight) {
+      t = rowTotals(q8_0BlockDot(w0 + o, xq, b), q8_0BlockDot(w1 + o, xq, b), q8_0BlockDot(w2 + o, xq, b), q8_0BlockDot(w3 + o, xq, b));
+    } else {
+      t = rowTotals(q45BlockDot(w0 + o, xq, b, five, withMin), q45BlockDot(w1 + o, xq, b, five, withMin), q45BlockDot(w2 + o, xq, b, five, withMin), q45BlockDot(w3 + o, xq, b, five, withMin));
+    }
+    if (offset != 0) t = i32x4.sub(t, i32x4.splat(offset * load<i32>(sums + ((b as usize) << 2))));
+    const scale = f32x4.mul(halves4(w0 + o, w1 + o, w2 + o, w3 + o), v128.load32_splat(ds + ((b as usize) << 2)));
+    acc = fma(f32x4.convert_i32x4_s(t), scale, acc);
+    if (withMin) accMin = fma(halves4(w0 + o + 2, w1 + o + 2, w2 + o + 2, w3 + o + 2), v128.load32_splat(ss + ((b as usize) << 2)), accMin);
+  }
+  if (withMin) acc = f32x4.add(acc, accMin);
+  const yo = y + ((r as usize) << 2), ps = (part as usize) << 2;
+  store<f32>(yo, f32x4.extract_lane(acc, 0));
+  store<f32>(yo + ps, f32x4.extract_lane(acc, 1));
+  store<f32>(yo + 2 * ps, f32x4.extract_lane(acc, 2));
+  store<f32>(yo + 3 * ps, f32x4.extract_lane(acc, 3));
+}
+
+/**
+ * Replaces each of `rows` rows of n activations by its ggml-quantized value, for the products that decode
+ * weights to f32 (prompts; K-quants): GRID_Q8_0, q·f16(d) as `quantizeQ8` makes them (exact in f32); GRID_Q8_K,
+ * ggml's quantize_row_q8_K — 256-value blocks, iscale = −127/x* (x* the first value of largest magnitude),
+ * q = min(127, nearest(iscale·x)), d = 1/iscale kept in f32 — as q·d.
+ */
+export function roundActivations(grid: i32, x: usize, out: usize, rows: i32, n: i32, tmp: usize): void {
+  for (let r = 0; r < rows; r++) {
+    const xr = x + (r as usize) * ((n as usize) << 2);
+    const o = out + (r as usize) * ((n as usize) << 2);
+    if (grid == GRID_Q8_0) {
+      quantizeQ8(xr, tmp, n);
+      const ds = tmp + (n as usize);
+      for (let j = 0; j < n; j += 16) {
+        const q = v128.load(tmp + (j as usize));
+        const d = f32x4.splat(load<f32>(ds + (((j >> 5) as usize) << 2)));
+        const p = o + ((j as usize) << 2);
+        i8x16ToF32(q, p);
+        for (let k: usize = 0; k < 64; k += 16) v128.store(p + k, f32x4.mul(v128.load(p + k), d));
+      }
+    } else {
+      for (let b = 0; b < n >> 8; b++) {
+        const xb = xr + ((b as usize) << 10);
+        const ob = o + ((b as usize) << 10);
+        let amax: f32 = 0;
+        let mx: f32 = 0;
+        for (let j = 0; j < 256; j++) {
+          const v = load<f32>(xb + ((j as usize) << 2));
+          if (abs(v) > amax) { amax = abs(v); mx = v; }
+        }
+        const finite = amax - amax == 0;
+        if (amax == 0 || !finite) {
+          // NaN/Inf (amax stays 0 for NaN): the block's products must not come out finite.
+          const fill: f32 = amax == 0 && !hasNaN(xb) ? 0 : NaN;
+          for (let j = 0; j < 256; j++) store<f32>(ob + ((j as usize) << 2), fill);
+          continue;
+        }
+        const iscale: f32 = <f32>-127 / mx;
+        const d: f32 = <f32>1 / iscale;
+        for (let j = 0; j < 256; j++) {
+          const q = min<f32>(127, f32.nearest(iscale * load<f32>(xb + ((j as usize) << 2))));
+          store<f32>(ob + ((j as usize) << 2), q * d);
+        }
+      }
+    }
+  }
+}
+
+/** Whether the 256 values at p hold a NaN. */
+function hasNaN(p: usize): bool {
+  for (let j = 0; j < 256; j++) {
+    const v = load<f32>(p + ((j as usize) << 2));
+    if (v != v) return true;
+  }
+  return false;
+}
+
 // --- activations prepared once per product, then read by every row ---------------------------------------
 
 /**
@@ -336,6 +596,7 @@ function splitBlocks(x: usize, xq: usize, n: i32): void {
 /** Bytes `prepareActivations` writes for a product of `n` columns with `dtype` weights (0: none). */
 export function preparedBytes(dtype: i32, n: i32): i32 {
   if (dtype == DTYPE_F16 || dtype == DTYPE_BF16) return n << 2;
+  if (dtype >= DTYPE_Q4_0_Q8 && dtype <= DTYPE_Q8_0_Q8) return q8Bytes(n);
   if (dtype >= DTYPE_Q4_0 && dtype <= DTYPE_Q8_0) return (n >> 5) * 136;
   return 0;
 }
@@ -358,12 +619,15 @@ export function prepareActivations(dtype: i32, x: usize, out: usize, n: i32): vo
     for (; j < n; j++) store<f32>(out + ((j as usize) << 2), load<f32>(x + ((j as usize) << 2)));
   } else if (dtype >= DTYPE_Q4_0 && dtype <= DTYPE_Q8_0) {
     splitBlocks(x, out, n);
+  } else if (dtype >= DTYPE_Q4_0_Q8 && dtype <= DTYPE_Q8_0_Q8) {
+    quantizeQ8(x, out, n);
   }
 }
 
 /** Bytes of one stored row of `n` values. */
 function rowBytes(dtype: i32, n: i32): usize {
   const u = n as usize;
+  if (dtype >= DTYPE_Q4_0_Q8 && dtype <= DTYPE_Q8_0_Q8) dtype -= Q8_ACTIVATIONS; // the same rows
   switch (dtype) {
     case DTYPE_F32: return u << 2;
     case DTYPE_F16: case DTYPE_BF16: case DTYPE_F16_SPECIAL: return u << 1;
@@ -387,6 +651,11 @@ function rowBytes(dtype: i32, n: i32): usize {
     case DTYPE_Q5_0: return dotQ5(row, x, n, false);
     case DTYPE_Q5_1: return dotQ5(row, x, n, true);
     case DTYPE_Q8_0: return dotQ8_0(row, x, n);
+    case DTYPE_Q4_0_Q8: return dotQ45q8(row, x, n, false, false);
+    case DTYPE_Q4_1_Q8: return dotQ45q8(row, x, n, false, true);
+    case DTYPE_Q5_0_Q8: return dotQ45q8(row, x, n, true, false);
+    case DTYPE_Q5_1_Q8: return dotQ45q8(row, x, n, true, true);
+    case DTYPE_Q8_0_Q8: return dotQ8_0q8(row, x, n);
     default: return 0; // int8 rows go through matvecInt8
   }
 }
@@ -403,6 +672,20 @@ export function matvec(dtype: i32, w: usize, x: usize, y: usize, cols: i32, r0: 
     // in flight than one row after another.
     const part = (r1 - r0) >> 2;
     for (let b = 0; b < part; b++) fourRowsTimesOne(w + ((r0 + b) as usize) * rb, (part as usize) * rb, x, y, cols, r0 + b, part);
+    r = r0 + (part << 2);
+  } else if (dtype >= DTYPE_Q4_0_Q8 && dtype <= DTYPE_Q8_0_Q8) {
+    const part = (r1 - r0) >> 2;
+    const ws = (part as usize) * rb;
+    for (let b = 0; b < part; b++) {
+      const w0 = w + ((r0 + b) as usize) * rb;
+      switch (dtype) {
+        case DTYPE_Q4_0_Q8: fourRowsQ8(w0, ws, x, y, cols, r0 + b, part, false, false, false); break;
+        case DTYPE_Q4_1_Q8: fourRowsQ8(w0, ws, x, y, cols, r0 + b, part, false, false, true); break;
+        case DTYPE_Q5_0_Q8: fourRowsQ8(w0, ws, x, y, cols, r0 + b, part, false, true, false); break;
+        case DTYPE_Q5_1_Q8: fourRowsQ8(w0, ws, x, y, cols, r0 + b, part, false, true, true); break;
+        default: fourRowsQ8(w0, ws, x, y, cols, r0 + b, part, true, false, false);
+      }
+    }
     r = r0 + (part << 2);
   }
   for (; r < r1; r++) {
@@ -1257,3 +1540,4 @@ export function elementwise(op: i32, a: usize, b: usize, mu: usize, out: usize, 
     }
   }
 }
+

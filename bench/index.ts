@@ -13,7 +13,7 @@
 // floor against the median bandwidth of all the run's probes with that many threads.
 // `npm run bench -- --out FILE.json` writes every figure, every run included.
 //   options: --out FILE  --quick (fewer tokens)  --models 169m,v7-0.1b  --dtypes f32,q8_0  --threads 1,2
-//            --repeat N  --sources memory,file  --rwkvcpp /path/to/librwkv.so (or RWKV_CPP_LIB)
+//            --repeat N  --sources memory,file,exact (exact: the file with --exact-activations)  --rwkvcpp /path/to/librwkv.so (or RWKV_CPP_LIB)
 //            --files DIR (keep the random model files there and reuse them; default: a temporary folder,
 //            each file deleted after its configuration)
 import { spawnSync } from 'node:child_process';
@@ -141,7 +141,7 @@ async function main(): Promise<void> {
   // 2. Model shapes × dtypes × threads, each next to a bandwidth probe; the sources of a configuration
   // interleaved (memory, file, rwkv.cpp, memory, file, …), `repeat` times; medians and spreads.
   const repeat = Math.max(1, Number(values.repeat));
-  const sources = values.sources!.split(',').filter((x) => x === 'memory' || x === 'file');
+  const sources = values.sources!.split(',').filter((x) => x === 'memory' || x === 'file' || x === 'exact');
   const cpp = buildRwkvCppDriver(values.rwkvcpp);
   if (cpp.ok) console.log(`rwkv.cpp: ${cpp.library} (driver built against ${cpp.header})`);
   else console.log(`rwkv.cpp column skipped: ${cpp.reason}`);
@@ -190,7 +190,7 @@ async function main(): Promise<void> {
       // rwkv.cpp runs the file as it is stored (not the int8 rows rwkv-ts makes of an f32 file).
       const withCpp = cpp.ok && file !== undefined && fileDtype === dtype;
       for (const t of threadCounts) {
-        const runs: Record<string, RunResult[]> = { memory: [], file: [] };
+        const runs: Record<string, RunResult[]> = { memory: [], file: [], exact: [] };
         const cppRuns: RwkvCppResult[] = [];
         const probes: number[] = [];
         const loads: number[] = [];
@@ -198,8 +198,9 @@ async function main(): Promise<void> {
           loads.push(os.loadavg()[0]!);
           probes.push(probeBandwidth(t) ?? bandwidth[t]!);
           for (const source of sources) {
-            if (source === 'file' && file === undefined) continue;
-            const run = runOne(['--model', source === 'file' ? file! : model, '--dtype', dtype, '--threads', String(t), '--gen', String(gen), '--prompt', String(prompt)]);
+            if (source !== 'memory' && file === undefined) continue;
+            const exact = source === 'exact' ? ['--exact-activations'] : [];
+            const run = runOne(['--model', source === 'memory' ? model : file!, '--dtype', dtype, '--threads', String(t), '--gen', String(gen), '--prompt', String(prompt), ...exact]);
             if (run !== undefined) runs[source]!.push(run);
           }
           if (withCpp) {
@@ -279,7 +280,7 @@ async function main(): Promise<void> {
   );
   console.log(
     `\nmedians of ${repeat} run(s) per source, interleaved (memory, file${cpp.ok ? ', rwkv.cpp' : ''}); spread: the slowest–fastest run. ` +
-      `source: memory = the random model built in the bench process, file = the same weights loaded from an rwkv.cpp file.\n` +
+      `source: memory = the random model built in the bench process, file = the same weights loaded from an rwkv.cpp file, exact = that file with --exact-activations (quantized weights times f32 activations).\n` +
       `GB/s now: the median of the probes just before each repeat; load: the median 1-minute load average then (${os.cpus().length} cores). best 16: the best 16-token window of any run. ` +
       `floor = the median bandwidth of the run's probes (${threadCounts.map((t) => `${t} thread(s) ${(typicalBandwidth[t]! / 1e9).toFixed(1)} GB/s`).join(', ')}) ÷ bytes read per generated token.\n` +
       `rwkv.cpp: ${cpp.ok ? `${cpp.library}, rwkv_eval per token (state and logits out), rwkv_eval_sequence_in_chunks(64) for the prompt, on the same file; ratio = rwkv-ts ÷ rwkv.cpp` : `skipped (${cpp.reason})`}.\n` +

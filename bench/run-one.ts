@@ -14,7 +14,8 @@ import type { DType } from '../src/tensor/dtype.js';
 export interface RunResult {
   model: string;
   /** 'memory': a random model built in this process; 'file': loaded from a file with loadModel. */
-  source: 'memory' | 'file';
+  /** 'exact': 'file' with quantized weights times exact activations (--exact-activations), for comparison. */
+  source: 'memory' | 'file' | 'exact';
   dtype: string;
   threads: number;
   kernels: string;
@@ -57,15 +58,17 @@ async function main(): Promise<void> {
       'rnn-prompt': { type: 'string', default: '0' },
       batches: { type: 'string', default: '' },
       concurrent: { type: 'string', default: '' },
+      'exact-activations': { type: 'boolean', default: false },
     },
   });
   const threads = Number(values.threads);
-  const backend = await WasmBackend.create({ threads });
+  const exact = values['exact-activations'] === true;
+  const backend = await WasmBackend.create({ threads, exactActivations: exact });
   const allocate = (n: number): Uint8Array => backend.allocateBytes(n);
   const t0 = performance.now();
   let model: RwkvModel;
   const dtype = values.dtype as DType;
-  const source = values.model === '169m' || values.model === 'v7-0.1b' ? 'memory' : 'file';
+  const source = values.model === '169m' || values.model === 'v7-0.1b' ? 'memory' : exact ? 'exact' : 'file';
   if (source === 'memory') {
     const shape = values.model === '169m' ? RWKV4_169M : RWKV7_0B1;
     model =

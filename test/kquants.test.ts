@@ -14,7 +14,7 @@ import { ReferenceBackend } from '../src/kernels/reference-backend.js';
 import type { Backend } from '../src/kernels/backend.js';
 import { loadModel } from '../src/models/load.js';
 import { DTYPES, type KQuantDType } from '../src/tensor/dtype.js';
-import { testBackend } from './helpers/backend.js';
+import { exactTestBackend } from './helpers/backend.js';
 import { fixture, readF32 } from './helpers/fixtures.js';
 import { rng } from './helpers/seeded.js';
 
@@ -304,13 +304,14 @@ async function backendProduct(backend: Backend, m: Matrix, x: Float32Array): Pro
 }
 
 test('K-quant matrices on both backends: products within 1e-6 of Σ|w·x| of the float64 product', async () => {
-  const wasm = await testBackend();
+  // Exact activations: the K-quant decode is what is checked (activation-quant.test.ts checks ggml's Q8_K).
+  const wasm = await exactTestBackend();
   const rows = 24;
   const cols = 768;
   const x = new Float32Array(cols).map((_, i) => Math.cos(i * 0.11) - 0.2);
   for (const [n, type] of TYPES.entries()) {
     const m = kMatrix(type, rows, cols, 7 + n);
-    for (const backend of [new ReferenceBackend(), wasm]) {
+    for (const backend of [new ReferenceBackend({ exactActivations: true }), wasm]) {
       // Through the backend's own memory, as a loaded model's weights are.
       const bytes = backend.allocateBytes(m.bytes.byteLength);
       bytes.set(m.bytes);
@@ -339,7 +340,8 @@ for (const name of ['rwkv7-834k-Q4_K_M', 'rwkv7-834k-Q6_K'] as const) {
     const ids = (JSON.parse(fs.readFileSync(tokensFile, 'utf8')) as { ids: number[] }).ids;
     const want = readF32(logitsFile);
     assert.equal(want.length, ids.length * 256);
-    for (const backend of [new ReferenceBackend(), await testBackend()]) {
+    // On the dequantized file: weights exact, activations exact (the file's own llama.cpp run: activation-quant.test.ts).
+    for (const backend of [new ReferenceBackend({ exactActivations: true }), await exactTestBackend()]) {
       const model = await loadModel(file, { backend });
       const kinds = new Set([...model.tensors.values()].map((x) => x.dtype));
       assert.ok(kinds.has(name.endsWith('Q6_K') ? 'q6_k' : 'q4_k'), `the file holds K-quant tensors: ${[...kinds].join(', ')}`);

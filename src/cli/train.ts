@@ -1,7 +1,8 @@
-// `rwkv train --data PATH... --out DIR`: trains an RWKV-4 (fresh, --init CHECKPOINT to fine-tune, or
-// --resume), showing a progress bar (step, loss, tokens/s, ETA) on a terminal or a line every few steps
+// `rwkv train --data PATH... --out DIR [--arch rwkv4|gpt]`: trains an RWKV-4 or a GPT baseline (fresh,
+// --init CHECKPOINT to fine-tune, or --resume), showing a progress bar (step, loss, tokens/s, ETA) on a terminal or a line every few steps
 // otherwise. Ctrl-C stops after the current step with a checkpoint (a second Ctrl-C aborts). Writes
-// DIR/model.safetensors (official names: `rwkv generate`, `rwkv convert` → .pth), DIR/train-state.safetensors
+// DIR/model.safetensors (official names: `rwkv generate`, `rwkv convert` → .pth; a GPT's in Hugging Face
+// GPT-2 names with DIR/config.json), DIR/train-state.safetensors
 // (for --resume), DIR/log.jsonl (`rwkv plot`) and DIR/tokens.bin (the tokenized data, reused).
 import { Presets, SingleBar } from 'cli-progress';
 import * as path from 'node:path';
@@ -35,10 +36,9 @@ function num(x: number): string {
 }
 
 function describeStart(i: StartInfo): string {
-  const { nLayer, nEmbd, nVocab, ffnSize } = i.shape;
-  const from = i.from === 'resume' ? `resuming at step ${i.startStep}` : i.from === 'checkpoint' ? `fine-tuning ${i.options.init}` : 'fresh RWKV-4 init';
+  const from = i.from === 'resume' ? `resuming at step ${i.startStep}` : i.from === 'checkpoint' ? `fine-tuning ${i.options.init}` : `fresh ${i.title} init`;
   return (
-    `rwkv train: ${nLayer} layers × ${nEmbd} (ffn ${ffnSize}, vocab ${nVocab}), ${(i.parameters / 1e6).toFixed(2)}M parameters; ${from}\n` +
+    `rwkv train: ${i.title}, ${i.description}, ${(i.parameters / 1e6).toFixed(2)}M parameters; ${from}\n` +
     `  data: ${i.trainTokens} training + ${i.valTokens} held-out tokens (${i.tokensReused ? 'reused ' : ''}${i.tokenFile})\n` +
     `  ${i.options.steps} steps × ${i.options.batch} × ${i.options.context} tokens, lr ${num(i.options.lr)} → ${num(i.options.lrFinal)} (warm-up ${i.options.warmup}), kernels ${i.kernels}\n`
   );

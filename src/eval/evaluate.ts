@@ -2,6 +2,7 @@
 // Rwkv; evaluateText(): perplexity and bits per byte of any text. Items run concurrently (a pool of
 // `concurrency`), so the Batcher packs the contexts and continuations of several items into each pass.
 import { AbortError, ArgumentError } from '../errors.js';
+import type { RwkvState } from '../generation/context.js';
 import type { Rwkv } from '../generation/rwkv.js';
 import { DataFiles, type DataSource } from './data.js';
 import {
@@ -237,6 +238,8 @@ export interface TextInput {
 export interface TextOptions {
   /** As in evaluate (default "\n"). */
   prefixToken?: string | null;
+  /** Score each text from this state (e.g. a tuned one, `rwkv.loadState(file)`) instead of a fresh one. */
+  state?: RwkvState;
   signal?: AbortSignal;
   /** Tokens scored so far over all texts, of how many. */
   onProgress?: (progress: { done: number; total: number; elapsedMs: number }) => void;
@@ -259,13 +262,17 @@ export interface TextResult {
 }
 
 /**
- * Perplexity and bits per byte of whole texts, each scored from a fresh state after the prefix token and
+ * Perplexity and bits per byte of whole texts, each scored from a fresh state (or `options.state`) after the prefix token and
  * streamed through the model in slices (the texts run side by side, batched).
  */
 export async function evaluateText(rwkv: Rwkv, texts: readonly TextInput[], options: TextOptions = {}): Promise<TextResult[]> {
   const prefixToken = options.prefixToken === undefined ? '\n' : options.prefixToken;
   const prefix = prefixTokenId(rwkv, prefixToken);
-  const scorer = new Scorer(rwkv, { ...(prefix !== undefined ? { prefix } : {}), ...(options.signal !== undefined ? { signal: options.signal } : {}) });
+  const scorer = new Scorer(rwkv, {
+    ...(prefix !== undefined ? { prefix } : {}),
+    ...(options.signal !== undefined ? { signal: options.signal } : {}),
+    ...(options.state !== undefined ? { start: options.state } : {}),
+  });
   const prepared = texts.map((t) => {
     const bytes = typeof t.content === 'string' ? new TextEncoder().encode(t.content) : t.content;
     const text = typeof t.content === 'string' ? t.content : new TextDecoder('utf-8', { ignoreBOM: true }).decode(t.content);

@@ -18,6 +18,8 @@ export interface ContinuationScore {
 export interface ScorerOptions {
   /** Token read before every context from a fresh state; undefined: none. */
   prefix?: number;
+  /** The state every context starts from instead of a fresh one (e.g. a tuned initial state); left unchanged. */
+  start?: RwkvState;
   signal?: AbortSignal;
   /**
    * Most tokens of one sequence per forward request (default 512). The Batcher packs requests into passes
@@ -29,6 +31,7 @@ export interface ScorerOptions {
 export class Scorer {
   readonly rwkv: Rwkv;
   readonly prefix: number | undefined;
+  private readonly start: RwkvState | undefined;
   /** Tokens fed to the model so far (contexts with their prefix, and continuations less their last token). */
   tokens = 0;
   private readonly signal: AbortSignal | undefined;
@@ -37,6 +40,7 @@ export class Scorer {
   constructor(rwkv: Rwkv, options: ScorerOptions = {}) {
     this.rwkv = rwkv;
     this.prefix = options.prefix;
+    this.start = options.start;
     this.signal = options.signal;
     this.slice = options.slice ?? 512;
     if (!Number.isInteger(this.slice) || this.slice < 1) throw new ArgumentError(`slice must be an integer ≥ 1, got ${this.slice}`);
@@ -46,7 +50,7 @@ export class Scorer {
   async context(ids: readonly number[]): Promise<RwkvState> {
     const tokens = this.prefix === undefined ? ids : [this.prefix, ...ids];
     if (tokens.length === 0) throw new ArgumentError('an empty context needs a prefix token to score its continuation after (--prefix-token)');
-    const state = this.rwkv.createState();
+    const state = this.start?.clone() ?? this.rwkv.createState();
     // Whole requests (not the prefix cache's 64-token blocks), so that the Batcher can fill its passes.
     for (let pos = 0; pos < tokens.length; pos += this.slice) {
       if (this.signal?.aborted === true) throw new AbortError('evaluation aborted');

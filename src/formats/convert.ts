@@ -9,11 +9,14 @@
 //                      converter does. Quantizing (`quantize`) converts exactly the tensors rwkv.cpp's
 //                      quantizer does: 2-D, not emb.weight / head.weight, not v7's small LoRA factors
 //                      (att.w1/w2/a1/a2/g1/g2/v1/v2) or r_k — the rest keep their type.
+//   GGUF, K-quant mix  llama-quantize's rules instead (`kquant`, see kquant-mix.ts), applied to llama.cpp's
+//                      names and shapes after the layout.
 import { ArgumentError, FormatError } from '../errors.js';
 import type { QuantType } from '../kernels/quantize.js';
-import { DTYPES, type DType } from '../tensor/dtype.js';
-import type { Tensor } from '../tensor/tensor.js';
-import { ggufLayout, mainType } from './gguf.js';
+import { byteSize, DTYPES, type DType } from '../tensor/dtype.js';
+import { elementCount, type Tensor } from '../tensor/tensor.js';
+import { ggufLayout, mainType, type GgufKv } from './gguf.js';
+import { llamaTensorType, MIX_FILE_TYPE, type KQuantMix } from './kquant-mix.js';
 import { writeGguf } from './gguf-writer.js';
 import { writePth } from './pth-writer.js';
 import { writeRwkvCpp } from './rwkvcpp-writer.js';
@@ -21,7 +24,7 @@ import { writeSafetensors } from './safetensors-writer.js';
 import type { TensorSource } from './tensor-source.js';
 import { toEncoding } from './transform.js';
 import { detectVersion } from './version.js';
-import { convertedOut, rowsFitBlocks } from './values.js';
+import { convertedOut, decodeF32, encodeF32, rowsFitBlocks } from './values.js';
 import type { OutTensor } from './writer.js';
 import { ByteTokenizer } from '../tokenizers/bytes.js';
 import { ggufTokenizerKvs } from '../tokenizers/gguf-vocab.js';
@@ -54,6 +57,8 @@ export interface WriteOptions {
   readonly dtype?: FloatType;
   /** ggml block type for rwkv.cpp's quantizable tensors (rwkv.cpp and GGUF outputs only). */
   readonly quantize?: QuantType;
+  /** GGUF only: a llama-quantize K-quant mix, each tensor typed as llama-quantize types it (kquant-mix.ts). */
+  readonly kquant?: KQuantMix;
   /** safetensors __metadata__ entries. */
   readonly metadata?: Readonly<Record<string, string>>;
   /**
@@ -92,11 +97,24 @@ function ggmlTypeFor(t: Tensor, opts: WriteOptions, canBf16: boolean): DType {
   return t.dtype;
 }
 
+/** An OutTensor re-encoded as `dtype` when written (unchanged when dtype is undefined or its own). */
+function retyped(t: OutTensor, dtype: DType | undefined): OutTensor {
+  if (dtype === undefined || dtype === t.dtype) return t;
+  const byteLength = byteSize(dtype, elementCount(t.shape));
+  if (byteLength === undefined) throw new RangeError(`tensor '${t.name}': [${t.shape.join(', ')}] is not a whole number of ${dtype} blocks`);
+  return { ...t, dtype, byteLength, bytes: () => encodeF32(decodeF32({ dtype: t.dtype, shape: t.shape, data: t.bytes() }), dtype) };
+}
+
 /** Writes `source` to `path` in the format of its extension (or opts.format). */
 export function writeCheckpoint(source: TensorSource, path: string, opts: WriteOptions = {}): WriteSummary {
   const format = opts.format ?? outputFormatOf(path);
   if (opts.dtype === 'bf16' && format === 'rwkv.cpp') {
     throw new ArgumentError('rwkv.cpp files cannot hold bf16; use --dtype f16 or f32');
+  }
+  if (opts.kquant !== undefined && (format !== 'gguf' || opts.quantize !== undefined)) {
+    throw new ArgumentError(
+      format !== 'gguf' ? `K-quant mixes are written as GGUF only (.gguf), not ${format}` : 'a K-quant mix and a legacy quantization type cannot both be given',
+    );
   }
   let out: OutTensor[];
   if (format === 'safetensors' || format === 'pth') {
@@ -133,7 +151,18 @@ export function writeCheckpoint(source: TensorSource, path: string, opts: WriteO
       const vocabKvs = ggufTokenizerKvs(tokenizer, nVocab);
       const layout = ggufLayout(out, version, source.file);
       out = layout.tensors;
-      writeGguf(path, [...layout.kvs, ...vocabKvs], out);
+      let kvs: GgufKv[] = layout.kvs;
+      if (opts.kquant !== undefined) {
+        // The mix is chosen by llama.cpp's names and shapes, so it applies after the layout.
+        const mix = opts.kquant;
+        out = out.map((t) => retyped(t, llamaTensorType(mix, t.name, t.shape)));
+        kvs = kvs.map((kv) => (kv.key === 'general.file_type' ? { ...kv, type: 'u32', value: MIX_FILE_TYPE[mix] } : kv));
+      }
+      // llama.cpp's quantized files say which revision of the block formats they hold (ggml's GGML_QNT_VERSION, 2).
+      if (out.some((t) => t.dtype !== 'f32' && t.dtype !== 'f16' && t.dtype !== 'bf16') && !kvs.some((kv) => kv.key === 'general.quantization_version')) {
+        kvs = [...kvs, { key: 'general.quantization_version', type: 'u32', value: 2 }];
+      }
+      writeGguf(path, [...kvs, ...vocabKvs], out);
     }
   }
   const types = new Map<DType, number>();

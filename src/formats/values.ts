@@ -1,6 +1,8 @@
 // Tensor values in another element type, one tensor at a time: decoding any stored dtype to f32 (exact:
 // f16, bf16 and ggml blocks all widen losslessly) and encoding f32 as f16, bf16 or a ggml block type.
 import { dequantize } from '../kernels/quant.js';
+import { kQuantizeInto } from '../kernels/kquantize.js';
+import { isKQuant } from '../kernels/kquants.js';
 import { encodeHalf, isBlockType, quantizeInto } from '../kernels/quantize.js';
 import { byteSize, decodeBF16, DTYPES, f16ToF32Table, type DType } from '../tensor/dtype.js';
 import { elementCount, type Tensor } from '../tensor/tensor.js';
@@ -37,6 +39,7 @@ export function encodeF32(values: Float32Array, dtype: DType): Uint8Array {
   if (bytes === undefined) throw new RangeError(`${n} values are not a whole number of ${dtype} blocks`);
   const out = new Uint8Array(bytes);
   if (dtype === 'f16' || dtype === 'bf16') encodeHalf(dtype, values, out);
+  else if (isKQuant(dtype)) kQuantizeInto(dtype, values, out);
   else if (isBlockType(dtype)) quantizeInto(dtype, values, out);
   return out;
 }

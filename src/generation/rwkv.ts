@@ -50,6 +50,11 @@ export interface RwkvOptions extends ReadOptions {
   /** Opt-in, lossy: big matrices as int8 rows, activations rounded to int16 (about 2× fewer bytes per token). */
   int8?: boolean;
   /**
+   * Quantized weights times exact f32 activations. Default false: activations are quantized per block first,
+   * as ggml does — faster, and the logits of rwkv.cpp and llama.cpp on the same file.
+   */
+  exactActivations?: boolean;
+  /**
    * A Tokenizer, 'bytes', or a tokenizer file for loadTokenizer (a World vocabulary or a tokenizer.json, as a
    * path, a URL, a Blob or its bytes). Default: the tokenizer a GGUF file carries (tokenizer.ggml.*); else
    * chosen by the model's vocabulary size — 256 needs no file;
@@ -131,7 +136,7 @@ export interface ScoreOptions {
 
 
 /** Every option name of Rwkv.load, generate and score: anything else is a typo (util/options.ts). */
-const LOAD_OPTIONS = ['threads', 'kernels', 'onFallback', 'int8', 'tokenizer', 'backend', 'batch', 'prefixCache', 'promptBlock', 'name', 'headers', 'signal', 'onProgress'] as const;
+const LOAD_OPTIONS = ['threads', 'kernels', 'onFallback', 'int8', 'exactActivations', 'tokenizer', 'backend', 'batch', 'prefixCache', 'promptBlock', 'name', 'headers', 'signal', 'onProgress'] as const;
 const SAMPLER_OPTIONS = ['temperature', 'topP', 'topK', 'minP', 'presencePenalty', 'frequencyPenalty', 'penaltyDecay', 'exemptWhitespaceAndDigits', 'logitBias', 'bannedTokens'] as const;
 const GENERATE_OPTIONS = [...SAMPLER_OPTIONS, 'maxTokens', 'seed', 'stopTokens', 'topLogProbs', 'stop', 'state', 'signal', 'cache', 'grammar', 'jsonSchema'] as const;
 const SCORE_OPTIONS = ['state', 'signal', 'topLogProbs'] as const;
@@ -156,6 +161,7 @@ function checkLoadOptions(options: RwkvOptions): void {
     throw new ArgumentError(`onFallback must be a function, got ${describeValue(options.onFallback)}`);
   }
   checkBoolean('int8', options.int8);
+  checkBoolean('exactActivations', options.exactActivations);
   checkInteger('promptBlock', options.promptBlock, 1);
   if (options.batch !== undefined) {
     checkOptionNames('Rwkv.load batch', options.batch, ['maxBatch', 'maxRows']);
@@ -233,6 +239,7 @@ export class Rwkv {
         kind: options.kernels ?? 'wasm',
         ...(options.threads !== undefined ? { threads: options.threads } : {}),
         ...(options.onFallback !== undefined ? { onFallback: options.onFallback } : {}),
+        exactActivations: options.exactActivations === true,
       }));
     const close = owned ? () => backend.close() : async () => {};
     try {
@@ -251,7 +258,7 @@ export class Rwkv {
    * tokenizer is chosen by vocabulary size and its file looked for beside `model.file` and in the working
    * directory.
    */
-  static async fromModel(model: RwkvModel, options: Omit<RwkvOptions, 'threads' | 'kernels' | 'onFallback' | 'int8' | 'backend' | keyof ReadOptions> = {}): Promise<Rwkv> {
+  static async fromModel(model: RwkvModel, options: Omit<RwkvOptions, 'threads' | 'kernels' | 'onFallback' | 'int8' | 'exactActivations' | 'backend' | keyof ReadOptions> = {}): Promise<Rwkv> {
     const tokenizer = await resolveTokenizer(model, options.tokenizer, isPathName(model.file) ? model.file : undefined);
     return new Rwkv(model, tokenizer, options, 'as loaded by the caller', async () => {});
   }

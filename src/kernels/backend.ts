@@ -65,6 +65,16 @@ export interface MatmulJob {
   readonly then?: UnaryFunction;
 }
 
+/**
+ * One sequence's attention keys and values so far (GPT's KV cache for one layer): rows 0 … length − 1 of
+ * k and v (capacity × C each) hold the positions already seen.
+ */
+export interface KvSlot {
+  readonly k: DeviceTensor;
+  readonly v: DeviceTensor;
+  readonly length: number;
+}
+
 /** Where a layer's recurrent values sit in each row of the state tensor (float offset into the row). */
 export interface StateSlot {
   readonly state: DeviceTensor;
@@ -152,6 +162,16 @@ export interface Backend {
    * every operand rows × C.
    */
   wkv7(layout: RowLayout, slot: StateSlot, heads: number, r: DeviceTensor, w: DeviceTensor, k: DeviceTensor, v: DeviceTensor, kk: DeviceTensor, a: DeviceTensor, y: DeviceTensor): void;
+  /**
+   * Causal multi-head attention over a KV cache (GPT), per sequence b of the layout: its rows of k and v
+   * are first written to rows slots[b].length … of slots[b].k / .v, then its row i (position
+   * length + i) attends to cache rows 0 … length + i, per head of N = C / heads:
+   *   out_i = Σ_j softmax_j(q_i · k_j / √N) v_j.
+   * q, k, v, out: rows × C; each slot needs capacity ≥ length + its rows.
+   */
+  attention(layout: RowLayout, slots: readonly KvSlot[], heads: number, q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, out: DeviceTensor): void;
+  /** GPT-2's GELU in the tanh form: out = 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
+  gelu(x: DeviceTensor, out: DeviceTensor): void;
   /** v7's per-head bonus: y_i += (Σ_{j ∈ head} r_j·k_j·rk_j)·v_i. rk: 1 × C. */
   wkv7Bonus(heads: number, r: DeviceTensor, k: DeviceTensor, rk: DeviceTensor, v: DeviceTensor, y: DeviceTensor): void;
 }

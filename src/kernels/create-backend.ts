@@ -19,6 +19,12 @@ export interface BackendOptions {
   shared?: boolean;
   /** WebAssembly, unshared: the memory's fixed size in bytes. */
   memoryBytes?: number;
+  /**
+   * true: multiply quantized weights by exact f32 activations. Default false: the activations of each product
+   * with quantized weights are quantized per block first, as ggml does (Q8_0, Q8_1, Q8_K), which is faster and
+   * gives rwkv.cpp's and llama.cpp's logits. (WebGPU keeps activations exact either way.)
+   */
+  exactActivations?: boolean;
 }
 
 export async function createBackend(options: BackendOptions = {}): Promise<Backend> {
@@ -28,12 +34,13 @@ export async function createBackend(options: BackendOptions = {}): Promise<Backe
   }
   switch (kind) {
     case 'reference':
-      return new ReferenceBackend();
+      return new ReferenceBackend({ exactActivations: options.exactActivations === true });
     case 'wasm':
       return WasmBackend.create({
         ...(options.threads !== undefined ? { threads: options.threads } : {}),
         ...(options.shared !== undefined ? { shared: options.shared } : {}),
         ...(options.memoryBytes !== undefined ? { memoryBytes: options.memoryBytes } : {}),
+        exactActivations: options.exactActivations === true,
       });
     case 'webgpu':
       return createWebGpu();

@@ -78,7 +78,7 @@ const decodeQ3K: SuperBlockDecoder = (b, o, out, p) => {
 };
 
 /** The 6-bit scale and min of sub-block `j` (0..7) of Q4_K/Q5_K's 12 scale bytes at `s` (ggml's get_scale_min_k4). */
-function scaleMinK4(b: Uint8Array, s: number, j: number): [number, number] {
+export function scaleMinK4(b: Uint8Array, s: number, j: number): [number, number] {
   if (j < 4) return [b[s + j]! & 63, b[s + j + 4]! & 63];
   return [(b[s + j + 4]! & 0x0f) | ((b[s + j - 4]! >> 6) << 4), (b[s + j + 4]! >> 4) | ((b[s + j]! >> 6) << 4)];
 }

@@ -6,6 +6,7 @@ import { DTYPES, f16ToF32Table } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { reluSquared, sigmoid } from './activations.js';
 import { blockDecoder } from './quant.js';
+import { q8RowDot, quantizeQ8, roundActivations, type ActivationGrid } from './activation-quant.js';
 
 /** A function applied to each result of a product: relu(y)², σ(y) or tanh(y). */
 export type ResultFunction = 'relu2' | 'sigmoid' | 'tanh';
@@ -48,6 +49,11 @@ export interface Matrix {
   readonly f32: Float32Array | undefined;
   /** Set for f16 and bf16 (raw bits). */
   readonly u16: Uint16Array | undefined;
+  /**
+   * Set by a backend that multiplies as ggml does (activation-quant.ts): the activations of every product
+   * with this matrix are quantized to this grid first. Unset: exact f32 activations.
+   */
+  readonly activations?: ActivationGrid | undefined;
 }
 
 export function matrixFromTensor(t: Tensor, rows: number, cols: number): Matrix {
@@ -133,6 +139,16 @@ const blockScratch = new Float32Array(256); // the largest block (a K-quant supe
 export function referenceMatvec(m: Matrix, x: Float32Array, y: Float32Array): void {
   const rows = m.rows;
   const n = m.cols;
+  if (m.activations === 'q8_0' || m.activations === 'q8_1') {
+    const xq = quantizeQ8(x, 0, n);
+    for (let r = 0; r < rows; r++) y[r] = q8RowDot(m, r, xq);
+    return;
+  }
+  if (m.activations === 'q8_k') {
+    const rounded = new Float32Array(n);
+    roundActivations('q8_k', x, 0, n, rounded, 0);
+    return referenceMatvec({ ...m, activations: undefined }, rounded, y);
+  }
   switch (m.dtype) {
     case 'f32': {
       const w = m.f32!;
@@ -204,6 +220,15 @@ let rowScratch = new Float32Array(0);
 export function referenceMatmul(m: Matrix, x: Float32Array, t: number, y: Float32Array): void {
   const rows = m.rows;
   const n = m.cols;
+  if (m.activations !== undefined) {
+    // Row by row, each quantized as ggml quantizes it (the reference is for checking, not speed).
+    const yr = new Float32Array(rows);
+    for (let i = 0; i < t; i++) {
+      referenceMatvec(m, x.subarray(i * n, (i + 1) * n), yr);
+      y.set(yr, i * rows);
+    }
+    return;
+  }
   let w: Float32Array;
   let wBase = 0; // offset of row r in w
   if (m.dtype === 'f32') {

@@ -212,10 +212,10 @@ export function quantize(dtype: QuantType, src: Float32Array): Uint8Array {
   return out;
 }
 
-/** Whether `d` is a block type we encode; a K-quant (read, not written yet) is refused with an error saying so. */
+/** Whether `d` is a 32-value block type encoded here; a K-quant (encoded by kquantize.ts, not here) is refused with an error saying so. */
 export function isBlockType(d: DType): d is QuantType {
   if (DTYPES[d].quantized && !isQuantType(d)) {
-    throw new ArgumentError(`values cannot be encoded as ${d.toUpperCase()} (K-quants are read, not written); use one of ${QUANT_TYPES.join(', ')}`);
+    throw new ArgumentError(`values cannot be encoded as ${d.toUpperCase()} here (K-quants are encoded by kquantize.ts); use one of ${QUANT_TYPES.join(', ')}`);
   }
   return DTYPES[d].quantized;
 }

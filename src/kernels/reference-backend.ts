@@ -1,6 +1,8 @@
 // The checking oracle: every Backend operation in plain TypeScript over JS arrays, sums and recurrences in
 // float64 (JS numbers), results rounded to f32 when stored. Slow and obvious on purpose; the conformance
 // suite (test/backend-conformance.test.ts) holds every other backend to it.
+import { activationGridFor } from './activation-quant.js';
+import { attentionRows, checkAttention, checkGelu, geluRows } from './attention.js';
 import { lerp } from './mix.js';
 import { normRows } from './norm.js';
 import { wkv4Rows } from './rwkv4-wkv.js';
@@ -10,6 +12,7 @@ import {
   type Backend,
   type DeviceMatrix,
   type DeviceTensor,
+  type KvSlot,
   type MatmulJob,
   type RowLayout,
   type StateSlot,
@@ -80,13 +83,28 @@ export class ReferenceBackend implements Backend {
   readonly kind: Backend['kind'] = 'reference';
   readonly description: string = 'reference (TypeScript, 1 thread)';
   readonly threads: number = 1;
+  readonly exactActivations: boolean;
+
+  /**
+   * exactActivations: multiply quantized weights by the exact f32 activations, instead of quantizing the
+   * activations first as ggml does (activation-quant.ts; the default, which matches rwkv.cpp and llama.cpp).
+   */
+  constructor(options: { exactActivations?: boolean } = {}) {
+    this.exactActivations = options.exactActivations ?? false;
+  }
+
+  /** `m` with the activation grid this backend multiplies it on (see Matrix.activations). */
+  protected withGrid(m: Matrix): Matrix {
+    const grid = this.exactActivations ? undefined : activationGridFor(m.dtype);
+    return grid === m.activations ? m : { ...m, activations: grid };
+  }
 
   allocateBytes(byteLength: number): Uint8Array {
     return new Uint8Array(byteLength);
   }
 
   matrix(m: Matrix): DeviceMatrix {
-    return new HostMatrix(this, m);
+    return new HostMatrix(this, this.withGrid(m));
   }
 
   tensor(rows: number, cols: number): DeviceTensor {
@@ -319,6 +337,16 @@ export class ReferenceBackend implements Backend {
         }
       }
     });
+  }
+
+  attention(layout: RowLayout, slots: readonly KvSlot[], heads: number, q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, out: DeviceTensor): void {
+    checkAttention(layout, slots, heads, q, k, v, out);
+    attentionRows(layout, slots, heads, q, k, v, out, (t) => this.data(t));
+  }
+
+  gelu(x: DeviceTensor, out: DeviceTensor): void {
+    checkGelu(x, out);
+    geluRows(this.data(x), this.data(out));
   }
 
   wkv7Bonus(heads: number, r: DeviceTensor, k: DeviceTensor, rk: DeviceTensor, v: DeviceTensor, y: DeviceTensor): void {

@@ -18,6 +18,24 @@ export const DTYPE_INT8 = 8;
  * matrix-vector product widens them exactly, the fast f16 loop leaves exponent 31 finite.
  */
 export const DTYPE_F16_SPECIAL = 9;
+/**
+ * The legacy quantized types against activations quantized as ggml does (wasm-abi order Q4_0 … Q8_0 plus
+ * this offset): each block of 32 activations becomes 32 i8 with an f16-rounded scale (Q8_0; Q8_1 adds
+ * the f16-rounded d·Σq), and each block product is one integer dot product. `DTYPE_Q4_0 + Q8_ACTIVATIONS`
+ * is Q4_0 against Q8_0 activations, and so on.
+ */
+export const Q8_ACTIVATIONS = 8;
+export const DTYPE_Q4_0_Q8 = 11;
+export const DTYPE_Q4_1_Q8 = 12;
+export const DTYPE_Q5_0_Q8 = 13;
+export const DTYPE_Q5_1_Q8 = 14;
+export const DTYPE_Q8_0_Q8 = 15;
+
+// Grids of `roundActivations` (activations replaced by their ggml-quantized values, for the products
+// that decode weights to f32): 32-value blocks with an f16 scale (Q8_0 / Q8_1), or 256-value blocks with
+// an f32 scale (Q8_K, the K-quants').
+export const GRID_Q8_0 = 0;
+export const GRID_Q8_K = 1;
 
 // Functions a batched product applies to its results (0: none).
 export const FN_NONE = 0;

@@ -4,7 +4,9 @@
 // kernels do not take (a head size or width not a multiple of 4) run the reference code on views of the
 // same memory: one definition of the math, inherited. Every operation first runs its argument check
 // from checks.ts (the same one as ReferenceBackend's), before a kernel gets a pointer.
-import type { DeviceMatrix, DeviceTensor, MatmulJob, RowLayout, StateSlot, UnaryFunction } from './backend.js';
+import { checkAttention } from './attention.js';
+import type { DeviceMatrix, DeviceTensor, KvSlot, MatmulJob, RowLayout, StateSlot, UnaryFunction } from './backend.js';
+import { attentionKernel } from './wasm-attention.js';
 import { checkElementwise, checkMatmul, checkNorm, checkUnary, checkWkv4, checkWkv5, checkWkv7 } from './checks.js';
 import { EW_ADD, EW_LERP, EW_MUL } from './wasm-abi.js';
 import { isKQuant } from './kquants.js';
@@ -30,8 +32,8 @@ export class WasmBackend extends ReferenceBackend {
   readonly kernels: WasmKernels;
   private readonly ownsKernels: boolean;
 
-  private constructor(kernels: WasmKernels, owns: boolean) {
-    super();
+  private constructor(kernels: WasmKernels, owns: boolean, exactActivations: boolean) {
+    super({ exactActivations });
     this.kernels = kernels;
     this.ownsKernels = owns;
     this.threads = kernels.threads;
@@ -39,13 +41,13 @@ export class WasmBackend extends ReferenceBackend {
   }
 
   /** Starts the kernels' worker pool (threads: the calling thread included; default every core). */
-  static async create(options: WasmKernelsOptions = {}): Promise<WasmBackend> {
-    return new WasmBackend(await WasmKernels.create(options), true);
+  static async create(options: WasmKernelsOptions & { exactActivations?: boolean } = {}): Promise<WasmBackend> {
+    return new WasmBackend(await WasmKernels.create(options), true, options.exactActivations ?? false);
   }
 
   /** A backend over kernels someone else owns (close() leaves them running). */
-  static over(kernels: WasmKernels): WasmBackend {
-    return new WasmBackend(kernels, false);
+  static over(kernels: WasmKernels, options: { exactActivations?: boolean } = {}): WasmBackend {
+    return new WasmBackend(kernels, false, options.exactActivations ?? false);
   }
 
   override allocateBytes(byteLength: number): Uint8Array {
@@ -59,15 +61,17 @@ export class WasmBackend extends ReferenceBackend {
       const bytes = this.kernels.allocate(m.rows * m.cols * 4);
       const f32 = new Float32Array(bytes.buffer, bytes.byteOffset, m.rows * m.cols);
       for (let r = 0; r < m.rows; r++) readRow(m, r, f32.subarray(r * m.cols, (r + 1) * m.cols));
-      return new HostMatrix(this, { name: m.name, dtype: 'f32', rows: m.rows, cols: m.cols, bytes, f32, u16: undefined });
+      // Still multiplied on the K-quants' activation grid (Q8_K), as ggml multiplies the file's blocks.
+      const activations = this.exactActivations ? undefined : ('q8_k' as const);
+      return new HostMatrix(this, { name: m.name, dtype: 'f32', rows: m.rows, cols: m.cols, bytes, f32, u16: undefined, activations });
     }
-    if (this.kernels.owns(m.bytes)) return new HostMatrix(this, m);
+    if (this.kernels.owns(m.bytes)) return new HostMatrix(this, this.withGrid(m));
     // Bytes from elsewhere (a transformed LoRA factor, an int8 copy): copied into the memory once.
     const bytes = this.kernels.allocate(m.bytes.byteLength);
     bytes.set(m.bytes);
     const f32 = m.dtype === 'f32' ? new Float32Array(bytes.buffer, bytes.byteOffset, m.rows * m.cols) : undefined;
     const u16 = m.dtype === 'f16' || m.dtype === 'bf16' ? new Uint16Array(bytes.buffer, bytes.byteOffset, m.rows * m.cols) : undefined;
-    return new HostMatrix(this, { ...m, bytes, f32, u16 });
+    return new HostMatrix(this, this.withGrid({ ...m, bytes, f32, u16 }));
   }
 
   override tensor(rows: number, cols: number): DeviceTensor {
@@ -160,6 +164,38 @@ export class WasmBackend extends ReferenceBackend {
   override norm(x: DeviceTensor, weight: DeviceTensor, bias: DeviceTensor, out: DeviceTensor, groups: number, eps: number): void {
     checkNorm(x, weight, bias, out, groups);
     this.kernels.exports.groupNorm(this.ptr(x), this.ptr(weight), this.ptr(bias), this.ptr(out), x.rows, x.cols, groups, eps);
+  }
+
+  /** Scratch for attention scores (one head's, over the visible positions): grown as contexts grow. */
+  private scores: { ptr: number; bytes: number } | undefined;
+
+  override attention(layout: RowLayout, slots: readonly KvSlot[], heads: number, q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, out: DeviceTensor): void {
+    checkAttention(layout, slots, heads, q, k, v, out);
+    const c = q.cols;
+    const kernel = (c / heads) % 4 === 0 ? attentionKernel(this.kernels.memory) : undefined;
+    if (kernel === undefined) return super.attention(layout, slots, heads, q, k, v, out);
+    const longest = Math.max(...slots.map((s, b) => s.length + layout.lengths[b]!));
+    const need = (longest + 4) * 4;
+    if (this.scores === undefined || this.scores.bytes < need) {
+      if (this.scores !== undefined) this.kernels.release(this.scores.ptr, this.scores.bytes);
+      const bytes = Math.max(need, 2 * (this.scores?.bytes ?? 0), 4096);
+      this.scores = { ptr: this.kernels.malloc(bytes), bytes };
+    }
+    const [ks, vs] = [this.data(k), this.data(v)];
+    const [pq, po] = [this.ptr(q), this.ptr(out)];
+    const scale = 1 / Math.sqrt(c / heads);
+    layout.lengths.forEach((len, b) => {
+      const slot = slots[b]!;
+      const start = layout.starts[b]!;
+      // This pass's keys and values join the cache (rows length …), then each row attends to rows ≤ its own.
+      this.data(slot.k).set(ks.subarray(start * c, (start + len) * c), slot.length * c);
+      this.data(slot.v).set(vs.subarray(start * c, (start + len) * c), slot.length * c);
+      const [pk, pv] = [this.ptr(slot.k), this.ptr(slot.v)];
+      for (let i = 0; i < len; i++) {
+        const row = (start + i) * c * 4;
+        kernel.attendRow(pq + row, pk, pv, po + row, this.scores!.ptr, slot.length + i + 1, c, heads, scale);
+      }
+    });
   }
 
   override wkv4(layout: RowLayout, slot: StateSlot, k: DeviceTensor, v: DeviceTensor, r: DeviceTensor, w: DeviceTensor, u: DeviceTensor, y: DeviceTensor): void {

@@ -29,6 +29,9 @@ import {
   DTYPE_Q5_1,
   DTYPE_Q8_0,
   FN_NONE,
+  GRID_Q8_0,
+  GRID_Q8_K,
+  Q8_ACTIVATIONS,
   FN_RELU2,
   FN_SIGMOID,
   FN_TANH,
@@ -63,6 +66,21 @@ export const DTYPE_CODES: Readonly<Record<Exclude<MatrixDType, KQuantDType>, num
 function dtypeCode(d: MatrixDType): number {
   if (isKQuant(d)) throw new TypeError(`the WebAssembly kernels do not read ${d} (WasmBackend.matrix decodes it to f32 when placing it)`);
   return DTYPE_CODES[d];
+}
+
+/**
+ * The kernel code of products with `m`: its dtype's, or for the legacy quantized types on ggml's activation
+ * grid (Matrix.activations) the integer kernels against Q8 activations.
+ */
+function matvecCode(m: Matrix): number {
+  const code = dtypeCode(m.dtype);
+  const q8 = m.activations === 'q8_0' || m.activations === 'q8_1';
+  return q8 && code >= DTYPE_Q4_0 && code <= DTYPE_Q8_0 ? code + Q8_ACTIVATIONS : code;
+}
+
+/** Bytes of `quantizeQ8`'s output for n values (asm/kernels.ts q8Bytes). */
+function q8Bytes(n: number): number {
+  return n + (n / 32) * 12;
 }
 
 /** Functions a batched product may apply to its results (asm/kernels.ts `applyFunction`). */
@@ -278,12 +296,13 @@ export class WasmKernels {
       if (prepared[i]! > 0) {
         xArg = p;
         if (m.dtype === 'int8') xScale = this.kernels.quantizeActivations(x, p, m.cols);
-        else this.kernels.prepareActivations(dtypeCode(m.dtype), x, p, m.cols);
+        else if (m.activations === 'q8_k') this.kernels.roundActivations(GRID_Q8_K, x, p, 1, m.cols, 0);
+        else this.kernels.prepareActivations(matvecCode(m), x, p, m.cols);
         p += align64(prepared[i]!);
       }
       // One table entry (wasm-abi.ts JOB_*; offsets in bytes, the views index 4-byte words).
       const e = (base + i * JOB_BYTES) / 4;
-      words[e + JOB_DTYPE / 4] = m.dtype === 'f16' && this.hasF16Specials(m) ? DTYPE_F16_SPECIAL : dtypeCode(m.dtype);
+      words[e + JOB_DTYPE / 4] = m.dtype === 'f16' && this.hasF16Specials(m) ? DTYPE_F16_SPECIAL : matvecCode(m);
       words[e + JOB_WEIGHTS / 4] = m.bytes.byteOffset;
       words[e + JOB_X / 4] = xArg;
       words[e + JOB_Y / 4] = y;
@@ -303,18 +322,38 @@ export class WasmKernels {
    * rows go to the packed-panel kernel, whose packing pays off over longer blocks.
    */
   matmulAt(m: Matrix, x: number, t: number, y: number): void {
-    const [op, args] = this.matmulJob(m, x, t, y);
-    this.dispatch(op, args, m.rows, 16);
+    const rounded = this.roundedRows(m, x, t);
+    try {
+      const [op, args] = this.matmulJob(m, rounded?.ptr ?? x, t, y);
+      this.dispatch(op, args, m.rows, 16);
+    } finally {
+      if (rounded !== undefined) this.release(rounded.ptr, rounded.bytes);
+    }
   }
 
   /** `matmulAt` run by the workers alone while this thread awaits it (see dispatchAsync). */
-  matmulAtAsync(m: Matrix, x: number, t: number, y: number): Promise<void> {
+  async matmulAtAsync(m: Matrix, x: number, t: number, y: number): Promise<void> {
+    const rounded = this.roundedRows(m, x, t);
     try {
-      const [op, args] = this.matmulJob(m, x, t, y);
-      return this.dispatchAsync(op, args, m.rows, 16);
-    } catch (e) {
-      return Promise.reject(e);
+      const [op, args] = this.matmulJob(m, rounded?.ptr ?? x, t, y);
+      await this.dispatchAsync(op, args, m.rows, 16);
+    } finally {
+      if (rounded !== undefined) this.release(rounded.ptr, rounded.bytes);
     }
+  }
+
+  /**
+   * For a matrix on ggml's activation grid, a copy of the t input rows at x with each row replaced by its
+   * ggml-quantized values (the packed products decode weights to f32, so quantized-then-decoded activations
+   * give ggml's products up to f32 rounding); undefined for exact activations.
+   */
+  private roundedRows(m: Matrix, x: number, t: number): { ptr: number; bytes: number } | undefined {
+    if (m.activations === undefined) return undefined;
+    const bytes = t * m.cols * 4 + align64(q8Bytes(m.cols));
+    const ptr = this.malloc(bytes);
+    const grid = m.activations === 'q8_k' ? GRID_Q8_K : GRID_Q8_0;
+    this.kernels.roundActivations(grid, x, ptr, t, m.cols, ptr + t * m.cols * 4);
+    return { ptr, bytes };
   }
 
   /** The kernel and arguments of Y = X·Mᵀ over `t` rows; scratch laid out for every thread that may take part. */
@@ -501,7 +540,8 @@ export class WasmKernels {
   /** Bytes of the prepared activations for one product with `m` (0 when the kernel reads x as it is). */
   private preparedBytes(m: Matrix): number {
     if (m.dtype === 'int8') return m.cols * 2 + 32; // i16 values padded to a multiple of 16
-    return this.kernels.preparedBytes(dtypeCode(m.dtype), m.cols);
+    if (m.activations === 'q8_k') return m.cols * 4; // rounded f32 activations for the decoded K-quant rows
+    return this.kernels.preparedBytes(matvecCode(m), m.cols);
   }
 
   /**

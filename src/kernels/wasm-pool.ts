@@ -85,6 +85,8 @@ export interface KernelExports {
   wkv5(s: number, r: number, k: number, v: number, w: number, u: number, y: number, heads: number, n: number): void;
   wkv7(s: number, r: number, w: number, k: number, v: number, kk: number, a: number, y: number, heads: number, n: number): void;
   quantizeActivations(x: number, xq: number, n: number): number;
+  quantizeQ8(x: number, xq: number, n: number): void;
+  roundActivations(grid: number, x: number, out: number, rows: number, n: number, tmp: number): void;
   matvecInt8(w: number, xq: number, xScale: number, y: number, cols: number, r0: number, r1: number): void;
 }
 

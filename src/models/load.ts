@@ -118,6 +118,12 @@ function headsOf(source: TensorSource, version: RwkvVersion, c: number): { nHead
  * official checkpoints have their few small transformed parameters converted here, once.
  */
 export function modelFromSource(source: TensorSource, backend: Backend = new ReferenceBackend(), int8 = false): RwkvModel {
+  if (source.tensors.has('wte.weight') || source.tensors.has('transformer.wte.weight')) {
+    // GPT-2 names: its sizes and options are in config.json (models/gpt-load.ts), which is not beside it.
+    throw new ModelError('UNKNOWN_MODEL', 'holds GPT-2 tensors (wte.weight) but no config.json was found beside it: a GPT-2 checkpoint needs its config.json', {
+      file: source.file,
+    });
+  }
   const version = detectVersion(source);
   const config = inferConfig(source, version);
   const w = new Weights(toEncoding(source, 'rwkvcpp'), backend, int8, source);

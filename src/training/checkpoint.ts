@@ -1,6 +1,7 @@
 // Checkpoints. Two safetensors files in the run directory, each written atomically (temp file + rename,
 // by the formats layer's writer):
-//   model.safetensors        the weights under their official names and shapes, f32 — what `rwkv
+//   model.safetensors        the weights under their official names and shapes, f32 (written by the
+//                            architecture's saveModel: RWKV-4's below, GPT's in gpt-checkpoint.ts) — what `rwkv
 //                            generate`, `loadModel` and `rwkv convert` (→ .pth for ChatRWKV / RWKV-LM) read
 //   train-state.safetensors  everything a resumed run needs, in one file so that it is never half
 //                            updated: the weights again, AdamW's moments (`adam.m.<name>`, `adam.v.<name>`)
@@ -16,7 +17,8 @@ import { detectVersion } from '../formats/version.js';
 import type { OutTensor } from '../formats/writer.js';
 import { elementCount, shapeString } from '../tensor/tensor.js';
 import type { AdamW } from './adamw.js';
-import { rwkv4ParamShapes, type Rwkv4Shape, type Rwkv4Train } from './model.js';
+import type { ModelShape, TrainModel } from './architecture.js';
+import { rwkv4ParamShapes, type Rwkv4Shape } from './model.js';
 import type { Vec } from './ops.js';
 
 export const MODEL_FILE = 'model.safetensors';
@@ -37,7 +39,7 @@ function f32Out(name: string, shape: readonly number[], values: Vec): OutTensor 
 }
 
 /** Writes the weights under their official names (atomically). */
-export function saveModel(model: Rwkv4Train, file: string, metadata: Record<string, string> = {}): void {
+export function saveModel(model: TrainModel, file: string, metadata: Record<string, string> = {}): void {
   writeSafetensors(
     file,
     model.params.map((p) => f32Out(p.name, p.shape, p.data)),
@@ -53,10 +55,13 @@ export interface Progress {
   rng: [number, number, number, number];
   /** The run's options, as resolved (JSON). */
   options: Record<string, unknown>;
-  shape: Rwkv4Shape;
+  /** The architecture (architecture.ts); absent in states written before there was a choice: 'rwkv4'. */
+  arch?: string;
+  /** The architecture's shape (Rwkv4Shape, GptShape, …). */
+  shape: ModelShape;
 }
 
-export function saveTrainingState(file: string, model: Rwkv4Train, opt: AdamW, progress: Progress): void {
+export function saveTrainingState(file: string, model: TrainModel, opt: AdamW, progress: Progress): void {
   if (opt.t !== progress.step) throw new Error(`internal: optimizer at update ${opt.t}, progress at step ${progress.step}`);
   const tensors: OutTensor[] = [];
   model.params.forEach((p, i) => {
@@ -68,7 +73,7 @@ export function saveTrainingState(file: string, model: Rwkv4Train, opt: AdamW, p
 }
 
 /** Restores weights and moments into `model` and `opt`; returns the progress. */
-export async function loadTrainingState(file: string, model: Rwkv4Train, opt: AdamW): Promise<Progress> {
+export async function loadTrainingState(file: string, model: TrainModel, opt: AdamW): Promise<Progress> {
   const st = await readSafetensors(file);
   const raw = st.metadata.get(STATE_KEY);
   if (raw === undefined) throw new ModelError('BAD_HEADER', `not a training state (no '${STATE_KEY}' metadata)`, { file });

@@ -12,6 +12,7 @@
 // channel mix's key pre-activation, its value output and its receptance σ(r'). The mixes and
 // gate outputs are recomputed in the backward (O(N·C) each), never stored.
 import { ArgumentError } from '../errors.js';
+import type { ModelShape, TrainModel } from './architecture.js';
 import type { Gemm } from './gemm.js';
 import {
   addForward,
@@ -32,7 +33,7 @@ import {
   wkvForward,
 } from './ops.js';
 
-export interface Rwkv4Shape {
+export interface Rwkv4Shape extends ModelShape {
   readonly nLayer: number;
   readonly nEmbd: number;
   readonly nVocab: number;
@@ -101,7 +102,7 @@ export interface Rwkv4TrainOptions {
   logitBudget?: number;
 }
 
-export class Rwkv4Train {
+export class Rwkv4Train implements TrainModel {
   readonly shape: Rwkv4Shape;
   readonly gemm: Gemm;
   /** In official order. */

@@ -1,4 +1,5 @@
-// The training loop: options → data → model (fresh RWKV-LM init, --init from a checkpoint, or --resume)
+// The training loop: options → data → model of the chosen architecture (architecture.ts: fresh init,
+// --init from a checkpoint, or --resume)
 // → steps of forward, backward, clipping, AdamW at the scheduled learning rate → log lines, held-out
 // evaluations and checkpoints. Front ends (the CLI) watch it through callbacks.
 import * as fs from 'node:fs';
@@ -8,11 +9,10 @@ import { Rng } from '../util/rng.js';
 import { KNOWN_VOCABULARIES, loadTokenizer, tokenizerForModel } from '../tokenizers/load.js';
 import type { Tokenizer } from '../tokenizers/tokenizer.js';
 import { AdamW, clipGradNorm } from './adamw.js';
-import { loadTrainingState, MODEL_FILE, readInitWeights, readProgress, saveModel, saveTrainingState, STATE_FILE, type Progress } from './checkpoint.js';
+import { architecture, type ModelShape, type TrainModel } from './architecture.js';
+import { loadTrainingState, MODEL_FILE, readProgress, saveTrainingState, STATE_FILE, type Progress } from './checkpoint.js';
 import { evalBatches, prepareTokens, randomBatch, splitTokens } from './data.js';
 import type { Gemm } from './gemm.js';
-import { initRwkv4 } from './init.js';
-import { Rwkv4Train, type Rwkv4Shape } from './model.js';
 import { learningRate } from './schedule.js';
 
 export interface TrainOptions {
@@ -20,6 +20,12 @@ export interface TrainOptions {
   data?: string[];
   /** The run directory: token cache, log, checkpoints. */
   out: string;
+  /** The architecture (architecture.ts ARCHITECTURES): 'rwkv4' (default) or 'gpt'. */
+  arch?: string;
+  /** GPT: attention heads (default width/64). */
+  heads?: number;
+  /** GPT: a separate output matrix instead of the tied token embedding. */
+  untiedHead?: boolean;
   layers?: number;
   width?: number;
   context?: number;
@@ -38,7 +44,7 @@ export interface TrainOptions {
   clip?: number;
   /** 'bytes', a World vocabulary or a tokenizer.json. */
   tokenizer?: string;
-  /** Fine-tune this RWKV-4 checkpoint (any supported format) instead of a fresh init. */
+  /** Fine-tune this checkpoint (RWKV-4: any supported format; GPT: its model.safetensors + config.json) instead of a fresh init. */
   init?: string;
   /** Continue the run in `out` from its last checkpoint. */
   resume?: boolean;
@@ -57,9 +63,11 @@ export interface TrainOptions {
   embScale?: number;
 }
 
-export type ResolvedOptions = Required<Omit<TrainOptions, 'init' | 'resume' | 'overwrite'>> & { init: string | undefined };
+export type ResolvedOptions = Required<Omit<TrainOptions, 'init' | 'resume' | 'overwrite' | 'heads'>> & { init: string | undefined; heads: number | undefined };
 
 export const TRAIN_DEFAULTS = {
+  arch: 'rwkv4',
+  untiedHead: false,
   layers: 4,
   width: 256,
   context: 256,
@@ -94,7 +102,11 @@ export interface StepReport {
 }
 
 export interface StartInfo {
-  shape: Rwkv4Shape;
+  /** The architecture's name and title, and its one-line description of the shape. */
+  arch: string;
+  title: string;
+  description: string;
+  shape: ModelShape;
   parameters: number;
   trainTokens: number;
   valTokens: number;
@@ -128,7 +140,7 @@ export interface TrainResult {
   stopped: boolean;
   seconds: number;
   tokensPerSecond: number;
-  model: Rwkv4Train;
+  model: TrainModel;
   dir: string;
 }
 
@@ -151,7 +163,7 @@ function defined<T extends object>(o: T): Partial<T> {
 export function resolveOptions(given: TrainOptions, saved?: Record<string, unknown>): ResolvedOptions {
   const { resume: _resume, overwrite: _overwrite, ...rest } = given;
   if (rest.data !== undefined && rest.data.length === 0) delete rest.data;
-  const merged = { ...TRAIN_DEFAULTS, init: undefined, ...(saved ?? {}), ...defined(rest) } as Record<string, unknown>;
+  const merged = { ...TRAIN_DEFAULTS, init: undefined, heads: undefined, ...(saved ?? {}), ...defined(rest) } as Record<string, unknown>;
   const steps = merged.steps as number;
   const lr = merged.lr as number;
   const o = {
@@ -164,6 +176,8 @@ export function resolveOptions(given: TrainOptions, saved?: Record<string, unkno
   o.data = o.data.map((p) => path.resolve(p));
   if (o.init !== undefined) o.init = path.resolve(o.init);
   for (const k of ['layers', 'width', 'context', 'batch', 'steps', 'evalEvery', 'evalBatches', 'saveEvery'] as const) positiveInt(`--${k}`, o[k]);
+  if (o.heads !== undefined) positiveInt('--heads', o.heads);
+  architecture(o.arch); // known
   for (const k of ['lr', 'lrFinal', 'warmup', 'weightDecay', 'eps', 'clip', 'embScale'] as const) nonNegative(k, o[k]);
   if (!(o.lr > 0)) throw new ArgumentError(`--lr must be > 0, got ${o.lr}`);
   if (!(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1)) throw new ArgumentError('β1 and β2 must be in [0, 1)');
@@ -191,11 +205,16 @@ export async function train(given: TrainOptions, gemm: Gemm, callbacks: TrainCal
     if (!fs.existsSync(statePath)) throw new ArgumentError(`--resume: there is no ${STATE_FILE} in ${dir}`);
     saved = await readProgress(statePath);
   }
-  const o = resolveOptions(given, saved?.options);
+  // A state from before the choice of architecture is RWKV-4's.
+  if (saved !== undefined && given.arch !== undefined && given.arch !== (saved.arch ?? 'rwkv4')) {
+    throw new ArgumentError(`--arch ${given.arch} contradicts the run in ${dir}, which is ${saved.arch ?? 'rwkv4'}`);
+  }
+  const o = resolveOptions(given, saved === undefined ? undefined : { arch: saved.arch ?? 'rwkv4', ...saved.options });
+  const arch = architecture(o.arch);
 
   // The tokenizer: as given; for a fine-tune without one, the one the checkpoint's vocabulary implies.
-  let init: Awaited<ReturnType<typeof readInitWeights>> | undefined;
-  if (saved === undefined && o.init !== undefined) init = await readInitWeights(o.init);
+  let init: { shape: ModelShape; values: Map<string, Float32Array> } | undefined;
+  if (saved === undefined && o.init !== undefined) init = await arch.readWeights(o.init);
   let tokenizer: Tokenizer;
   const tokenizerGiven = given.tokenizer !== undefined || saved !== undefined;
   if (init !== undefined && !tokenizerGiven) {
@@ -209,8 +228,8 @@ export async function train(given: TrainOptions, gemm: Gemm, callbacks: TrainCal
   const tokenizerSpec = o.tokenizer;
 
   // The model's shape: from the checkpoint, the saved run, or the flags.
-  let shape: Rwkv4Shape;
-  const sameShape = (s: Rwkv4Shape, what: string): void => {
+  let shape: ModelShape;
+  const sameShape = (s: ModelShape, what: string): void => {
     for (const [flag, v, have] of [
       ['--layers', given.layers, s.nLayer],
       ['--width', given.width, s.nEmbd],
@@ -232,7 +251,7 @@ export async function train(given: TrainOptions, gemm: Gemm, callbacks: TrainCal
   } else {
     // World's ids end at 65529; its models have 65536 rows, which is also how inference recognises them.
     const nVocab = tokenizer.name === 'world' ? Math.max(65536, tokenizer.vocabSize) : tokenizer.vocabSize;
-    shape = { nLayer: o.layers, nEmbd: o.width, nVocab, ffnSize: 4 * o.width };
+    shape = arch.shapeFor({ layers: o.layers, width: o.width, nVocab, context: o.context, heads: o.heads, untiedHead: o.untiedHead });
   }
 
   const runFiles = [LOG_FILE, MODEL_FILE, STATE_FILE].map((f) => path.join(dir, f));
@@ -242,7 +261,7 @@ export async function train(given: TrainOptions, gemm: Gemm, callbacks: TrainCal
     if (id >= shape.nVocab) throw new ArgumentError(`the data has token id ${id}, outside the model's vocabulary of ${shape.nVocab}`);
   }
 
-  const model = new Rwkv4Train(shape, gemm);
+  const model = arch.create(shape, gemm);
   const opt = new AdamW(model.params, { beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay });
   const rng = new Rng((o.seed ^ 0x5eed1234) >>> 0);
   let startStep = 0;
@@ -253,7 +272,7 @@ export async function train(given: TrainOptions, gemm: Gemm, callbacks: TrainCal
   } else if (init !== undefined) {
     for (const p of model.params) p.data.set(init.values.get(p.name)!);
   } else {
-    initRwkv4(model, { seed: o.seed, embScale: o.embScale });
+    arch.init(model, { seed: o.seed, embScale: o.embScale });
   }
   if (startStep > o.steps) throw new ArgumentError(`the run in ${dir} is already at step ${startStep}, past --steps ${o.steps}`);
 
@@ -277,6 +296,9 @@ export async function train(given: TrainOptions, gemm: Gemm, callbacks: TrainCal
   const log = (entry: Record<string, unknown>): void => fs.appendFileSync(logPath, `${JSON.stringify(entry)}\n`);
 
   callbacks.onStart?.({
+    arch: arch.name,
+    title: arch.title,
+    description: arch.describe(shape),
     shape,
     parameters: model.size,
     trainTokens: split.train.length,
@@ -300,11 +322,11 @@ export async function train(given: TrainOptions, gemm: Gemm, callbacks: TrainCal
     }
     return sum / rows;
   };
-  const progress = (step: number): Progress => ({ step, rng: rng.snapshot(), options: { ...o } as Record<string, unknown>, shape });
+  const progress = (step: number): Progress => ({ step, rng: rng.snapshot(), options: { ...o } as Record<string, unknown>, arch: arch.name, shape });
   const save = (step: number): void => {
-    const files = [path.join(dir, MODEL_FILE), statePath];
-    saveModel(model, files[0]!, { step: String(step), trainer: 'rwkv-ts' });
+    const files = arch.saveModel(model, path.join(dir, MODEL_FILE), { step: String(step), trainer: 'rwkv-ts' });
     saveTrainingState(statePath, model, opt, progress(step));
+    files.push(statePath);
     callbacks.onSave?.(step, files);
   };
 
@@ -340,7 +362,7 @@ export async function train(given: TrainOptions, gemm: Gemm, callbacks: TrainCal
       const v = evaluate();
       if (v !== undefined) {
         valLosses.push([step, v]);
-        log({ type: 'val', step, loss: v });
+        log({ type: 'val', step, loss: v, tokens: step * tokensPerStep });
         callbacks.onEval?.(step, v);
       }
     }

@@ -10,3 +10,15 @@ export function testBackend(): Promise<WasmBackend> {
   shared ??= WasmBackend.create({ threads: TEST_THREADS });
   return shared;
 }
+
+let exact: Promise<WasmBackend> | undefined;
+
+/**
+ * The same kernels with quantized weights multiplied by exact f32 activations (exactActivations): for tests
+ * against references computed on exactly dequantized weights. The default backend quantizes activations
+ * as ggml does (activation-quant.ts).
+ */
+export function exactTestBackend(): Promise<WasmBackend> {
+  exact ??= testBackend().then((b) => WasmBackend.over(b.kernels, { exactActivations: true }));
+  return exact;
+}

@@ -44,7 +44,7 @@ const ROUNDED = 1e-7;
 
 export function referenceOracleSuite(): void {
   describe('ReferenceBackend against plain float64 (the oracle checked)', () => {
-    const rb = new ReferenceBackend();
+    const rb = new ReferenceBackend({ exactActivations: true });
     const up = (v: Float32Array, rows: number, cols: number) => rb.upload(v, rows, cols);
 
     test('embed decodes every encoding as its format definition says (every row)', async () => {

@@ -477,6 +477,14 @@ export const ARGUMENT_CHECKS: Readonly<Record<BackendOp, (h: CheckHarness) => [s
     ['v of 2 rows for 3', () => b.wkv7Bonus(2, t(3, 8), t(3, 8), t(1, 8), t(2, 8), t(3, 8))],
     ['y of 7 cols', () => b.wkv7Bonus(2, t(3, 8), t(3, 8), t(1, 8), t(3, 8), t(3, 7))],
   ],
+  attention: ({ b, t }) => [
+    ['8 channels in 3 heads', () => b.attention(L3, [{ k: t(4, 8), v: t(4, 8), length: 0 }], 3, t(3, 8), t(3, 8), t(3, 8), t(3, 8))],
+    ['a cache too short for its rows', () => b.attention(L3, [{ k: t(4, 8), v: t(4, 8), length: 2 }], 2, t(3, 8), t(3, 8), t(3, 8), t(3, 8))],
+    ['v of 2 rows for 3', () => b.attention(L3, [{ k: t(4, 8), v: t(4, 8), length: 0 }], 2, t(3, 8), t(3, 8), t(2, 8), t(3, 8))],
+    ['a cache of 7 cols', () => b.attention(L3, [{ k: t(4, 8), v: t(4, 7), length: 0 }], 2, t(3, 8), t(3, 8), t(3, 8), t(3, 8))],
+    ['2 slots for 1 sequence', () => b.attention(L3, [{ k: t(4, 8), v: t(4, 8), length: 0 }, { k: t(4, 8), v: t(4, 8), length: 0 }], 2, t(3, 8), t(3, 8), t(3, 8), t(3, 8))],
+  ],
+  gelu: ({ b, t }) => [['out of another shape', () => b.gelu(t(3, 8), t(3, 7))]],
 };
 
 // ── the suite ─────────────────────────────────────────────────────────────────────────────────────────
@@ -487,7 +495,7 @@ export type BackendFactory = () => Backend | Promise<Backend>;
 export function conformanceSuite(name: string, makeBackend: BackendFactory): void {
   describe(`backend conformance: ${name}`, () => {
     let backend: Backend | undefined;
-    const ref = new ReferenceBackend();
+    const ref = new ReferenceBackend({ exactActivations: true });
     before(async () => {
       backend = await makeBackend();
     });
@@ -631,7 +639,7 @@ export function conformanceSuite(name: string, makeBackend: BackendFactory): voi
 
       test("another backend's tensors and matrices are refused, both ways", async () => {
         const b = be();
-        const foreign = new ReferenceBackend();
+        const foreign = new ReferenceBackend({ exactActivations: true });
         const same = await makeBackend(); // a second instance of the same kind: its own memory
         try {
           const rnd = new SeededRandom(4);

@@ -18,7 +18,8 @@
 // in the kernels; f16 by hand, as shader-f16 is optional). The K-quants and int8 are still decoded to f32
 // on the host when placed: exact values, four bytes a weight on the device.
 import { DeviceError } from '../../errors.js';
-import type { Backend, DeviceMatrix, DeviceTensor, MatmulJob, RowLayout, StateSlot, UnaryFunction } from '../backend.js';
+import { checkAttention, checkGelu } from '../attention.js';
+import type { Backend, DeviceMatrix, DeviceTensor, KvSlot, MatmulJob, RowLayout, StateSlot, UnaryFunction } from '../backend.js';
 import { checkOwner } from '../backend.js';
 import {
   checkElementwise,
@@ -504,6 +505,18 @@ export class WebGpuBackend implements Backend {
     const o = [r, k, rk, v, y].map((t) => this.own(t).offset);
     const count = r.rows * heads;
     this.dispatch('wkv7Bonus', [count, r.cols / heads, heads, ...o], count);
+  }
+
+  // GPT's two operations have no shaders yet: a clear refusal (after the same argument checks) rather
+  // than a wrong result.
+  attention(layout: RowLayout, slots: readonly KvSlot[], heads: number, q: DeviceTensor, k: DeviceTensor, v: DeviceTensor, out: DeviceTensor): void {
+    checkAttention(layout, slots, heads, q, k, v, out);
+    throw new DeviceError('GPT not supported on webgpu (no attention shader yet): use --kernels wasm');
+  }
+
+  gelu(x: DeviceTensor, out: DeviceTensor): void {
+    checkGelu(x, out);
+    throw new DeviceError('GPT not supported on webgpu (no GELU shader yet): use --kernels wasm');
   }
 
   // ── machinery ───────────────────────────────────────────────────────────────────────────────────
