@@ -12,8 +12,8 @@ import { MODEL_FILE } from '../src/training/checkpoint.js';
 import { WasmGemm } from '../src/training/gemm.js';
 import { readRwkv7Weights, Rwkv7Train } from '../src/training/rwkv7.js';
 import { train, type TrainOptions } from '../src/training/train.js';
-import { Rng } from '../src/util/rng.js';
 import { testBackend } from './helpers/backend.js';
+import { wordsText } from './helpers/data.js';
 import { fixture } from './helpers/fixtures.js';
 import { tempDir } from './helpers/formats.js';
 
@@ -24,13 +24,7 @@ function cli(...args: string[]): { status: number | null; stderr: string } {
   return spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 120_000 });
 }
 
-function text(bytes: number, seed = 3): string {
-  const words = ['state', 'of', 'the', 'union', 'is', 'strong', 'and', 'we', 'will', 'carry', 'on', 'together'];
-  const rng = new Rng(seed);
-  let s = '';
-  while (s.length < bytes) s += words[rng.nextU32() % words.length] + (rng.nextU32() % 7 === 0 ? '.\n' : ' ');
-  return s.slice(0, bytes);
-}
+const text = (bytes: number): string => wordsText(bytes, ['state', 'of', 'the', 'union', 'is', 'strong', 'and', 'we', 'will', 'carry', 'on', 'together']).slice(0, bytes);
 
 const base: Omit<TrainOptions, 'out'> = { arch: 'rwkv7', layers: 2, width: 32, context: 16, batch: 2, steps: 8, lr: 3e-3, evalEvery: 4, evalBatches: 2, threads: 1 } as Omit<TrainOptions, 'out'>;
 

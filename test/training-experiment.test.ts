@@ -12,18 +12,12 @@ import { WasmGemm } from '../src/training/gemm.js';
 import { train } from '../src/training/train.js';
 import { testBackend } from './helpers/backend.js';
 import { logTicks } from '../src/training/plot.js';
-import { Rng } from '../src/util/rng.js';
+import { wordsText } from './helpers/data.js';
 import { tempDir } from './helpers/formats.js';
 
 const gemm = new WasmGemm((await testBackend()).kernels);
 
-function text(bytes: number): string {
-  const words = ['state', 'of', 'the', 'union', 'is', 'strong', 'and', 'congress', 'shall', 'meet'];
-  const rng = new Rng(3);
-  let s = '';
-  while (s.length < bytes) s += words[rng.nextU32() % words.length] + (rng.nextU32() % 7 === 0 ? '.\n' : ' ');
-  return s;
-}
+const text = (bytes: number): string => wordsText(bytes);
 
 test('rwkv experiment parity on a tiny budget: runs, results JSON / SVG / table, skip and resume', async () => {
   const dir = tempDir('parity');

@@ -70,7 +70,7 @@ export interface ParityArgs {
   progress?: boolean;
 }
 
-export interface ParityRun {
+export interface ParityRun extends RunProgress {
   name: string;
   arch: string;
   size: string;
@@ -79,16 +79,6 @@ export interface ParityRun {
   parameters: number;
   lr: number;
   steps: number;
-  /** Steps done (steps when finished). */
-  step: number;
-  done: boolean;
-  /** Held-out loss (nats/byte) at the last step, and in bits per byte. */
-  valLoss: number | null;
-  bitsPerByte: number | null;
-  /** Seconds of training steps and evaluations (summed over resumed segments). */
-  wallSeconds: number;
-  /** Held-out loss (nats) at each evaluation. */
-  curve: { step: number; tokens: number; loss: number }[];
 }
 
 export interface ParityComparison {
@@ -102,7 +92,7 @@ export interface ParityComparison {
 export interface ParityResults {
   experiment: 'parity';
   description: string;
-  data: { source: string; files: number; bytes: number; trainTokens: number; valTokens: number; valFraction: number; evalTokens: number };
+  data: DataSummary;
   context: number;
   batch: number;
   tokensPerRun: number;
@@ -132,9 +122,10 @@ export function corpusFiles(): string[] {
     .map((f) => path.join(dir, f));
 }
 
-function parseSize(s: string): { layers: number; width: number; label: string } {
-  const m = /^(\d+)x(\d+)$/.exec(s);
-  if (m === null) throw new ArgumentError(`--sizes ${s}: expected LAYERSxWIDTH, e.g. 4x128`);
+/** '4x128' or 'L4xD128': 4 layers of width 128. */
+export function parseSize(s: string): { layers: number; width: number; label: string } {
+  const m = /^L?(\d+)xD?(\d+)$/i.exec(s);
+  if (m === null) throw new ArgumentError(`--sizes ${s}: expected LAYERSxWIDTH, e.g. 4x128 or L4xD128`);
   const layers = Number(m[1]);
   const width = Number(m[2]);
   return { layers, width, label: `L${layers} D${width}` };
@@ -146,7 +137,7 @@ function tokensTag(n: number): string {
 }
 
 /** Seconds of training summed over the log's segments (time_s restarts at each resume). */
-function loggedSeconds(text: string): number {
+export function loggedSeconds(text: string): number {
   let total = 0;
   let last = 0;
   for (const line of text.split('\n')) {
@@ -161,6 +152,199 @@ function loggedSeconds(text: string): number {
     }
   }
   return total + last;
+}
+
+/** Parameters of a model of this architecture and size (byte vocabulary): all, and without the token embedding, positions and output head. */
+export function countParameters(arch: string, layers: number, width: number, context: number): { total: number; nonEmbedding: number } {
+  const a = architecture(arch);
+  const shape = a.shapeFor({ layers, width, nVocab: 256, context, heads: undefined, untiedHead: false });
+  let total = 0;
+  let nonEmbedding = 0;
+  for (const p of a.paramShapes(shape)) {
+    const n = p.shape.reduce((x, d) => x * d, 1);
+    total += n;
+    if (!EMBEDDING_PARAMS.has(p.name)) nonEmbedding += n;
+  }
+  return { total, nonEmbedding };
+}
+
+/** The vocabulary and position matrices (RWKV-4/7: emb, head; GPT: wte, wpe, lm_head): what "non-embedding" leaves out. */
+export const EMBEDDING_PARAMS: ReadonlySet<string> = new Set(['emb.weight', 'head.weight', 'wte.weight', 'wpe.weight', 'lm_head.weight']);
+
+/** What a run directory's log says about a run of `steps` steps (a run not started has no log). */
+export interface RunProgress {
+  /** Steps done (steps when finished). */
+  step: number;
+  done: boolean;
+  /** Held-out loss (nats/byte) at the last step, and in bits per byte. */
+  valLoss: number | null;
+  bitsPerByte: number | null;
+  /** Seconds of training steps and evaluations (summed over resumed segments). */
+  wallSeconds: number;
+  /** Held-out loss (nats) at each evaluation. */
+  curve: { step: number; tokens: number; loss: number }[];
+}
+
+export function readRunProgress(runDir: string, steps: number, tokensPerStep: number): RunProgress {
+  const logFile = path.join(runDir, LOG_FILE);
+  const text = fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8') : '';
+  const entries = parseLog(text);
+  const curve = entries.filter((e) => e.type === 'val').map((e) => ({ step: e.step, tokens: e.tokens ?? e.step * tokensPerStep, loss: e.loss }));
+  const step = entries.filter((e) => e.type === 'train').reduce((a, e) => Math.max(a, e.step), 0);
+  const final = curve.find((c) => c.step === steps);
+  return {
+    step,
+    done: final !== undefined,
+    valLoss: final?.loss ?? null,
+    bitsPerByte: final === undefined ? null : final.loss / Math.LN2,
+    wallSeconds: Math.round(loggedSeconds(text) * 10) / 10,
+    curve,
+  };
+}
+
+/** The data block of an experiment's results file. */
+export interface DataSummary {
+  source: string;
+  files: number;
+  bytes: number;
+  trainTokens: number;
+  valTokens: number;
+  valFraction: number;
+  evalTokens: number;
+}
+
+/** What the results say about `data` (from `experimentData`), read by windows of context × batch. */
+export function summarizeData(
+  data: ReturnType<typeof experimentData>,
+  given: string[] | undefined,
+  o: { valFraction: number; context: number; batch: number; evalBatches: number },
+): DataSummary {
+  const rel = (p: string): string => path.relative(process.cwd(), p) || '.';
+  return {
+    source: given === undefined ? PARITY_CORPUS : given.map(rel).join(' '),
+    files: data.files.length,
+    bytes: data.tokens,
+    trainTokens: data.train,
+    valTokens: data.val,
+    valFraction: o.valFraction,
+    evalTokens: evalTokens(data.val, o.context, o.batch, o.evalBatches),
+  };
+}
+
+/** The bytes every run of an experiment trains on: one token file in `dir`, its held-out tail. */
+export function experimentData(dir: string, dataFiles: string[] | undefined, valFraction: number, context: number) {
+  const files = dataFiles ?? corpusFiles();
+  fs.mkdirSync(dir, { recursive: true });
+  const tokenFile = path.join(dir, TOKENS_FILE);
+  const data = prepareTokens(files, new ByteTokenizer(), 'bytes', tokenFile);
+  const split = splitTokens(data.tokens, valFraction, context);
+  return { files, tokenFile, tokens: data.tokens.length, train: split.train.length, val: split.val.length };
+}
+
+/** One training run of an experiment: a directory `dir/name`. */
+export interface ExperimentRun {
+  name: string;
+  arch: string;
+  layers: number;
+  width: number;
+  lr: number;
+  steps: number;
+}
+
+/** What every run of an experiment shares. */
+export interface ExperimentSettings {
+  dir: string;
+  tokenFile: string;
+  context: number;
+  batch: number;
+  valFraction: number;
+  /** Held-out evaluations per run (the last at the end). */
+  evals: number;
+  evalBatches: number;
+  seed: number;
+}
+
+/**
+ * Runs experiment runs one after another on one backend: a finished run is skipped, an unfinished one
+ * resumed from its checkpoint, a run of another plan in its directory refused. Ctrl-C / SIGTERM: the
+ * current run saves a checkpoint and `stopped` turns true (again: exit).
+ */
+export async function openRunner(
+  settings: ExperimentSettings,
+  options: { threads?: number; say: (s: string) => void },
+): Promise<{ run: (r: ExperimentRun, label: string) => Promise<void>; readonly stopped: boolean; kernels: string; close: () => Promise<void> }> {
+  const { say } = options;
+  const backend = await createBackend({ kind: 'wasm', ...(options.threads !== undefined ? { threads: options.threads } : {}) });
+  const gemm = gemmFor(backend);
+  let stop = false;
+  const onSignal = (): void => {
+    if (stop) process.exit(130);
+    stop = true;
+    process.stderr.write('rwkv experiment: stopping after this step with a checkpoint (again to abort)\n');
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const run = async (r: ExperimentRun, label: string): Promise<void> => {
+    const { steps } = r;
+    const out = path.join(settings.dir, r.name);
+    const statePath = path.join(out, STATE_FILE);
+    let resume = false;
+    if (fs.existsSync(statePath)) {
+      const p = await readProgress(statePath);
+      const o = p.options;
+      if (o.steps !== steps || o.batch !== settings.batch || o.context !== settings.context || (o.lr !== undefined && o.lr !== r.lr)) {
+        throw new ArgumentError(
+          `${out} holds a run of another plan (${String(o.steps)} steps × ${String(o.batch)} × ${String(o.context)}, lr ${String(o.lr)}): choose another --dir`,
+        );
+      }
+      if (p.step >= steps) {
+        say(`  ${label} ${r.name}: done\n`);
+        return;
+      }
+      resume = true;
+    }
+    say(`  ${label} ${r.name}: ${resume ? 'resuming' : 'starting'}\n`);
+    const opts: TrainOptions = resume
+      ? { out, resume: true }
+      : {
+          out,
+          overwrite: true, // a log without a checkpoint: a run killed before its first save
+          data: [settings.tokenFile],
+          arch: r.arch,
+          layers: r.layers,
+          width: r.width,
+          context: settings.context,
+          batch: settings.batch,
+          steps,
+          lr: r.lr,
+          valFraction: settings.valFraction,
+          evalEvery: Math.max(1, Math.ceil(steps / settings.evals)),
+          evalBatches: settings.evalBatches,
+          saveEvery: Math.max(1, Math.ceil(steps / 10)),
+          seed: settings.seed,
+        };
+    const every = Math.max(1, Math.round(steps / 10));
+    const res = await train(opts, gemm, {
+      onStep: (s) => {
+        if (s.step % every === 0) say(`    step ${s.step}/${s.steps} loss ${s.loss.toFixed(3)} ${s.tokensPerSecond.toFixed(0)} tok/s ETA ${formatDuration(s.eta)}\n`);
+      },
+      onEval: (step, loss) => say(`    held-out at step ${step}: ${(loss / Math.LN2).toFixed(4)} bits/byte\n`),
+      shouldStop: () => stop,
+    });
+    say(`    ${res.stopped ? 'stopped' : 'done'} in ${formatDuration(res.seconds)} (${res.tokensPerSecond.toFixed(0)} tok/s)\n`);
+  };
+  return {
+    run,
+    kernels: gemm.name,
+    get stopped() {
+      return stop;
+    },
+    close: async () => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      await backend.close();
+    },
+  };
 }
 
 export async function runParity(args: ParityArgs = {}): Promise<ParityResults> {
@@ -186,44 +370,24 @@ export async function runParity(args: ParityArgs = {}): Promise<ParityResults> {
   const prefix = path.resolve(o.results ?? path.join('docs', 'results', `parity-${tokensTag(o.tokens)}`));
 
   // One token file for every run: the same bytes, the same held-out tail.
-  const files = o.data ?? corpusFiles();
-  const tokenFile = path.join(dir, TOKENS_FILE);
-  const data = prepareTokens(files, new ByteTokenizer(), 'bytes', tokenFile);
-  const split = splitTokens(data.tokens, o.valFraction, o.context);
+  const data = experimentData(dir, o.data, o.valFraction, o.context);
   const tokensPerStep = o.batch * o.context;
   const steps = Math.max(1, Math.round(o.tokens / tokensPerStep));
-  const evalEvery = Math.max(1, Math.ceil(steps / o.evals));
-  say(`rwkv experiment parity: ${data.tokens.length} bytes (${split.train.length} training, ${split.val.length} held out), ${steps} steps × ${o.batch} × ${o.context} tokens per run\n`);
+  say(`rwkv experiment parity: ${data.tokens} bytes (${data.train} training, ${data.val} held out), ${steps} steps × ${o.batch} × ${o.context} tokens per run\n`);
 
   type Planned = { arch: string; size: (typeof sizes)[number]; lr: number; name: string };
   // The results of a run, from its directory (a run not started has no log).
-  const readRun = (r: Planned): ParityRun => {
-    const arch = architecture(r.arch);
-    const shape = arch.shapeFor({ layers: r.size.layers, width: r.size.width, nVocab: 256, context: o.context, heads: undefined, untiedHead: false });
-    const parameters = arch.paramShapes(shape).reduce((a, p) => a + p.shape.reduce((x, d) => x * d, 1), 0);
-    const logFile = path.join(dir, r.name, LOG_FILE);
-    const text = fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8') : '';
-    const entries = parseLog(text);
-    const curve = entries.filter((e) => e.type === 'val').map((e) => ({ step: e.step, tokens: e.tokens ?? e.step * tokensPerStep, loss: e.loss }));
-    const step = entries.filter((e) => e.type === 'train').reduce((a, e) => Math.max(a, e.step), 0);
-    const final = curve.find((c) => c.step === steps);
-    return {
-      name: r.name,
-      arch: r.arch,
-      size: r.size.label,
-      layers: r.size.layers,
-      width: r.size.width,
-      parameters,
-      lr: r.lr,
-      steps,
-      step,
-      done: final !== undefined,
-      valLoss: final?.loss ?? null,
-      bitsPerByte: final === undefined ? null : final.loss / Math.LN2,
-      wallSeconds: Math.round(loggedSeconds(text) * 10) / 10,
-      curve,
-    };
-  };
+  const readRun = (r: Planned): ParityRun => ({
+    name: r.name,
+    arch: r.arch,
+    size: r.size.label,
+    layers: r.size.layers,
+    width: r.size.width,
+    parameters: countParameters(r.arch, r.size.layers, r.size.width, o.context).total,
+    lr: r.lr,
+    steps,
+    ...readRunProgress(path.join(dir, r.name), steps, tokensPerStep),
+  });
   const plan: Planned[] = [];
   /** The runs of size `si`: its sweep, or each architecture at its best learning rate of size si − 1. */
   const sizePlan = (si: number): Planned[] => {
@@ -240,72 +404,21 @@ export async function runParity(args: ParityArgs = {}): Promise<ParityResults> {
     });
   };
   if (o.lrs[0] === 'best') throw new ArgumentError("--lrs: the first size needs learning rates ('best' takes them from the size before)");
-  const backend = await createBackend({ kind: 'wasm', ...(o.threads !== undefined ? { threads: o.threads } : {}) });
-  const gemm = gemmFor(backend);
-  let stop = false;
-  const onSignal = (): void => {
-    if (stop) process.exit(130);
-    stop = true;
-    err.write('rwkv experiment: stopping after this step with a checkpoint (again to abort)\n');
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const runner = await openRunner(
+    { dir, tokenFile: data.tokenFile, context: o.context, batch: o.batch, valFraction: o.valFraction, evals: o.evals, evalBatches: o.evalBatches, seed: o.seed },
+    { ...(o.threads !== undefined ? { threads: o.threads } : {}), say },
+  );
   try {
-    for (let si = 0; si < sizes.length && !stop; si++) {
+    for (let si = 0; si < sizes.length && !runner.stopped; si++) {
       const runsOfSize = sizePlan(si);
       plan.push(...runsOfSize);
       for (const r of runsOfSize) {
-        if (stop) break;
-        const i = plan.indexOf(r);
-        const out = path.join(dir, r.name);
-        const statePath = path.join(out, STATE_FILE);
-        let resume = false;
-        if (fs.existsSync(statePath)) {
-          const p = await readProgress(statePath);
-          if (p.options.steps !== steps || p.options.batch !== o.batch || p.options.context !== o.context) {
-            throw new ArgumentError(`${out} holds a run of another plan (${String(p.options.steps)} steps × ${String(p.options.batch)} × ${String(p.options.context)}): choose another --dir`);
-          }
-          if (p.step >= steps) {
-            say(`  [${i + 1}/${plan.length}] ${r.name}: done\n`);
-            continue;
-          }
-          resume = true;
-        }
-        say(`  [${i + 1}/${plan.length}] ${r.name}: ${resume ? 'resuming' : 'starting'}\n`);
-        const opts: TrainOptions = resume
-          ? { out, resume: true }
-          : {
-              out,
-              overwrite: true, // a log without a checkpoint: a run killed before its first save
-              data: [tokenFile],
-              arch: r.arch,
-              layers: r.size.layers,
-              width: r.size.width,
-              context: o.context,
-              batch: o.batch,
-              steps,
-              lr: r.lr,
-              valFraction: o.valFraction,
-              evalEvery,
-              evalBatches: o.evalBatches,
-              saveEvery: Math.max(1, Math.ceil(steps / 10)),
-              seed: o.seed,
-            };
-        const every = Math.max(1, Math.round(steps / 10));
-        const res = await train(opts, gemm, {
-          onStep: (s) => {
-            if (s.step % every === 0) say(`    step ${s.step}/${s.steps} loss ${s.loss.toFixed(3)} ${s.tokensPerSecond.toFixed(0)} tok/s ETA ${formatDuration(s.eta)}\n`);
-          },
-          onEval: (step, loss) => say(`    held-out at step ${step}: ${(loss / Math.LN2).toFixed(4)} bits/byte\n`),
-          shouldStop: () => stop,
-        });
-        say(`    ${res.stopped ? 'stopped' : 'done'} in ${formatDuration(res.seconds)} (${res.tokensPerSecond.toFixed(0)} tok/s)\n`);
+        if (runner.stopped) break;
+        await runner.run({ name: r.name, arch: r.arch, layers: r.size.layers, width: r.size.width, lr: r.lr, steps }, `[${plan.indexOf(r) + 1}/${plan.length}]`);
       }
     }
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-    await backend.close();
+    await runner.close();
   }
 
   // Sizes not reached (stopped): their sweeps, not started, are listed too.
@@ -331,21 +444,13 @@ export async function runParity(args: ParityArgs = {}): Promise<ParityResults> {
   const results: ParityResults = {
     experiment: 'parity',
     description: 'RWKV-4 vs GPT (pre-LN GPT-2) at equal sizes, byte-level, same data order; held-out loss in nats/byte (bitsPerByte = nats / ln 2)',
-    data: {
-      source: o.data === undefined ? PARITY_CORPUS : o.data.map(rel).join(' '),
-      files: files.length,
-      bytes: data.tokens.length,
-      trainTokens: split.train.length,
-      valTokens: split.val.length,
-      valFraction: o.valFraction,
-      evalTokens: Math.min(Math.floor((split.val.length - 1) / o.context), o.batch * o.evalBatches) * o.context,
-    },
+    data: summarizeData(data, o.data, o),
     context: o.context,
     batch: o.batch,
     tokensPerRun: steps * tokensPerStep,
     steps,
     seed: o.seed,
-    kernels: gemm.name,
+    kernels: runner.kernels,
     runs,
     comparison,
     commands: [`nohup nice -n 10 ${command} > ${rel(dir)}/experiment.log 2>&1 &`, `rwkv plot ${rel(prefix)}.json --out ${rel(prefix)}.svg`],
@@ -355,8 +460,13 @@ export async function runParity(args: ParityArgs = {}): Promise<ParityResults> {
   return results;
 }
 
+/** Held-out tokens each evaluation covers: whole windows of the held-out tail, at most batch × evalBatches of them. */
+export function evalTokens(valTokens: number, context: number, batch: number, evalBatches: number): number {
+  return Math.min(Math.floor((valTokens - 1) / context), batch * evalBatches) * context;
+}
+
 /** Atomically (temp file + rename). */
-function writeFile(file: string, text: string): void {
+export function writeFile(file: string, text: string): void {
   fs.mkdirSync(path.dirname(file), { recursive: true });
   const tmp = `${file}.${process.pid}.partial`;
   fs.writeFileSync(tmp, text);
@@ -383,7 +493,7 @@ export function parityRuns(results: Pick<ParityResults, 'runs'>): Run[] {
     .map((r) => ({ label: r.name, entries: r.curve.map((c) => ({ type: 'val' as const, step: c.step, tokens: c.tokens, loss: c.loss })) }));
 }
 
-function fmt(v: number | null, digits = 4): string {
+export function fmt(v: number | null, digits = 4): string {
   return v === null ? '–' : v.toFixed(digits);
 }
 

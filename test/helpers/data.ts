@@ -3,6 +3,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { TestContext } from 'node:test';
+import { Rng } from '../../src/util/rng.js';
 import { IN_CI, REPO_ROOT } from './fixtures.js';
 
 export const DATA_DIR = process.env.RWKV_DATA ?? path.resolve(REPO_ROOT, '..', 'shared', 'data');
@@ -25,4 +26,12 @@ export function shakespeare(t: TestContext, dir: string, bytes: number): string 
   const out = path.join(dir, `shakespeare-${bytes}.txt`);
   fs.writeFileSync(out, fs.readFileSync(src).subarray(0, bytes));
   return out;
+}
+
+/** `bytes` of made-up prose from `words` (seeded; a sentence ends now and then): data needing no shared files. */
+export function wordsText(bytes: number, words: readonly string[] = ['state', 'of', 'the', 'union', 'is', 'strong', 'and', 'congress', 'shall', 'meet'], seed = 3): string {
+  const rng = new Rng(seed);
+  let s = '';
+  while (s.length < bytes) s += words[rng.nextU32() % words.length] + (rng.nextU32() % 7 === 0 ? '.\n' : ' ');
+  return s;
 }
