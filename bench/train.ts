@@ -1,9 +1,10 @@
-// `node dist/bench/train.js`: training speed of RWKV-4 on this machine (a benchmark, not a test).
+// `node dist/bench/train.js`: training speed on this machine (a benchmark, not a test), of any architecture
+// of the trainer's registry (--arch rwkv4 (default), rwkv7, gpt).
 // A 4-layer, 256-wide model (vocab 256, ffn 1024), context 256, batch 8, on 1 and 2 threads: tokens/s of
 // whole training steps (forward, backward, clipping, AdamW), the time in the matrix products and in the
 // rest, and the GFLOP/s of the products against the kernel's own peak on a large product of the same
 // backend. Each thread count runs in its own process.
-//   options: --threads 1,2  --steps 6  --layers 4 --width 256 --context 256 --batch 8  --out FILE.json
+//   options: --arch rwkv4|rwkv7|gpt  --threads 1,2  --steps 6  --layers 4 --width 256 --context 256 --batch 8  --out FILE.json
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -12,8 +13,7 @@ import { Rng } from '../src/util/rng.js';
 import { WasmKernels } from '../src/kernels/wasm-kernels.js';
 import { AdamW, clipGradNorm } from '../src/training/adamw.js';
 import { WasmGemm, type Gemm } from '../src/training/gemm.js';
-import { initRwkv4 } from '../src/training/init.js';
-import { Rwkv4Train } from '../src/training/model.js';
+import { architecture } from '../src/training/architecture.js';
 import type { Vec } from '../src/training/ops.js';
 
 /** A Gemm that times its calls. */
@@ -61,7 +61,7 @@ export interface TrainBenchResult {
   parameters: number;
 }
 
-async function runOne(threads: number, o: { steps: number; layers: number; width: number; context: number; batch: number }): Promise<TrainBenchResult> {
+async function runOne(threads: number, o: { arch: string; steps: number; layers: number; width: number; context: number; batch: number }): Promise<TrainBenchResult> {
   const backend = await WasmKernels.create({ threads });
   const wasm = new WasmGemm(backend);
   // Peak of the kernel on the training's own shapes, as large products (best of several, measured before
@@ -88,8 +88,10 @@ async function runOne(threads: number, o: { steps: number; layers: number; width
   };
   measurePeak();
   const gemm = new TimedGemm(wasm);
-  const model = new Rwkv4Train({ nLayer: o.layers, nEmbd: o.width, nVocab: 256, ffnSize: 4 * o.width }, gemm);
-  initRwkv4(model, { seed: 1 });
+  const arch = architecture(o.arch);
+  const shape = arch.shapeFor({ layers: o.layers, width: o.width, nVocab: 256, context: o.context, heads: undefined, untiedHead: false });
+  const model = arch.create(shape, gemm);
+  arch.init(model, { seed: 1, embScale: 1e-4 });
   const opt = new AdamW(model.params);
   const rng = new Rng(2);
   const ids = Int32Array.from({ length: n }, () => rng.nextU32() % 256);
@@ -126,6 +128,7 @@ async function runOne(threads: number, o: { steps: number; layers: number; width
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
+      arch: { type: 'string', default: 'rwkv4' },
       threads: { type: 'string', default: '1,2' },
       steps: { type: 'string', default: '6' },
       layers: { type: 'string', default: '4' },
@@ -136,16 +139,17 @@ async function main(): Promise<void> {
       one: { type: 'string' }, // internal: run one thread count in this process
     },
   });
-  const o = { steps: Number(values.steps), layers: Number(values.layers), width: Number(values.width), context: Number(values.context), batch: Number(values.batch) };
+  const o = { arch: values.arch!, steps: Number(values.steps), layers: Number(values.layers), width: Number(values.width), context: Number(values.context), batch: Number(values.batch) };
+  architecture(o.arch); // an unknown --arch fails here, naming the known ones
   if (values.one !== undefined) {
     process.stdout.write(`${JSON.stringify(await runOne(Number(values.one), o))}\n`);
     return;
   }
   const here = fileURLToPath(import.meta.url);
   const results: TrainBenchResult[] = [];
-  console.log(`RWKV-4 training: ${o.layers} layers × ${o.width}, context ${o.context}, batch ${o.batch} (${o.batch * o.context} tokens/step), ${o.steps} timed steps`);
+  console.log(`${architecture(o.arch).title} training: ${o.layers} layers × ${o.width}, context ${o.context}, batch ${o.batch} (${o.batch * o.context} tokens/step), ${o.steps} timed steps`);
   for (const th of values.threads!.split(',').map(Number)) {
-    const args = [here, '--one', String(th), ...['steps', 'layers', 'width', 'context', 'batch'].flatMap((k) => [`--${k}`, String(o[k as keyof typeof o])])];
+    const args = [here, '--one', String(th), ...['arch', 'steps', 'layers', 'width', 'context', 'batch'].flatMap((k) => [`--${k}`, String(o[k as keyof typeof o])])];
     const r = spawnSync(process.execPath, args, { encoding: 'utf8' });
     if (r.status !== 0) {
       console.error(`threads ${th} failed: ${r.stderr}`);
