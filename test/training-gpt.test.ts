@@ -309,3 +309,69 @@ test('rwkv train --arch gpt (the CLI module): the loss falls; model.safetensors 
   await assert.rejects(train({ out: path.join(dir, 'parts'), resume: true, arch: 'rwkv4', steps: 9 }, gemm, {}), /--arch rwkv4 contradicts/);
   await assert.rejects(train({ ...opts('bad'), width: 18, heads: 4 }, gemm, {}), /not a multiple of --heads 4/);
 });
+
+// --- Ignored targets (−1): chat fine-tuning, where only the assistant's tokens carry loss. ---
+
+/** Positions 0, 1 and every third from 1 carry no loss (−1): 6 of B·T = 10 count. */
+function maskTargets(targets: Int32Array): Int32Array {
+  return targets.map((v, i) => (i < 2 || i % 3 === 1 ? -1 : v));
+}
+
+/** The mean of −log softmax[target] over the counted (≥ 0) targets, straight from the logits (n × V). */
+function maskedMeanNll(logits: ArrayLike<number>, targets: Int32Array, v: number): number {
+  let sum = 0;
+  let count = 0;
+  targets.forEach((target, r) => {
+    if (target < 0) return;
+    let z = 0;
+    for (let j = 0; j < v; j++) z += Math.exp(logits[r * v + j]!);
+    sum += Math.log(z) - logits[r * v + target]!;
+    count++;
+  });
+  return sum / count;
+}
+
+test('ignored targets (−1): the GPT loss is the mean −log softmax over the counted positions only', () => {
+  const model = new GptTrain(SHAPE, new ReferenceGemm('f64'));
+  randomize(model, 11);
+  const { ids, targets } = batch(12, SHAPE.nVocab);
+  const masked = maskTargets(targets);
+  const loss = model.forward(ids, masked, B, T);
+  const expected = maskedMeanNll(model.logits(ids, B, T), masked, SHAPE.nVocab);
+  assert.ok(Math.abs(loss - expected) < 1e-12, `loss ${loss} vs ${expected}`);
+  assert.ok(Math.abs(loss - model.forward(ids, targets, B, T)) > 1e-6, 'the mask changes the loss');
+});
+
+for (const tied of [true, false]) {
+  test(`ignored targets (−1): GPT (${tied ? 'tied' : 'untied'} head) gradients are those of the masked loss (finite differences)`, () => {
+    const model = new GptTrain({ ...SHAPE, tiedHead: tied }, new ReferenceGemm('f64'));
+    randomize(model, 13);
+    const { ids, targets } = batch(14, SHAPE.nVocab);
+    const masked = maskTargets(targets);
+    model.forward(ids, masked, B, T);
+    model.backward();
+    const loss = (): number => model.forward(ids, masked, B, T);
+    const names = ['wte.weight', 'wpe.weight', 'ln_f.bias', 'h.0.attn.c_attn.weight', 'h.1.mlp.c_fc.bias', ...(tied ? [] : ['lm_head.weight'])];
+    for (const name of names) {
+      const p = model.param(name);
+      const r = checkGradient(loss, p.data as Float64Array, Float64Array.from(p.grad), { h: 1e-5, sample: 24 });
+      assert.ok(r.norm > 0, `${name}: zero gradient`);
+      assert.ok(r.relError <= 1e-6, `${name}: relative error ${r.relError}`);
+    }
+  });
+}
+
+test('every target ignored: the GPT loss is 0 and every gradient zero; targets outside [−1, V) are rejected', () => {
+  const model = new GptTrain(SHAPE, new ReferenceGemm('f64'));
+  randomize(model, 15);
+  const { ids, targets } = batch(16, SHAPE.nVocab);
+  model.forward(ids, targets, B, T);
+  model.backward(); // nonzero gradients first: the masked backward must clear them
+  assert.equal(model.forward(ids, new Int32Array(B * T).fill(-1), B, T), 0);
+  model.backward();
+  for (const p of model.params) assert.ok(p.grad.every((g) => g === 0), `${p.name}: nonzero gradient`);
+  for (const bad of [-2, SHAPE.nVocab]) {
+    assert.throws(() => model.forward(ids, targets.map((v, i) => (i === 3 ? bad : v)), B, T), /target id/);
+  }
+  assert.throws(() => model.forward(ids.map((v, i) => (i === 3 ? -1 : v)), targets, B, T), /token id -1/);
+});

@@ -12,6 +12,7 @@ import {
   crossEntropy,
   embeddingBackward,
   embeddingForward,
+  IGNORE_TARGET,
   layerNormBackward,
   layerNormForward,
   reluSquaredBackward,
@@ -218,6 +219,37 @@ test('cross-entropy: value and gradient match finite differences', () => {
   const d = new Float64Array(N * V);
   crossEntropy(logits, targets, N, V, N, d);
   expectClose('cross-entropy dlogits', loss, logits, d);
+});
+
+test('cross-entropy with ignored targets (−1): the mean over the counted rows, zero dlogits rows; none counted: 0', () => {
+  const rng = new Rng(19);
+  const V = 11;
+  const logits = randomF64(rng, N * V, -3, 3);
+  const targets = Int32Array.from({ length: N }, (_, r) => (r % 3 === 0 ? IGNORE_TARGET : rng.nextU32() % V));
+  const counted = targets.filter((t) => t >= 0).length;
+  // Two row chunks, as the graphs' head runs them: each chunk's share over the same count.
+  const half = (N / 2) * V;
+  const loss = (): number =>
+    crossEntropy(logits.subarray(0, half), targets.subarray(0, N / 2), N / 2, V, counted) +
+    crossEntropy(logits.subarray(half), targets.subarray(N / 2), N / 2, V, counted);
+  let expected = 0;
+  for (let r = 0; r < N; r++) {
+    if (targets[r]! < 0) continue;
+    let z = 0;
+    for (let j = 0; j < V; j++) z += Math.exp(logits[r * V + j]!);
+    expected -= Math.log(Math.exp(logits[r * V + targets[r]!]!) / z);
+  }
+  assert.ok(Math.abs(loss() - expected / counted) < 1e-12);
+  const d = new Float64Array(N * V).fill(NaN); // every row written, the ignored ones with zeros
+  crossEntropy(logits.subarray(0, half), targets.subarray(0, N / 2), N / 2, V, counted, d.subarray(0, half));
+  crossEntropy(logits.subarray(half), targets.subarray(N / 2), N / 2, V, counted, d.subarray(half));
+  for (let r = 0; r < N; r += 3) assert.ok(d.subarray(r * V, (r + 1) * V).every((g) => g === 0), `row ${r}`);
+  expectClose('masked cross-entropy dlogits', loss, logits, d);
+  // Nothing counted: loss 0 and zero dlogits, not NaN.
+  const none = new Int32Array(N).fill(IGNORE_TARGET);
+  const d0 = new Float64Array(N * V).fill(NaN);
+  assert.equal(crossEntropy(logits, none, N, V, 0, d0), 0);
+  assert.ok(d0.every((g) => g === 0));
 });
 
 test('WasmGemm: the three products equal the reference loops (f32, awkward sizes)', async () => {

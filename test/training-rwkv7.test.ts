@@ -482,3 +482,70 @@ test('the training graph from an initial state equals inference from that state 
   assert.ok(worst <= 1e-4 * Math.max(1, scale), `${worst}`);
   fs.rmSync(dir, { recursive: true });
 });
+
+// --- Ignored targets (−1): chat fine-tuning, where only the assistant's tokens carry loss. ---
+
+/** Positions 0, 1 and every third from 1 carry no loss (−1): 6 of B·T = 10 count. */
+function maskTargets(targets: Int32Array): Int32Array {
+  return targets.map((v, i) => (i < 2 || i % 3 === 1 ? -1 : v));
+}
+
+/** The mean of −log softmax[target] over the counted (≥ 0) targets, straight from the logits (n × V). */
+function maskedMeanNll(logits: ArrayLike<number>, targets: Int32Array, v: number): number {
+  let sum = 0;
+  let count = 0;
+  targets.forEach((target, r) => {
+    if (target < 0) return;
+    let z = 0;
+    for (let j = 0; j < v; j++) z += Math.exp(logits[r * v + j]!);
+    sum += Math.log(z) - logits[r * v + target]!;
+    count++;
+  });
+  return sum / count;
+}
+
+test('ignored targets (−1): the loss is the mean −log softmax over the counted positions only', () => {
+  const model = new Rwkv7Train(SHAPE, new ReferenceGemm('f64'));
+  randomize(model, 11);
+  const { ids, targets } = batch(12, SHAPE.nVocab);
+  const masked = maskTargets(targets);
+  const loss = model.forward(ids, masked, B, T);
+  const expected = maskedMeanNll(model.logits(ids, B, T), masked, SHAPE.nVocab);
+  assert.ok(Math.abs(loss - expected) < 1e-12, `loss ${loss} vs ${expected}`);
+  assert.ok(Math.abs(loss - model.forward(ids, targets, B, T)) > 1e-6, 'the mask changes the loss');
+});
+
+test('ignored targets (−1): the gradients (and an initial state\'s) are those of the masked loss (finite differences)', () => {
+  const model = new Rwkv7Train(SHAPE, new ReferenceGemm('f64'));
+  randomize(model, 13);
+  const rng = new Rng(17);
+  const states = model.enableInitialState();
+  for (const s of states) s.data.set(randomF64(rng, s.data.length, -0.5, 0.5));
+  const { ids, targets } = batch(14, SHAPE.nVocab);
+  const masked = maskTargets(targets);
+  model.forward(ids, masked, B, T);
+  model.backward();
+  const loss = (): number => model.forward(ids, masked, B, T);
+  const names = ['head.weight', 'ln_out.weight', 'emb.weight', 'blocks.0.att.w1', 'blocks.1.att.v0', 'blocks.1.ffn.key.weight'];
+  for (const p of [...names.map((n) => model.param(n)), states[0]!]) {
+    const r = checkGradient(loss, p.data as Float64Array, Float64Array.from(p.grad), { h: 1e-5, sample: 24 });
+    assert.ok(r.norm > 0, `${p.name}: zero gradient`);
+    assert.ok(r.relError <= 1e-6, `${p.name}: relative error ${r.relError}`);
+  }
+});
+
+test('every target ignored: loss 0 and all-zero gradients; targets outside [−1, V) are rejected', () => {
+  const model = new Rwkv7Train(SHAPE, new ReferenceGemm('f64'));
+  randomize(model, 15);
+  const states = model.enableInitialState();
+  const { ids, targets } = batch(16, SHAPE.nVocab);
+  model.forward(ids, targets, B, T);
+  model.backward(); // nonzero gradients first: the masked backward must clear them
+  assert.equal(model.forward(ids, new Int32Array(B * T).fill(-1), B, T), 0);
+  model.backward();
+  for (const p of [...model.params, ...states]) assert.ok(p.grad.every((g) => g === 0), `${p.name}: nonzero gradient`);
+  for (const bad of [-2, SHAPE.nVocab]) {
+    assert.throws(() => model.forward(ids, targets.map((v, i) => (i === 3 ? bad : v)), B, T), /target id/);
+  }
+  assert.throws(() => model.forward(ids.map((v, i) => (i === 3 ? -1 : v)), targets, B, T), /token id -1/);
+});

@@ -30,7 +30,10 @@ export interface TrainModel {
   /** FLOPs of the weight products per token of one training step (forward 2·, backward 4· per weight). */
   readonly matmulFlopsPerToken: number;
   param(name: string): Param;
-  /** Mean cross-entropy of `targets` given `ids` (b sequences of t tokens, row-major); keeps what `backward` needs. */
+  /**
+   * Mean cross-entropy of `targets` given `ids` (b sequences of t tokens, row-major) over the counted targets
+   * (a target of −1 carries no loss); keeps what `backward` needs.
+   */
   forward(ids: Int32Array, targets: Int32Array, b: number, t: number): number;
   /** Zeroes every gradient, then fills them with ∂loss/∂param of the last `forward`. */
   backward(): void;

@@ -10,10 +10,12 @@
 // Parameters carry Hugging Face GPT-2's names (no 'transformer.' prefix) but the trainer's [out, in]
 // layout: c_attn, c_proj and c_fc, which GPT-2 stores as Conv1D [in, out], are transposed on save and load
 // (gpt-checkpoint.ts). Saved per layer: x, the LN statistics, a, qkv, the attention weights P, the
-// attention output, the mid-layer residual, f and h; gelu(h) is recomputed in the backward.
+// attention output, the mid-layer residual, f and h; gelu(h) is recomputed in the backward. LNf, the head
+// and the loss are the shared TrainGraph's (graph.ts).
 import { ArgumentError } from '../errors.js';
-import type { ModelShape, TrainModel } from './architecture.js';
+import type { ModelShape } from './architecture.js';
 import type { Gemm } from './gemm.js';
+import { TrainGraph } from './graph.js';
 import {
   AttentionScratch,
   attentionBackward,
@@ -25,8 +27,7 @@ import {
   positionBackward,
   positionForward,
 } from './gpt-ops.js';
-import type { Param } from './model.js';
-import { addForward, crossEntropy, embeddingBackward, embeddingForward, layerNormBackward, layerNormForward, type Vec } from './ops.js';
+import { addForward, embeddingBackward, embeddingForward, layerNormBackward, layerNormForward, type Vec } from './ops.js';
 
 export interface GptShape extends ModelShape {
   readonly nLayer: number;
@@ -98,66 +99,27 @@ export interface GptTrainOptions {
   logitBudget?: number;
 }
 
-export class GptTrain implements TrainModel {
-  readonly shape: GptShape;
-  readonly gemm: Gemm;
-  readonly params: readonly Param[];
-  private readonly byName = new Map<string, Param>();
+export class GptTrain extends TrainGraph<GptShape> {
   private readonly w: LayerParams[] = [];
   private readonly dw: LayerParams[] = [];
-  private readonly buffers = new Map<string, Vec>();
-  private ids: Int32Array = new Int32Array(0);
-  private targets: Int32Array = new Int32Array(0);
-  private b = 0;
-  private t = 0;
-  private logitsKept = false;
-  private readonly logitBudget: number;
   private readonly scratch: AttentionScratch;
 
   constructor(shape: GptShape, gemm: Gemm, options: GptTrainOptions = {}) {
     checkGptShape(shape);
-    this.logitBudget = options.logitBudget ?? 1 << 24;
-    this.shape = shape;
-    this.gemm = gemm;
+    // Tied: the head is wte itself, so its gradient gathers the head's and the embedding's shares.
+    const head = shape.tiedHead ? 'wte.weight' : 'lm_head.weight';
+    super(shape, gemm, { params: gptParamShapes(shape), normWeight: 'ln_f.weight', normBias: 'ln_f.bias', head, ...options });
     this.scratch = new AttentionScratch(gemm.precision);
-    const params: Param[] = [];
-    for (const { name, shape: s } of gptParamShapes(shape)) {
-      const n = s.reduce((a, d) => a * d, 1);
-      const p: Param = {
-        name,
-        shape: s,
-        data: gemm.allocate(n),
-        grad: gemm.precision === 'f64' ? new Float64Array(n) : new Float32Array(n),
-        decay: s.filter((d) => d > 1).length >= 2,
-      };
-      params.push(p);
-      this.byName.set(name, p);
-    }
-    this.params = params;
     for (let l = 0; l < shape.nLayer; l++) {
       this.w.push(this.layer(l, 'data'));
       this.dw.push(this.layer(l, 'grad'));
     }
   }
 
-  param(name: string): Param {
-    const p = this.byName.get(name);
-    if (p === undefined) throw new ArgumentError(`no parameter named '${name}'`);
-    return p;
-  }
-
-  get size(): number {
-    return this.params.reduce((a, p) => a + p.data.length, 0);
-  }
-
   /** FLOPs of the weight products per token of a training step (6 per weight), not counting attention's T-long dot products. */
   get matmulFlopsPerToken(): number {
     const { nLayer: L, nEmbd: C, nVocab: V } = this.shape;
     return 6 * (L * 12 * C * C + V * C);
-  }
-
-  private headWeight(): Param {
-    return this.param(this.shape.tiedHead ? 'wte.weight' : 'lm_head.weight');
   }
 
   private layer(l: number, which: 'data' | 'grad'): LayerParams {
@@ -178,54 +140,13 @@ export class GptTrain implements TrainModel {
     };
   }
 
-  private buf(name: string, length: number): Vec {
-    let a = this.buffers.get(name);
-    if (a === undefined || a.length < length) {
-      a = this.gemm.precision === 'f64' ? new Float64Array(length) : new Float32Array(length);
-      this.buffers.set(name, a);
-    }
-    return a.subarray(0, length);
-  }
-
-  private zeroed(name: string, length: number): Vec {
-    const a = this.buf(name, length);
-    a.fill(0);
-    return a;
-  }
-
-  private checkBatch(ids: Int32Array, b: number, t: number): void {
-    if (!Number.isInteger(b) || !Number.isInteger(t) || b < 1 || t < 1 || ids.length !== b * t) {
-      throw new ArgumentError(`a batch of ${b} × ${t} tokens needs ${b * t} ids, got ${ids.length}`);
-    }
+  /** Learned positions: no window longer than nPositions. */
+  protected override checkWindow(t: number): void {
     if (t > this.shape.nPositions) throw new ArgumentError(`a window of ${t} tokens is longer than the model's ${this.shape.nPositions} positions`);
-    const v = this.shape.nVocab;
-    for (const id of ids) if (!(id >= 0 && id < v)) throw new ArgumentError(`token id ${id} is outside the vocabulary (0..${v - 1})`);
   }
 
-  forward(ids: Int32Array, targets: Int32Array, b: number, t: number): number {
-    this.checkBatch(ids, b, t);
-    this.checkBatch(targets, b, t);
-    this.ids = ids;
-    this.targets = targets;
-    this.b = b;
-    this.t = t;
-    this.body(ids, b, t);
-    return this.head(targets, true);
-  }
-
-  logits(ids: Int32Array, b: number, t: number): Vec {
-    this.checkBatch(ids, b, t);
-    this.body(ids, b, t);
-    const { nEmbd: C, nVocab: V } = this.shape;
-    const n = b * t;
-    const out = this.gemm.precision === 'f64' ? new Float64Array(n * V) : new Float32Array(n * V);
-    this.gemm.forward(out, this.buf('xo', n * C), this.headWeight().data, n, V, C);
-    this.b = 0;
-    return out;
-  }
-
-  /** Embeddings, the blocks, LNf: leaves the normed output in 'xo'. */
-  private body(ids: Int32Array, b: number, t: number): void {
+  /** Embeddings, the blocks: returns the last residual x_L (N × C), LNf's input. */
+  protected bodyForward(ids: Int32Array, b: number, t: number): Vec {
     const { nLayer: L, nEmbd: C, nHead: H } = this.shape;
     const n = b * t;
     const F = 4 * C;
@@ -259,62 +180,16 @@ export class GptTrain implements TrainModel {
       biasForward(tmp, w.mprojB, n, C);
       addForward(this.buf(`x${l + 1}`, n * C), xm, tmp);
     }
-    layerNormForward(this.buf('xo', n * C), this.buf('mo', n), this.buf('so', n), this.buf(`x${L}`, n * C), this.param('ln_f.weight').data, this.param('ln_f.bias').data, n, C);
+    return this.buf(`x${L}`, n * C);
   }
 
-  private headChunks(n: number): number {
-    const V = this.shape.nVocab;
-    return n * V <= this.logitBudget ? n : Math.max(1, Math.floor(this.logitBudget / 4 / V));
-  }
-
-  private head(targets: Int32Array, training: boolean): number {
-    const { nEmbd: C, nVocab: V } = this.shape;
-    const n = this.b * this.t;
-    const xo = this.buf('xo', n * C);
-    const head = this.headWeight().data;
-    const rows = this.headChunks(n);
-    this.logitsKept = training && rows === n;
-    let loss = 0;
-    const logits = this.buf('logits', rows * V);
-    for (let r0 = 0; r0 < n; r0 += rows) {
-      const r1 = Math.min(n, r0 + rows);
-      const lg = logits.subarray(0, (r1 - r0) * V);
-      this.gemm.forward(lg, xo.subarray(r0 * C, r1 * C), head, r1 - r0, V, C);
-      loss += crossEntropy(lg, targets.subarray(r0, r1), r1 - r0, V, n);
-    }
-    return loss;
-  }
-
-  backward(): void {
-    if (this.b === 0) throw new ArgumentError('backward needs a forward with targets first');
-    const { nLayer: L, nEmbd: C, nVocab: V, nHead: H } = this.shape;
+  /** The blocks' backward from dx = ∂loss/∂x_L (N × C), down to the embeddings. */
+  protected bodyBackward(dx: Vec): void {
+    const { nLayer: L, nEmbd: C, nHead: H } = this.shape;
     const { b, t } = this;
     const n = b * t;
     const F = 4 * C;
     const gemm = this.gemm;
-    for (const p of this.params) p.grad.fill(0);
-
-    // Head and cross-entropy (into wte's gradient when tied; the embedding's share is added at the end).
-    const xo = this.buf('xo', n * C);
-    const head = this.headWeight();
-    const dxo = this.buf('dxo', n * C);
-    const rows = this.headChunks(n);
-    const logits = this.buf('logits', rows * V);
-    for (let r0 = 0; r0 < n; r0 += rows) {
-      const r1 = Math.min(n, r0 + rows);
-      const m = r1 - r0;
-      const lg = logits.subarray(0, m * V);
-      const xc = xo.subarray(r0 * C, r1 * C);
-      if (!this.logitsKept) gemm.forward(lg, xc, head.data, m, V, C);
-      crossEntropy(lg, this.targets.subarray(r0, r1), m, V, n, lg);
-      gemm.backwardInput(dxo.subarray(r0 * C, r1 * C), lg, head.data, m, V, C);
-      gemm.backwardWeight(head.grad, lg, xc, m, V, C);
-    }
-    this.logitsKept = false;
-    // dx: the gradient of the residual stream, carried down through the layers.
-    const dx = this.zeroed('dx', n * C);
-    layerNormBackward(dx, this.param('ln_f.weight').grad, this.param('ln_f.bias').grad, dxo, this.buf(`x${L}`, n * C), this.buf('mo', n), this.buf('so', n), this.param('ln_f.weight').data, n, C);
-
     const tmp = this.buf('tmp', n * C);
     const dtmp = this.buf('dtmp', n * C);
     const tmpF = this.buf('tmpF', n * F);

@@ -10,13 +10,14 @@
 //
 // Saved per layer: the LN inputs' statistics, xa, k, v, σ(r), WKV's y, the mid-layer residual, xf, the
 // channel mix's key pre-activation, its value output and its receptance σ(r'). The mixes and
-// gate outputs are recomputed in the backward (O(N·C) each), never stored.
+// gate outputs are recomputed in the backward (O(N·C) each), never stored. LNout, the head and the loss
+// (and the parameters, buffers and batch checks) are the shared TrainGraph's (graph.ts).
 import { ArgumentError } from '../errors.js';
-import type { ModelShape, TrainModel } from './architecture.js';
+import type { ModelShape } from './architecture.js';
 import type { Gemm } from './gemm.js';
+import { TrainGraph } from './graph.js';
 import {
   addForward,
-  crossEntropy,
   embeddingBackward,
   embeddingForward,
   layerNormBackward,
@@ -41,16 +42,8 @@ export interface Rwkv4Shape extends ModelShape {
   readonly ffnSize: number;
 }
 
-export interface Param {
-  /** Official name, e.g. 'blocks.0.att.key.weight'. */
-  readonly name: string;
-  /** Official (PyTorch) shape, e.g. [1, 1, C] for time_mix_*. */
-  readonly shape: readonly number[];
-  readonly data: Vec;
-  readonly grad: Vec;
-  /** Whether weight decay applies: matrices (two dimensions longer than 1). */
-  readonly decay: boolean;
-}
+// Param moved to graph.ts with the machinery every graph shares; re-exported where other files import it.
+export type { Param } from './graph.js';
 
 /** The official parameter list of an RWKV-4 model, in RWKV-LM's state_dict order. */
 export function rwkv4ParamShapes(s: Rwkv4Shape): { name: string; shape: number[] }[] {
@@ -102,59 +95,19 @@ export interface Rwkv4TrainOptions {
   logitBudget?: number;
 }
 
-export class Rwkv4Train implements TrainModel {
-  readonly shape: Rwkv4Shape;
-  readonly gemm: Gemm;
-  /** In official order. */
-  readonly params: readonly Param[];
-  private readonly byName = new Map<string, Param>();
+export class Rwkv4Train extends TrainGraph<Rwkv4Shape> {
   private readonly w: LayerParams[] = [];
   private readonly dw: LayerParams[] = [];
-  private readonly buffers = new Map<string, Vec>();
-  // The last forward's batch.
-  private ids: Int32Array = new Int32Array(0);
-  private targets: Int32Array = new Int32Array(0);
-  private b = 0;
-  private t = 0;
-  private logitsKept = false;
-  private readonly logitBudget: number;
 
   constructor(shape: Rwkv4Shape, gemm: Gemm, options: Rwkv4TrainOptions = {}) {
-    this.logitBudget = options.logitBudget ?? 1 << 24;
     for (const [k, v] of Object.entries(shape)) {
       if (!Number.isInteger(v) || v < 1) throw new ArgumentError(`${k} must be an integer ≥ 1, got ${v}`);
     }
-    this.shape = shape;
-    this.gemm = gemm;
-    const params: Param[] = [];
-    for (const { name, shape: s } of rwkv4ParamShapes(shape)) {
-      const n = s.reduce((a, d) => a * d, 1);
-      const p: Param = {
-        name,
-        shape: s,
-        data: gemm.allocate(n),
-        grad: gemm.precision === 'f64' ? new Float64Array(n) : new Float32Array(n),
-        decay: s.filter((d) => d > 1).length >= 2,
-      };
-      params.push(p);
-      this.byName.set(name, p);
-    }
-    this.params = params;
+    super(shape, gemm, { params: rwkv4ParamShapes(shape), normWeight: 'ln_out.weight', normBias: 'ln_out.bias', head: 'head.weight', ...options });
     for (let l = 0; l < shape.nLayer; l++) {
       this.w.push(this.layer(l, 'data'));
       this.dw.push(this.layer(l, 'grad'));
     }
-  }
-
-  param(name: string): Param {
-    const p = this.byName.get(name);
-    if (p === undefined) throw new ArgumentError(`no parameter named '${name}'`);
-    return p;
-  }
-
-  /** Number of parameters. */
-  get size(): number {
-    return this.params.reduce((a, p) => a + p.data.length, 0);
   }
 
   /** FLOPs of the matrix products per token of one training step (forward 2·, backward 4· per weight). */
@@ -187,60 +140,8 @@ export class Rwkv4Train implements TrainModel {
     };
   }
 
-  /** A named activation buffer of `length` values (contents undefined), kept for the model's lifetime. */
-  private buf(name: string, length: number): Vec {
-    let a = this.buffers.get(name);
-    if (a === undefined || a.length < length) {
-      a = this.gemm.precision === 'f64' ? new Float64Array(length) : new Float32Array(length);
-      this.buffers.set(name, a);
-    }
-    return a.subarray(0, length);
-  }
-
-  private zeroed(name: string, length: number): Vec {
-    const a = this.buf(name, length);
-    a.fill(0);
-    return a;
-  }
-
-  private checkBatch(ids: Int32Array, b: number, t: number): void {
-    if (!Number.isInteger(b) || !Number.isInteger(t) || b < 1 || t < 1 || ids.length !== b * t) {
-      throw new ArgumentError(`a batch of ${b} × ${t} tokens needs ${b * t} ids, got ${ids.length}`);
-    }
-    const v = this.shape.nVocab;
-    for (const id of ids) if (!(id >= 0 && id < v)) throw new ArgumentError(`token id ${id} is outside the vocabulary (0..${v - 1})`);
-  }
-
-  /**
-   * Forward over `ids` (b sequences of t tokens, row-major) and the mean cross-entropy against `targets`
-   * (same shape). Keeps what `backward` needs.
-   */
-  forward(ids: Int32Array, targets: Int32Array, b: number, t: number): number {
-    this.checkBatch(ids, b, t);
-    this.checkBatch(targets, b, t);
-    this.ids = ids;
-    this.targets = targets;
-    this.b = b;
-    this.t = t;
-    this.body(ids, b, t);
-    return this.head(targets, true);
-  }
-
-  /** The logits of every position (b·t × vocab, a fresh array), for evaluation and tests. */
-  logits(ids: Int32Array, b: number, t: number): Vec {
-    this.checkBatch(ids, b, t);
-    this.body(ids, b, t);
-    const { nEmbd: C, nVocab: V } = this.shape;
-    const n = b * t;
-    const xo = this.buf('xo', n * C);
-    const out = this.gemm.precision === 'f64' ? new Float64Array(n * V) : new Float32Array(n * V);
-    this.gemm.forward(out, xo, this.param('head.weight').data, n, V, C);
-    this.b = 0; // nothing to backpropagate
-    return out;
-  }
-
-  /** Embedding, LN0, the layers, LNout: leaves the normed output in 'xo'. */
-  private body(ids: Int32Array, b: number, t: number): void {
+  /** Embedding, LN0, the layers: returns the last residual x_L (N × C), LNout's input. */
+  protected bodyForward(ids: Int32Array, b: number, t: number): Vec {
     const { nLayer: L, nEmbd: C, ffnSize: F } = this.shape;
     const n = b * t;
     const gemm = this.gemm;
@@ -284,63 +185,15 @@ export class Rwkv4Train implements TrainModel {
       sigmoidGateForward(tmp, fr, fr, kv); // fr becomes σ(fr)
       addForward(this.buf(`x${l + 1}`, n * C), xm, tmp);
     }
-    layerNormForward(this.buf('xo', n * C), this.buf('mo', n), this.buf('so', n), this.buf(`x${L}`, n * C), this.param('ln_out.weight').data, this.param('ln_out.bias').data, n, C);
+    return this.buf(`x${L}`, n * C);
   }
 
-  /** Row chunks of the head: all rows at once when their logits fit the budget. */
-  private headChunks(n: number): number {
-    const V = this.shape.nVocab;
-    return n * V <= this.logitBudget ? n : Math.max(1, Math.floor(this.logitBudget / 4 / V));
-  }
-
-  /** The head and the loss; with `training`, keeps the logits (when they fit) for the backward. */
-  private head(targets: Int32Array, training: boolean): number {
-    const { nEmbd: C, nVocab: V } = this.shape;
-    const n = this.b * this.t;
-    const xo = this.buf('xo', n * C);
-    const head = this.param('head.weight').data;
-    const rows = this.headChunks(n);
-    this.logitsKept = training && rows === n;
-    let loss = 0;
-    const logits = this.buf('logits', rows * V);
-    for (let r0 = 0; r0 < n; r0 += rows) {
-      const r1 = Math.min(n, r0 + rows);
-      const lg = logits.subarray(0, (r1 - r0) * V);
-      this.gemm.forward(lg, xo.subarray(r0 * C, r1 * C), head, r1 - r0, V, C);
-      loss += crossEntropy(lg, targets.subarray(r0, r1), r1 - r0, V, n);
-    }
-    return loss;
-  }
-
-  /** Zeroes every gradient, then fills them with ∂loss/∂param of the last `forward`. */
-  backward(): void {
-    if (this.b === 0) throw new ArgumentError('backward needs a forward with targets first');
-    const { nLayer: L, nEmbd: C, nVocab: V, ffnSize: F } = this.shape;
+  /** The layers' backward from dx = ∂loss/∂x_L (N × C), down to the embedding. */
+  protected bodyBackward(dx: Vec): void {
+    const { nLayer: L, nEmbd: C, ffnSize: F } = this.shape;
     const { b, t } = this;
     const n = b * t;
     const gemm = this.gemm;
-    for (const p of this.params) p.grad.fill(0);
-
-    // Head and cross-entropy, in row chunks (logits recomputed when they were not kept).
-    const xo = this.buf('xo', n * C);
-    const head = this.param('head.weight');
-    const dxo = this.buf('dxo', n * C);
-    const rows = this.headChunks(n);
-    const logits = this.buf('logits', rows * V);
-    for (let r0 = 0; r0 < n; r0 += rows) {
-      const r1 = Math.min(n, r0 + rows);
-      const m = r1 - r0;
-      const lg = logits.subarray(0, m * V);
-      const xc = xo.subarray(r0 * C, r1 * C);
-      if (!this.logitsKept) gemm.forward(lg, xc, head.data, m, V, C);
-      crossEntropy(lg, this.targets.subarray(r0, r1), m, V, n, lg); // in place: dlogits
-      gemm.backwardInput(dxo.subarray(r0 * C, r1 * C), lg, head.data, m, V, C);
-      gemm.backwardWeight(head.grad, lg, xc, m, V, C);
-    }
-    this.logitsKept = false;
-    const dx = this.zeroed('dx', n * C);
-    layerNormBackward(dx, this.param('ln_out.weight').grad, this.param('ln_out.bias').grad, dxo, this.buf(`x${L}`, n * C), this.buf('mo', n), this.buf('so', n), this.param('ln_out.weight').data, n, C);
-
     const tmp = this.buf('tmp', n * C);
     const dtmp = this.buf('dtmp', n * C);
     const tmpF = this.buf('tmpF', n * F);

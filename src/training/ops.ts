@@ -318,21 +318,29 @@ function wkvScratch(kind: string, count: number, length: number): Float64Array[]
 
 // --- cross-entropy -------------------------------------------------------------------------------------
 
+/** A target that carries no loss (chat fine-tuning: every token but the assistant's). */
+export const IGNORE_TARGET = -1;
+
 /**
- * Mean cross-entropy of `rows` rows of logits (rows × V) against `targets`, over `count` rows in all
- * (the batch may be processed in row chunks; each chunk's share is sum/count). Returns the chunk's summed
- * loss / count. With `dlogits`, also writes ∂loss/∂logits = (softmax − onehot)/count into it (may be
- * `logits` itself: in place).
+ * Mean cross-entropy of `rows` rows of logits (rows × V) against `targets`, over `count` counted rows in
+ * all (the batch may be processed in row chunks; each chunk's share is sum/count). Returns the chunk's
+ * summed loss / count. With `dlogits`, also writes ∂loss/∂logits = (softmax − onehot)/count into it (may be
+ * `logits` itself: in place). A target of IGNORE_TARGET adds no loss and gets a zero dlogits row, and is
+ * not among the `count`; with count 0 (nothing counted anywhere) the loss is 0.
  */
 export function crossEntropy(logits: Vec, targets: Int32Array, rows: number, v: number, count: number, dlogits?: Vec): number {
   let total = 0;
   for (let r = 0; r < rows; r++) {
     const o = r * v;
+    const target = targets[r];
+    if (target === IGNORE_TARGET) {
+      if (dlogits !== undefined) dlogits.fill(0, o, o + v);
+      continue;
+    }
     let max = -Infinity;
     for (let j = 0; j < v; j++) if (logits[o + j] > max) max = logits[o + j];
     let sum = 0;
     for (let j = 0; j < v; j++) sum += Math.exp(logits[o + j] - max);
-    const target = targets[r];
     total += Math.log(sum) + max - logits[o + target];
     if (dlogits !== undefined) {
       const inv = 1 / (sum * count);
@@ -340,5 +348,6 @@ export function crossEntropy(logits: Vec, targets: Int32Array, rows: number, v: 
       dlogits[o + target] -= 1 / count;
     }
   }
-  return total / count;
+  // Nothing counted: no loss (not 0/0).
+  return count > 0 ? total / count : 0;
 }

@@ -21,17 +21,19 @@
 // layer) and its backward re-runs each 16-token chunk from there (ops-v7.ts).
 // State tuning (state-tune.ts): `enableInitialState()` adds a trainable initial WKV state per layer that
 // every sequence starts from (token shifts stay zero), and `{ frozen: true }` skips the weights' gradients.
+// LNout, the head and the loss (and the parameters, buffers and batch checks) are the shared TrainGraph's
+// (graph.ts).
 import { ArgumentError, ModelError } from '../errors.js';
 import { openCheckpoint } from '../formats/open.js';
 import { toEncoding } from '../formats/transform.js';
 import { decodeF32 } from '../formats/values.js';
 import { detectVersion } from '../formats/version.js';
 import { LN_X_EPS } from '../models/blocks.js';
+import type { ModelShape } from './architecture.js';
 import type { Gemm } from './gemm.js';
-import type { Param } from './model.js';
+import { TrainGraph, type Param } from './graph.js';
 import {
   addForward,
-  crossEntropy,
   embeddingBackward,
   embeddingForward,
   layerNormBackward,
@@ -69,7 +71,7 @@ import {
   wkv7Forward,
 } from './ops-v7.js';
 
-export interface Rwkv7Shape {
+export interface Rwkv7Shape extends ModelShape {
   readonly nLayer: number;
   readonly nEmbd: number;
   readonly nVocab: number;
@@ -268,65 +270,37 @@ const MIX_V = 3;
 const MIX_A = 4;
 const MIX_G = 5;
 
-export class Rwkv7Train {
-  readonly shape: Rwkv7Shape;
-  readonly gemm: Gemm;
-  /** In official order. */
-  readonly params: readonly Param[];
-  private readonly byName = new Map<string, Param>();
+export class Rwkv7Train extends TrainGraph<Rwkv7Shape> {
   private readonly w: LayerParams[] = [];
   private readonly dw: LayerParams[] = [];
-  private readonly buffers = new Map<string, Vec>();
   private readonly nHead: number;
-  // The last forward's batch.
-  private ids: Int32Array = new Int32Array(0);
-  private targets: Int32Array = new Int32Array(0);
-  private b = 0;
-  private t = 0;
-  private logitsKept = false;
-  private readonly logitBudget: number;
-  private readonly frozen: boolean;
   /** Per layer, the trainable initial WKV state (H × N × N), once `enableInitialState` made it. */
   private states: Param[] | undefined;
 
   constructor(shape: Rwkv7Shape, gemm: Gemm, options: Rwkv7TrainOptions = {}) {
-    this.logitBudget = options.logitBudget ?? 1 << 24;
-    this.frozen = options.frozen === true;
+    const frozen = options.frozen === true;
     for (const [k, v] of Object.entries(shape)) {
       if (!Number.isInteger(v) || (v as number) < 1) throw new ArgumentError(`${k} must be an integer ≥ 1, got ${String(v)}`);
     }
     if (shape.nEmbd % shape.headSize !== 0) throw new ArgumentError(`nEmbd ${shape.nEmbd} is not a multiple of headSize ${shape.headSize}`);
-    this.shape = shape;
-    this.gemm = gemm;
+    super(shape, gemm, {
+      params: rwkv7ParamShapes(shape),
+      normWeight: 'ln_out.weight',
+      normBias: 'ln_out.bias',
+      head: 'head.weight',
+      logitBudget: options.logitBudget,
+      frozen,
+      // Frozen: only the matrices' gradients come from products that are skipped; the vectors' come out
+      // of the element-wise backwards with their inputs' gradients, so they keep (unused) arrays.
+      gradLength: (name, size) => (frozen && isMatrix(name) ? 0 : size),
+      // RWKV-LM decays the `.weight` matrices only (not the LoRA factors nor r_k).
+      decay: (name, s) => name.endsWith('.weight') && s.filter((d) => d > 1).length >= 2,
+    });
     this.nHead = shape.nEmbd / shape.headSize;
-    const params: Param[] = [];
-    const vec = (n: number): Vec => (gemm.precision === 'f64' ? new Float64Array(n) : new Float32Array(n));
-    for (const { name, shape: s } of rwkv7ParamShapes(shape)) {
-      const n = s.reduce((a, d) => a * d, 1);
-      const p: Param = {
-        name,
-        shape: s,
-        data: gemm.allocate(n),
-        // Frozen: only the matrices' gradients come from products that are skipped; the vectors' come out
-        // of the element-wise backwards with their inputs' gradients, so they keep (unused) arrays.
-        grad: vec(this.frozen && isMatrix(name) ? 0 : n),
-        // RWKV-LM decays the `.weight` matrices only (not the LoRA factors nor r_k).
-        decay: name.endsWith('.weight') && s.filter((d) => d > 1).length >= 2,
-      };
-      params.push(p);
-      this.byName.set(name, p);
-    }
-    this.params = params;
     for (let l = 0; l < shape.nLayer; l++) {
       this.w.push(this.layer(l, 'data'));
       this.dw.push(this.layer(l, 'grad'));
     }
-  }
-
-  param(name: string): Param {
-    const p = this.byName.get(name);
-    if (p === undefined) throw new ArgumentError(`no parameter named '${name}'`);
-    return p;
   }
 
   /**
@@ -342,8 +316,7 @@ export class Rwkv7Train {
       this.states = [];
       for (let l = 0; l < L; l++) {
         const n = H * N * N;
-        const f64 = this.gemm.precision === 'f64';
-        this.states.push({ name: timeStateName(l), shape: [H, N, N], data: f64 ? new Float64Array(n) : new Float32Array(n), grad: f64 ? new Float64Array(n) : new Float32Array(n), decay: false });
+        this.states.push({ name: timeStateName(l), shape: [H, N, N], data: this.vec(n), grad: this.vec(n), decay: false });
       }
     }
     return this.states;
@@ -352,11 +325,6 @@ export class Rwkv7Train {
   /** The initial states, when enabled. */
   get initialState(): readonly Param[] | undefined {
     return this.states;
-  }
-
-  /** Number of parameters. */
-  get size(): number {
-    return this.params.reduce((a, p) => a + p.data.length, 0);
   }
 
   /** FLOPs of the matrix products per token of one training step (forward 2·, backward 4· per weight). */
@@ -401,30 +369,6 @@ export class Rwkv7Train {
     };
   }
 
-  /** A named activation buffer of `length` values (contents undefined), kept for the model's lifetime. */
-  private buf(name: string, length: number): Vec {
-    let a = this.buffers.get(name);
-    if (a === undefined || a.length < length) {
-      a = this.gemm.precision === 'f64' ? new Float64Array(length) : new Float32Array(length);
-      this.buffers.set(name, a);
-    }
-    return a.subarray(0, length);
-  }
-
-  private zeroed(name: string, length: number): Vec {
-    const a = this.buf(name, length);
-    a.fill(0);
-    return a;
-  }
-
-  private checkBatch(ids: Int32Array, b: number, t: number): void {
-    if (!Number.isInteger(b) || !Number.isInteger(t) || b < 1 || t < 1 || ids.length !== b * t) {
-      throw new ArgumentError(`a batch of ${b} × ${t} tokens needs ${b * t} ids, got ${ids.length}`);
-    }
-    const v = this.shape.nVocab;
-    for (const id of ids) if (!(id >= 0 && id < v)) throw new ArgumentError(`token id ${id} is outside the vocabulary (0..${v - 1})`);
-  }
-
   // --- LoRA products on the Gemm. A factor M is stored [in, out] (I × O): the Gemm's Y = X·Wᵀ with W = M
   // read as O' × I' = I × O gives X·Mᵀ, so each product takes the Gemm call whose role fits. ---
 
@@ -440,36 +384,8 @@ export class Rwkv7Train {
     accumulate(dx, tmp);
   }
 
-  /**
-   * Forward over `ids` (b sequences of t tokens, row-major) and the mean cross-entropy against `targets`
-   * (same shape). Keeps what `backward` needs.
-   */
-  forward(ids: Int32Array, targets: Int32Array, b: number, t: number): number {
-    this.checkBatch(ids, b, t);
-    this.checkBatch(targets, b, t);
-    this.ids = ids;
-    this.targets = targets;
-    this.b = b;
-    this.t = t;
-    this.body(ids, b, t);
-    return this.head(targets, true);
-  }
-
-  /** The logits of every position (b·t × vocab, a fresh array), for evaluation and tests. */
-  logits(ids: Int32Array, b: number, t: number): Vec {
-    this.checkBatch(ids, b, t);
-    this.body(ids, b, t);
-    const { nEmbd: C, nVocab: V } = this.shape;
-    const n = b * t;
-    const xo = this.buf('xo', n * C);
-    const out = this.gemm.precision === 'f64' ? new Float64Array(n * V) : new Float32Array(n * V);
-    this.gemm.forward(out, xo, this.param('head.weight').data, n, V, C);
-    this.b = 0; // nothing to backpropagate
-    return out;
-  }
-
-  /** Embedding, LN0, the layers, LNout: leaves the normed output in 'xo'. */
-  private body(ids: Int32Array, b: number, t: number): void {
+  /** Embedding, LN0, the layers: returns the last residual x_L (N × C), LNout's input. */
+  protected bodyForward(ids: Int32Array, b: number, t: number): Vec {
     const { nLayer: L, nEmbd: C, ffnSize: F, wLora: Dw, aLora: Da, vLora: Dv, gLora: Dg } = this.shape;
     const H = this.nHead;
     const n = b * t;
@@ -560,69 +476,22 @@ export class Rwkv7Train {
       gemm.forward(out, tmpF, w.fwv, n, C, F);
       addForward(this.buf(`x${l + 1}`, n * C), xm, out);
     }
-    layerNormForward(this.buf('xo', n * C), this.buf('mo', n), this.buf('so', n), this.buf(`x${L}`, n * C), this.param('ln_out.weight').data, this.param('ln_out.bias').data, n, C);
+    return this.buf(`x${L}`, n * C);
   }
 
-  /** Row chunks of the head: all rows at once when their logits fit the budget. */
-  private headChunks(n: number): number {
-    const V = this.shape.nVocab;
-    return n * V <= this.logitBudget ? n : Math.max(1, Math.floor(this.logitBudget / 4 / V));
-  }
-
-  /** The head and the loss; with `training`, keeps the logits (when they fit) for the backward. */
-  private head(targets: Int32Array, training: boolean): number {
-    const { nEmbd: C, nVocab: V } = this.shape;
-    const n = this.b * this.t;
-    const xo = this.buf('xo', n * C);
-    const head = this.param('head.weight').data;
-    const rows = this.headChunks(n);
-    this.logitsKept = training && rows === n;
-    let loss = 0;
-    const logits = this.buf('logits', rows * V);
-    for (let r0 = 0; r0 < n; r0 += rows) {
-      const r1 = Math.min(n, r0 + rows);
-      const lg = logits.subarray(0, (r1 - r0) * V);
-      this.gemm.forward(lg, xo.subarray(r0 * C, r1 * C), head, r1 - r0, V, C);
-      loss += crossEntropy(lg, targets.subarray(r0, r1), r1 - r0, V, n);
-    }
-    return loss;
-  }
-
-  /** Zeroes every gradient, then fills them with ∂loss/∂param of the last `forward`. */
-  backward(): void {
-    if (this.b === 0) throw new ArgumentError('backward needs a forward with targets first');
-    const { nLayer: L, nEmbd: C, nVocab: V, ffnSize: F, wLora: Dw, aLora: Da, vLora: Dv, gLora: Dg } = this.shape;
+  /** The layers' backward from dx = ∂loss/∂x_L (N × C), down to the embedding (frozen: to layer 0's WKV). */
+  protected bodyBackward(dx: Vec): void {
+    const { nLayer: L, nEmbd: C, ffnSize: F, wLora: Dw, aLora: Da, vLora: Dv, gLora: Dg } = this.shape;
     const H = this.nHead;
     const { b, t } = this;
     const n = b * t;
     const gemm = this.gemm;
     const frozen = this.frozen;
-    for (const p of this.params) p.grad.fill(0);
     for (const p of this.states ?? []) p.grad.fill(0);
     // dW += …: skipped when the weights are frozen (their gradients are never read).
     const backwardWeight = (dw: Vec, dy: Vec, x: Vec, n: number, o: number, i: number): void => {
       if (!frozen) gemm.backwardWeight(dw, dy, x, n, o, i);
     };
-
-    // Head and cross-entropy, in row chunks (logits recomputed when they were not kept).
-    const xo = this.buf('xo', n * C);
-    const head = this.param('head.weight');
-    const dxo = this.buf('dxo', n * C);
-    const rows = this.headChunks(n);
-    const logits = this.buf('logits', rows * V);
-    for (let r0 = 0; r0 < n; r0 += rows) {
-      const r1 = Math.min(n, r0 + rows);
-      const m = r1 - r0;
-      const lg = logits.subarray(0, m * V);
-      const xc = xo.subarray(r0 * C, r1 * C);
-      if (!this.logitsKept) gemm.forward(lg, xc, head.data, m, V, C);
-      crossEntropy(lg, this.targets.subarray(r0, r1), m, V, n, lg); // in place: dlogits
-      gemm.backwardInput(dxo.subarray(r0 * C, r1 * C), lg, head.data, m, V, C);
-      backwardWeight(head.grad, lg, xc, m, V, C);
-    }
-    this.logitsKept = false;
-    const dx = this.zeroed('dx', n * C);
-    layerNormBackward(dx, this.param('ln_out.weight').grad, this.param('ln_out.bias').grad, dxo, this.buf(`x${L}`, n * C), this.buf('mo', n), this.buf('so', n), this.param('ln_out.weight').data, n, C);
 
     const tmp = this.buf('tmp', n * C);
     const dtmp = this.buf('dtmp', n * C);
