@@ -2,11 +2,11 @@
 // streamed as they are generated. Commands: /save FILE, /load FILE, /reset, /stats, /help, /exit.
 // Ctrl-C stops the answer being generated and keeps the session; at the prompt, twice in a row leaves.
 // Works on a terminal and on piped stdin (the transcript then echoes each input line).
-import * as fs from 'node:fs';
 import * as readline from 'node:readline';
 import { ArgumentError } from '../errors.js';
 import { validateGenerateOptions } from '../generation/generate.js';
-import { CHAT_TEMPLATES, chatTurn, parseChatTemplate, type ChatTemplate } from '../generation/chat-template.js';
+import { chatTurn, type ChatTemplate } from '../generation/chat-template.js';
+import { resolveTemplate } from '../generation/chat-template-file.js';
 import type { RwkvState } from '../generation/context.js';
 import { Rwkv, type Generation } from '../generation/rwkv.js';
 import { grammarOf, samplingOptions, type SamplingArgs, type SamplingDefaults } from './generate.js';
@@ -36,22 +36,7 @@ export interface ChatArgs extends KernelArgs, SamplingArgs {
   json?: boolean;
 }
 
-/** --template: a known name or a JSON file naming the speakers. */
-export async function resolveTemplate(spec: string | undefined): Promise<ChatTemplate> {
-  const name = spec ?? 'world';
-  const known = CHAT_TEMPLATES[name];
-  if (known !== undefined) return known;
-  if (!/[./\\]/.test(name)) {
-    throw new ArgumentError(`--template must be ${Object.keys(CHAT_TEMPLATES).join(', ')} or a JSON file, got '${name}'`);
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(await fs.promises.readFile(name, 'utf8'));
-  } catch (e) {
-    throw new ArgumentError(`--template ${name}: cannot read it as JSON (${e instanceof Error ? e.message.split('\n')[0] : String(e)})`);
-  }
-  return parseChatTemplate(parsed, `--template ${name}`);
-}
+export { resolveTemplate };
 
 const HELP = [
   'commands:',

@@ -14,6 +14,7 @@ import { runTrain, type TrainArgs } from './train.js';
 import { runStateTune } from './state-tune.js';
 import { runPlot } from './plot.js';
 import { ARCHITECTURES } from '../training/architecture.js';
+import { runMerge, type MergeArgs } from './merge.js';
 import { runConvert, type ConvertArgs } from './convert.js';
 import { runQuantize, type QuantizeArgs } from './quantize.js';
 import { configureEvalCommand } from './eval.js';
@@ -47,7 +48,8 @@ function withKernelOptions(cmd: Command): Command {
         .default('wasm'),
     )
     .option('--int8', 'lossy, faster: hold the big matrices as int8 rows and round activations to int16')
-    .option('--exact-activations', 'multiply quantized weights by exact f32 activations (default: quantize activations per block as ggml does, which is faster and gives rwkv.cpp/llama.cpp logits)');
+    .option('--exact-activations', 'multiply quantized weights by exact f32 activations (default: quantize activations per block as ggml does, which is faster and gives rwkv.cpp/llama.cpp logits)')
+    .option('--lora <file[:scale]>', 'apply a LoRA adapter (rwkv train --lora-rank writes one) at load, scaled (default 1); repeatable', (v: string, all: string[] = []) => [...all, v]);
 }
 
 /** The package's version, from its package.json (dist/src/cli/ → the package root). */
@@ -144,6 +146,17 @@ export function buildProgram(): Command {
     });
 
   program
+    .command('merge')
+    .description('fold LoRA adapters (rwkv train --lora-rank) into a model and write it in the format named by the output extension')
+    .requiredOption('--model <file>', 'the base model the adapters were trained on (any supported format)')
+    .requiredOption('--lora <file[:scale]>', 'an adapter file, optionally scaled (default 1); repeatable', (v: string, all: string[] = []) => [...all, v])
+    .requiredOption('--out <file>', 'output file; its extension picks the format')
+    .addOption(new Option('--dtype <type>', 'float type of every float tensor (default: adapted matrices f32, the rest as stored)').choices(['f32', 'f16', 'bf16']))
+    .action(async (opts: MergeArgs) => {
+      await runMerge(opts);
+    });
+
+  program
     .command('quantize')
     .description("quantize the matrices rwkv.cpp quantizes (byte-identical to its quantizer; .bin or .gguf), or to llama-quantize's K-quant mixes (byte-identical to llama.cpp; .gguf)")
     .requiredOption('--in <file>', 'input checkpoint (any supported format)')
@@ -188,6 +201,10 @@ export function buildProgram(): Command {
     )
     .option('--state-tune', 'RWKV-7: train only the initial WKV state of the --init model (weights frozen); writes OUT/state.bin for --state-in')
     .option('--separator <text>', 'state tuning: one-token text that starts each document (e.g. "\\n"); each window starts at one')
+    .option('--chat-template <name>', "the chat template of .jsonl conversations ({\"messages\": [...]}: loss only on the assistant's answers): world (default), raven, or a JSON file")
+    .option('--lora-rank <r>', 'LoRA: train only rank-r adapters of the --init model (weights frozen); writes OUT/lora.safetensors', parseIntArg('--lora-rank'))
+    .option('--lora-alpha <a>', 'LoRA: the adapters are scaled by alpha/rank (default: alpha = rank)', parseFloatArg('--lora-alpha'))
+    .option('--lora-targets <groups>', 'LoRA: the matrices adapted, comma-separated: att (time mix), ffn (channel mix) (default att,ffn)')
     .option('--no-progress', 'no progress bar or per-step lines, only the summary')
     .action(async (opts: TrainArgs & { stateTune?: boolean; separator?: string }) => {
       if (opts.stateTune === true) {

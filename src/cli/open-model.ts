@@ -4,6 +4,7 @@ import * as os from 'node:os';
 import { ArgumentError } from '../errors.js';
 import { createBackend } from '../kernels/create-backend.js';
 import { Rwkv, type RwkvOptions } from '../generation/rwkv.js';
+import { readLoraSpecs } from '../formats/lora.js';
 import { loadModel } from '../models/load.js';
 import { readProgress } from './progress.js';
 import type { RwkvModel } from '../models/model.js';
@@ -17,6 +18,8 @@ export interface KernelArgs {
   int8?: boolean;
   /** Quantized weights times exact activations (not ggml's 8-bit ones). */
   exactActivations?: boolean;
+  /** LoRA adapters applied at load: "FILE" or "FILE:SCALE" each. */
+  lora?: string[];
 }
 
 export interface OpenedModel {
@@ -33,7 +36,8 @@ export async function openModel(path: string, args: KernelArgs): Promise<OpenedM
     const progress = readProgress(`loading ${basename(path)}`);
     let model: RwkvModel;
     try {
-      model = await loadModel(path, { backend, int8: args.int8 === true, onProgress: progress.onProgress });
+      const lora = args.lora !== undefined && args.lora.length > 0 ? await readLoraSpecs(args.lora) : undefined;
+      model = await loadModel(path, { backend, int8: args.int8 === true, onProgress: progress.onProgress, ...(lora !== undefined ? { lora } : {}) });
     } finally {
       progress.done();
     }
@@ -48,6 +52,7 @@ export async function openModel(path: string, args: KernelArgs): Promise<OpenedM
 /** A GPT-2 checkpoint (models/gpt-load.ts) on the backend --kernels/--threads pick, as `openModel` does. */
 export async function openGpt(path: string, args: KernelArgs): Promise<{ model: GptModel; close(): Promise<void>; kernels: string }> {
   if (args.int8 === true) throw new ArgumentError('--int8 is not supported for GPT models');
+  if (args.lora !== undefined && args.lora.length > 0) throw new ArgumentError('--lora is not supported for GPT models (apply it with rwkv merge first)');
   const backend = await createBackend({ kind: args.kernels ?? 'wasm', ...(args.threads !== undefined ? { threads: args.threads } : {}), exactActivations: args.exactActivations === true, onFallback: printFallback });
   try {
     const progress = readProgress(`loading ${basename(path)}`);
@@ -97,6 +102,7 @@ export async function loadRwkv(model: string, args: KernelArgs & { tokenizer?: s
       onFallback: printFallback,
       int8: args.int8 === true,
       exactActivations: args.exactActivations === true,
+      ...(args.lora !== undefined && args.lora.length > 0 ? { lora: args.lora } : {}),
       ...(args.tokenizer !== undefined ? { tokenizer: args.tokenizer } : {}),
       ...extra,
     });

@@ -39,6 +39,9 @@ function describeStart(i: StartInfo): string {
   const from = i.from === 'resume' ? `resuming at step ${i.startStep}` : i.from === 'checkpoint' ? `fine-tuning ${i.options.init}` : `fresh ${i.title} init`;
   return (
     `rwkv train: ${i.title}, ${i.description}, ${(i.parameters / 1e6).toFixed(2)}M parameters; ${from}\n` +
+    (i.options.loraRank > 0
+      ? `  LoRA rank ${i.options.loraRank}, alpha ${num(i.options.loraAlpha)} on ${i.options.loraTargets}: ${(i.trained / 1e6).toFixed(3)}M trained values (${((100 * i.trained) / i.parameters).toFixed(2)} %), the weights frozen\n`
+      : '') +
     `  data: ${i.trainTokens} training + ${i.valTokens} held-out tokens (${i.tokensReused ? 'reused ' : ''}${i.tokenFile})\n` +
     `  ${i.options.steps} steps × ${i.options.batch} × ${i.options.context} tokens, lr ${num(i.options.lr)} → ${num(i.options.lrFinal)} (warm-up ${i.options.warmup}), kernels ${i.kernels}\n`
   );
@@ -114,7 +117,7 @@ export async function runTrain(args: TrainArgs): Promise<TrainResult> {
         `(${result.tokensPerSecond.toFixed(0)} tok/s)` +
         (first !== undefined ? `; loss ${first.toFixed(4)} → ${lastLoss!.toFixed(4)}` : '') +
         (val !== undefined ? `, held-out ${val[1].toFixed(4)}` : '') +
-        `\n  wrote ${path.join(result.dir, MODEL_FILE)} and ${path.join(result.dir, LOG_FILE)}\n`,
+        `\n  wrote ${result.output} and ${path.join(result.dir, LOG_FILE)}\n`,
     );
     return result;
   } finally {

@@ -5,6 +5,7 @@ import { filePathOf, isUrlString, type ByteSourceInput } from '../formats/byte-s
 import type { ReadOptions } from '../formats/source-reader.js';
 import type { Backend } from '../kernels/backend.js';
 import { createBackend } from '../kernels/create-backend.js';
+import { readLoraSpecs } from '../formats/lora.js';
 import { loadModel } from '../models/load.js';
 import type { RwkvModel } from '../models/model.js';
 import type { ModelConfig } from '../models/config.js';
@@ -54,6 +55,11 @@ export interface RwkvOptions extends ReadOptions {
    * as ggml does — faster, and the logits of rwkv.cpp and llama.cpp on the same file.
    */
   exactActivations?: boolean;
+  /**
+   * LoRA adapters (`rwkv train --lora-rank` writes them) applied to the weights at load: each a file (a path
+   * or URL, "FILE:SCALE" for a scale other than 1) or { file, scale }. The adapted matrices are held as f32.
+   */
+  lora?: readonly (string | { file: string; scale?: number })[];
   /**
    * A Tokenizer, 'bytes', or a tokenizer file for loadTokenizer (a World vocabulary or a tokenizer.json, as a
    * path, a URL, a Blob or its bytes). Default: the tokenizer a GGUF file carries (tokenizer.ggml.*); else
@@ -136,7 +142,7 @@ export interface ScoreOptions {
 
 
 /** Every option name of Rwkv.load, generate and score: anything else is a typo (util/options.ts). */
-const LOAD_OPTIONS = ['threads', 'kernels', 'onFallback', 'int8', 'exactActivations', 'tokenizer', 'backend', 'batch', 'prefixCache', 'promptBlock', 'name', 'headers', 'signal', 'onProgress'] as const;
+const LOAD_OPTIONS = ['threads', 'kernels', 'onFallback', 'int8', 'exactActivations', 'lora', 'tokenizer', 'backend', 'batch', 'prefixCache', 'promptBlock', 'name', 'headers', 'signal', 'onProgress'] as const;
 const SAMPLER_OPTIONS = ['temperature', 'topP', 'topK', 'minP', 'presencePenalty', 'frequencyPenalty', 'penaltyDecay', 'exemptWhitespaceAndDigits', 'logitBias', 'bannedTokens'] as const;
 const GENERATE_OPTIONS = [...SAMPLER_OPTIONS, 'maxTokens', 'seed', 'stopTokens', 'topLogProbs', 'stop', 'state', 'signal', 'cache', 'grammar', 'jsonSchema'] as const;
 const SCORE_OPTIONS = ['state', 'signal', 'topLogProbs'] as const;
@@ -162,6 +168,7 @@ function checkLoadOptions(options: RwkvOptions): void {
   }
   checkBoolean('int8', options.int8);
   checkBoolean('exactActivations', options.exactActivations);
+  if (options.lora !== undefined && !Array.isArray(options.lora)) throw new ArgumentError(`lora must be an array of adapter files, got ${describeValue(options.lora)}`);
   checkInteger('promptBlock', options.promptBlock, 1);
   if (options.batch !== undefined) {
     checkOptionNames('Rwkv.load batch', options.batch, ['maxBatch', 'maxRows']);
@@ -243,7 +250,8 @@ export class Rwkv {
       }));
     const close = owned ? () => backend.close() : async () => {};
     try {
-      const model = await loadModel(source, { ...readOptionsOf(options), backend, int8 });
+      const lora = options.lora !== undefined ? await readLoraSpecs(options.lora) : undefined;
+      const model = await loadModel(source, { ...readOptionsOf(options), backend, int8, ...(lora !== undefined ? { lora } : {}) });
       const file = await filePathOf(source);
       const tokenizer = await resolveTokenizer(model, options.tokenizer, file);
       return new Rwkv(model, tokenizer, options, `${backend.description}${mode}`, close);
@@ -258,7 +266,7 @@ export class Rwkv {
    * tokenizer is chosen by vocabulary size and its file looked for beside `model.file` and in the working
    * directory.
    */
-  static async fromModel(model: RwkvModel, options: Omit<RwkvOptions, 'threads' | 'kernels' | 'onFallback' | 'int8' | 'exactActivations' | 'backend' | keyof ReadOptions> = {}): Promise<Rwkv> {
+  static async fromModel(model: RwkvModel, options: Omit<RwkvOptions, 'threads' | 'kernels' | 'onFallback' | 'int8' | 'exactActivations' | 'lora' | 'backend' | keyof ReadOptions> = {}): Promise<Rwkv> {
     const tokenizer = await resolveTokenizer(model, options.tokenizer, isPathName(model.file) ? model.file : undefined);
     return new Rwkv(model, tokenizer, options, 'as loaded by the caller', async () => {});
   }

@@ -2,6 +2,7 @@
 // sizes, checks them against what the container declares, and builds that version's blocks.
 import { ModelError } from '../errors.js';
 import type { ByteSourceInput } from '../formats/byte-source.js';
+import { applyLora, type LoraAdapterFile } from '../formats/lora.js';
 import { openCheckpoint } from '../formats/open.js';
 import type { ReadOptions } from '../formats/source-reader.js';
 import type { TensorSource } from '../formats/tensor-source.js';
@@ -30,6 +31,11 @@ export interface LoadOptions extends ReadOptions {
    * into plain memory first and the int8 copy goes to the backend's memory.
    */
   int8?: boolean;
+  /**
+   * LoRA adapters applied at load (formats/lora.ts): each adapted matrix becomes f32 W + scale·(α/r)·B·A.
+   * Read with `readLoraSpecs` (Node: adapter files by path).
+   */
+  lora?: readonly { adapter: LoraAdapterFile; scale: number }[];
 }
 
 /**
@@ -38,11 +44,12 @@ export interface LoadOptions extends ReadOptions {
  * `options.onProgress` hears how many bytes of the source have been read.
  */
 export async function loadModel(source: ByteSourceInput, options: LoadOptions = {}): Promise<RwkvModel> {
-  const { backend: given, int8: lossy, ...read } = options;
+  const { backend: given, int8: lossy, lora, ...read } = options;
   const backend = given ?? new ReferenceBackend();
   const int8 = lossy === true;
   const allocate = int8 ? (n: number) => new Uint8Array(n) : (n: number) => backend.allocateBytes(n);
-  return modelFromSource(await openCheckpoint(source, allocate, read), backend, int8);
+  const opened = await openCheckpoint(source, allocate, read);
+  return modelFromSource(lora !== undefined && lora.length > 0 ? applyLora(opened, lora) : opened, backend, int8);
 }
 
 /** Layers are blocks.0 … blocks.(n−1), each with an ln1; a gap is a missing tensor, not fewer layers. */

@@ -18,7 +18,7 @@ import type { OutTensor } from '../formats/writer.js';
 import { elementCount, shapeString } from '../tensor/tensor.js';
 import type { AdamW } from './adamw.js';
 import type { ModelShape, TrainModel } from './architecture.js';
-import { rwkv4ParamShapes, type Rwkv4Shape } from './model.js';
+import { rwkv4ParamShapes, type Param, type Rwkv4Shape } from './model.js';
 import type { Vec } from './ops.js';
 
 export const MODEL_FILE = 'model.safetensors';
@@ -61,10 +61,11 @@ export interface Progress {
   shape: ModelShape;
 }
 
-export function saveTrainingState(file: string, model: TrainModel, opt: AdamW, progress: Progress): void {
+/** `trained`: what the optimizer updates — a model's parameters, or a LoRA adapter's (lora.ts). */
+export function saveTrainingState(file: string, trained: { readonly params: readonly Param[] }, opt: AdamW, progress: Progress): void {
   if (opt.t !== progress.step) throw new Error(`internal: optimizer at update ${opt.t}, progress at step ${progress.step}`);
   const tensors: OutTensor[] = [];
-  model.params.forEach((p, i) => {
+  trained.params.forEach((p, i) => {
     tensors.push(f32Out(p.name, p.shape, p.data));
     tensors.push(f32Out(`adam.m.${p.name}`, p.shape, opt.m[i]!));
     tensors.push(f32Out(`adam.v.${p.name}`, p.shape, opt.v[i]!));
@@ -72,8 +73,8 @@ export function saveTrainingState(file: string, model: TrainModel, opt: AdamW, p
   writeSafetensors(file, tensors, { [STATE_KEY]: JSON.stringify(progress) });
 }
 
-/** Restores weights and moments into `model` and `opt`; returns the progress. */
-export async function loadTrainingState(file: string, model: TrainModel, opt: AdamW): Promise<Progress> {
+/** Restores the trained tensors and their moments into `trained` and `opt`; returns the progress. */
+export async function loadTrainingState(file: string, trained: { readonly params: readonly Param[] }, opt: AdamW): Promise<Progress> {
   const st = await readSafetensors(file);
   const raw = st.metadata.get(STATE_KEY);
   if (raw === undefined) throw new ModelError('BAD_HEADER', `not a training state (no '${STATE_KEY}' metadata)`, { file });
@@ -86,7 +87,7 @@ export async function loadTrainingState(file: string, model: TrainModel, opt: Ad
     }
     into.set(decodeF32(t));
   };
-  model.params.forEach((p, i) => {
+  trained.params.forEach((p, i) => {
     fill(p.name, p.data);
     fill(`adam.m.${p.name}`, opt.m[i]!);
     fill(`adam.v.${p.name}`, opt.v[i]!);

@@ -4,14 +4,22 @@
 //
 // Token file (little-endian):
 //   "RWKVTOKS" | u32 JSON length J | J bytes of JSON header | zero padding to a multiple of 4 | tokens
-// The header: { version: 1, tokenizer, vocabSize, dtype: 'u16' | 'u32', count, sources: [{ path, size,
-// mtimeMs }] }. Each source file is tokenized on its own and the ids concatenated in path order.
+//   [| mask: one byte per token, 1 = the token is a training target, 0 = not (version 2, when header.mask)]
+// The header: { version: 2, tokenizer, vocabSize, dtype: 'u16' | 'u32', count, sources: [{ path, size,
+// mtimeMs }], mask: boolean, chatTemplate: { user, assistant, system } | null }. Each source file is
+// tokenized on its own and the ids concatenated in path order. Text files are tokenized as they are (every
+// token trained); .jsonl files are read by chat-data.ts ({"text"} lines trained, {"messages"} lines
+// trained on the assistant's answers only), and the file then carries a mask (over all its tokens, text
+// files' included) and the chat template it was rendered with (so that another template re-tokenizes).
+// Version 1 (no mask, no template) still reads.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ArgumentError, FormatError, RwkvError } from '../errors.js';
 import { FileWriter } from '../formats/writer.js';
+import { CHAT_TEMPLATES, type ChatTemplate } from '../generation/chat-template.js';
 import type { Rng } from '../util/rng.js';
 import type { Tokenizer } from '../tokenizers/tokenizer.js';
+import { isBlank, isJsonlFile, tokenizeJsonl } from './chat-data.js';
 
 const MAGIC = 'RWKVTOKS';
 
@@ -22,17 +30,23 @@ export interface TokenSource {
 }
 
 export interface TokenFileHeader {
-  version: 1;
+  version: 1 | 2;
   tokenizer: string;
   vocabSize: number;
   dtype: 'u16' | 'u32';
   count: number;
   sources: TokenSource[];
+  /** Version 2: whether a mask section (one byte per token) follows the tokens. */
+  mask?: boolean;
+  /** Version 2: the chat template .jsonl conversations were rendered with; null when no source was .jsonl. */
+  chatTemplate?: { user: string; assistant: string; system: string | null } | null;
 }
 
 export interface TokenData {
   header: TokenFileHeader;
   tokens: Uint16Array | Uint32Array;
+  /** Per token, 1 when it is a training target, 0 when not; absent: every token is. */
+  mask?: Uint8Array;
   /** The token file. */
   file: string;
   /** Whether it was reused rather than made now. */
@@ -94,19 +108,55 @@ export function readTokenFile(file: string): TokenData {
   } catch {
     throw bad('the JSON header does not parse');
   }
-  if (header.version !== 1 || (header.dtype !== 'u16' && header.dtype !== 'u32') || !Number.isSafeInteger(header.count)) {
+  if (header === null || typeof header !== 'object' || Array.isArray(header)) throw bad('the JSON header is not an object');
+  if (header.version !== 1 && header.version !== 2) {
+    throw new FormatError('UNSUPPORTED_VERSION', `token file version ${JSON.stringify(header.version)}; this build reads versions 1 and 2`, { file });
+  }
+  if ((header.dtype !== 'u16' && header.dtype !== 'u32') || !Number.isSafeInteger(header.count) || header.count < 0) {
     throw bad('unsupported header');
   }
+  if (header.mask !== undefined && typeof header.mask !== 'boolean') throw bad('"mask" must be true or false');
+  const hasMask = header.version === 2 && header.mask === true;
   const start = Math.ceil((12 + j) / 4) * 4;
   const size = header.dtype === 'u16' ? 2 : 4;
-  if (start + header.count * size !== buf.length) {
-    throw new FormatError('TRUNCATED', `the header says ${header.count} tokens; the file holds ${Math.floor((buf.length - start) / size)}`, { file });
+  const end = start + header.count * size;
+  if (end + (hasMask ? header.count : 0) !== buf.length) {
+    const held = Math.floor(Math.max(0, buf.length - start) / (size + (hasMask ? 1 : 0)));
+    throw new FormatError('TRUNCATED', `the header says ${header.count} tokens${hasMask ? ' and a mask' : ''}; the file holds ${held}`, { file });
   }
   // Copy into an aligned buffer of its own.
   const bytes = new Uint8Array(header.count * size);
-  bytes.set(buf.subarray(start));
+  bytes.set(buf.subarray(start, end));
   const tokens = header.dtype === 'u16' ? new Uint16Array(bytes.buffer) : new Uint32Array(bytes.buffer);
-  return { header, tokens, file, reused: true };
+  if (!hasMask) return { header, tokens, file, reused: true };
+  const mask = new Uint8Array(buf.subarray(end, end + header.count));
+  const badAt = mask.findIndex((m) => m > 1);
+  if (badAt >= 0) throw new FormatError('BAD_HEADER', `the mask of token ${badAt} is ${mask[badAt]}, not 0 or 1`, { file });
+  return { header, tokens, mask, file, reused: true };
+}
+
+function templateKey(template: ChatTemplate): { user: string; assistant: string; system: string | null } {
+  return { user: template.user, assistant: template.assistant, system: template.system ?? null };
+}
+
+function sameTemplate(a: TokenFileHeader['chatTemplate'], b: TokenFileHeader['chatTemplate']): boolean {
+  if (a === undefined || a === null || b === undefined || b === null) return (a ?? null) === (b ?? null);
+  return a.user === b.user && a.assistant === b.assistant && (a.system ?? null) === (b.system ?? null);
+}
+
+/**
+ * One data file's ids, and their mask when it is .jsonl (see chat-data.ts). An empty file (no bytes, or
+ * only whitespace) is an error naming it; so is a bad JSONL line (naming the file and the line).
+ */
+export function tokenizeDataFile(
+  file: string,
+  tokenizer: Tokenizer,
+  chatTemplate: ChatTemplate = CHAT_TEMPLATES.world!,
+): { ids: number[]; mask: Uint8Array | undefined } {
+  const bytes = fs.readFileSync(file);
+  if (isJsonlFile(file)) return tokenizeJsonl(bytes, file, tokenizer, chatTemplate);
+  if (isBlank(bytes)) throw new FormatError('BAD_DATA', 'the file is empty: no text to train on', { file });
+  return { ids: tokenizer.encodeBytes(bytes), mask: undefined };
 }
 
 /** Tokenizes `files` one by one into a token file at `out` (atomically: temp file + rename). */
@@ -116,18 +166,42 @@ export function writeTokenFile(
   tokenizerSpec: string,
   out: string,
   onFile?: (file: string, tokens: number) => void,
+  chatTemplate: ChatTemplate = CHAT_TEMPLATES.world!,
 ): TokenData {
   const dtype = tokenizer.vocabSize <= 65536 ? 'u16' : 'u32';
   const chunks: (Uint16Array | Uint32Array)[] = [];
+  const masks: (Uint8Array | undefined)[] = [];
   let count = 0;
+  // The sources as they are before reading, so that a file changed meanwhile is re-read next time.
+  const sources = sourcesOf(files);
+  const withMask = files.some(isJsonlFile);
   for (const f of files) {
-    const ids = tokenizer.encodeBytes(fs.readFileSync(f));
+    const { ids, mask } = tokenizeDataFile(f, tokenizer, chatTemplate);
     const a = dtype === 'u16' ? Uint16Array.from(ids) : Uint32Array.from(ids);
     chunks.push(a);
+    masks.push(mask);
     count += a.length;
     onFile?.(f, a.length);
   }
-  const header: TokenFileHeader = { version: 1, tokenizer: tokenizerSpec, vocabSize: tokenizer.vocabSize, dtype, count, sources: sourcesOf(files) };
+  const header: TokenFileHeader = {
+    version: 2,
+    tokenizer: tokenizerSpec,
+    vocabSize: tokenizer.vocabSize,
+    dtype,
+    count,
+    sources,
+    mask: withMask,
+    chatTemplate: withMask ? templateKey(chatTemplate) : null,
+  };
+  let allMask: Uint8Array | undefined;
+  if (withMask) {
+    allMask = new Uint8Array(count).fill(1); // text files: every token trained
+    let o = 0;
+    chunks.forEach((c, i) => {
+      if (masks[i] !== undefined) allMask!.set(masks[i]!, o);
+      o += c.length;
+    });
+  }
   const json = Buffer.from(JSON.stringify(header), 'utf8');
   const head = Buffer.alloc(Math.ceil((12 + json.length) / 4) * 4);
   head.write(MAGIC, 0, 'latin1');
@@ -137,6 +211,7 @@ export function writeTokenFile(
   try {
     w.write(head);
     for (const c of chunks) w.write(new Uint8Array(c.buffer, c.byteOffset, c.byteLength));
+    if (allMask !== undefined) w.write(allMask);
     w.close();
   } catch (e) {
     w.abort();
@@ -148,7 +223,7 @@ export function writeTokenFile(
     tokens.set(c, o);
     o += c.length;
   }
-  return { header, tokens, file: out, reused: false };
+  return allMask !== undefined ? { header, tokens, mask: allMask, file: out, reused: false } : { header, tokens, file: out, reused: false };
 }
 
 function sameSources(a: readonly TokenSource[], b: readonly TokenSource[]): boolean {
@@ -156,9 +231,11 @@ function sameSources(a: readonly TokenSource[], b: readonly TokenSource[]): bool
 }
 
 /**
- * The tokens of `data`: a token file given as the only entry is read as is; otherwise the text files
- * (less `cache` and `exclude`) are tokenized into `cache`, or `cache` is reused when it was made from the
- * same files (path, size, mtime) with the same tokenizer.
+ * The tokens of `data`: a token file given as the only entry is read as is (with its mask, if any);
+ * otherwise the data files (less `cache` and `exclude`) are tokenized into `cache` — text files as they
+ * are, .jsonl files as chat-data.ts reads them, rendering conversations with `chatTemplate` — or `cache` is
+ * reused when it was made from the same files (path, size, mtime) with the same tokenizer (and, when a
+ * source is .jsonl, the same chat template). `mask` is set when a source was .jsonl.
  */
 export function prepareTokens(
   data: readonly string[],
@@ -167,6 +244,7 @@ export function prepareTokens(
   cache: string,
   onFile?: (file: string, tokens: number) => void,
   exclude: readonly string[] = [],
+  chatTemplate: ChatTemplate = CHAT_TEMPLATES.world!,
 ): TokenData {
   if (data.length === 1 && isTokenFile(data[0]!)) {
     const d = readTokenFile(data[0]!);
@@ -179,9 +257,18 @@ export function prepareTokens(
   if (files.length === 0) throw new ArgumentError(`no data files in ${data.join(', ')}`);
   if (fs.existsSync(cache) && isTokenFile(cache)) {
     const d = readTokenFile(cache);
-    if (d.header.tokenizer === tokenizerSpec && d.header.vocabSize === tokenizer.vocabSize && sameSources(d.header.sources, sourcesOf(files))) return d;
+    const withMask = files.some(isJsonlFile);
+    if (
+      d.header.tokenizer === tokenizerSpec &&
+      d.header.vocabSize === tokenizer.vocabSize &&
+      sameSources(d.header.sources, sourcesOf(files)) &&
+      (d.mask !== undefined) === withMask &&
+      sameTemplate(d.header.chatTemplate ?? null, withMask ? templateKey(chatTemplate) : null)
+    ) {
+      return d;
+    }
   }
-  return writeTokenFile(files, tokenizer, tokenizerSpec, cache, onFile);
+  return writeTokenFile(files, tokenizer, tokenizerSpec, cache, onFile, chatTemplate);
 }
 
 function checkVocab(d: TokenData, tokenizer: Tokenizer): void {
@@ -193,10 +280,19 @@ function checkVocab(d: TokenData, tokenizer: Tokenizer): void {
 export interface Split {
   train: Uint16Array | Uint32Array;
   val: Uint16Array | Uint32Array;
+  /** The mask's halves, aligned with `train` and `val`, when splitTokens was given a mask. */
+  trainMask?: Uint8Array;
+  valMask?: Uint8Array;
 }
 
-/** The last `valFraction` of the stream is held out (at least one window's worth when there is room). */
-export function splitTokens(tokens: Uint16Array | Uint32Array, valFraction: number, context: number): Split {
+/**
+ * The last `valFraction` of the stream is held out (at least one window's worth when there is room).
+ * With `mask` (one entry per token), the split carries its halves as `trainMask` and `valMask`.
+ */
+export function splitTokens(tokens: Uint16Array | Uint32Array, valFraction: number, context: number, mask?: Uint8Array): Split {
+  if (mask !== undefined && mask.length !== tokens.length) {
+    throw new ArgumentError(`the mask has ${mask.length} entries for ${tokens.length} tokens`);
+  }
   if (!(valFraction >= 0 && valFraction < 1)) throw new ArgumentError(`the held-out fraction must be in [0, 1), got ${valFraction}`);
   let nVal = Math.floor(tokens.length * valFraction);
   if (valFraction > 0 && nVal < context + 1 && tokens.length >= 3 * (context + 1)) nVal = context + 1;
@@ -204,50 +300,78 @@ export function splitTokens(tokens: Uint16Array | Uint32Array, valFraction: numb
   if (train.length < context + 1) {
     throw new ArgumentError(`the training split has ${train.length} tokens, fewer than one window of --context ${context} + 1`);
   }
-  return { train, val: tokens.subarray(tokens.length - nVal) };
+  const val = tokens.subarray(tokens.length - nVal);
+  if (mask === undefined) return { train, val };
+  // The first token is never a target; the rest of the training split must hold at least one that is.
+  if (mask.subarray(1, train.length).indexOf(1) < 0) {
+    throw new ArgumentError(`the training split (${train.length} tokens) has no token the loss mask trains on (no assistant answer)`);
+  }
+  return { train, val, trainMask: mask.subarray(0, train.length), valMask: mask.subarray(train.length) };
 }
 
 export interface Batch {
   /** b × t input ids (row-major) */
   ids: Int32Array;
-  /** the same shifted by one: the ids to predict */
+  /** the same shifted by one: the ids to predict; -1 where the mask says the token is not a target (no loss) */
   targets: Int32Array;
 }
 
-/** `b` windows of `t + 1` tokens at uniformly random starts, drawn with `rng`. */
-export function randomBatch(tokens: Uint16Array | Uint32Array, b: number, t: number, rng: Rng): Batch {
-  const ids = new Int32Array(b * t);
-  const targets = new Int32Array(b * t);
-  const starts = tokens.length - t; // start ∈ [0, len − t − 1]
-  for (let s = 0; s < b; s++) {
-    const start = rng.nextU32() % starts;
+function checkMask(tokens: Uint16Array | Uint32Array, mask: Uint8Array | undefined): void {
+  if (mask !== undefined && mask.length !== tokens.length) {
+    throw new ArgumentError(`the mask has ${mask.length} entries for ${tokens.length} tokens`);
+  }
+}
+
+/**
+ * The windows of `t + 1` tokens at `starts` as one batch (row s from starts[s]): ids and targets, a target
+ * -1 where `mask` (aligned with `tokens`) is 0 at the target token.
+ */
+export function windowBatch(tokens: Uint16Array | Uint32Array, starts: ArrayLike<number>, t: number, mask?: Uint8Array): Batch {
+  checkMask(tokens, mask);
+  const rows = starts.length;
+  const ids = new Int32Array(rows * t);
+  const targets = new Int32Array(rows * t);
+  for (let s = 0; s < rows; s++) {
+    const start = starts[s]!;
     for (let p = 0; p < t; p++) {
       ids[s * t + p] = tokens[start + p]!;
-      targets[s * t + p] = tokens[start + p + 1]!;
+      targets[s * t + p] = mask !== undefined && mask[start + p + 1] === 0 ? -1 : tokens[start + p + 1]!;
     }
   }
   return { ids, targets };
 }
 
 /**
- * Fixed evaluation batches: consecutive non-overlapping windows from the start of `tokens`, at most
- * `maxBatches` batches of `b` windows (the last batch may be smaller).
+ * `b` windows of `t + 1` tokens at uniformly random starts, drawn with `rng` (the same draws with or
+ * without a mask). With `mask` (aligned with `tokens`), a target whose token is not trained is -1.
  */
-export function evalBatches(tokens: Uint16Array | Uint32Array, b: number, t: number, maxBatches: number): { batch: Batch; rows: number }[] {
+export function randomBatch(tokens: Uint16Array | Uint32Array, b: number, t: number, rng: Rng, mask?: Uint8Array): Batch {
+  checkMask(tokens, mask);
+  const n = tokens.length - t; // start ∈ [0, len − t − 1]
+  const starts = new Array<number>(b);
+  for (let s = 0; s < b; s++) starts[s] = rng.nextU32() % n;
+  return windowBatch(tokens, starts, t, mask);
+}
+
+/**
+ * Fixed evaluation batches: consecutive non-overlapping windows from the start of `tokens`, at most
+ * `maxBatches` batches of `b` windows (the last batch may be smaller). With `mask` (aligned with
+ * `tokens`), a target whose token is not trained is -1.
+ */
+export function evalBatches(
+  tokens: Uint16Array | Uint32Array,
+  b: number,
+  t: number,
+  maxBatches: number,
+  mask?: Uint8Array,
+): { batch: Batch; rows: number }[] {
+  checkMask(tokens, mask);
   const windows = Math.min(Math.floor((tokens.length - 1) / t), b * maxBatches);
   const out: { batch: Batch; rows: number }[] = [];
   for (let w0 = 0; w0 < windows; w0 += b) {
     const rows = Math.min(b, windows - w0);
-    const ids = new Int32Array(rows * t);
-    const targets = new Int32Array(rows * t);
-    for (let s = 0; s < rows; s++) {
-      const start = (w0 + s) * t;
-      for (let p = 0; p < t; p++) {
-        ids[s * t + p] = tokens[start + p]!;
-        targets[s * t + p] = tokens[start + p + 1]!;
-      }
-    }
-    out.push({ batch: { ids, targets }, rows });
+    const starts = Array.from({ length: rows }, (_, s) => (w0 + s) * t);
+    out.push({ batch: windowBatch(tokens, starts, t, mask), rows });
   }
   return out;
 }

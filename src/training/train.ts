@@ -13,7 +13,10 @@ import { architecture, type ModelShape, type TrainModel } from './architecture.j
 import { loadTrainingState, MODEL_FILE, readProgress, saveTrainingState, STATE_FILE, type Progress } from './checkpoint.js';
 import { evalBatches, prepareTokens, randomBatch, splitTokens } from './data.js';
 import type { Gemm } from './gemm.js';
+import { LORA_FILE, LoraAdapter } from './lora.js';
 import { learningRate } from './schedule.js';
+import { resolveTemplate } from '../generation/chat-template-file.js';
+import { parseLoraTargets } from '../formats/lora.js';
 
 export interface TrainOptions {
   /** Text files, directories of them, or one token file (on --resume: the run's own unless given). */
@@ -61,9 +64,21 @@ export interface TrainOptions {
   saveEvery?: number;
   /** Half-width of the embedding's uniform init. */
   embScale?: number;
+  /** LoRA (lora.ts): train only rank-r adapters of the --init model's matrices; 0 (default): train every weight. */
+  loraRank?: number;
+  /** LoRA's α (the adapters are scaled by α/r); default: the rank (scale 1). */
+  loraAlpha?: number;
+  /** The matrix groups LoRA adapts (comma-separated: att, ffn); default both. */
+  loraTargets?: string;
+  /** The chat template of .jsonl conversations (chat-data.ts): 'world' (default), 'raven' or a JSON file. */
+  chatTemplate?: string;
 }
 
-export type ResolvedOptions = Required<Omit<TrainOptions, 'init' | 'resume' | 'overwrite' | 'heads'>> & { init: string | undefined; heads: number | undefined };
+export type ResolvedOptions = Required<Omit<TrainOptions, 'init' | 'resume' | 'overwrite' | 'heads' | 'loraAlpha'>> & {
+  init: string | undefined;
+  heads: number | undefined;
+  loraAlpha: number;
+};
 
 export const TRAIN_DEFAULTS = {
   arch: 'rwkv4',
@@ -86,6 +101,9 @@ export const TRAIN_DEFAULTS = {
   evalBatches: 8,
   saveEvery: 500,
   embScale: 1e-4,
+  loraRank: 0,
+  loraTargets: 'att,ffn',
+  chatTemplate: 'world',
 } as const;
 
 export interface StepReport {
@@ -108,6 +126,8 @@ export interface StartInfo {
   description: string;
   shape: ModelShape;
   parameters: number;
+  /** Values the optimizer updates: every parameter, or a LoRA run's adapters. */
+  trained: number;
   trainTokens: number;
   valTokens: number;
   tokenFile: string;
@@ -142,6 +162,8 @@ export interface TrainResult {
   tokensPerSecond: number;
   model: TrainModel;
   dir: string;
+  /** The run's main output: DIR/model.safetensors, or a LoRA run's DIR/lora.safetensors. */
+  output: string;
 }
 
 export const LOG_FILE = 'log.jsonl';
@@ -170,6 +192,7 @@ export function resolveOptions(given: TrainOptions, saved?: Record<string, unkno
     ...merged,
     lrFinal: (merged.lrFinal as number | undefined) ?? lr / 10,
     warmup: (merged.warmup as number | undefined) ?? Math.min(100, Math.floor(steps / 10)),
+    loraAlpha: (merged.loraAlpha as number | undefined) ?? (merged.loraRank as number),
   } as ResolvedOptions;
   if (!Array.isArray(o.data) || o.data.length === 0) throw new ArgumentError('no training data given (--data FILE_OR_DIRECTORY ...)');
   // Absolute, so that a run resumed from another directory finds them.
@@ -182,6 +205,12 @@ export function resolveOptions(given: TrainOptions, saved?: Record<string, unkno
   if (!(o.lr > 0)) throw new ArgumentError(`--lr must be > 0, got ${o.lr}`);
   if (!(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1)) throw new ArgumentError('β1 and β2 must be in [0, 1)');
   if (!Number.isInteger(o.seed)) throw new ArgumentError(`--seed must be an integer, got ${o.seed}`);
+  if (!Number.isInteger(o.loraRank) || o.loraRank < 0) throw new ArgumentError(`--lora-rank must be an integer ≥ 1, got ${o.loraRank}`);
+  if (o.loraRank > 0) {
+    if (o.init === undefined) throw new ArgumentError('--lora-rank trains adapters of an existing model: give it with --init MODEL');
+    if (!(Number.isFinite(o.loraAlpha) && o.loraAlpha > 0)) throw new ArgumentError(`--lora-alpha must be a number > 0, got ${o.loraAlpha}`);
+    parseLoraTargets(o.loraTargets);
+  }
   return o;
 }
 
@@ -191,7 +220,7 @@ export async function train(given: TrainOptions, gemm: Gemm, callbacks: TrainCal
   const statePath = path.join(dir, STATE_FILE);
   if (given.resume !== true && given.overwrite !== true) {
     // A fresh run would replace these: a run's weights, optimizer state and log are not to be lost to a typo.
-    const existing = [MODEL_FILE, STATE_FILE, LOG_FILE].filter((f) => fs.existsSync(path.join(dir, f)));
+    const existing = [MODEL_FILE, STATE_FILE, LOG_FILE, LORA_FILE].filter((f) => fs.existsSync(path.join(dir, f)));
     if (existing.length > 0) {
       throw new ArgumentError(
         `${dir} already holds a training run (${existing.join(', ')}): continue it with --resume, start afresh there with --overwrite, or choose another --out`,
@@ -213,11 +242,13 @@ export async function train(given: TrainOptions, gemm: Gemm, callbacks: TrainCal
   const arch = architecture(o.arch);
 
   // The tokenizer: as given; for a fine-tune without one, the one the checkpoint's vocabulary implies.
+  // A LoRA run reads its base model again on resume: its checkpoints hold only the adapters.
+  const lora = o.loraRank > 0;
   let init: { shape: ModelShape; values: Map<string, Float32Array> } | undefined;
-  if (saved === undefined && o.init !== undefined) init = await arch.readWeights(o.init);
+  if ((saved === undefined || lora) && o.init !== undefined) init = await arch.readWeights(o.init);
   let tokenizer: Tokenizer;
   const tokenizerGiven = given.tokenizer !== undefined || saved !== undefined;
-  if (init !== undefined && !tokenizerGiven) {
+  if (init !== undefined && !tokenizerGiven && saved === undefined) {
     const known = KNOWN_VOCABULARIES.find((k) => k.vocabSize === init!.shape.nVocab);
     tokenizer = await tokenizerForModel(init.shape.nVocab, undefined, [path.dirname(o.init!)]);
     o.tokenizer = known?.file === undefined ? 'bytes' : path.resolve(path.dirname(o.init!), known.file);
@@ -255,25 +286,29 @@ export async function train(given: TrainOptions, gemm: Gemm, callbacks: TrainCal
   }
 
   const runFiles = [LOG_FILE, MODEL_FILE, STATE_FILE].map((f) => path.join(dir, f));
-  const data = prepareTokens(o.data, tokenizer, tokenizerSpec, path.join(dir, TOKENS_FILE), callbacks.onTokenize, runFiles);
-  const split = splitTokens(data.tokens, o.valFraction, o.context);
+  const template = await resolveTemplate(o.chatTemplate, '--chat-template');
+  const data = prepareTokens(o.data, tokenizer, tokenizerSpec, path.join(dir, TOKENS_FILE), callbacks.onTokenize, runFiles, template);
+  // With .jsonl conversations, a mask says which targets carry loss (the assistant's answers).
+  const split = splitTokens(data.tokens, o.valFraction, o.context, data.mask);
   for (const id of data.tokens) {
     if (id >= shape.nVocab) throw new ArgumentError(`the data has token id ${id}, outside the model's vocabulary of ${shape.nVocab}`);
   }
 
   const model = arch.create(shape, gemm);
-  const opt = new AdamW(model.params, { beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay });
+  if (init !== undefined) for (const p of model.params) p.data.set(init.values.get(p.name)!);
+  else if (saved === undefined) arch.init(model, { seed: o.seed, embScale: o.embScale });
+  // What the optimizer updates: the model's parameters, or (LoRA) the adapters, the weights frozen.
+  const adapter = lora ? new LoraAdapter(model, gemm, { rank: o.loraRank, alpha: o.loraAlpha, targets: parseLoraTargets(o.loraTargets) }, o.seed) : undefined;
+  const trained = adapter ?? model;
+  const opt = new AdamW(trained.params, { beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay });
   const rng = new Rng((o.seed ^ 0x5eed1234) >>> 0);
   let startStep = 0;
   if (saved !== undefined) {
-    await loadTrainingState(statePath, model, opt);
+    await loadTrainingState(statePath, trained, opt);
     rng.restore(saved.rng);
     startStep = saved.step;
-  } else if (init !== undefined) {
-    for (const p of model.params) p.data.set(init.values.get(p.name)!);
-  } else {
-    arch.init(model, { seed: o.seed, embScale: o.embScale });
   }
+  adapter?.apply();
   if (startStep > o.steps) throw new ArgumentError(`the run in ${dir} is already at step ${startStep}, past --steps ${o.steps}`);
 
   // The log: a fresh run starts it anew; a resumed one drops what came after its checkpoint.
@@ -301,6 +336,7 @@ export async function train(given: TrainOptions, gemm: Gemm, callbacks: TrainCal
     description: arch.describe(shape),
     shape,
     parameters: model.size,
+    trained: adapter?.size ?? model.size,
     trainTokens: split.train.length,
     valTokens: split.val.length,
     tokenFile: data.file,
@@ -311,21 +347,32 @@ export async function train(given: TrainOptions, gemm: Gemm, callbacks: TrainCal
     from: saved !== undefined ? 'resume' : init !== undefined ? 'checkpoint' : 'init',
   });
 
-  const evalSet = split.val.length >= o.context + 1 ? evalBatches(split.val, o.batch, o.context, o.evalBatches) : [];
+  const evalSet = split.val.length >= o.context + 1 ? evalBatches(split.val, o.batch, o.context, o.evalBatches, split.valMask) : [];
   const evaluate = (): number | undefined => {
     if (evalSet.length === 0) return undefined;
+    // The mean over every counted target (a batch's loss is the mean over its own; −1 targets count none).
     let sum = 0;
-    let rows = 0;
+    let counted = 0;
     for (const { batch, rows: r } of evalSet) {
-      sum += model.forward(batch.ids, batch.targets, r, o.context) * r;
-      rows += r;
+      let c = 0;
+      for (const id of batch.targets) if (id >= 0) c++;
+      if (c === 0) continue;
+      sum += model.forward(batch.ids, batch.targets, r, o.context) * c;
+      counted += c;
     }
-    return sum / rows;
+    return counted > 0 ? sum / counted : undefined;
   };
   const progress = (step: number): Progress => ({ step, rng: rng.snapshot(), options: { ...o } as Record<string, unknown>, arch: arch.name, shape });
   const save = (step: number): void => {
-    const files = arch.saveModel(model, path.join(dir, MODEL_FILE), { step: String(step), trainer: 'rwkv-ts' });
-    saveTrainingState(statePath, model, opt, progress(step));
+    let files: string[];
+    if (adapter !== undefined) {
+      const file = path.join(dir, LORA_FILE);
+      adapter.save(file, { base: { file: o.init!, arch: arch.name, nLayer: shape.nLayer, nEmbd: shape.nEmbd, nVocab: shape.nVocab } }, { step: String(step), trainer: 'rwkv-ts' });
+      files = [file];
+    } else {
+      files = arch.saveModel(model, path.join(dir, MODEL_FILE), { step: String(step), trainer: 'rwkv-ts' });
+    }
+    saveTrainingState(statePath, trained, opt, progress(step));
     files.push(statePath);
     callbacks.onSave?.(step, files);
   };
@@ -341,13 +388,15 @@ export async function train(given: TrainOptions, gemm: Gemm, callbacks: TrainCal
   const t0 = performance.now();
   while (step < o.steps) {
     const s0 = performance.now();
-    const { ids, targets } = randomBatch(split.train, o.batch, o.context, rng);
+    const { ids, targets } = randomBatch(split.train, o.batch, o.context, rng, split.trainMask);
     const loss = model.forward(ids, targets, o.batch, o.context);
     if (!Number.isFinite(loss)) throw new ArgumentError(`the loss is ${loss} at step ${step + 1}; lower --lr`);
     model.backward();
-    const norm = o.clip > 0 ? clipGradNorm(model.params, o.clip) : Number.NaN;
+    adapter?.gradients();
+    const norm = o.clip > 0 ? clipGradNorm(trained.params, o.clip) : Number.NaN;
     const lr = learningRate(step, schedule);
     opt.step(lr);
+    adapter?.apply();
     step++;
     const seconds = (performance.now() - s0) / 1000;
     trainSeconds += seconds;
@@ -381,5 +430,6 @@ export async function train(given: TrainOptions, gemm: Gemm, callbacks: TrainCal
     tokensPerSecond: trainSeconds > 0 ? (losses.length * tokensPerStep) / trainSeconds : 0,
     model,
     dir,
+    output: path.join(dir, adapter !== undefined ? LORA_FILE : MODEL_FILE),
   };
 }
