@@ -14,7 +14,7 @@ import { evaluateText } from '../src/eval/evaluate.js';
 import { Rwkv } from '../src/generation/rwkv.js';
 import { readStateFileHeader } from '../src/generation/state-file.js';
 import { WasmGemm } from '../src/training/gemm.js';
-import { Rwkv7Train, type Rwkv7Shape } from '../src/training/rwkv7.js';
+import { loadRwkv7Train, Rwkv7Train, type Rwkv7Shape } from '../src/training/rwkv7.js';
 import { STATE_TUNE_CHECKPOINT, stateTune, type StateTuneOptions } from '../src/training/state-tune.js';
 import { testBackend } from './helpers/backend.js';
 import { fixture } from './helpers/fixtures.js';
@@ -162,5 +162,72 @@ test('a stopped run resumed from its checkpoint ends with the same states as an 
   assert.deepEqual(rest.losses, whole.losses.slice(5), 'the same batches and losses after the resume');
   rest.model.initialState!.forEach((p, l) => assert.deepEqual(Float32Array.from(p.data), want[l], p.name));
   assert.deepEqual(fs.readFileSync(path.join(dir, 'split', 'state.bin')), fs.readFileSync(whole.stateFile));
+  fs.rmSync(dir, { recursive: true });
+});
+
+test('.jsonl conversations: the tuning loss is the mean over only the assistant answers (the mask of `rwkv train`)', async (t) => {
+  const model = fixture(t, MODEL);
+  if (model === undefined) return;
+  const dir = tempDir('chat');
+  const conversations = [
+    [
+      { role: 'user', content: 'What colour is the sky?' },
+      { role: 'assistant', content: 'Qzv xjq 7#kw!' },
+    ],
+    [
+      { role: 'system', content: 'Be brief.' },
+      { role: 'user', content: 'And the grass?' },
+      { role: 'assistant', content: 'Zk9 wvq@ XJ.' },
+    ],
+  ];
+  const data = path.join(dir, 'chat.jsonl');
+  fs.writeFileSync(data, conversations.map((messages) => JSON.stringify({ messages })).join('\n') + '\n');
+  // Answers no English-trained model foresees, so that their mean is far from the mean over every target.
+  // The rendered text (World's template; the model's tokenizer is bytes, one token per character here) and,
+  // independently of the trainer, which of its tokens are targets: an answer's text after "Assistant:".
+  let text = '';
+  const trained: boolean[] = [];
+  for (const messages of conversations) {
+    for (const { role, content } of messages) {
+      const cue = { system: 'System:', user: 'User:', assistant: 'Assistant:' }[role]!;
+      const turn = `${cue} ${content}\n\n`;
+      for (let i = 0; i < turn.length; i++) trained.push(role === 'assistant' && i >= cue.length);
+      text += turn;
+    }
+  }
+  // One window of the whole text (context = length − 1), so that every batch row is that window.
+  const context = text.length - 1;
+  const gemm = new WasmGemm((await testBackend()).kernels);
+  const res = await stateTune({ init: model, data: [data], out: path.join(dir, 'run'), context, batch: 2, steps: 1, valFraction: 0 }, gemm);
+
+  // The same window through an untuned copy of the model (a zero initial state, as at the first step).
+  const frozen = await loadRwkv7Train(model, gemm, { frozen: true });
+  frozen.enableInitialState();
+  const ids = Int32Array.from(text.slice(0, context), (c) => c.charCodeAt(0));
+  const logits = frozen.logits(ids, 1, context);
+  const V = frozen.shape.nVocab;
+  let masked = 0;
+  let counted = 0;
+  let all = 0;
+  for (let p = 0; p < context; p++) {
+    const row = logits.subarray(p * V, (p + 1) * V);
+    let max = -Infinity;
+    for (const x of row) max = Math.max(max, x);
+    let z = 0;
+    for (const x of row) z += Math.exp(x - max);
+    const nll = Math.log(z) + max - row[text.charCodeAt(p + 1)]!;
+    all += nll;
+    if (trained[p + 1]) {
+      masked += nll;
+      counted++;
+    }
+  }
+  const want = masked / counted;
+  const unmasked = all / context;
+  console.log(`# ${counted} of ${context} targets are answers: first-step loss ${res.losses[0]!.toFixed(5)}, their mean ${want.toFixed(5)} (all targets: ${unmasked.toFixed(5)})`);
+  assert.ok(Math.abs(unmasked - want) > 0.1, 'the check tells the masked mean from the unmasked one');
+  assert.ok(Math.abs(res.losses[0]! - want) < 1e-4 * want, `first-step loss ${res.losses[0]} vs the answers' mean ${want}`);
+  // The end-of-run measure from a zero state is over the same window, with the same mask.
+  assert.ok(Math.abs(res.fresh!.train - want) < 1e-4 * want, `fresh ${res.fresh!.train} vs ${want}`);
   fs.rmSync(dir, { recursive: true });
 });

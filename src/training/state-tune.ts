@@ -2,7 +2,9 @@
 // only the initial WKV state of every layer (L × [H, N, N], S[h][value i][key j]) is trained, every
 // sequence of a batch starting from it (token-shift states stay zero, as RWKV-PEFT leaves them). The result
 // is an ordinary state file (RUN_DIR/state.bin, docs/state-files.md) that `rwkv generate --state-in`,
-// `rwkv chat`, `rwkv eval --text … --state-in` and `Rwkv.loadState` read.
+// `rwkv chat`, `rwkv eval --text … --state-in` and `Rwkv.loadState` read. The data may be .jsonl
+// conversations (chat-data.ts): only the assistant's answers then carry loss, as in `rwkv train`. The step
+// loop, the log and the run-directory check are the trainer's (run-loop.ts).
 //
 // Run directory:
 //   tokens.bin                 the token cache (data.ts)
@@ -16,6 +18,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ArgumentError, ModelError } from '../errors.js';
+import { resolveTemplate } from '../generation/chat-template-file.js';
 import { readSafetensors } from '../formats/safetensors.js';
 import { writeSafetensors } from '../formats/safetensors-writer.js';
 import { decodeF32 } from '../formats/values.js';
@@ -26,13 +29,13 @@ import type { ModelConfig } from '../models/config.js';
 import { State } from '../models/state.js';
 import { KNOWN_VOCABULARIES, tokenizerForModel } from '../tokenizers/load.js';
 import { Rng } from '../util/rng.js';
-import { AdamW, clipGradNorm } from './adamw.js';
-import { evalBatches, prepareTokens, randomBatch, splitTokens, type Batch } from './data.js';
+import { AdamW } from './adamw.js';
+import { evalBatches, prepareTokens, randomBatch, splitTokens, windowBatch, type Batch } from './data.js';
 import type { Gemm } from './gemm.js';
 import type { Param } from './model.js';
 import type { Vec } from './ops.js';
+import { checkRunDirectory, meanLoss, openRunLog, runSteps, type StepReport } from './run-loop.js';
 import { loadRwkv7Train, type Rwkv7Shape, type Rwkv7Train } from './rwkv7.js';
-import { learningRate } from './schedule.js';
 
 export const STATE_TUNE_LOG = 'log.jsonl';
 export const STATE_TUNE_TOKENS = 'tokens.bin';
@@ -78,6 +81,8 @@ export interface StateTuneOptions {
   /** Batches per evaluation (of the held-out data; as many windows of the tuning data at the end). */
   evalBatches?: number;
   saveEvery?: number;
+  /** The chat template of .jsonl conversations (chat-data.ts): 'world' (default), 'raven' or a JSON file. */
+  chatTemplate?: string;
   resume?: boolean;
   overwrite?: boolean;
 }
@@ -103,17 +108,10 @@ export const STATE_TUNE_DEFAULTS = {
   evalEvery: 50,
   evalBatches: 8,
   saveEvery: 100,
+  chatTemplate: 'world',
 } as const;
 
-export interface StateTuneStep {
-  step: number;
-  steps: number;
-  loss: number;
-  lr: number;
-  gradNorm: number;
-  tokensPerSecond: number;
-  eta: number;
-}
+export type StateTuneStep = StepReport;
 
 export interface StateTuneStart {
   shape: Rwkv7Shape;
@@ -180,6 +178,8 @@ function resolve(given: StateTuneOptions, saved: ResolvedStateTuneOptions | unde
   o.data = o.data.map((p) => path.resolve(p));
   o.init = path.resolve(o.init);
   if (o.tokenizer !== undefined && o.tokenizer !== 'bytes') o.tokenizer = path.resolve(o.tokenizer);
+  // A template file (not a name), absolute so that a run resumed from another directory finds it.
+  if (/[./\\]/.test(o.chatTemplate)) o.chatTemplate = path.resolve(o.chatTemplate);
   for (const k of ['context', 'batch', 'steps', 'evalEvery', 'evalBatches', 'saveEvery'] as const) positiveInt(`--${k}`, o[k]);
   for (const k of ['lr', 'lrFinal', 'warmup', 'eps', 'clip'] as const) {
     if (!(Number.isFinite(o[k]) && o[k] >= 0)) throw new ArgumentError(`${k} must be a number ≥ 0, got ${o[k]}`);
@@ -250,13 +250,7 @@ export async function stateTune(given: StateTuneOptions, gemm: Gemm, callbacks: 
   const ckptPath = path.join(dir, STATE_TUNE_CHECKPOINT);
   const logPath = path.join(dir, STATE_TUNE_LOG);
   const stateFile = path.join(dir, STATE_TUNE_OUTPUT);
-  if (given.resume === true && given.overwrite === true) throw new ArgumentError('--resume and --overwrite contradict each other: give one');
-  if (given.resume !== true && given.overwrite !== true) {
-    const existing = [STATE_TUNE_CHECKPOINT, STATE_TUNE_OUTPUT, STATE_TUNE_LOG].filter((f) => fs.existsSync(path.join(dir, f)));
-    if (existing.length > 0) {
-      throw new ArgumentError(`${dir} already holds a run (${existing.join(', ')}): continue it with --resume, start afresh there with --overwrite, or choose another --out`);
-    }
-  }
+  checkRunDirectory(dir, [STATE_TUNE_CHECKPOINT, STATE_TUNE_OUTPUT, STATE_TUNE_LOG], given);
   fs.mkdirSync(dir, { recursive: true });
   let saved: Awaited<ReturnType<typeof readSafetensors>> | undefined;
   let progress: Progress | undefined;
@@ -284,8 +278,10 @@ export async function stateTune(given: StateTuneOptions, gemm: Gemm, callbacks: 
   const known = KNOWN_VOCABULARIES.find((k) => k.vocabSize === shape.nVocab);
   const tokenizerSpec = o.tokenizer ?? (known?.file === undefined ? 'bytes' : path.resolve(path.dirname(o.init), known.file));
   const runFiles = [STATE_TUNE_LOG, STATE_TUNE_CHECKPOINT, STATE_TUNE_OUTPUT].map((f) => path.join(dir, f));
-  const data = prepareTokens(o.data, tokenizer, tokenizerSpec, path.join(dir, STATE_TUNE_TOKENS), callbacks.onTokenize, runFiles);
-  const split = splitTokens(data.tokens, o.valFraction, o.context);
+  const template = await resolveTemplate(o.chatTemplate, '--chat-template');
+  const data = prepareTokens(o.data, tokenizer, tokenizerSpec, path.join(dir, STATE_TUNE_TOKENS), callbacks.onTokenize, runFiles, template);
+  // With .jsonl conversations, a mask says which targets carry loss (the assistant's answers).
+  const split = splitTokens(data.tokens, o.valFraction, o.context, data.mask);
   for (const id of data.tokens) {
     if (id >= shape.nVocab) throw new ArgumentError(`the data has token id ${id}, outside the model's vocabulary of ${shape.nVocab}`);
   }
@@ -324,22 +320,7 @@ export async function stateTune(given: StateTuneOptions, gemm: Gemm, callbacks: 
   }
   if (startStep > o.steps) throw new ArgumentError(`the run in ${dir} is already at step ${startStep}, past --steps ${o.steps}`);
 
-  if (progress === undefined) fs.writeFileSync(logPath, '');
-  else if (fs.existsSync(logPath)) {
-    const kept = fs
-      .readFileSync(logPath, 'utf8')
-      .split('\n')
-      .filter((line) => {
-        try {
-          const e = JSON.parse(line) as { step: number; type: string };
-          return e.step <= startStep && e.type !== 'result';
-        } catch {
-          return false;
-        }
-      });
-    fs.writeFileSync(logPath, kept.map((l) => `${l}\n`).join(''));
-  }
-  const log = (entry: Record<string, unknown>): void => fs.appendFileSync(logPath, `${JSON.stringify(entry)}\n`);
+  const log = openRunLog(logPath, progress === undefined ? undefined : startStep, ['result']);
 
   callbacks.onStart?.({
     shape,
@@ -352,24 +333,15 @@ export async function stateTune(given: StateTuneOptions, gemm: Gemm, callbacks: 
     kernels: gemm.name,
   });
 
-  const evalSet = (tokens: Uint16Array | Uint32Array, starts: Uint32Array | undefined): { batch: Batch; rows: number }[] =>
+  const evalSet = (tokens: Uint16Array | Uint32Array, mask: Uint8Array | undefined, starts: Uint32Array | undefined): { batch: Batch; rows: number }[] =>
     starts === undefined
       ? tokens.length >= o.context + 1
-        ? evalBatches(tokens, o.batch, o.context, o.evalBatches)
+        ? evalBatches(tokens, o.batch, o.context, o.evalBatches, mask)
         : []
-      : windowBatches(tokens, starts.subarray(0, o.batch * o.evalBatches), o.batch, o.context);
-  const valSet = evalSet(split.val, valStarts);
-  const trainSet = evalSet(split.train, trainStarts);
-  const meanLoss = (set: { batch: Batch; rows: number }[]): number | undefined => {
-    if (set.length === 0) return undefined;
-    let sum = 0;
-    let rows = 0;
-    for (const { batch, rows: r } of set) {
-      sum += model.forward(batch.ids, batch.targets, r, o.context) * r;
-      rows += r;
-    }
-    return sum / rows;
-  };
+      : windowBatches(tokens, starts.subarray(0, o.batch * o.evalBatches), o.batch, o.context, mask);
+  const valSet = evalSet(split.val, split.valMask, valStarts);
+  const trainSet = evalSet(split.train, split.trainMask, trainStarts);
+  const loss = (set: { batch: Batch; rows: number }[]): number | undefined => meanLoss(model, set, o.context);
   const save = (step: number): void => {
     if (opt.t !== step) throw new Error(`internal: optimizer at update ${opt.t}, progress at step ${step}`);
     const tensors: OutTensor[] = [];
@@ -380,70 +352,49 @@ export async function stateTune(given: StateTuneOptions, gemm: Gemm, callbacks: 
     callbacks.onSave?.(step, [stateFile, ckptPath]);
   };
 
-  const schedule = { lr: o.lr, lrFinal: o.lrFinal, warmup: o.warmup, steps: o.steps };
-  const tokensPerStep = o.batch * o.context;
-  const losses: number[] = [];
-  const valLosses: [number, number][] = [];
-  const recent: number[] = [];
-  let trainSeconds = 0;
-  let stopped = false;
-  let step = startStep;
-  const t0 = performance.now();
-  while (step < o.steps) {
-    const s0 = performance.now();
-    const { ids, targets } =
+  const run = await runSteps({
+    startStep,
+    steps: o.steps,
+    batch: o.batch,
+    context: o.context,
+    schedule: { lr: o.lr, lrFinal: o.lrFinal, warmup: o.warmup, steps: o.steps },
+    clip: o.clip,
+    params: states,
+    optimizer: opt,
+    evalEvery: o.evalEvery,
+    saveEvery: o.saveEvery,
+    nextBatch: () =>
       trainStarts === undefined
-        ? randomBatch(split.train, o.batch, o.context, rng)
-        : windowBatches(split.train, Uint32Array.from({ length: o.batch }, () => trainStarts![rng.nextU32() % trainStarts!.length]!), o.batch, o.context)[0]!.batch;
-    const loss = model.forward(ids, targets, o.batch, o.context);
-    if (!Number.isFinite(loss)) throw new ArgumentError(`the loss is ${loss} at step ${step + 1}; lower --lr`);
-    model.backward();
-    const norm = o.clip > 0 ? clipGradNorm(states, o.clip) : Number.NaN;
-    const lr = learningRate(step, schedule);
-    opt.step(lr);
-    step++;
-    const seconds = (performance.now() - s0) / 1000;
-    trainSeconds += seconds;
-    recent.push(seconds);
-    if (recent.length > 20) recent.shift();
-    const perStep = recent.reduce((a, b) => a + b, 0) / recent.length;
-    losses.push(loss);
-    log({ type: 'train', step, loss, lr, grad_norm: norm, tokens: step * tokensPerStep, time_s: (performance.now() - t0) / 1000 });
-    callbacks.onStep?.({ step, steps: o.steps, loss, lr, gradNorm: norm, tokensPerSecond: tokensPerStep / perStep, eta: perStep * (o.steps - step) });
-    const last = step === o.steps;
-    if (step % o.evalEvery === 0 || last) {
-      const v = meanLoss(valSet);
-      if (v !== undefined) {
-        valLosses.push([step, v]);
-        log({ type: 'val', step, loss: v, tokens: step * tokensPerStep });
-        callbacks.onEval?.(step, v);
-      }
-    }
-    await new Promise((r) => setImmediate(r));
-    stopped = !last && callbacks.shouldStop?.() === true;
-    if (step % o.saveEvery === 0 || last || stopped) save(step);
-    if (stopped) break;
-  }
+        ? randomBatch(split.train, o.batch, o.context, rng, split.trainMask)
+        : windowBatch(split.train, Uint32Array.from({ length: o.batch }, () => trainStarts![rng.nextU32() % trainStarts!.length]!), o.context, split.trainMask),
+    model,
+    gradients: () => model.backward(),
+    evaluate: () => loss(valSet),
+    save,
+    log,
+    callbacks,
+  });
+  const { step, stopped } = run;
   if (step === startStep && step === o.steps && !fs.existsSync(stateFile)) save(step);
 
   // What the state buys: the same windows from the tuned state and from a zero one.
   let fresh: LossPair | undefined;
   let tuned: LossPair | undefined;
   if (!stopped) {
-    tuned = { train: meanLoss(trainSet)!, val: meanLoss(valSet) };
+    tuned = { train: loss(trainSet)!, val: loss(valSet) };
     const kept = states.map((p) => p.data.slice());
     for (const p of states) p.data.fill(0);
-    fresh = { train: meanLoss(trainSet)!, val: meanLoss(valSet) };
+    fresh = { train: loss(trainSet)!, val: loss(valSet) };
     states.forEach((p, i) => p.data.set(kept[i]!));
     log({ type: 'result', step, fresh, tuned });
   }
   return {
-    losses,
-    valLosses,
+    losses: run.losses,
+    valLosses: run.valLosses,
     step,
     stopped,
-    seconds: (performance.now() - t0) / 1000,
-    tokensPerSecond: trainSeconds > 0 ? (losses.length * tokensPerStep) / trainSeconds : 0,
+    seconds: (performance.now() - run.startedAt) / 1000,
+    tokensPerSecond: run.tokensPerSecond,
     fresh,
     tuned,
     stateFile,
@@ -459,21 +410,12 @@ export function separatorStarts(tokens: Uint16Array | Uint32Array, id: number, t
   return Uint32Array.from(out);
 }
 
-/** Batches of b windows (t inputs, t targets) at the given starts (the last batch may be smaller). */
-function windowBatches(tokens: Uint16Array | Uint32Array, starts: Uint32Array, b: number, t: number): { batch: Batch; rows: number }[] {
+/** Batches of b windows (t inputs, t targets) at the given starts (the last batch may be smaller); with `mask`, untrained targets are -1. */
+function windowBatches(tokens: Uint16Array | Uint32Array, starts: Uint32Array, b: number, t: number, mask: Uint8Array | undefined): { batch: Batch; rows: number }[] {
   const out: { batch: Batch; rows: number }[] = [];
   for (let w0 = 0; w0 < starts.length; w0 += b) {
     const rows = Math.min(b, starts.length - w0);
-    const ids = new Int32Array(rows * t);
-    const targets = new Int32Array(rows * t);
-    for (let s = 0; s < rows; s++) {
-      const start = starts[w0 + s]!;
-      for (let p = 0; p < t; p++) {
-        ids[s * t + p] = tokens[start + p]!;
-        targets[s * t + p] = tokens[start + p + 1]!;
-      }
-    }
-    out.push({ batch: { ids, targets }, rows });
+    out.push({ batch: windowBatch(tokens, starts.subarray(w0, w0 + rows), t, mask), rows });
   }
   return out;
 }

@@ -1,20 +1,21 @@
 // The training loop: options → data → model of the chosen architecture (architecture.ts: fresh init,
 // --init from a checkpoint, or --resume)
 // → steps of forward, backward, clipping, AdamW at the scheduled learning rate → log lines, held-out
-// evaluations and checkpoints. Front ends (the CLI) watch it through callbacks.
+// evaluations and checkpoints (the step loop, log and run-directory check: run-loop.ts, shared with
+// state-tune.ts). Front ends (the CLI) watch it through callbacks.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ArgumentError } from '../errors.js';
 import { Rng } from '../util/rng.js';
 import { KNOWN_VOCABULARIES, loadTokenizer, tokenizerForModel } from '../tokenizers/load.js';
 import type { Tokenizer } from '../tokenizers/tokenizer.js';
-import { AdamW, clipGradNorm } from './adamw.js';
+import { AdamW } from './adamw.js';
 import { architecture, type ModelShape, type TrainModel } from './architecture.js';
 import { loadTrainingState, MODEL_FILE, readProgress, saveTrainingState, STATE_FILE, type Progress } from './checkpoint.js';
 import { evalBatches, prepareTokens, randomBatch, splitTokens } from './data.js';
 import type { Gemm } from './gemm.js';
 import { LORA_FILE, LoraAdapter } from './lora.js';
-import { learningRate } from './schedule.js';
+import { checkRunDirectory, meanLoss, openRunLog, runSteps, type StepReport } from './run-loop.js';
 import { resolveTemplate } from '../generation/chat-template-file.js';
 import { parseLoraTargets } from '../formats/lora.js';
 
@@ -106,18 +107,7 @@ export const TRAIN_DEFAULTS = {
   chatTemplate: 'world',
 } as const;
 
-export interface StepReport {
-  /** Steps done (1-based). */
-  step: number;
-  steps: number;
-  loss: number;
-  lr: number;
-  gradNorm: number;
-  /** Tokens per second over recent steps. */
-  tokensPerSecond: number;
-  /** Seconds to the last step at that rate. */
-  eta: number;
-}
+export type { StepReport } from './run-loop.js';
 
 export interface StartInfo {
   /** The architecture's name and title, and its one-line description of the shape. */
@@ -218,16 +208,8 @@ export function resolveOptions(given: TrainOptions, saved?: Record<string, unkno
 export async function train(given: TrainOptions, gemm: Gemm, callbacks: TrainCallbacks = {}): Promise<TrainResult> {
   const dir = given.out;
   const statePath = path.join(dir, STATE_FILE);
-  if (given.resume !== true && given.overwrite !== true) {
-    // A fresh run would replace these: a run's weights, optimizer state and log are not to be lost to a typo.
-    const existing = [MODEL_FILE, STATE_FILE, LOG_FILE, LORA_FILE].filter((f) => fs.existsSync(path.join(dir, f)));
-    if (existing.length > 0) {
-      throw new ArgumentError(
-        `${dir} already holds a training run (${existing.join(', ')}): continue it with --resume, start afresh there with --overwrite, or choose another --out`,
-      );
-    }
-  }
-  if (given.resume === true && given.overwrite === true) throw new ArgumentError('--resume and --overwrite contradict each other: give one');
+  // A fresh run would replace these: a run's weights, optimizer state and log are not to be lost to a typo.
+  checkRunDirectory(dir, [MODEL_FILE, STATE_FILE, LOG_FILE, LORA_FILE], given, 'a training run');
   fs.mkdirSync(dir, { recursive: true });
   let saved: Progress | undefined;
   if (given.resume === true) {
@@ -312,23 +294,7 @@ export async function train(given: TrainOptions, gemm: Gemm, callbacks: TrainCal
   if (startStep > o.steps) throw new ArgumentError(`the run in ${dir} is already at step ${startStep}, past --steps ${o.steps}`);
 
   // The log: a fresh run starts it anew; a resumed one drops what came after its checkpoint.
-  const logPath = path.join(dir, LOG_FILE);
-  if (saved === undefined) fs.writeFileSync(logPath, '');
-  else if (fs.existsSync(logPath)) {
-    const kept = fs
-      .readFileSync(logPath, 'utf8')
-      .split('\n')
-      .filter((line) => {
-        if (line.trim() === '') return false;
-        try {
-          return (JSON.parse(line) as { step: number }).step <= startStep;
-        } catch {
-          return false;
-        }
-      });
-    fs.writeFileSync(logPath, kept.map((l) => `${l}\n`).join(''));
-  }
-  const log = (entry: Record<string, unknown>): void => fs.appendFileSync(logPath, `${JSON.stringify(entry)}\n`);
+  const log = openRunLog(path.join(dir, LOG_FILE), saved === undefined ? undefined : startStep);
 
   callbacks.onStart?.({
     arch: arch.name,
@@ -348,20 +314,6 @@ export async function train(given: TrainOptions, gemm: Gemm, callbacks: TrainCal
   });
 
   const evalSet = split.val.length >= o.context + 1 ? evalBatches(split.val, o.batch, o.context, o.evalBatches, split.valMask) : [];
-  const evaluate = (): number | undefined => {
-    if (evalSet.length === 0) return undefined;
-    // The mean over every counted target (a batch's loss is the mean over its own; −1 targets count none).
-    let sum = 0;
-    let counted = 0;
-    for (const { batch, rows: r } of evalSet) {
-      let c = 0;
-      for (const id of batch.targets) if (id >= 0) c++;
-      if (c === 0) continue;
-      sum += model.forward(batch.ids, batch.targets, r, o.context) * c;
-      counted += c;
-    }
-    return counted > 0 ? sum / counted : undefined;
-  };
   const progress = (step: number): Progress => ({ step, rng: rng.snapshot(), options: { ...o } as Record<string, unknown>, arch: arch.name, shape });
   const save = (step: number): void => {
     let files: string[];
@@ -377,57 +329,37 @@ export async function train(given: TrainOptions, gemm: Gemm, callbacks: TrainCal
     callbacks.onSave?.(step, files);
   };
 
-  const schedule = { lr: o.lr, lrFinal: o.lrFinal, warmup: o.warmup, steps: o.steps };
-  const tokensPerStep = o.batch * o.context;
-  const losses: number[] = [];
-  const valLosses: [number, number][] = [];
-  const recent: number[] = []; // seconds of recent steps
-  let trainSeconds = 0;
-  let stopped = false;
-  let step = startStep;
-  const t0 = performance.now();
-  while (step < o.steps) {
-    const s0 = performance.now();
-    const { ids, targets } = randomBatch(split.train, o.batch, o.context, rng, split.trainMask);
-    const loss = model.forward(ids, targets, o.batch, o.context);
-    if (!Number.isFinite(loss)) throw new ArgumentError(`the loss is ${loss} at step ${step + 1}; lower --lr`);
-    model.backward();
-    adapter?.gradients();
-    const norm = o.clip > 0 ? clipGradNorm(trained.params, o.clip) : Number.NaN;
-    const lr = learningRate(step, schedule);
-    opt.step(lr);
-    adapter?.apply();
-    step++;
-    const seconds = (performance.now() - s0) / 1000;
-    trainSeconds += seconds;
-    recent.push(seconds);
-    if (recent.length > 20) recent.shift();
-    const perStep = recent.reduce((a, b) => a + b, 0) / recent.length;
-    losses.push(loss);
-    log({ type: 'train', step, loss, lr, grad_norm: norm, tokens: step * tokensPerStep, time_s: (performance.now() - t0) / 1000 });
-    callbacks.onStep?.({ step, steps: o.steps, loss, lr, gradNorm: norm, tokensPerSecond: tokensPerStep / perStep, eta: perStep * (o.steps - step) });
-    const last = step === o.steps;
-    if (step % o.evalEvery === 0 || last) {
-      const v = evaluate();
-      if (v !== undefined) {
-        valLosses.push([step, v]);
-        log({ type: 'val', step, loss: v, tokens: step * tokensPerStep });
-        callbacks.onEval?.(step, v);
-      }
-    }
-    // Let signal handlers run (a Ctrl-C sets the flag that shouldStop reads).
-    await new Promise((resolve) => setImmediate(resolve));
-    stopped = !last && callbacks.shouldStop?.() === true;
-    if (step % o.saveEvery === 0 || last || stopped) save(step);
-    if (stopped) break;
-  }
+  const run = await runSteps({
+    startStep,
+    steps: o.steps,
+    batch: o.batch,
+    context: o.context,
+    schedule: { lr: o.lr, lrFinal: o.lrFinal, warmup: o.warmup, steps: o.steps },
+    clip: o.clip,
+    params: trained.params,
+    optimizer: opt,
+    evalEvery: o.evalEvery,
+    saveEvery: o.saveEvery,
+    nextBatch: () => randomBatch(split.train, o.batch, o.context, rng, split.trainMask),
+    model,
+    gradients: () => {
+      model.backward();
+      adapter?.gradients();
+    },
+    afterUpdate: () => adapter?.apply(),
+    // The mean over every counted target (a batch's loss is the mean over its own; −1 targets count none).
+    evaluate: () => meanLoss(model, evalSet, o.context),
+    save,
+    log,
+    callbacks,
+  });
   return {
-    losses,
-    valLosses,
-    step,
-    stopped,
-    seconds: (performance.now() - t0) / 1000,
-    tokensPerSecond: trainSeconds > 0 ? (losses.length * tokensPerStep) / trainSeconds : 0,
+    losses: run.losses,
+    valLosses: run.valLosses,
+    step: run.step,
+    stopped: run.stopped,
+    seconds: run.seconds,
+    tokensPerSecond: run.tokensPerSecond,
     model,
     dir,
     output: path.join(dir, adapter !== undefined ? LORA_FILE : MODEL_FILE),
