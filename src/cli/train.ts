@@ -42,6 +42,7 @@ function describeStart(i: StartInfo): string {
     (i.options.loraRank > 0
       ? `  LoRA rank ${i.options.loraRank}, alpha ${num(i.options.loraAlpha)} on ${i.options.loraTargets}: ${(i.trained / 1e6).toFixed(3)}M trained values (${((100 * i.trained) / i.parameters).toFixed(2)} %), the weights frozen\n`
       : '') +
+    (i.exported !== undefined ? `  saved also as ${i.exported} (the --init file's format and storage)\n` : '') +
     `  data: ${i.trainTokens} training + ${i.valTokens} held-out tokens (${i.tokensReused ? 'reused ' : ''}${i.tokenFile})\n` +
     `  ${i.options.steps} steps × ${i.options.batch} × ${i.options.context} tokens, lr ${num(i.options.lr)} → ${num(i.options.lrFinal)} (warm-up ${i.options.warmup}), kernels ${i.kernels}\n`
   );
@@ -76,6 +77,9 @@ export async function runTrain(args: TrainArgs): Promise<TrainResult> {
   try {
     // On resume the data (like every option not given again) comes from the run's saved options.
     const result = await train(rest, gemm, {
+      onNote: (message) => {
+        if (progress !== false) err.write(`rwkv train: ${message}\n`);
+      },
       onTokenize: (file, n) => {
         if (progress !== false) err.write(`  tokenized ${file}: ${n} tokens\n`);
       },

@@ -2,6 +2,9 @@
 // save and read back its model, and the training loop (train.ts), the checkpoints and the CLI go
 // through it. Adding an architecture is one entry in ARCHITECTURES.
 import { ArgumentError } from '../errors.js';
+import { openCheckpoint } from '../formats/open.js';
+import { detectVersion } from '../formats/version.js';
+import { isGptCheckpoint } from '../models/gpt-load.js';
 import { readInitWeights, saveModel } from './checkpoint.js';
 import type { Gemm } from './gemm.js';
 import { GptTrain, gptParamShapes, type GptShape } from './gpt.js';
@@ -135,6 +138,18 @@ export const ARCHITECTURES: Readonly<Record<string, Architecture>> = {
   rwkv7: RWKV7,
   gpt: GPT,
 };
+
+/**
+ * The architecture of an existing model file (for --init without --arch): a GPT-2 checkpoint (config.json
+ * beside it), or the RWKV version its tensors show — RWKV-4 and RWKV-7 train; v5 and v6 do not (yet).
+ */
+export async function architectureOf(file: string): Promise<string> {
+  if (isGptCheckpoint(file)) return 'gpt';
+  const version = detectVersion(await openCheckpoint(file));
+  if (version === '4') return 'rwkv4';
+  if (version === '7') return 'rwkv7';
+  throw new ArgumentError(`${file} is an RWKV v${version} model; rwkv train trains RWKV-4, RWKV-7 and GPT-2 models (v5 and v6 have no training graph yet)`);
+}
 
 /** The architecture named `name` (an --arch value). */
 export function architecture(name: string): Architecture {

@@ -112,7 +112,7 @@ export async function readProgress(file: string): Promise<Progress> {
 export async function readInitWeights(file: string): Promise<{ shape: Rwkv4Shape; values: Map<string, Float32Array> }> {
   const source = toEncoding(await openCheckpoint(file), 'official');
   const version = detectVersion(source);
-  if (version !== '4') throw new ArgumentError(`${file} is an RWKV v${version} model; training supports RWKV-4 only`);
+  if (version !== '4') throw new ArgumentError(`${file} is an RWKV v${version} model, not RWKV-4: train it with --arch rwkv7 (v7) or without --arch`);
   const emb = source.tensors.get('emb.weight');
   const fk = source.tensors.get('blocks.0.ffn.key.weight');
   if (emb === undefined || emb.shape.length !== 2) throw new ModelError('MISSING_TENSOR', 'is missing or not 2-D', { file, tensor: 'emb.weight' });

@@ -10,10 +10,11 @@ import { Rng } from '../util/rng.js';
 import { KNOWN_VOCABULARIES, loadTokenizer, tokenizerForModel } from '../tokenizers/load.js';
 import type { Tokenizer } from '../tokenizers/tokenizer.js';
 import { AdamW } from './adamw.js';
-import { architecture, type ModelShape, type TrainModel } from './architecture.js';
+import { architecture, architectureOf, type ModelShape, type TrainModel } from './architecture.js';
 import { loadTrainingState, MODEL_FILE, readProgress, saveTrainingState, STATE_FILE, type Progress } from './checkpoint.js';
 import { evalBatches, prepareTokens, randomBatch, splitTokens } from './data.js';
 import type { Gemm } from './gemm.js';
+import { exportLike, exportName, sameAsTrained, storageOf } from './export-like.js';
 import { LORA_FILE, LoraAdapter } from './lora.js';
 import { checkRunDirectory, meanLoss, openRunLog, runSteps, type StepReport } from './run-loop.js';
 import { resolveTemplate } from '../generation/chat-template-file.js';
@@ -118,6 +119,8 @@ export interface StartInfo {
   parameters: number;
   /** Values the optimizer updates: every parameter, or a LoRA run's adapters. */
   trained: number;
+  /** A fine-tune's copy in the --init file's format and storage (e.g. model.bf16.pth), when there is one. */
+  exported: string | undefined;
   trainTokens: number;
   valTokens: number;
   tokenFile: string;
@@ -134,6 +137,8 @@ export interface TrainCallbacks {
   onStep?(report: StepReport): void;
   onEval?(step: number, loss: number): void;
   onSave?(step: number, files: string[]): void;
+  /** Something the user should know about the run (e.g. how a fine-tune's file is stored). */
+  onNote?(message: string): void;
   /** Polled after every step: true saves a checkpoint and returns. */
   shouldStop?(): boolean;
   /** Tokenizing a data file (when the token cache is made). */
@@ -221,6 +226,8 @@ export async function train(given: TrainOptions, gemm: Gemm, callbacks: TrainCal
     throw new ArgumentError(`--arch ${given.arch} contradicts the run in ${dir}, which is ${saved.arch ?? 'rwkv4'}`);
   }
   const o = resolveOptions(given, saved === undefined ? undefined : { arch: saved.arch ?? 'rwkv4', ...saved.options });
+  // Fine-tuning without --arch: the --init file's own architecture.
+  if (saved === undefined && given.arch === undefined && o.init !== undefined) o.arch = await architectureOf(o.init);
   const arch = architecture(o.arch);
 
   // The tokenizer: as given; for a fine-tune without one, the one the checkpoint's vocabulary implies.
@@ -296,6 +303,10 @@ export async function train(given: TrainOptions, gemm: Gemm, callbacks: TrainCal
   // The log: a fresh run starts it anew; a resumed one drops what came after its checkpoint.
   const log = openRunLog(path.join(dir, LOG_FILE), saved === undefined ? undefined : startStep);
 
+  // A fine-tune of an RWKV file is also saved as that file was (format and storage), to ship.
+  const likeInit = o.init !== undefined && !lora && arch.name !== 'gpt' ? await storageOf(o.init) : undefined;
+  const like = likeInit !== undefined && !sameAsTrained(likeInit) ? likeInit : undefined;
+  if (like?.note !== undefined) callbacks.onNote?.(like.note);
   callbacks.onStart?.({
     arch: arch.name,
     title: arch.title,
@@ -303,6 +314,7 @@ export async function train(given: TrainOptions, gemm: Gemm, callbacks: TrainCal
     shape,
     parameters: model.size,
     trained: adapter?.size ?? model.size,
+    exported: like !== undefined ? path.join(dir, exportName(like)) : undefined,
     trainTokens: split.train.length,
     valTokens: split.val.length,
     tokenFile: data.file,
@@ -323,6 +335,11 @@ export async function train(given: TrainOptions, gemm: Gemm, callbacks: TrainCal
       files = [file];
     } else {
       files = arch.saveModel(model, path.join(dir, MODEL_FILE), { step: String(step), trainer: 'rwkv-ts' });
+      if (like !== undefined) {
+        const file = path.join(dir, exportName(like));
+        exportLike(model.params, file, like);
+        files.push(file);
+      }
     }
     saveTrainingState(statePath, trained, opt, progress(step));
     files.push(statePath);
