@@ -40,6 +40,8 @@ export { evaluate, evaluateText, type EvaluateOptions, type EvalResults, type Ev
 export { TASK_NAMES, PAPER_PRESET, type TaskName } from './eval/tasks.js';
 export { EvalDataError, type DataReader, type DataSource } from './eval/data.js';
 export type { ChoiceMetrics, LambadaMetrics, PerplexityMetrics, TaskMetrics } from './eval/metrics.js';
+export { GptScoringModel, RwkvScoringModel, scoringModel, type ScoringModel, type GptScoringOptions } from './eval/scoring-model.js';
+export { rollingWindows } from './eval/evaluate.js';
 export { parseGbnf, GrammarError, type Grammar } from './grammar/gbnf.js';
 export { GrammarMatcher } from './grammar/matcher.js';
 export { JSON_VALUE_GBNF, JSON_OBJECT_GBNF } from './grammar/json.js';

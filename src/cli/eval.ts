@@ -1,17 +1,22 @@
 // `rwkv eval`: the zero-shot tasks of the RWKV paper (lm-evaluation-harness v0.3.0's prompts and metrics)
-// or the perplexity of text files. The results table (markdown) goes to stdout; a progress bar (items,
-// tokens/s, ETA) to stderr when it is a terminal; results.json and samples.jsonl on request.
+// or the perplexity of text files, on an RWKV model or a GPT-2 checkpoint (eval/scoring-model.ts). The
+// results table (markdown) goes to stdout; a progress bar (items, tokens/s, ETA) to stderr when it is a
+// terminal; results.json and samples.jsonl on request.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Presets, SingleBar } from 'cli-progress';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { ArgumentError, RwkvError } from '../errors.js';
+import type { RwkvState } from '../generation/context.js';
+import type { Rwkv } from '../generation/rwkv.js';
 import { evaluate, evaluateText, type EvalResults } from '../eval/evaluate.js';
+import { GptScoringModel, type ScoringModel } from '../eval/scoring-model.js';
 import { resultsTable, textTable } from '../eval/report.js';
 import { PAPER_PRESET, parseTasks } from '../eval/tasks.js';
 import { DEFAULT_MODEL } from './default-model.js';
 import { unescape } from './generate.js';
-import { loadRwkv, type KernelArgs } from './open-model.js';
+import { gptTokenizer, isGptCheckpoint } from '../models/gpt-load.js';
+import { loadRwkv, openGpt, type KernelArgs } from './open-model.js';
 
 export interface EvalArgs extends KernelArgs {
   model: string;
@@ -39,7 +44,7 @@ const collect = (v: string, previous: string[]): string[] => [...previous, v];
 export function configureEvalCommand(cmd: Command): Command {
   return cmd
     .description("zero-shot tasks as lm-eval v0.3.0 scores them (the RWKV paper's table), or the perplexity of text files")
-    .option('--model <file>', 'model file (.pth, .safetensors, .gguf or rwkv.cpp .bin); default: the shipped model', DEFAULT_MODEL)
+    .option('--model <file>', 'model file (.pth, .safetensors, .gguf or rwkv.cpp .bin) or GPT-2 checkpoint; default: the shipped model', DEFAULT_MODEL)
     .option('--tasks <list>', `comma-separated: ${PAPER_PRESET.tasks.join(',')}`, collect, [])
     .addOption(new Option('--preset <name>', 'paper: every task above, whole, after the "\\n" token').choices(['paper']))
     .option('--text <files...>', 'instead of tasks: perplexity and bits per byte of each whole file')
@@ -85,11 +90,7 @@ export async function runEval(args: EvalArgs): Promise<EvalResults | undefined> 
   }
   const contents = texts.map((file) => ({ name: file, content: readText(file) }));
 
-  const rwkv = await loadRwkv(args.model, args, {
-    prefixCache: false,
-    // A batch job: passes as large as the products like (the default keeps passes short for a responsive host).
-    batch: { maxBatch: 32, maxRows: 512 },
-  });
+  const opened = await openScoring(args);
   const controller = new AbortController();
   const onSigint = (): void => controller.abort();
   process.on('SIGINT', onSigint);
@@ -100,8 +101,8 @@ export async function runEval(args: EvalArgs): Promise<EvalResults | undefined> 
   try {
     if (texts.length > 0) {
       let tokens = 0;
-      const state = args.stateIn !== undefined ? await rwkv.loadState(args.stateIn) : undefined;
-      const results = await evaluateText(rwkv, contents, {
+      const state = args.stateIn !== undefined ? await opened.loadState(args.stateIn) : undefined;
+      const results = await evaluateText(opened.model, contents, {
         prefixToken,
         ...(state !== undefined ? { state } : {}),
         signal: controller.signal,
@@ -114,7 +115,7 @@ export async function runEval(args: EvalArgs): Promise<EvalResults | undefined> 
       });
       bar?.stop();
       process.stdout.write(textTable(texts, results));
-      summary(err, tokens, t0, rwkv.kernels);
+      summary(err, tokens, t0, opened.kernels);
       if (args.out !== undefined) {
         const out = { model: args.model, prefixToken, ...(args.stateIn !== undefined ? { stateIn: args.stateIn } : {}), texts: Object.fromEntries(texts.map((f, i) => [f, results[i]!])) };
         writeAtomic(args.out, `${JSON.stringify(out, null, 2)}\n`);
@@ -126,7 +127,7 @@ export async function runEval(args: EvalArgs): Promise<EvalResults | undefined> 
     let tokens = 0;
     let results: EvalResults;
     try {
-      results = await evaluate(rwkv, {
+      results = await evaluate(opened.model, {
         tasks,
         data: args.data ?? (process.env.RWKV_DATA !== undefined && process.env.RWKV_DATA !== '' ? process.env.RWKV_DATA : path.resolve('..', 'shared', 'data')),
         ...(args.limit !== undefined ? { limit: args.limit } : {}),
@@ -148,14 +149,49 @@ export async function runEval(args: EvalArgs): Promise<EvalResults | undefined> 
       await samples?.close();
     }
     process.stdout.write(resultsTable(results));
-    summary(err, tokens, t0, rwkv.kernels);
+    summary(err, tokens, t0, opened.kernels);
     if (args.out !== undefined) writeAtomic(args.out, `${JSON.stringify(results, null, 2)}\n`);
     return results;
   } finally {
     bar?.stop();
     process.off('SIGINT', onSigint);
-    await rwkv.close();
+    await opened.close();
   }
+}
+
+/** The model to score: a GPT-2 checkpoint (models/gpt-load.ts) or an RWKV model, as passes of up to 32 sequences and 512 rows. */
+async function openScoring(args: EvalArgs): Promise<{
+  model: Rwkv | ScoringModel;
+  kernels: string;
+  close(): Promise<void>;
+  loadState(file: string): Promise<RwkvState>;
+}> {
+  if (isGptCheckpoint(args.model)) {
+    if (args.stateIn !== undefined) throw new ArgumentError("--state-in is not supported for GPT models (it needs RWKV's fixed-size state)");
+    const gpt = await openGpt(args.model, args);
+    try {
+      const tokenizer = await gptTokenizer(args.model, gpt.model.config.nVocab, args.tokenizer);
+      const model = new GptScoringModel(gpt.model, tokenizer, { maxBatch: 32, maxRows: 512 });
+      return {
+        model,
+        kernels: gpt.kernels,
+        close: async () => {
+          gpt.model.dispose();
+          await gpt.close();
+        },
+        loadState: () => Promise.reject(new ArgumentError('--state-in is not supported for GPT models')),
+      };
+    } catch (e) {
+      await gpt.close();
+      throw e;
+    }
+  }
+  const rwkv = await loadRwkv(args.model, args, {
+    prefixCache: false,
+    // A batch job: passes as large as the products like (the default keeps passes short for a responsive host).
+    batch: { maxBatch: 32, maxRows: 512 },
+  });
+  return { model: rwkv, kernels: rwkv.kernels, close: () => rwkv.close(), loadState: (file) => rwkv.loadState(file) };
 }
 
 function rate(tokens: number, ms: number): string {

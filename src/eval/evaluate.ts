@@ -1,9 +1,22 @@
 // evaluate(): the zero-shot tasks of the RWKV paper, as lm-evaluation-harness v0.3.0 computes them, on an
-// Rwkv; evaluateText(): perplexity and bits per byte of any text. Items run concurrently (a pool of
-// `concurrency`), so the Batcher packs the contexts and continuations of several items into each pass.
+// Rwkv or any ScoringModel (a GPT-2: GptScoringModel); evaluateText(): perplexity and bits per byte of any
+// text. Items run concurrently (a pool of `concurrency`), so the Batcher packs the contexts and
+// continuations of several items into each pass.
+//
+// A model with a bounded context (GPT's n_positions = M; RWKV's is unbounded) is scored as lm-eval v0.3.0
+// scores its HF models:
+// - a request (prefix token + context + continuation) of more than M + 1 tokens is cut from the left:
+//   the last M + 1 tokens are kept and all but the last are fed (lm-eval's `(context_enc +
+//   continuation_enc)[-(max_length + 1):][:-1]`), so the continuation is scored whole after as much of
+//   its context as fits; a continuation longer than M is refused;
+// - a text (--text, wikitext) of more than M tokens is scored in lm-eval's rolling windows
+//   (loglikelihood_rolling: get_rolling_token_windows with context_len 1, then make_disjoint_window):
+//   disjoint windows of M predicted tokens, the first after the prefix token, each later one after as much
+//   of the text before it as fits (M tokens fed per window); every token is predicted exactly once.
 import { AbortError, ArgumentError } from '../errors.js';
 import type { RwkvState } from '../generation/context.js';
 import type { Rwkv } from '../generation/rwkv.js';
+import { scoringModel, type ScoringModel } from './scoring-model.js';
 import { DataFiles, type DataSource } from './data.js';
 import {
   choiceMetrics,
@@ -16,7 +29,7 @@ import {
   type LambadaMetrics,
   type PerplexityMetrics,
 } from './metrics.js';
-import { pool, Scorer } from './scorer.js';
+import { pool, Scorer, type ContinuationScore } from './scorer.js';
 import { loadTask, parseTasks, type ChoiceItem, type DocumentItem, type LoadedTask, type TaskName } from './tasks.js';
 import { pySplitCount } from './text.js';
 
@@ -104,10 +117,10 @@ export async function defaultDataDir(): Promise<string> {
 }
 
 /** The id of the prefix token's text, or undefined for null; refuses text that is not exactly one token. */
-export function prefixTokenId(rwkv: Rwkv, prefixToken: string | null): number | undefined {
+export function prefixTokenId(model: { encode(text: string): number[] }, prefixToken: string | null): number | undefined {
   if (prefixToken === null) return undefined;
   if (typeof prefixToken !== 'string') throw new ArgumentError('the prefix token must be a string (its text) or null');
-  const ids = rwkv.encode(prefixToken);
+  const ids = model.encode(prefixToken);
   if (ids.length !== 1) {
     throw new ArgumentError(`the prefix token ${JSON.stringify(prefixToken)} is ${ids.length} tokens for this tokenizer, not one (give one token's text, or none)`);
   }
@@ -123,23 +136,24 @@ function checkConcurrency(n: number): void {
 }
 
 /**
- * Scores `tasks` on `rwkv` and returns lm-eval's metrics for each. All data files are read (and checked)
- * before the first item is scored.
+ * Scores `tasks` on `model` (an Rwkv, or a ScoringModel such as a GptScoringModel) and returns lm-eval's
+ * metrics for each. All data files are read (and checked) before the first item is scored.
  */
-export async function evaluate(rwkv: Rwkv, options: EvaluateOptions): Promise<EvalResults> {
+export async function evaluate(model: Rwkv | ScoringModel, options: EvaluateOptions): Promise<EvalResults> {
+  const scoring = scoringModel(model);
   const names = parseTasks(options.tasks);
   checkLimit(options.limit);
   const concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
   checkConcurrency(concurrency);
   const prefixToken = options.prefixToken === undefined ? '\n' : options.prefixToken;
-  const prefix = prefixTokenId(rwkv, prefixToken);
+  const prefix = prefixTokenId(scoring, prefixToken);
   const files = new DataFiles(options.data ?? (await defaultDataDir()));
   const tasks: LoadedTask[] = [];
   for (const name of names) tasks.push(await loadTask(name, files, options.limit ?? Infinity));
 
   const signal = options.signal;
   if (signal?.aborted === true) throw new AbortError('evaluation aborted');
-  const scorer = new Scorer(rwkv, { ...(prefix !== undefined ? { prefix } : {}), ...(signal !== undefined ? { signal } : {}) });
+  const scorer = new Scorer(scoring, { ...(prefix !== undefined ? { prefix } : {}), ...(signal !== undefined ? { signal } : {}) });
   const work: { task: number; item: number }[] = [];
   tasks.forEach((t, task) => t.items.forEach((_, item) => work.push({ task, item })));
   const samples: (EvalSample | undefined)[] = new Array(work.length);
@@ -181,12 +195,16 @@ export async function evaluate(rwkv: Rwkv, options: EvaluateOptions): Promise<Ev
     else if (t.kind === 'lambada') results.lambada = lambadaMetrics(choiceOutcomes[ti]!);
     else (results as Record<string, ChoiceMetrics>)[t.name] = choiceMetrics(choiceOutcomes[ti]!, t.kind === 'choice_norm');
   });
-  return { model: options.model ?? rwkv.model.file, prefixToken, limit: options.limit ?? null, tasks: results };
+  return { model: options.model ?? scoring.name, prefixToken, limit: options.limit ?? null, tasks: results };
 }
 
-/** One item's requests: each distinct context read once, its continuations scored from copies of its state. */
-export async function scoreChoiceItem(scorer: Scorer, item: ChoiceItem): Promise<{ loglikelihoods: number[]; isGreedy: boolean[] }> {
-  const rwkv = scorer.rwkv;
+/**
+ * One item's requests: each distinct context read once, its continuations scored from copies of its state.
+ * A request longer than the model's context (prefix + context + continuation − 1 > maxLength) is scored on
+ * its own, cut from the left as lm-eval does (see the top of this file).
+ */
+export async function scoreChoiceItem<S>(scorer: Scorer<S>, item: ChoiceItem): Promise<{ loglikelihoods: number[]; isGreedy: boolean[] }> {
+  const model = scorer.model;
   const n = item.requests.length;
   const loglikelihoods = new Array<number>(n);
   const isGreedy = new Array<boolean>(n);
@@ -196,37 +214,107 @@ export async function scoreChoiceItem(scorer: Scorer, item: ChoiceItem): Promise
     if (list === undefined) byContext.set(r.context, [i]);
     else list.push(i);
   });
+  const record = (i: number, s: ContinuationScore): void => {
+    loglikelihoods[i] = s.loglikelihood;
+    isGreedy[i] = s.isGreedy;
+  };
   await Promise.all(
     [...byContext].map(async ([context, indices]) => {
-      const base = await scorer.context(rwkv.encode(context));
-      await Promise.all(
-        indices.map(async (i) => {
-          const s = await scorer.continuation(base, rwkv.encode(item.requests[i]!.continuation));
-          loglikelihoods[i] = s.loglikelihood;
-          isGreedy[i] = s.isGreedy;
+      const ctx = model.encode(context);
+      const head = scorer.prefix === undefined ? ctx : [scorer.prefix, ...ctx];
+      const conts = indices.map((i) => model.encode(item.requests[i]!.continuation));
+      const fits = conts.map((c) => head.length + c.length - 1 <= model.maxLength);
+      const shared = indices.filter((_, j) => fits[j]!);
+      await Promise.all([
+        (async () => {
+          if (shared.length === 0) return;
+          const base = await scorer.context(ctx);
+          try {
+            await Promise.all(indices.map(async (i, j) => (fits[j]! ? record(i, await scorer.continuation(base, conts[j]!)) : undefined)));
+          } finally {
+            scorer.release(base);
+          }
+        })(),
+        ...indices.map(async (i, j) => {
+          if (fits[j]!) return;
+          record(i, await truncatedRequest(scorer, head, conts[j]!));
         }),
-      );
+      ]);
     }),
   );
   return { loglikelihoods, isGreedy };
 }
 
-/**
- * A whole text from a fresh state after the prefix token: Σ log p of its tokens (with no prefix token, its
- * first token is read unscored). `onTokens` hears progress in tokens.
- */
-async function scoreTokens(scorer: Scorer, ids: readonly number[], onTokens?: (n: number) => void): Promise<number> {
-  if (ids.length === 0) return 0;
-  const headless = scorer.prefix === undefined;
-  const base = await scorer.context(headless ? ids.slice(0, 1) : []);
-  const rest = headless ? ids.slice(1) : ids;
-  if (headless) onTokens?.(1);
-  const s = await scorer.continuation(base, rest, { consume: true, ...(onTokens !== undefined ? { onTokens } : {}) });
-  return s.loglikelihood;
+/** lm-eval's left truncation: the last maxLength + 1 tokens of head + continuation, all but the last fed. */
+async function truncatedRequest<S>(scorer: Scorer<S>, head: readonly number[], continuation: readonly number[]): Promise<ContinuationScore> {
+  const max = scorer.model.maxLength;
+  if (continuation.length > max) {
+    throw new ArgumentError(`a continuation of ${continuation.length} tokens is longer than the model's context of ${max} positions`);
+  }
+  const whole = [...head, ...continuation];
+  const window = await scorer.read(whole.slice(Math.max(0, whole.length - max - 1), whole.length - continuation.length));
+  try {
+    return await scorer.continuation(window, continuation, { consume: true });
+  } finally {
+    scorer.release(window);
+  }
 }
 
-async function scoreDocument(scorer: Scorer, item: DocumentItem): Promise<number> {
-  return scoreTokens(scorer, scorer.rwkv.encode(item.text));
+/** One window of a text scored in rolling windows: the tokens read first, then the tokens it predicts. */
+export interface RollingWindow {
+  readonly context: number[];
+  readonly predicted: number[];
+}
+
+/**
+ * lm-eval v0.3.0's rolling windows over `tokens` (utils.get_rolling_token_windows(tokens, first, maxLength,
+ * context_len = 1), each made disjoint by make_disjoint_window): the first window reads `first` (the prefix
+ * token) and predicts tokens[0, min(M, N)); each later one predicts the next min(M, rest) tokens after the M + 1 −
+ * (tokens it predicts) tokens before them, so that every window feeds M tokens and every token is predicted
+ * exactly once. An unbounded model (maxLength Infinity) gets one window: the whole text after `first`.
+ */
+export function rollingWindows(first: number, tokens: readonly number[], maxLength: number): RollingWindow[] {
+  if (!(maxLength >= 1)) throw new ArgumentError(`maxLength must be ≥ 1, got ${maxLength}`);
+  const n = tokens.length;
+  if (n === 0) return [];
+  const firstLength = Math.min(maxLength, n);
+  const windows: RollingWindow[] = [{ context: [first], predicted: tokens.slice(0, firstLength) }];
+  let predicted = firstLength;
+  while (predicted < n) {
+    const length = Math.min(n - predicted, maxLength);
+    const end = predicted + length;
+    windows.push({ context: tokens.slice(end - maxLength - 1, end - length), predicted: tokens.slice(end - length, end) });
+    predicted = end;
+  }
+  return windows;
+}
+
+/**
+ * A whole text from a fresh state after the prefix token: Σ log p of its tokens (with no prefix token, its
+ * first token is read unscored), in rolling windows when it is longer than the model's context.
+ * `onTokens` hears progress in tokens.
+ */
+async function scoreTokens<S>(scorer: Scorer<S>, ids: readonly number[], onTokens?: (n: number) => void): Promise<number> {
+  if (ids.length === 0) return 0;
+  const headless = scorer.prefix === undefined;
+  const first = headless ? ids[0]! : scorer.prefix!;
+  const rest = headless ? ids.slice(1) : ids;
+  if (headless) onTokens?.(1);
+  let ll = 0;
+  for (const w of rollingWindows(first, rest, scorer.model.maxLength)) {
+    const base = await scorer.read(w.context);
+    try {
+      const s = await scorer.continuation(base, w.predicted, { consume: true, ...(onTokens !== undefined ? { onTokens } : {}) });
+      ll += s.loglikelihood;
+    } finally {
+      scorer.release(base);
+    }
+  }
+  return ll;
+}
+
+async function scoreDocument<S>(scorer: Scorer<S>, item: DocumentItem): Promise<number> {
+  return scoreTokens(scorer, scorer.model.encode(item.text));
 }
 
 /** A text to score with evaluateText: its name, and its content as text or as raw bytes. */
@@ -238,7 +326,7 @@ export interface TextInput {
 export interface TextOptions {
   /** As in evaluate (default "\n"). */
   prefixToken?: string | null;
-  /** Score each text from this state (e.g. a tuned one, `rwkv.loadState(file)`) instead of a fresh one. */
+  /** Score each text from this state (e.g. a tuned one, `rwkv.loadState(file)`) instead of a fresh one (RWKV only). */
   state?: RwkvState;
   signal?: AbortSignal;
   /** Tokens scored so far over all texts, of how many. */
@@ -263,20 +351,21 @@ export interface TextResult {
 
 /**
  * Perplexity and bits per byte of whole texts, each scored from a fresh state (or `options.state`) after the prefix token and
- * streamed through the model in slices (the texts run side by side, batched).
+ * streamed through the model in slices (the texts run side by side, batched); in rolling windows where a
+ * text is longer than the model's context (a GPT's n_positions).
  */
-export async function evaluateText(rwkv: Rwkv, texts: readonly TextInput[], options: TextOptions = {}): Promise<TextResult[]> {
+export async function evaluateText(model: Rwkv | ScoringModel, texts: readonly TextInput[], options: TextOptions = {}): Promise<TextResult[]> {
+  const scoring = scoringModel(model, options.state);
   const prefixToken = options.prefixToken === undefined ? '\n' : options.prefixToken;
-  const prefix = prefixTokenId(rwkv, prefixToken);
-  const scorer = new Scorer(rwkv, {
+  const prefix = prefixTokenId(scoring, prefixToken);
+  const scorer = new Scorer(scoring, {
     ...(prefix !== undefined ? { prefix } : {}),
     ...(options.signal !== undefined ? { signal: options.signal } : {}),
-    ...(options.state !== undefined ? { start: options.state } : {}),
   });
   const prepared = texts.map((t) => {
     const bytes = typeof t.content === 'string' ? new TextEncoder().encode(t.content) : t.content;
     const text = typeof t.content === 'string' ? t.content : new TextDecoder('utf-8', { ignoreBOM: true }).decode(t.content);
-    const ids = typeof t.content === 'string' ? rwkv.encode(t.content) : rwkv.tokenizer.encodeBytes(t.content);
+    const ids = typeof t.content === 'string' ? scoring.encode(t.content) : scoring.tokenizer.encodeBytes(t.content);
     return { ids, bytes: bytes.length, words: pySplitCount(text) };
   });
   const total = prepared.reduce((a, p) => a + p.ids.length, 0);

@@ -1,12 +1,12 @@
-// Log-likelihoods through the engine's prompt path: a context is read once in parallel mode from a fresh
-// state (after the prefix token); each continuation continues a copy of that state, read in parallel mode
-// with the logits of every position, so one pass scores all of its tokens. Every forward request goes
-// through the model's Batcher, so the continuations of one item, and the items in flight together, share
-// passes. A continuation of n tokens needs only its first n − 1 fed: its first token is scored from the
-// context's last logits, and the logits after its last token are never used.
+// Log-likelihoods through a ScoringModel (scoring-model.ts): a context is read once in parallel mode from a
+// fresh state (after the prefix token); each continuation continues a copy of that state, read in parallel
+// mode with the logits of every position, so one pass scores all of its tokens. For an Rwkv every forward
+// request goes through its Batcher (a GPT's adapter packs passes the same way), so the continuations of one
+// item, and the items in flight together, share passes. A continuation of n tokens needs only its first
+// n − 1 fed: its first token is scored from the context's last logits, and the logits after its last token
+// are never used.
 import { AbortError, ArgumentError } from '../errors.js';
-import type { RwkvState } from '../generation/context.js';
-import type { Rwkv } from '../generation/rwkv.js';
+import type { ScoringModel } from './scoring-model.js';
 
 export interface ContinuationScore {
   /** Σ log p(token | everything before it), natural log. */
@@ -15,11 +15,15 @@ export interface ContinuationScore {
   isGreedy: boolean;
 }
 
+/** A state that has read at least one token, and the logits after its last one. */
+export interface ScoredState<S> {
+  readonly state: S;
+  readonly logits: Float32Array;
+}
+
 export interface ScorerOptions {
   /** Token read before every context from a fresh state; undefined: none. */
   prefix?: number;
-  /** The state every context starts from instead of a fresh one (e.g. a tuned initial state); left unchanged. */
-  start?: RwkvState;
   signal?: AbortSignal;
   /**
    * Most tokens of one sequence per forward request (default 512). The Batcher packs requests into passes
@@ -28,47 +32,61 @@ export interface ScorerOptions {
   slice?: number;
 }
 
-export class Scorer {
-  readonly rwkv: Rwkv;
+export class Scorer<S = unknown> {
+  readonly model: ScoringModel<S>;
   readonly prefix: number | undefined;
-  private readonly start: RwkvState | undefined;
   /** Tokens fed to the model so far (contexts with their prefix, and continuations less their last token). */
   tokens = 0;
   private readonly signal: AbortSignal | undefined;
   private readonly slice: number;
 
-  constructor(rwkv: Rwkv, options: ScorerOptions = {}) {
-    this.rwkv = rwkv;
+  constructor(model: ScoringModel<S>, options: ScorerOptions = {}) {
+    this.model = model;
     this.prefix = options.prefix;
-    this.start = options.start;
     this.signal = options.signal;
     this.slice = options.slice ?? 512;
     if (!Number.isInteger(this.slice) || this.slice < 1) throw new ArgumentError(`slice must be an integer ≥ 1, got ${this.slice}`);
   }
 
   /** A fresh state that has read the prefix token and then `ids`; its logits are those after the last one. */
-  async context(ids: readonly number[]): Promise<RwkvState> {
+  context(ids: readonly number[]): Promise<ScoredState<S>> {
     const tokens = this.prefix === undefined ? ids : [this.prefix, ...ids];
-    if (tokens.length === 0) throw new ArgumentError('an empty context needs a prefix token to score its continuation after (--prefix-token)');
-    const state = this.start?.clone() ?? this.rwkv.createState();
-    // Whole requests (not the prefix cache's 64-token blocks), so that the Batcher can fill its passes.
-    for (let pos = 0; pos < tokens.length; pos += this.slice) {
-      if (this.signal?.aborted === true) throw new AbortError('evaluation aborted');
-      const part = tokens.slice(pos, Math.min(tokens.length, pos + this.slice));
-      state.advance(part.length, await this.rwkv.batcher.forward(part, state.state, 'last', this.signal));
+    if (tokens.length === 0) return Promise.reject(new ArgumentError('an empty context needs a prefix token to score its continuation after (--prefix-token)'));
+    return this.read(tokens);
+  }
+
+  /** A fresh state that has read `tokens` as they are (no prefix token: e.g. a window of a longer text). */
+  async read(tokens: readonly number[]): Promise<ScoredState<S>> {
+    if (tokens.length === 0) throw new ArgumentError('a context needs at least one token');
+    const state = this.model.createState();
+    let logits: Float32Array | undefined;
+    try {
+      // Whole requests (not the prefix cache's 64-token blocks), so that the Batcher can fill its passes.
+      for (let pos = 0; pos < tokens.length; pos += this.slice) {
+        if (this.signal?.aborted === true) throw new AbortError('evaluation aborted');
+        const part = tokens.slice(pos, Math.min(tokens.length, pos + this.slice));
+        logits = await this.model.feed(part, state, 'last', this.signal);
+      }
+    } catch (e) {
+      this.model.disposeState(state);
+      throw e;
     }
     this.tokens += tokens.length;
-    return state;
+    return { state, logits: logits! };
+  }
+
+  /** Gives a state's memory back (a GPT's KV cache; nothing for RWKV). */
+  release(scored: ScoredState<S>): void {
+    this.model.disposeState(scored.state);
   }
 
   /**
    * The log-likelihood of `ids` after `from` (its state and last logits), which is left as it was unless
-   * `consume` (then its recurrent state advances, and its logits no longer match). `onTokens` hears how many
+   * `consume` (then its state advances, and its logits no longer match). `onTokens` hears how many
    * tokens each forward request scored.
    */
-  async continuation(from: RwkvState, ids: readonly number[], options: { consume?: boolean; onTokens?: (n: number) => void } = {}): Promise<ContinuationScore> {
+  async continuation(from: ScoredState<S>, ids: readonly number[], options: { consume?: boolean; onTokens?: (n: number) => void } = {}): Promise<ContinuationScore> {
     if (ids.length === 0) return { loglikelihood: 0, isGreedy: true };
-    if (from.logits === undefined) throw new ArgumentError('the state has no logits: read a context (at least one token) first');
     if (this.signal?.aborted === true) throw new AbortError('evaluation aborted');
     let ll = 0;
     let greedy = true;
@@ -77,23 +95,28 @@ export class Scorer {
     greedy &&= first.isMax;
     options.onTokens?.(1);
     if (ids.length > 1) {
-      const state = options.consume === true ? from.state : from.state.clone();
-      const fed = ids.length - 1;
-      for (let pos = 0; pos < fed; pos += this.slice) {
-        const part = ids.slice(pos, Math.min(fed, pos + this.slice));
-        // Each position's row is scored during the pass (no part × nVocab array of logits is made).
-        await this.rwkv.batcher.forward(
-          part,
-          state,
-          (i, row) => {
-            const r = scoreRow(row, ids[pos + i + 1]!);
-            ll += r.logProb;
-            greedy &&= r.isMax;
-          },
-          this.signal,
-        );
-        this.tokens += part.length;
-        options.onTokens?.(part.length);
+      const consume = options.consume === true;
+      const state = consume ? from.state : await this.model.cloneState(from.state);
+      try {
+        const fed = ids.length - 1;
+        for (let pos = 0; pos < fed; pos += this.slice) {
+          const part = ids.slice(pos, Math.min(fed, pos + this.slice));
+          // Each position's row is scored during the pass (no part × nVocab array of logits is made).
+          await this.model.feed(
+            part,
+            state,
+            (i, row) => {
+              const r = scoreRow(row, ids[pos + i + 1]!);
+              ll += r.logProb;
+              greedy &&= r.isMax;
+            },
+            this.signal,
+          );
+          this.tokens += part.length;
+          options.onTokens?.(part.length);
+        }
+      } finally {
+        if (!consume) this.model.disposeState(state);
       }
     }
     return { loglikelihood: ll, isGreedy: greedy };

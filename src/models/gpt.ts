@@ -149,6 +149,36 @@ export class GptModel {
     state.tokens.length = 0;
   }
 
+  /**
+   * An independent copy of `state`: its tokens and, in cache mode, its keys and values (the rows filled so
+   * far, in tensors of the same capacity). Waits for the passes already queued, so a state being fed is
+   * copied as that pass leaves it.
+   */
+  cloneState(state: GptState): Promise<GptState> {
+    if (!(state instanceof GptState) || state.config !== this.config) return Promise.reject(new ArgumentError('the state does not belong to this GPT model'));
+    const copy = async (): Promise<GptState> => {
+      const out = new GptState(this.config);
+      out.tokens.push(...state.tokens);
+      if (state.kv.length === 0) return out;
+      const filled = state.length * this.config.nEmbd;
+      try {
+        for (const pair of state.kv) {
+          const next: [DeviceTensor, DeviceTensor] = [this.backend.tensor(state.capacity, this.config.nEmbd), this.backend.tensor(state.capacity, this.config.nEmbd)];
+          out.kv.push(next);
+          out.capacity = state.capacity;
+          for (let i = 0; i < 2; i++) if (filled > 0) this.backend.write(next[i]!, (await this.backend.read(pair[i]!)).subarray(0, filled));
+        }
+      } catch (e) {
+        this.disposeState(out);
+        throw e;
+      }
+      return out;
+    };
+    const result = this.queue.then(copy);
+    this.queue = result.catch(() => undefined);
+    return result;
+  }
+
   /** Feeds one token; returns its logits (nVocab). */
   async forward(token: number, state: GptState): Promise<Float32Array> {
     return (await this.run([{ tokens: [token], state }]))[0]!;
