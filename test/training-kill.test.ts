@@ -8,7 +8,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { ArgumentError } from '../src/errors.js';
+import { WasmGemm } from '../src/training/gemm.js';
+import { train } from '../src/training/train.js';
 import { Rng } from '../src/util/rng.js';
+import { testBackend } from './helpers/backend.js';
 import { tempDir } from './helpers/formats.js';
 
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
@@ -75,3 +79,23 @@ for (const lora of [false, true]) {
     console.log(`# killed after ${kept} log lines; resumed from the last checkpoint; ${logOf(whole).length} log lines equal`);
   });
 }
+
+test('a diverging run stops at the step where the loss turns non-finite, naming it and the last checkpoint', async () => {
+  const gemm = new WasmGemm((await testBackend()).kernels);
+  const dir = tempDir('train-diverge');
+  const data = path.join(dir, 'text.txt');
+  fs.writeFileSync(data, text(4000));
+  const out = path.join(dir, 'run');
+  const opts = { data: [data], out, layers: 1, width: 16, context: 16, batch: 2, steps: 60, lr: 1e9, clip: 0, weightDecay: 0, valFraction: 0, saveEvery: 1 };
+  let message = '';
+  await assert.rejects(train(opts, gemm), (e: unknown) => {
+    message = e instanceof Error ? e.message : String(e);
+    return e instanceof ArgumentError && /^the loss is (NaN|-?Infinity) at step \d+: training diverged; lower --lr \(last checkpoint: step \d+\)$/.test(message);
+  });
+  const [failed, kept] = [...message.matchAll(/step (\d+)/g)].map((m) => Number(m[1]));
+  assert.equal(kept, failed! - 1);
+  // The log holds the steps up to that checkpoint (the failing step wrote nothing).
+  const log = fs.readFileSync(path.join(out, 'log.jsonl'), 'utf8').trim().split('\n');
+  assert.equal((JSON.parse(log[log.length - 1]!) as { step: number }).step, kept);
+  console.log(`# lr 1e9: ${message}`);
+});

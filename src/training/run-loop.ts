@@ -155,14 +155,19 @@ export async function runSteps(l: StepLoop): Promise<StepLoopResult> {
   let trainSeconds = 0;
   let stopped = false;
   let step = l.startStep;
+  let saved: number | undefined = l.startStep > 0 ? l.startStep : undefined;
+  // A non-finite loss or gradient stops the run before its update (a NaN would spread into every weight).
+  const diverged = (what: string, value: number): ArgumentError =>
+    new ArgumentError(`the ${what} is ${value} at step ${step + 1}: training diverged; lower --lr (last checkpoint: ${saved !== undefined ? `step ${saved}` : 'none yet'})`);
   const t0 = performance.now();
   while (step < l.steps) {
     const s0 = performance.now();
     const { ids, targets } = l.nextBatch();
     const loss = l.model.forward(ids, targets, l.batch, l.context);
-    if (!Number.isFinite(loss)) throw new ArgumentError(`the loss is ${loss} at step ${step + 1}; lower --lr`);
+    if (!Number.isFinite(loss)) throw diverged('loss', loss);
     l.gradients();
     const norm = l.clip > 0 ? clipGradNorm(l.params, l.clip) : Number.NaN;
+    if (l.clip > 0 && !Number.isFinite(norm)) throw diverged('gradient norm', norm);
     const lr = learningRate(step, l.schedule);
     l.optimizer.step(lr);
     l.afterUpdate?.();
@@ -187,7 +192,10 @@ export async function runSteps(l: StepLoop): Promise<StepLoopResult> {
     // Let signal handlers run (a Ctrl-C sets the flag that shouldStop reads).
     await new Promise((resolve) => setImmediate(resolve));
     stopped = !last && l.callbacks.shouldStop?.() === true;
-    if (step % l.saveEvery === 0 || last || stopped) l.save(step);
+    if (step % l.saveEvery === 0 || last || stopped) {
+      l.save(step);
+      saved = step;
+    }
     if (stopped) break;
   }
   return {
