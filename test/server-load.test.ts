@@ -68,7 +68,11 @@ function checkRound(r: ServeLoadResult, round: string): void {
   assert.ok(r.distinctTexts, 'every forced client has its own character');
   // A client that left must have left while its stream was still running (it asked for 8× more).
   for (const c of r.clients.filter((x) => x.kind === 'disconnect')) assert.equal(c.leftMidStream, true, `${round}: client ${c.index} read to the end`);
-  assert.equal(r.ttftMs.length, 30, `${round}: every completed stream had a first token`);
+  // Every completed stream had a first token, unless the model ended its answer at once: a chat answer
+  // ends at a blank line, and a sampled "\n\n" as its first tokens is a legitimate empty answer ('stop').
+  const silent = r.clients.filter((c) => c.kind === 'complete' && c.ttftMs === undefined);
+  for (const c of silent) assert.ok(c.finishReason === 'stop' && c.text === '', `${round}: client ${c.index} finished '${c.finishReason}' with no first token`);
+  assert.equal(r.ttftMs.length + silent.length, 30, `${round}: every completed stream had a first token or stopped empty`);
 }
 
 test('50 streaming clients, a fifth leaving and a fifth malformed: well-formed, own text, server intact, memory back', async (t) => {
