@@ -23,6 +23,7 @@ import { AttentionScratch, attentionBackward, attentionForward, geluBackward, ge
 import { testBackend } from './helpers/backend.js';
 import { tempDir } from './helpers/formats.js';
 import { checkGradient, dot, randomF64 } from './helpers/gradcheck.js';
+import { maskedMeanNll, maskTargets } from './helpers/masked-targets.js';
 
 const gemm = new WasmGemm((await testBackend()).kernels);
 const SHAPE: GptShape = { nLayer: 2, nEmbd: 8, nVocab: 11, nHead: 2, nPositions: 6, tiedHead: true };
@@ -311,25 +312,6 @@ test('rwkv train --arch gpt (the CLI module): the loss falls; model.safetensors 
 });
 
 // --- Ignored targets (−1): chat fine-tuning, where only the assistant's tokens carry loss. ---
-
-/** Positions 0, 1 and every third from 1 carry no loss (−1): 6 of B·T = 10 count. */
-function maskTargets(targets: Int32Array): Int32Array {
-  return targets.map((v, i) => (i < 2 || i % 3 === 1 ? -1 : v));
-}
-
-/** The mean of −log softmax[target] over the counted (≥ 0) targets, straight from the logits (n × V). */
-function maskedMeanNll(logits: ArrayLike<number>, targets: Int32Array, v: number): number {
-  let sum = 0;
-  let count = 0;
-  targets.forEach((target, r) => {
-    if (target < 0) return;
-    let z = 0;
-    for (let j = 0; j < v; j++) z += Math.exp(logits[r * v + j]!);
-    sum += Math.log(z) - logits[r * v + target]!;
-    count++;
-  });
-  return sum / count;
-}
 
 test('ignored targets (−1): the GPT loss is the mean −log softmax over the counted positions only', () => {
   const model = new GptTrain(SHAPE, new ReferenceGemm('f64'));

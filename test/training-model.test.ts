@@ -9,6 +9,7 @@ import { initRwkv4 } from '../src/training/init.js';
 import { Rwkv4Train, type Rwkv4Shape } from '../src/training/model.js';
 import { testBackend } from './helpers/backend.js';
 import { checkGradient, randomF64 } from './helpers/gradcheck.js';
+import { maskedMeanNll, maskTargets } from './helpers/masked-targets.js';
 
 const SHAPE: Rwkv4Shape = { nLayer: 2, nEmbd: 6, nVocab: 13, ffnSize: 10 };
 const B = 2;
@@ -147,25 +148,6 @@ test('the f32 model on the WebAssembly kernels matches the float64 reference (lo
 });
 
 // --- Ignored targets (−1): chat fine-tuning, where only the assistant's tokens carry loss. ---
-
-/** Positions 0, 1 and every third from 1 carry no loss (−1): 6 of B·T = 10 count. */
-function maskTargets(targets: Int32Array): Int32Array {
-  return targets.map((v, i) => (i < 2 || i % 3 === 1 ? -1 : v));
-}
-
-/** The mean of −log softmax[target] over the counted (≥ 0) targets, straight from the logits (n × V). */
-function maskedMeanNll(logits: ArrayLike<number>, targets: Int32Array, v: number): number {
-  let sum = 0;
-  let count = 0;
-  targets.forEach((target, r) => {
-    if (target < 0) return;
-    let z = 0;
-    for (let j = 0; j < v; j++) z += Math.exp(logits[r * v + j]!);
-    sum += Math.log(z) - logits[r * v + target]!;
-    count++;
-  });
-  return sum / count;
-}
 
 test('ignored targets (−1): the loss is the mean −log softmax over the counted positions only', () => {
   const model = new Rwkv4Train(SHAPE, new ReferenceGemm('f64'));

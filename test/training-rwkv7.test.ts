@@ -22,6 +22,7 @@ import { Rng } from '../src/util/rng.js';
 import { testBackend } from './helpers/backend.js';
 import { fixture, readF32 } from './helpers/fixtures.js';
 import { checkGradient, dot, randomF64 } from './helpers/gradcheck.js';
+import { maskedMeanNll, maskTargets } from './helpers/masked-targets.js';
 
 // 2 heads of 4; LoRA ranks differ from each other and from C so that a swapped dimension shows.
 const SHAPE: Rwkv7Shape = { nLayer: 2, nEmbd: 8, nVocab: 11, headSize: 4, ffnSize: 12, wLora: 3, aLora: 5, vLora: 2, gLora: 4 };
@@ -484,25 +485,6 @@ test('the training graph from an initial state equals inference from that state 
 });
 
 // --- Ignored targets (−1): chat fine-tuning, where only the assistant's tokens carry loss. ---
-
-/** Positions 0, 1 and every third from 1 carry no loss (−1): 6 of B·T = 10 count. */
-function maskTargets(targets: Int32Array): Int32Array {
-  return targets.map((v, i) => (i < 2 || i % 3 === 1 ? -1 : v));
-}
-
-/** The mean of −log softmax[target] over the counted (≥ 0) targets, straight from the logits (n × V). */
-function maskedMeanNll(logits: ArrayLike<number>, targets: Int32Array, v: number): number {
-  let sum = 0;
-  let count = 0;
-  targets.forEach((target, r) => {
-    if (target < 0) return;
-    let z = 0;
-    for (let j = 0; j < v; j++) z += Math.exp(logits[r * v + j]!);
-    sum += Math.log(z) - logits[r * v + target]!;
-    count++;
-  });
-  return sum / count;
-}
 
 test('ignored targets (−1): the loss is the mean −log softmax over the counted positions only', () => {
   const model = new Rwkv7Train(SHAPE, new ReferenceGemm('f64'));
