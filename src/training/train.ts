@@ -15,6 +15,7 @@ import { loadTrainingState, MODEL_FILE, readProgress, saveTrainingState, STATE_F
 import { evalBatches, prepareTokens, randomBatch, splitTokens } from './data.js';
 import type { Gemm } from './gemm.js';
 import { exportLike, exportName, sameAsTrained, storageOf } from './export-like.js';
+import { growCheckpoint, grownPosition } from './grow.js';
 import { LORA_FILE, LoraAdapter } from './lora.js';
 import { checkRunDirectory, meanLoss, openRunLog, runSteps, type StepReport } from './run-loop.js';
 import { resolveTemplate } from '../generation/chat-template-file.js';
@@ -249,6 +250,7 @@ export async function train(given: TrainOptions, gemm: Gemm, callbacks: TrainCal
 
   // The model's shape: from the checkpoint, the saved run, or the flags.
   let shape: ModelShape;
+  let grownFrom: number | undefined;
   const sameShape = (s: ModelShape, what: string): void => {
     for (const [flag, v, have] of [
       ['--layers', given.layers, s.nLayer],
@@ -261,6 +263,13 @@ export async function train(given: TrainOptions, gemm: Gemm, callbacks: TrainCal
     shape = saved.shape;
     sameShape(shape, `the run in ${dir}`);
   } else if (init !== undefined) {
+    // --layers above the checkpoint's depth grows it (grow.ts): the same function, new blocks to train.
+    if (given.layers !== undefined && given.layers > init.shape.nLayer && !lora) {
+      if (arch.name === 'gpt') throw new ArgumentError(`--layers ${given.layers}: only RWKV models can be grown (${o.init} is GPT-2)`);
+      grownFrom = init.shape.nLayer;
+      init = { shape: { ...init.shape, nLayer: given.layers }, values: growCheckpoint(init.values, grownFrom, given.layers, o.init!) };
+      callbacks.onNote?.(`growing ${o.init} from ${grownFrom} to ${given.layers} layers: its blocks at positions ${Array.from({ length: grownFrom }, (_, k) => grownPosition(k, grownFrom!, given.layers!)).join(', ')}, fresh (identity) blocks between`);
+    }
     shape = init.shape;
     sameShape(shape, `--init ${o.init}`);
     if (tokenizer.vocabSize > shape.nVocab) {
@@ -284,7 +293,14 @@ export async function train(given: TrainOptions, gemm: Gemm, callbacks: TrainCal
   }
 
   const model = arch.create(shape, gemm);
-  if (init !== undefined) for (const p of model.params) p.data.set(init.values.get(p.name)!);
+  if (grownFrom !== undefined) {
+    // A grown model: fresh blocks everywhere, then the checkpoint's blocks at their new positions.
+    arch.init(model, { seed: o.seed, embScale: o.embScale });
+    for (const p of model.params) {
+      const v = init!.values.get(p.name);
+      if (v !== undefined) p.data.set(v);
+    }
+  } else if (init !== undefined) for (const p of model.params) p.data.set(init.values.get(p.name)!);
   else if (saved === undefined) arch.init(model, { seed: o.seed, embScale: o.embScale });
   // What the optimizer updates: the model's parameters, or (LoRA) the adapters, the weights frozen.
   const adapter = lora ? new LoraAdapter(model, gemm, { rank: o.loraRank, alpha: o.loraAlpha, targets: parseLoraTargets(o.loraTargets) }, o.seed) : undefined;
