@@ -1378,6 +1378,126 @@ export function wkv4(s: usize, k: usize, v: usize, r: usize, w: usize, u: usize,
   }
 }
 
+// --- RWKV-4 WKV for training (training/ops.ts has the float64 TypeScript twin and the derivation) -----------
+// Whole sequences from a fresh state, without the σ(r) gate; channels [c0, c1) (multiples of 4), so the
+// pool splits a scan by channels. One staging block at `base` holds the (B·T) × C arrays one after another:
+// forward k, v, y; backward k, v, dy, dk, dv.
+
+/** A fresh state's pp (training/ops.ts, kernels/rwkv4-wkv.ts WKV4_FRESH_PP). */
+const FRESH_PP: f32 = -1e30;
+
+/** y = WKV(k, v) for channels [c0, c1); w = −exp(time_decay), u = time_first (C each). */
+export function wkv4TrainForward(base: usize, w: usize, u: usize, b: i32, t: i32, c: i32, c0: i32, c1: i32): void {
+  const cb = (c as usize) << 2;
+  const plane = (b as usize) * (t as usize) * cb;
+  const k = base, v = base + plane, y = base + 2 * plane;
+  for (let seq = 0; seq < b; seq++) {
+    const s0 = (seq as usize) * (t as usize) * cb;
+    for (let i = (c0 as usize) << 2; i < ((c1 as usize) << 2); i += 16) {
+      const uu = v128.load(u + i);
+      const wd = v128.load(w + i);
+      let aa = f32x4.splat(0), bb = f32x4.splat(0), pp = f32x4.splat(FRESH_PP);
+      for (let p = 0; p < t; p++) {
+        const o = s0 + (p as usize) * cb + i;
+        const kk = v128.load(k + o);
+        const vv = v128.load(v + o);
+        const ww = f32x4.add(uu, kk);
+        const q = f32x4.max(pp, ww);
+        const e1 = expx4(f32x4.sub(pp, q));
+        const e2 = expx4(f32x4.sub(ww, q));
+        v128.store(y + o, f32x4.div(fma(e1, aa, f32x4.mul(e2, vv)), fma(e1, bb, e2)));
+        const wp = f32x4.add(wd, pp);
+        const q2 = f32x4.max(wp, kk);
+        const f1 = expx4(f32x4.sub(wp, q2));
+        const f2 = expx4(f32x4.sub(kk, q2));
+        aa = fma(f1, aa, f32x4.mul(f2, vv));
+        bb = fma(f1, bb, f2);
+        pp = q2;
+      }
+    }
+  }
+}
+
+/** Bytes of one thread's scratch of `wkv4TrainBackward`: seven T × 4 lanes of f32. */
+export function wkv4TrainScratchBytes(t: i32): i32 {
+  return 7 * t * 16;
+}
+
+/**
+ * dk = ∂L/∂k, dv = ∂L/∂v (written), gu += Σ ∂L/∂u and gw += Σ ∂L/∂w (C each, for the caller to turn into
+ * ∂L/∂time_decay = gw·w) for channels [c0, c1), given dy. Re-runs each sequence's forward into `scratch`
+ * (wkv4TrainScratchBytes), then scans it backwards.
+ */
+export function wkv4TrainBackward(base: usize, w: usize, u: usize, gw: usize, gu: usize, scratch: usize, b: i32, t: i32, c: i32, c0: i32, c1: i32): void {
+  const cb = (c as usize) << 2;
+  const plane = (b as usize) * (t as usize) * cb;
+  const k = base, v = base + plane, dy = base + 2 * plane, dk = base + 3 * plane, dv = base + 4 * plane;
+  const lane = (t as usize) << 4;
+  const sa = scratch, sb = sa + lane, sp = sb + lane, sq = sp + lane, seu = sq + lane, sr = seu + lane, sy = sr + lane;
+  for (let i = (c0 as usize) << 2; i < ((c1 as usize) << 2); i += 16) {
+    const uu = v128.load(u + i);
+    const wd = v128.load(w + i);
+    let gwAcc = f32x4.splat(0), guAcc = f32x4.splat(0);
+    for (let seq = 0; seq < b; seq++) {
+      const s0 = (seq as usize) * (t as usize) * cb;
+      let aa = f32x4.splat(0), bb = f32x4.splat(0), pp = f32x4.splat(FRESH_PP);
+      for (let p = 0; p < t; p++) {
+        const o = s0 + (p as usize) * cb + i;
+        const so = (p as usize) << 4;
+        const kk = v128.load(k + o);
+        const vv = v128.load(v + o);
+        const ww = f32x4.add(uu, kk);
+        const q = f32x4.max(pp, ww);
+        const e1 = expx4(f32x4.sub(pp, q));
+        const e2 = expx4(f32x4.sub(ww, q));
+        const r = f32x4.div(f32x4.splat(1), fma(e1, bb, e2));
+        v128.store(sa + so, aa);
+        v128.store(sb + so, bb);
+        v128.store(sp + so, pp);
+        v128.store(sq + so, q);
+        v128.store(sr + so, r);
+        v128.store(seu + so, f32x4.mul(e2, r));
+        v128.store(sy + so, f32x4.mul(fma(e1, aa, f32x4.mul(e2, vv)), r));
+        const wp = f32x4.add(wd, pp);
+        const q2 = f32x4.max(wp, kk);
+        const f1 = expx4(f32x4.sub(wp, q2));
+        const f2 = expx4(f32x4.sub(kk, q2));
+        aa = fma(f1, aa, f32x4.mul(f2, vv));
+        bb = fma(f1, bb, f2);
+        pp = q2;
+      }
+      // Reverse scan: adjoints G, H of the next A, B, kept as g·e^o, h·e^o.
+      let g = f32x4.splat(0), h = f32x4.splat(0), og = f32x4.splat(FRESH_PP);
+      for (let p = t - 1; p >= 0; p--) {
+        const o = s0 + (p as usize) * cb + i;
+        const so = (p as usize) << 4;
+        const gy = v128.load(dy + o);
+        const kk = v128.load(k + o);
+        const vv = v128.load(v + o);
+        const yy = v128.load(sy + so);
+        const ek = expx4(f32x4.add(kk, og));
+        const cur = f32x4.mul(gy, v128.load(seu + so));
+        const vy = f32x4.sub(vv, yy);
+        v128.store(dv + o, fma(ek, g, cur));
+        v128.store(dk + o, fma(ek, fma(g, vv, h), f32x4.mul(cur, vy)));
+        guAcc = fma(cur, vy, guAcc);
+        const ew = expx4(f32x4.add(f32x4.add(og, wd), v128.load(sp + so)));
+        gwAcc = fma(ew, fma(g, v128.load(sa + so), f32x4.mul(h, v128.load(sb + so))), gwAcc);
+        const wo = f32x4.add(wd, og);
+        const nq = f32x4.neg(v128.load(sq + so));
+        const on = f32x4.max(wo, nq);
+        const add = f32x4.mul(f32x4.mul(gy, v128.load(sr + so)), expx4(f32x4.sub(nq, on)));
+        const e = expx4(f32x4.sub(wo, on));
+        g = fma(e, g, add);
+        h = f32x4.sub(f32x4.mul(e, h), f32x4.mul(add, yy));
+        og = on;
+      }
+    }
+    v128.store(gw + i, f32x4.add(v128.load(gw + i), gwAcc));
+    v128.store(gu + i, f32x4.add(v128.load(gu + i), guAcc));
+  }
+}
+
 // --- WKV of one token, v5/v6/v7 (RNN mode) -----------------------------------------------------------------
 // The per-head matrix state S (N × N floats per head, H heads one after another) is updated in place.
 

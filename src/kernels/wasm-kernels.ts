@@ -662,6 +662,59 @@ export class WasmKernels {
     );
   }
 
+  /**
+   * Training's RWKV-4 WKV (asm/kernels.ts wkv4TrainForward): y = WKV(k, v) of b sequences of t tokens,
+   * each from a fresh state, no σ(r) gate. k, v, y: (b·t) × c host arrays; w (the decay, −exp(time_decay))
+   * and u (time_first): c. c must be a multiple of 4. The channels are split over the pool.
+   */
+  wkv4TrainForward(y: Float32Array, k: Float32Array, v: Float32Array, w: Float32Array, u: Float32Array, b: number, t: number, c: number): void {
+    const n = b * t * c;
+    checkScan(c, n, [k, v, y], [w, u]);
+    const bytes = 3 * n * 4 + 2 * c * 4;
+    const base = this.malloc(bytes);
+    try {
+      const at = base / 4;
+      this.f32.set(k.subarray(0, n), at);
+      this.f32.set(v.subarray(0, n), at + n);
+      this.f32.set(w.subarray(0, c), at + 3 * n);
+      this.f32.set(u.subarray(0, c), at + 3 * n + c);
+      this.dispatch(Op.Wkv4TrainForward, [base, base + 12 * n, base + 12 * n + 4 * c, b, t, c], c, 4);
+      y.set(this.f32.subarray(at + 2 * n, at + 3 * n));
+    } finally {
+      this.release(base, bytes);
+    }
+  }
+
+  /**
+   * Its backward (asm/kernels.ts wkv4TrainBackward): writes dk, dv ((b·t) × c) and gw, gu (c: Σ ∂L/∂w and
+   * Σ ∂L/∂u over every position) given dy; re-runs the forward per sequence and channel group.
+   */
+  wkv4TrainBackward(dk: Float32Array, dv: Float32Array, gw: Float32Array, gu: Float32Array, dy: Float32Array, k: Float32Array, v: Float32Array, w: Float32Array, u: Float32Array, b: number, t: number, c: number): void {
+    const n = b * t * c;
+    checkScan(c, n, [k, v, dy, dk, dv], [w, u, gw, gu]);
+    const scratch = (this.threads + 1) * this.kernels.wkv4TrainScratchBytes(t);
+    const bytes = 5 * n * 4 + 4 * c * 4 + scratch;
+    const base = this.malloc(bytes);
+    try {
+      const at = base / 4;
+      this.f32.set(k.subarray(0, n), at);
+      this.f32.set(v.subarray(0, n), at + n);
+      this.f32.set(dy.subarray(0, n), at + 2 * n);
+      const p = at + 5 * n; // w, u, gw, gu
+      this.f32.set(w.subarray(0, c), p);
+      this.f32.set(u.subarray(0, c), p + c);
+      this.f32.fill(0, p + 2 * c, p + 4 * c);
+      const ptr = (i: number): number => base + 20 * n + 4 * i * c;
+      this.dispatch(Op.Wkv4TrainBackward, [base, ptr(0), ptr(1), b, t, c, ptr(2), ptr(3), ptr(4)], c, 4);
+      dk.set(this.f32.subarray(at + 3 * n, at + 4 * n));
+      dv.set(this.f32.subarray(at + 4 * n, at + 5 * n));
+      gw.set(this.f32.subarray(p + 2 * c, p + 3 * c));
+      gu.set(this.f32.subarray(p + 3 * c, p + 4 * c));
+    } finally {
+      this.release(base, bytes);
+    }
+  }
+
   /** Y = X·Mᵀ over `t` rows of host arrays: staged through the memory, then `matmulAt`. */
   matmul(m: Matrix, x: Float32Array, t: number, y: Float32Array): void {
     const xBytes = t * m.cols * 4;
@@ -708,5 +761,12 @@ export class WasmKernels {
       Atomics.notify(this.ctrl, Ctrl.HelperWake);
       await Promise.all(this.workers.map((w) => w.terminate()));
     }
+  }
+}
+
+/** The training scans' shapes: C a multiple of 4, every (B·T) × C array and every per-channel one long enough. */
+function checkScan(c: number, n: number, planes: readonly Float32Array[], channels: readonly Float32Array[]): void {
+  if (c % 4 !== 0 || planes.some((x) => x.length < n) || channels.some((x) => x.length < c)) {
+    throw new ArgumentError(`WKV training scan: ${c} channels need C % 4 = 0, (B·T) × C arrays of ${n} and per-channel arrays of ${c}`);
   }
 }

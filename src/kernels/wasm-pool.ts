@@ -8,6 +8,9 @@ export const enum Op {
   Matmul = 2,
   ReadSum = 3,
   MatmulRows = 4,
+  /** The training scans of RWKV-4's WKV (asm/kernels.ts wkv4Train*), split by channels. */
+  Wkv4TrainForward = 5,
+  Wkv4TrainBackward = 6,
   Exit = 99,
 }
 
@@ -82,6 +85,9 @@ export interface KernelExports {
   elementwise(op: number, a: number, b: number, mu: number, out: number, rows: number, c: number, aStep: number, bStep: number, muStep: number): void;
   groupNorm(x: number, w: number, b: number, y: number, rows: number, c: number, groups: number, eps: number): void;
   wkv4(s: number, k: number, v: number, r: number, w: number, u: number, y: number, c: number, t: number): void;
+  wkv4TrainForward(base: number, w: number, u: number, b: number, t: number, c: number, c0: number, c1: number): void;
+  wkv4TrainBackward(base: number, w: number, u: number, gw: number, gu: number, scratch: number, b: number, t: number, c: number, c0: number, c1: number): void;
+  wkv4TrainScratchBytes(t: number): number;
   wkv5(s: number, r: number, k: number, v: number, w: number, u: number, y: number, heads: number, n: number): void;
   wkv7(s: number, r: number, w: number, k: number, v: number, kk: number, a: number, y: number, heads: number, n: number): void;
   quantizeActivations(x: number, xq: number, n: number): number;
@@ -104,6 +110,11 @@ function runChunk(k: KernelExports, ctrl: Int32Array, index: number, u0: number,
   } else if (op === Op.MatmulRows) {
     const cols = a(6);
     k.matmulRows(a(0), a(1), a(2), a(3), a(4), a(5), cols, u0, u1, a(7) + index * matmulRowsThreadBytes(cols), a(8));
+  } else if (op === Op.Wkv4TrainForward) {
+    k.wkv4TrainForward(a(0), a(1), a(2), a(3), a(4), a(5), u0, u1);
+  } else if (op === Op.Wkv4TrainBackward) {
+    const t = a(4);
+    k.wkv4TrainBackward(a(0), a(1), a(2), a(6), a(7), a(8) + index * k.wkv4TrainScratchBytes(t), a(3), t, a(5), u0, u1);
   } else if (op === Op.ReadSum) {
     k.readSum(a(0) + u0, u1 - u0);
   }

@@ -12,6 +12,7 @@ import { f32Matrix } from '../kernels/matrix.js';
 import { WasmBackend } from '../kernels/wasm-backend.js';
 import type { WasmKernels } from '../kernels/wasm-kernels.js';
 import type { Vec } from './ops.js';
+import { WasmScans, type TrainingScans } from './scans.js';
 
 export interface Gemm {
   /** 'f32' or 'f64': the storage every array handed to this Gemm (and allocated by it) uses. */
@@ -26,6 +27,8 @@ export interface Gemm {
   backwardWeight(dw: Vec, dy: Vec, x: Vec, n: number, o: number, i: number): void;
   /** Zeroed storage for a parameter of `length` values that `forward`/`backwardInput` can read fast. */
   allocate(length: number): Vec;
+  /** The recurrences on the same kernels (scans.ts), when they have them; else the graphs' TypeScript. */
+  readonly scans?: TrainingScans;
 }
 
 /** Plain loops; float64 sums. */
@@ -112,8 +115,11 @@ export class WasmGemm implements Gemm {
   private dyT: Float32Array = new Float32Array(0);
   private out: Float32Array = new Float32Array(0);
 
+  readonly scans: TrainingScans;
+
   constructor(backend: WasmKernels) {
     this.backend = backend;
+    this.scans = new WasmScans(backend);
     this.name = `wasm ${backend.flavour} × ${backend.threads} thread(s)`;
   }
 

@@ -166,7 +166,8 @@ export class Rwkv4Train extends TrainGraph<Rwkv4Shape> {
       tokenShiftMixForward(tmp, xa, w.muR, b, t, C);
       gemm.forward(r, tmp, w.wr, n, C, C);
       const y = this.buf(`y${l}`, n * C);
-      wkvForward(y, k, v, w.decay, w.first, b, t, C);
+      if (gemm.scans?.takes(C, y, k, v) === true) gemm.scans.wkv4Forward(y, k, v, w.decay, w.first, b, t, C);
+      else wkvForward(y, k, v, w.decay, w.first, b, t, C);
       sigmoidGateForward(tmp, r, r, y); // r becomes σ(r)
       gemm.forward(tmp2, tmp, w.wo, n, C, C);
       const xm = this.buf(`xm${l}`, n * C);
@@ -245,7 +246,9 @@ export class Rwkv4Train extends TrainGraph<Rwkv4Shape> {
       sigmoidGateBackward(dr, dy, dtmp, r, y);
       const dk = this.zeroed('dk', n * C);
       const dv = this.zeroed('dv', n * C);
-      wkvBackward(dk, dv, dw.decay, dw.first, dy, k, v, w.decay, w.first, b, t, C);
+      const scans = this.gemm.scans;
+      if (scans?.takes(C, dk, dv, dy, k, v) === true) scans.wkv4Backward(dk, dv, dw.decay, dw.first, dy, k, v, w.decay, w.first, b, t, C);
+      else wkvBackward(dk, dv, dw.decay, dw.first, dy, k, v, w.decay, w.first, b, t, C);
       const dxa = this.zeroed('dxa', n * C);
       const projections: [Vec, Vec, Vec, Vec, Vec][] = [
         [dk, w.wk, dw.wk, w.muK, dw.muK],
