@@ -1498,6 +1498,135 @@ export function wkv4TrainBackward(base: usize, w: usize, u: usize, gw: usize, gu
   }
 }
 
+// --- RWKV-7 WKV for training (training/ops-v7.ts has the TypeScript twin and the derivation) ----------------
+// One unit of work is one (sequence, head) pair: the pool splits the B·H pairs. Per head the state S is
+// n × n (S[value i][key j]), from zero at each sequence's start. The staging block at `base` holds, with
+// N = B·T·C and K = B·⌈T/chunk⌉·H·n² (the checkpoints: the state before every chunk-th token):
+//   forward:  r, w, k, v, kk, a, y (N each), then the checkpoints (K)
+//   backward: r, w, k, v, kk, a, dy (N each), the checkpoints (K), then dr, dw, dk, dv, dkk, da (N each,
+//             written, not added)
+// b = kk ⊙ a is formed lane by lane where it is used.
+
+/** One token of one head: sOut = S_t from sIn = S_{t−1} (n × n each, may be the same); y and sa (n) when not 0. */
+@inline function wkv7TrainStep(sOut: usize, sIn: usize, r: usize, w: usize, k: usize, v: usize, kk: usize, a: usize, n: i32, y: usize, sa: usize): void {
+  const nb = (n as usize) << 2;
+  for (let i: usize = 0; i < (n as usize); i++) {
+    const ri = sIn + i * nb;
+    const ro = sOut + i * nb;
+    let acc = f32x4.splat(0);
+    for (let j: usize = 0; j < nb; j += 16) acc = fma(v128.load(ri + j), v128.load(kk + j), acc);
+    const s = -hsum(acc);
+    if (sa != 0) store<f32>(sa + (i << 2), s);
+    const sv = f32x4.splat(s);
+    const vi = f32x4.splat(load<f32>(v + (i << 2)));
+    let yacc = f32x4.splat(0);
+    for (let j: usize = 0; j < nb; j += 16) {
+      const bj = f32x4.mul(v128.load(kk + j), v128.load(a + j));
+      const x = fma(vi, v128.load(k + j), fma(sv, bj, f32x4.mul(v128.load(ri + j), v128.load(w + j))));
+      v128.store(ro + j, x);
+      yacc = fma(x, v128.load(r + j), yacc);
+    }
+    if (y != 0) store<f32>(y + (i << 2), hsum(yacc));
+  }
+}
+
+/** Bytes of one thread's scratch of the WKV-7 training kernels: chunk + 1 states, chunk × n of sa, G, 5 × n accumulators. */
+export function wkv7TrainScratchBytes(n: i32, chunk: i32): i32 {
+  return ((chunk + 2) * n * n + chunk * n + 5 * n) << 2;
+}
+
+/** The forward of pairs [p0, p1) (pair = sequence · heads + head): y, and the checkpoints. */
+export function wkv7TrainForward(base: usize, b: i32, t: i32, heads: i32, n: i32, chunk: i32, scratch: usize, p0: i32, p1: i32): void {
+  const c = heads * n;
+  const plane = ((b * t * c) as usize) << 2;
+  const nn = (n * n) as usize;
+  const chunks = (t + chunk - 1) / chunk;
+  const cb = (c as usize) << 2;
+  const r = base, w = r + plane, k = w + plane, v = k + plane, kk = v + plane, a = kk + plane, y = a + plane, ck = y + plane;
+  const s = scratch;
+  for (let pair = p0; pair < p1; pair++) {
+    const seq = pair / heads, h = pair % heads;
+    memory.fill(s, 0, nn << 2);
+    for (let p = 0; p < t; p++) {
+      if (p % chunk == 0) memory.copy(ck + ((((seq * chunks + p / chunk) * heads + h) as usize) * nn << 2), s, nn << 2);
+      const o = ((seq * t + p) as usize) * cb + ((h * n) as usize << 2);
+      wkv7TrainStep(s, s, r + o, w + o, k + o, v + o, kk + o, a + o, n, y + o, 0);
+    }
+  }
+}
+
+/** The backward of pairs [p0, p1): re-runs each chunk from its checkpoint, then walks it backwards. */
+export function wkv7TrainBackward(base: usize, b: i32, t: i32, heads: i32, n: i32, chunk: i32, scratch: usize, p0: i32, p1: i32): void {
+  const c = heads * n;
+  const plane = ((b * t * c) as usize) << 2;
+  const nn = (n * n) as usize;
+  const nb = (n as usize) << 2;
+  const chunks = (t + chunk - 1) / chunk;
+  const cb = (c as usize) << 2;
+  const r = base, w = r + plane, k = w + plane, v = k + plane, kk = v + plane, a = kk + plane, dy = a + plane, ck = dy + plane;
+  const out = ck + ((((b * chunks * heads) as usize) * nn) << 2);
+  const dr = out, dw = dr + plane, dk = dw + plane, dv = dk + plane, dkk = dv + plane, da = dkk + plane;
+  const states = scratch;
+  const sas = states + (((chunk + 1) as usize) * nn << 2);
+  const g = sas + (((chunk * n) as usize) << 2);
+  const dhat = g + (nn << 2), db = dhat + nb, dwAcc = db + nb, dkAcc = dwAcc + nb, drAcc = dkAcc + nb;
+  for (let pair = p0; pair < p1; pair++) {
+    const seq = pair / heads, h = pair % heads;
+    const ho = (h * n) as usize << 2;
+    memory.fill(g, 0, nn << 2);
+    for (let ci = chunks - 1; ci >= 0; ci--) {
+      const c0 = ci * chunk;
+      const c1 = min(t, c0 + chunk);
+      memory.copy(states, ck + ((((seq * chunks + ci) * heads + h) as usize) * nn << 2), nn << 2);
+      for (let p = c0; p < c1; p++) {
+        const at = (p - c0) as usize;
+        const o = ((seq * t + p) as usize) * cb + ho;
+        wkv7TrainStep(states + ((at + 1) * nn << 2), states + (at * nn << 2), r + o, w + o, k + o, v + o, kk + o, a + o, n, 0, sas + ((at * (n as usize)) << 2));
+      }
+      for (let p = c1 - 1; p >= c0; p--) {
+        const at = (p - c0) as usize;
+        const o = ((seq * t + p) as usize) * cb + ho;
+        const prev = states + (at * nn << 2); // S_{t−1}
+        const cur = prev + (nn << 2); // S_t
+        const sa = sas + ((at * (n as usize)) << 2);
+        memory.fill(dhat, 0, 5 * nb);
+        for (let i: usize = 0; i < (n as usize); i++) {
+          const dyi = f32x4.splat(load<f32>(dy + o + (i << 2)));
+          const vi = f32x4.splat(load<f32>(v + o + (i << 2)));
+          const sai = f32x4.splat(load<f32>(sa + (i << 2)));
+          const gi = g + i * nb, pi = prev + i * nb, si = cur + i * nb;
+          let dvAcc = f32x4.splat(0), gbAcc = f32x4.splat(0);
+          for (let j: usize = 0; j < nb; j += 16) {
+            const x = fma(dyi, v128.load(r + o + j), v128.load(gi + j));
+            v128.store(gi + j, x);
+            v128.store(drAcc + j, fma(v128.load(si + j), dyi, v128.load(drAcc + j)));
+            dvAcc = fma(x, v128.load(k + o + j), dvAcc);
+            v128.store(dkAcc + j, fma(x, vi, v128.load(dkAcc + j)));
+            v128.store(dwAcc + j, fma(v128.load(pi + j), x, v128.load(dwAcc + j)));
+            gbAcc = fma(x, f32x4.mul(v128.load(kk + o + j), v128.load(a + o + j)), gbAcc);
+            v128.store(db + j, fma(x, sai, v128.load(db + j)));
+          }
+          store<f32>(dv + o + (i << 2), hsum(dvAcc));
+          // Row i of G is complete: dâ's share, then G_{t−1}'s row = G_t's row·diag(w) + gb·âᵀ (â = −kk).
+          const gb = f32x4.splat(hsum(gbAcc));
+          for (let j: usize = 0; j < nb; j += 16) {
+            v128.store(dhat + j, fma(v128.load(pi + j), gb, v128.load(dhat + j)));
+            v128.store(gi + j, f32x4.sub(f32x4.mul(v128.load(gi + j), v128.load(w + o + j)), f32x4.mul(gb, v128.load(kk + o + j))));
+          }
+        }
+        for (let j: usize = 0; j < nb; j += 16) {
+          v128.store(dr + o + j, v128.load(drAcc + j));
+          v128.store(dk + o + j, v128.load(dkAcc + j));
+          v128.store(dw + o + j, v128.load(dwAcc + j));
+          const dbj = v128.load(db + j);
+          v128.store(dkk + o + j, fma(dbj, v128.load(a + o + j), f32x4.neg(v128.load(dhat + j))));
+          v128.store(da + o + j, f32x4.mul(dbj, v128.load(kk + o + j)));
+        }
+      }
+    }
+  }
+}
+
 // --- WKV of one token, v5/v6/v7 (RNN mode) -----------------------------------------------------------------
 // The per-head matrix state S (N × N floats per head, H heads one after another) is updated in place.
 

@@ -715,6 +715,56 @@ export class WasmKernels {
     }
   }
 
+  /**
+   * Training's RWKV-7 WKV (asm/kernels.ts wkv7TrainForward): y of b sequences of t tokens from a zero state,
+   * and the state before every `chunk`-th token of each (sequence, head) in `checkpoints` (b·⌈t/chunk⌉·H·n²,
+   * [sequence][chunk][head][n × n]). r, w (the decay factor), k, v, kk, a, y: (b·t) × C, C = heads·n, n a
+   * multiple of 4. The (sequence, head) pairs are split over the pool.
+   */
+  wkv7TrainForward(y: Float32Array, checkpoints: Float32Array, inputs: readonly Float32Array[], b: number, t: number, heads: number, n: number, chunk: number): void {
+    const size = b * t * heads * n;
+    const ck = b * Math.ceil(t / chunk) * heads * n * n;
+    checkScan(n, size, [...inputs, y], []);
+    if (inputs.length !== 6 || checkpoints.length < ck) throw new ArgumentError(`wkv7TrainForward: r, w, k, v, kk, a and ${ck} checkpoint values`);
+    const scratch = (this.threads + 1) * this.kernels.wkv7TrainScratchBytes(n, chunk);
+    const bytes = 7 * size * 4 + ck * 4 + scratch;
+    const base = this.malloc(bytes);
+    try {
+      const at = base / 4;
+      inputs.forEach((x, i) => this.f32.set(x.subarray(0, size), at + i * size));
+      this.dispatch(Op.Wkv7TrainForward, [base, b, t, heads, n, chunk, base + 4 * (7 * size + ck)], b * heads, 1);
+      y.set(this.f32.subarray(at + 6 * size, at + 7 * size));
+      checkpoints.set(this.f32.subarray(at + 7 * size, at + 7 * size + ck));
+    } finally {
+      this.release(base, bytes);
+    }
+  }
+
+  /**
+   * Its backward (asm/kernels.ts wkv7TrainBackward): writes ∂L/∂(r, w, k, v, kk, a) into `grads` (six
+   * (b·t) × C arrays) given dy and the forward's checkpoints, re-running each chunk from its checkpoint.
+   */
+  wkv7TrainBackward(grads: readonly Float32Array[], dy: Float32Array, checkpoints: Float32Array, inputs: readonly Float32Array[], b: number, t: number, heads: number, n: number, chunk: number): void {
+    const size = b * t * heads * n;
+    const ck = b * Math.ceil(t / chunk) * heads * n * n;
+    checkScan(n, size, [...inputs, dy, ...grads], []);
+    if (inputs.length !== 6 || grads.length !== 6 || checkpoints.length < ck) throw new ArgumentError(`wkv7TrainBackward: r, w, k, v, kk, a, their six gradients and ${ck} checkpoint values`);
+    const scratch = (this.threads + 1) * this.kernels.wkv7TrainScratchBytes(n, chunk);
+    const bytes = 13 * size * 4 + ck * 4 + scratch;
+    const base = this.malloc(bytes);
+    try {
+      const at = base / 4;
+      inputs.forEach((x, i) => this.f32.set(x.subarray(0, size), at + i * size));
+      this.f32.set(dy.subarray(0, size), at + 6 * size);
+      this.f32.set(checkpoints.subarray(0, ck), at + 7 * size);
+      this.dispatch(Op.Wkv7TrainBackward, [base, b, t, heads, n, chunk, base + 4 * (13 * size + ck)], b * heads, 1);
+      const out = at + 7 * size + ck;
+      grads.forEach((g, i) => g.set(this.f32.subarray(out + i * size, out + (i + 1) * size)));
+    } finally {
+      this.release(base, bytes);
+    }
+  }
+
   /** Y = X·Mᵀ over `t` rows of host arrays: staged through the memory, then `matmulAt`. */
   matmul(m: Matrix, x: Float32Array, t: number, y: Float32Array): void {
     const xBytes = t * m.cols * 4;

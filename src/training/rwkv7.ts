@@ -456,7 +456,11 @@ export class Rwkv7Train extends TrainGraph<Rwkv7Shape> {
       keyScaleForward(k, k0, a, w.kA, n, C);
 
       const y = this.buf(`y${l}`, n * C);
-      wkv7Forward(y, r, wd, k, v, kk, a, b, t, H, C, this.buf(`ck${l}`, wkv7CheckpointLength(b, t, H, C)), this.states?.[l]!.data);
+      const checkpoints = this.buf(`ck${l}`, wkv7CheckpointLength(b, t, H, C));
+      const s0 = this.states?.[l]!.data;
+      const scans = this.gemm.scans;
+      if (s0 === undefined && scans?.takes(C / H, y, r, wd, k, v, kk, a, checkpoints) === true) scans.wkv7Forward(y, r, wd, k, v, kk, a, b, t, H, C, checkpoints);
+      else wkv7Forward(y, r, wd, k, v, kk, a, b, t, H, C, checkpoints, s0);
       const yb = this.buf(`yb${l}`, n * C);
       groupNormForward(yb, this.buf(`mx${l}`, n * H), this.buf(`sx${l}`, n * H), y, w.lnxw, w.lnxb, n, H, LN_X_EPS);
       bonusForward(yb, r, k, w.rK, v, n, H, C);
@@ -554,7 +558,12 @@ export class Rwkv7Train extends TrainGraph<Rwkv7Shape> {
       const dwd = this.zeroed('dwd', n * C);
       const dkk = this.zeroed('dkk', n * C);
       const da = this.zeroed('da', n * C);
-      wkv7Backward(dr, dwd, dk, dv, dkk, da, dy, r, wd, k, v, kk, a, this.buf(`ck${l}`, wkv7CheckpointLength(b, t, H, C)), b, t, H, C, this.states?.[l]!.grad);
+      const checkpoints = this.buf(`ck${l}`, wkv7CheckpointLength(b, t, H, C));
+      const ds0 = this.states?.[l]!.grad;
+      const scans = this.gemm.scans;
+      if (ds0 === undefined && scans?.takes(C / H, dr, dwd, dk, dv, dkk, da, dy, r, wd, k, v, kk, a, checkpoints) === true) {
+        scans.wkv7Backward(dr, dwd, dk, dv, dkk, da, dy, r, wd, k, v, kk, a, checkpoints, b, t, H, C);
+      } else wkv7Backward(dr, dwd, dk, dv, dkk, da, dy, r, wd, k, v, kk, a, checkpoints, b, t, H, C, ds0);
       // Frozen: below layer 0's WKV only weight gradients remain (its inputs come from the fixed embedding).
       if (frozen && l === 0) return;
       // k = k₀ ⊙ (1 + (a − 1) ⊙ k_a);  kk = L2norm(k₀ ⊙ k_k).
