@@ -988,6 +988,50 @@ export function matmulRows(dtype: i32, w: usize, x: usize, y: usize, t: i32, row
   }
 }
 
+/**
+ * dst (cols × rows) = srcᵀ (src: rows × cols, f32): 4 × 4 blocks by lane shuffles, inside 32 × 32 tiles so
+ * that both sides stay in the cache; the edges (rows or cols not multiples of 4) one value at a time.
+ * The training's backward products feed the matrix kernel transposed operands (training/gemm.ts).
+ */
+export function transposeF32(src: usize, dst: usize, rows: i32, cols: i32): void {
+  const r4 = rows & ~3, c4 = cols & ~3;
+  const rb = (cols as usize) << 2, db = (rows as usize) << 2;
+  for (let R = 0; R < r4; R += 32) {
+    const rEnd = min(R + 32, r4);
+    for (let C = 0; C < c4; C += 32) {
+      const cEnd = min(C + 32, c4);
+      for (let r = R; r < rEnd; r += 4) {
+        const s = src + (r as usize) * rb;
+        for (let c = C; c < cEnd; c += 4) {
+          const o = (c as usize) << 2;
+          const a = v128.load(s + o), b = v128.load(s + rb + o), cc = v128.load(s + 2 * rb + o), d = v128.load(s + 3 * rb + o);
+          const t0 = i8x16.shuffle(a, b, 0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23); // a0 b0 a1 b1
+          const t1 = i8x16.shuffle(a, b, 8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31); // a2 b2 a3 b3
+          const t2 = i8x16.shuffle(cc, d, 0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+          const t3 = i8x16.shuffle(cc, d, 8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+          const q = dst + (c as usize) * db + ((r as usize) << 2);
+          v128.store(q, i8x16.shuffle(t0, t2, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23));
+          v128.store(q + db, i8x16.shuffle(t0, t2, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31));
+          v128.store(q + 2 * db, i8x16.shuffle(t1, t3, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23));
+          v128.store(q + 3 * db, i8x16.shuffle(t1, t3, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31));
+        }
+      }
+    }
+  }
+  // Edges: the last cols % 4 columns of every row, and the last rows % 4 rows.
+  for (let r = 0; r < rows; r++) {
+    for (let c = r < r4 ? c4 : 0; c < cols; c++) store<f32>(dst + (c as usize) * db + ((r as usize) << 2), load<f32>(src + (r as usize) * rb + ((c as usize) << 2)));
+  }
+}
+
+/** dst[i] += src[i] for n values (f32). */
+export function addInto(dst: usize, src: usize, n: i32): void {
+  let i: usize = 0;
+  const end = (n as usize) << 2;
+  for (; i + 16 <= end; i += 16) v128.store(dst + i, f32x4.add(v128.load(dst + i), v128.load(src + i)));
+  for (; i < end; i += 4) store<f32>(dst + i, load<f32>(dst + i) + load<f32>(src + i));
+}
+
 /** X (t rows of `cols`) → groups of 8 lanes, xt[g][k][lane] = X[8g + lane][k], zero past row t. */
 export function transposeLanes(x: usize, xt: usize, t: i32, cols: i32): void {
   const groups = (t + 7) >> 3;

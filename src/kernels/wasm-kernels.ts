@@ -16,7 +16,7 @@ const MATMUL_ROWS_MAX = 16;
 
 import type { KQuantDType } from '../tensor/dtype.js';
 import { isKQuant } from './kquants.js';
-import type { Matrix, MatrixDType, MatvecJob, ResultFunction } from './matrix.js';
+import { f32Matrix, type Matrix, type MatrixDType, type MatvecJob, type ResultFunction } from './matrix.js';
 import {
   DTYPE_BF16,
   DTYPE_F16,
@@ -762,6 +762,42 @@ export class WasmKernels {
       grads.forEach((g, i) => g.set(this.f32.subarray(out + i * size, out + (i + 1) * size)));
     } finally {
       this.release(base, bytes);
+    }
+  }
+
+  /**
+   * Training's weight gradient dW (o × i) += dYᵀ·X for host arrays dy (n × o) and x (n × i): both staged,
+   * transposed in the memory (asm/kernels.ts transposeF32), then the matrix kernel's (dYᵀ)·(Xᵀ)ᵀ.
+   */
+  gradWeight(dw: Float32Array, dy: Float32Array, x: Float32Array, n: number, o: number, i: number): void {
+    const [px, pdy, pxt, pdyt, pout] = [n * i, n * o, n * i, n * o, o * i].map((len) => this.malloc(len * 4));
+    try {
+      this.f32.set(x.subarray(0, n * i), px! / 4);
+      this.f32.set(dy.subarray(0, n * o), pdy! / 4);
+      this.kernels.transposeF32(px!, pxt!, n, i);
+      this.kernels.transposeF32(pdy!, pdyt!, n, o);
+      this.matmulAt(f32Matrix('xT', this.f32.subarray(pxt! / 4, pxt! / 4 + i * n), i, n), pdyt!, o, pout!);
+      const out = this.f32.subarray(pout! / 4, pout! / 4 + o * i);
+      for (let k = 0; k < o * i; k++) dw[k] += out[k]!;
+    } finally {
+      [n * i, n * o, n * i, n * o, o * i].forEach((len, j) => this.release([px, pdy, pxt, pdyt, pout][j]!, len * 4));
+    }
+  }
+
+  /**
+   * Training's input gradient dX (n × i) = dY·W for a host array dy (n × o) and W (o × i) in this memory:
+   * W transposed in the memory, then the matrix kernel's dY·(Wᵀ)ᵀ.
+   */
+  gradInput(dx: Float32Array, dy: Float32Array, w: Float32Array, n: number, o: number, i: number): void {
+    if (!this.owns(new Uint8Array(w.buffer, w.byteOffset, 0))) throw new ArgumentError('gradInput: the weights must be in the kernels\' memory');
+    const [pwt, pdy, pdx] = [o * i, n * o, n * i].map((len) => this.malloc(len * 4));
+    try {
+      this.kernels.transposeF32(w.byteOffset, pwt!, o, i);
+      this.f32.set(dy.subarray(0, n * o), pdy! / 4);
+      this.matmulAt(f32Matrix('wT', this.f32.subarray(pwt! / 4, pwt! / 4 + i * o), i, o), pdy!, n, pdx!);
+      dx.set(this.f32.subarray(pdx! / 4, pdx! / 4 + n * i));
+    } finally {
+      [o * i, n * o, n * i].forEach((len, j) => this.release([pwt, pdy, pdx][j]!, len * 4));
     }
   }
 

@@ -81,6 +81,8 @@ export interface KernelExports {
   ): void;
   matmulRows(dtype: number, w: number, x: number, y: number, t: number, rows: number, cols: number, r0: number, r1: number, tmp: number, xt: number): void;
   transposeLanes(x: number, xt: number, t: number, cols: number): void;
+  transposeF32(src: number, dst: number, rows: number, cols: number): void;
+  addInto(dst: number, src: number, n: number): void;
   readSum(ptr: number, bytes: number): number;
   widenHalves(src: number, dst: number, n: number): void;
   hasF16Specials(src: number, n: number): number;

@@ -5,8 +5,8 @@
 // Two implementations: plain TypeScript loops, generic over f32/f64 (the gradient checks run on these),
 // and the WebAssembly SIMD kernel of the inference backend (f32, what training runs on). That kernel
 // computes only Y = X·Mᵀ for a matrix M in its memory, so the backward products are fed transposed
-// copies: dX = dY·(Wᵀ)ᵀ with Wᵀ copied into its memory, and dW = dYᵀ·(Xᵀ)ᵀ with Xᵀ copied there. The
-// copies cost O(n·I + O·I) per product against O(n·O·I) for the product itself.
+// copies, made in its memory by a SIMD transpose (WasmKernels gradInput / gradWeight): dX = dY·(Wᵀ)ᵀ and
+// dW = dYᵀ·(Xᵀ)ᵀ. The copies cost O(n·I + O·I) per product against O(n·O·I) for the product itself.
 import type { Backend } from '../kernels/backend.js';
 import { f32Matrix } from '../kernels/matrix.js';
 import { WasmBackend } from '../kernels/wasm-backend.js';
@@ -84,36 +84,14 @@ export class ReferenceGemm implements Gemm {
   }
 }
 
-/**
- * rows × cols → cols × rows, in 8 × 8 tiles written a row of `out` at a time: small tiles because the
- * strides are often powers of two, where larger tiles collide in the cache's sets.
- */
-export function transpose(out: Float32Array, a: Vec, rows: number, cols: number): void {
-  const B = 8;
-  for (let r0 = 0; r0 < rows; r0 += B) {
-    const r1 = Math.min(rows, r0 + B);
-    for (let c0 = 0; c0 < cols; c0 += B) {
-      const c1 = Math.min(cols, c0 + B);
-      for (let c = c0; c < c1; c++) {
-        const co = c * rows;
-        for (let r = r0; r < r1; r++) out[co + r] = a[r * cols + c];
-      }
-    }
-  }
-}
-
 /** The WebAssembly SIMD kernel (f32). Parameters live in the backend's memory (see `allocate`). */
 export class WasmGemm implements Gemm {
   readonly precision = 'f32' as const;
   readonly name: string;
   private readonly backend: WasmKernels;
-  // Regions of the backend's memory for the transposed operands, grown by reallocation (the backend's
-  // allocator never frees, so they are sized once for the largest product and kept).
+  // A region of the backend's memory for weights handed over from elsewhere, grown by reallocation (the
+  // backend's allocator never frees, so it is sized once for the largest and kept).
   private wt: Float32Array = new Float32Array(0);
-  private xt: Float32Array = new Float32Array(0);
-  // Plain-memory temporaries.
-  private dyT: Float32Array = new Float32Array(0);
-  private out: Float32Array = new Float32Array(0);
 
   readonly scans: TrainingScans;
 
@@ -130,19 +108,17 @@ export class WasmGemm implements Gemm {
     return a;
   }
 
-  private region(which: 'wt' | 'xt', length: number): Float32Array {
-    const cur = this[which];
-    if (cur.length >= length) return cur.subarray(0, length);
-    const grown = this.allocate(Math.max(length, Math.ceil(cur.length * 1.5)));
-    this[which] = grown;
-    return grown.subarray(0, length);
+  private region(length: number): Float32Array {
+    if (this.wt.length >= length) return this.wt.subarray(0, length);
+    this.wt = this.allocate(Math.max(length, Math.ceil(this.wt.length * 1.5)));
+    return this.wt.subarray(0, length);
   }
 
   private owned(w: Vec): Float32Array {
     if (!(w instanceof Float32Array)) throw new TypeError('the wasm kernels take f32 arrays');
     if (this.backend.owns(new Uint8Array(w.buffer, w.byteOffset, 0))) return w;
     // Not in the backend's memory (e.g. a caller's own array): copy it there.
-    const r = this.region('wt', w.length);
+    const r = this.region(w.length);
     r.set(w);
     return r;
   }
@@ -153,22 +129,11 @@ export class WasmGemm implements Gemm {
   }
 
   backwardInput(dx: Vec, dy: Vec, w: Vec, n: number, o: number, i: number): void {
-    const wt = this.region('wt', o * i);
-    transpose(wt, w, o, i); // i × o
-    this.backend.matmul(f32Matrix('wT', wt, i, o), dy as Float32Array, n, dx as Float32Array);
+    this.backend.gradInput(dx as Float32Array, dy as Float32Array, this.owned(w).subarray(0, o * i), n, o, i);
   }
 
   backwardWeight(dw: Vec, dy: Vec, x: Vec, n: number, o: number, i: number): void {
-    const xt = this.region('xt', n * i);
-    transpose(xt, x, n, i); // i × n
-    if (this.dyT.length < o * n) this.dyT = new Float32Array(o * n);
-    const dyT = this.dyT.subarray(0, o * n);
-    transpose(dyT, dy, n, o); // o × n
-    if (this.out.length < o * i) this.out = new Float32Array(o * i);
-    const out = this.out.subarray(0, o * i);
-    // (dYᵀ)·(Xᵀ)ᵀ: o × i
-    this.backend.matmul(f32Matrix('xT', xt, i, n), dyT, o, out);
-    for (let k = 0; k < o * i; k++) dw[k] += out[k]!;
+    this.backend.gradWeight(dw as Float32Array, dy as Float32Array, x as Float32Array, n, o, i);
   }
 }
 
