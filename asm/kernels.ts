@@ -1422,6 +1422,132 @@ export function wkv4(s: usize, k: usize, v: usize, r: usize, w: usize, u: usize,
   }
 }
 
+// --- the trainer's element-wise operations (training/ops.ts has the TypeScript twins) -------------------------
+// Called on the calling thread with arrays in this memory; C a multiple of 4 where a row width is given.
+
+/** RWKV-4's token shift and mix: out[t] = prev + (x[t] − prev)·μ, prev = x[t−1] (0 at each sequence's start). */
+export function trainShiftMixForward(out: usize, x: usize, mu: usize, b: i32, t: i32, c: i32): void {
+  const cb = (c as usize) << 2;
+  for (let s = 0; s < b; s++) {
+    for (let p = 0; p < t; p++) {
+      const o = ((s * t + p) as usize) * cb;
+      for (let i: usize = 0; i < cb; i += 16) {
+        const xv = v128.load(x + o + i);
+        const prev = p == 0 ? f32x4.splat(0) : v128.load(x + o - cb + i);
+        v128.store(out + o + i, fma(f32x4.sub(xv, prev), v128.load(mu + i), prev));
+      }
+    }
+  }
+}
+
+/** Its backward: dx[t] += dout[t]·μ + dout[t+1]·(1 − μ);  dμ += Σ dout[t]·(x[t] − x[t−1]). */
+export function trainShiftMixBackward(dx: usize, dmu: usize, dout: usize, x: usize, mu: usize, b: i32, t: i32, c: i32): void {
+  const cb = (c as usize) << 2;
+  const one = f32x4.splat(1);
+  for (let i: usize = 0; i < cb; i += 16) {
+    const m = v128.load(mu + i);
+    const m1 = f32x4.sub(one, m);
+    let acc = f32x4.splat(0);
+    for (let s = 0; s < b; s++) {
+      for (let p = 0; p < t; p++) {
+        const o = ((s * t + p) as usize) * cb + i;
+        const d = v128.load(dout + o);
+        const prev = p == 0 ? f32x4.splat(0) : v128.load(x + o - cb);
+        acc = fma(d, f32x4.sub(v128.load(x + o), prev), acc);
+        let g = f32x4.mul(d, m);
+        if (p + 1 < t) g = fma(v128.load(dout + o + cb), m1, g);
+        v128.store(dx + o, f32x4.add(v128.load(dx + o), g));
+      }
+    }
+    v128.store(dmu + i, f32x4.add(v128.load(dmu + i), acc));
+  }
+}
+
+/** LayerNorm of n rows of C, keeping each row's mean and rstd (n each) for the backward. */
+export function trainLayerNormForward(out: usize, mean: usize, rstd: usize, x: usize, w: usize, bias: usize, n: i32, c: i32, eps: f32): void {
+  const cb = (c as usize) << 2;
+  for (let r = 0; r < n; r++) {
+    const o = (r as usize) * cb;
+    let sum = f32x4.splat(0);
+    for (let i: usize = 0; i < cb; i += 16) sum = f32x4.add(sum, v128.load(x + o + i));
+    const m = hsum(sum) / (c as f32);
+    const mv = f32x4.splat(m);
+    let vs = f32x4.splat(0);
+    for (let i: usize = 0; i < cb; i += 16) {
+      const d = f32x4.sub(v128.load(x + o + i), mv);
+      vs = fma(d, d, vs);
+    }
+    const s: f32 = 1 / Mathf.sqrt(hsum(vs) / (c as f32) + eps);
+    const sv = f32x4.splat(s);
+    for (let i: usize = 0; i < cb; i += 16) {
+      v128.store(out + o + i, fma(f32x4.mul(f32x4.sub(v128.load(x + o + i), mv), sv), v128.load(w + i), v128.load(bias + i)));
+    }
+    store<f32>(mean + ((r as usize) << 2), m);
+    store<f32>(rstd + ((r as usize) << 2), s);
+  }
+}
+
+/** Its backward, x̂ = (x − mean)·rstd, g = dout·w: dx += rstd·(g − mean(g) − x̂·mean(g·x̂)); dw += Σ dout·x̂; db += Σ dout. */
+export function trainLayerNormBackward(dx: usize, dw: usize, db: usize, dout: usize, x: usize, mean: usize, rstd: usize, w: usize, n: i32, c: i32): void {
+  const cb = (c as usize) << 2;
+  for (let r = 0; r < n; r++) {
+    const o = (r as usize) * cb;
+    const mv = f32x4.splat(load<f32>(mean + ((r as usize) << 2)));
+    const s = load<f32>(rstd + ((r as usize) << 2));
+    const sv = f32x4.splat(s);
+    let gs = f32x4.splat(0), gx = f32x4.splat(0);
+    for (let i: usize = 0; i < cb; i += 16) {
+      const xh = f32x4.mul(f32x4.sub(v128.load(x + o + i), mv), sv);
+      const g = f32x4.mul(v128.load(dout + o + i), v128.load(w + i));
+      gs = f32x4.add(gs, g);
+      gx = fma(g, xh, gx);
+    }
+    const gMean = f32x4.splat(hsum(gs) / (c as f32));
+    const gxMean = f32x4.splat(hsum(gx) / (c as f32));
+    for (let i: usize = 0; i < cb; i += 16) {
+      const xh = f32x4.mul(f32x4.sub(v128.load(x + o + i), mv), sv);
+      const d = v128.load(dout + o + i);
+      v128.store(db + i, f32x4.add(v128.load(db + i), d));
+      v128.store(dw + i, fma(d, xh, v128.load(dw + i)));
+      const g = f32x4.sub(f32x4.sub(f32x4.mul(d, v128.load(w + i)), gMean), f32x4.mul(xh, gxMean));
+      v128.store(dx + o + i, fma(sv, g, v128.load(dx + o + i)));
+    }
+  }
+}
+
+/** out = relu(x)²; with `backward`, dx += dout·2·relu(x) instead (out = dx, dout given). n values, n a multiple of 4. */
+export function trainReluSquared(backward: bool, out: usize, x: usize, dout: usize, n: i32): void {
+  const end = (n as usize) << 2;
+  const zero = f32x4.splat(0);
+  for (let i: usize = 0; i < end; i += 16) {
+    const v = f32x4.max(v128.load(x + i), zero);
+    if (backward) v128.store(out + i, fma(f32x4.add(v, v), v128.load(dout + i), v128.load(out + i)));
+    else v128.store(out + i, f32x4.mul(v, v));
+  }
+}
+
+/** The receptance gate: s = σ(r), out = s ⊙ y (s may be r). n values, a multiple of 4. */
+export function trainSigmoidGateForward(out: usize, s: usize, r: usize, y: usize, n: i32): void {
+  const end = (n as usize) << 2;
+  for (let i: usize = 0; i < end; i += 16) {
+    const si = sigmoidx4(v128.load(r + i));
+    v128.store(s + i, si);
+    v128.store(out + i, f32x4.mul(si, v128.load(y + i)));
+  }
+}
+
+/** Its backward from s = σ(r): dr += dout·y·s(1 − s);  dy += dout·s. */
+export function trainSigmoidGateBackward(dr: usize, dy: usize, dout: usize, s: usize, y: usize, n: i32): void {
+  const end = (n as usize) << 2;
+  const one = f32x4.splat(1);
+  for (let i: usize = 0; i < end; i += 16) {
+    const si = v128.load(s + i);
+    const d = v128.load(dout + i);
+    v128.store(dr + i, fma(f32x4.mul(f32x4.mul(d, v128.load(y + i)), si), f32x4.sub(one, si), v128.load(dr + i)));
+    v128.store(dy + i, fma(d, si, v128.load(dy + i)));
+  }
+}
+
 // --- RWKV-4 WKV for training (training/ops.ts has the float64 TypeScript twin and the derivation) -----------
 // Whole sequences from a fresh state, without the σ(r) gate; channels [c0, c1) (multiples of 4), so the
 // pool splits a scan by channels. One staging block at `base` holds the (B·T) × C arrays one after another:

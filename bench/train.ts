@@ -26,9 +26,9 @@ class TimedGemm implements Gemm {
     this.precision = inner.precision;
     this.name = inner.name;
   }
-  // The recurrences are not products: they count in "the rest".
-  get scans(): Gemm['scans'] {
-    return this.inner.scans;
+  // The recurrences and element-wise kernels are not products: they count in "the rest".
+  get kernels(): Gemm['kernels'] {
+    return this.inner.kernels;
   }
   allocate(length: number): Vec {
     return this.inner.allocate(length);

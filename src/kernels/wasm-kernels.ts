@@ -770,18 +770,25 @@ export class WasmKernels {
    * transposed in the memory (asm/kernels.ts transposeF32), then the matrix kernel's (dYᵀ)·(Xᵀ)ᵀ.
    */
   gradWeight(dw: Float32Array, dy: Float32Array, x: Float32Array, n: number, o: number, i: number): void {
-    const [px, pdy, pxt, pdyt, pout] = [n * i, n * o, n * i, n * o, o * i].map((len) => this.malloc(len * 4));
+    // Arrays already in this memory (the trainer's buffers) are transposed from where they lie.
+    const xIn = this.ownsArray(x), dyIn = this.ownsArray(dy);
+    const [px, pdy, pxt, pdyt, pout] = [xIn ? 0 : n * i, dyIn ? 0 : n * o, n * i, n * o, o * i].map((len) => this.malloc(len * 4));
     try {
-      this.f32.set(x.subarray(0, n * i), px! / 4);
-      this.f32.set(dy.subarray(0, n * o), pdy! / 4);
-      this.kernels.transposeF32(px!, pxt!, n, i);
-      this.kernels.transposeF32(pdy!, pdyt!, n, o);
+      if (!xIn) this.f32.set(x.subarray(0, n * i), px! / 4);
+      if (!dyIn) this.f32.set(dy.subarray(0, n * o), pdy! / 4);
+      this.kernels.transposeF32(xIn ? x.byteOffset : px!, pxt!, n, i);
+      this.kernels.transposeF32(dyIn ? dy.byteOffset : pdy!, pdyt!, n, o);
       this.matmulAt(f32Matrix('xT', this.f32.subarray(pxt! / 4, pxt! / 4 + i * n), i, n), pdyt!, o, pout!);
       const out = this.f32.subarray(pout! / 4, pout! / 4 + o * i);
       for (let k = 0; k < o * i; k++) dw[k] += out[k]!;
     } finally {
-      [n * i, n * o, n * i, n * o, o * i].forEach((len, j) => this.release([px, pdy, pxt, pdyt, pout][j]!, len * 4));
+      [xIn ? 0 : n * i, dyIn ? 0 : n * o, n * i, n * o, o * i].forEach((len, j) => this.release([px, pdy, pxt, pdyt, pout][j]!, len * 4));
     }
+  }
+
+  /** Whether a host array is a view of this memory. */
+  ownsArray(a: Float32Array): boolean {
+    return this.owns(new Uint8Array(a.buffer, a.byteOffset, 0));
   }
 
   /**
@@ -790,14 +797,16 @@ export class WasmKernels {
    */
   gradInput(dx: Float32Array, dy: Float32Array, w: Float32Array, n: number, o: number, i: number): void {
     if (!this.owns(new Uint8Array(w.buffer, w.byteOffset, 0))) throw new ArgumentError('gradInput: the weights must be in the kernels\' memory');
-    const [pwt, pdy, pdx] = [o * i, n * o, n * i].map((len) => this.malloc(len * 4));
+    const dyIn = this.ownsArray(dy), dxIn = this.ownsArray(dx);
+    const sizes = [o * i, dyIn ? 0 : n * o, dxIn ? 0 : n * i];
+    const [pwt, pdy, pdx] = sizes.map((len) => this.malloc(len * 4));
     try {
       this.kernels.transposeF32(w.byteOffset, pwt!, o, i);
-      this.f32.set(dy.subarray(0, n * o), pdy! / 4);
-      this.matmulAt(f32Matrix('wT', this.f32.subarray(pwt! / 4, pwt! / 4 + i * o), i, o), pdy!, n, pdx!);
-      dx.set(this.f32.subarray(pdx! / 4, pdx! / 4 + n * i));
+      if (!dyIn) this.f32.set(dy.subarray(0, n * o), pdy! / 4);
+      this.matmulAt(f32Matrix('wT', this.f32.subarray(pwt! / 4, pwt! / 4 + i * o), i, o), dyIn ? dy.byteOffset : pdy!, n, dxIn ? dx.byteOffset : pdx!);
+      if (!dxIn) dx.set(this.f32.subarray(pdx! / 4, pdx! / 4 + n * i));
     } finally {
-      [o * i, n * o, n * i].forEach((len, j) => this.release([pwt, pdy, pdx][j]!, len * 4));
+      sizes.forEach((len, j) => this.release([pwt, pdy, pdx][j]!, len * 4));
     }
   }
 

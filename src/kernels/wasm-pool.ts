@@ -90,6 +90,13 @@ export interface KernelExports {
   elementwise(op: number, a: number, b: number, mu: number, out: number, rows: number, c: number, aStep: number, bStep: number, muStep: number): void;
   groupNorm(x: number, w: number, b: number, y: number, rows: number, c: number, groups: number, eps: number): void;
   wkv4(s: number, k: number, v: number, r: number, w: number, u: number, y: number, c: number, t: number): void;
+  trainShiftMixForward(out: number, x: number, mu: number, b: number, t: number, c: number): void;
+  trainShiftMixBackward(dx: number, dmu: number, dout: number, x: number, mu: number, b: number, t: number, c: number): void;
+  trainLayerNormForward(out: number, mean: number, rstd: number, x: number, w: number, bias: number, n: number, c: number, eps: number): void;
+  trainLayerNormBackward(dx: number, dw: number, db: number, dout: number, x: number, mean: number, rstd: number, w: number, n: number, c: number): void;
+  trainReluSquared(backward: boolean, out: number, x: number, dout: number, n: number): void;
+  trainSigmoidGateForward(out: number, s: number, r: number, y: number, n: number): void;
+  trainSigmoidGateBackward(dr: number, dy: number, dout: number, s: number, y: number, n: number): void;
   wkv4TrainForward(base: number, w: number, u: number, b: number, t: number, c: number, c0: number, c1: number): void;
   wkv4TrainBackward(base: number, w: number, u: number, gw: number, gu: number, scratch: number, b: number, t: number, c: number, c0: number, c1: number): void;
   wkv4TrainScratchBytes(t: number): number;

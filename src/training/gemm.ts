@@ -12,7 +12,7 @@ import { f32Matrix } from '../kernels/matrix.js';
 import { WasmBackend } from '../kernels/wasm-backend.js';
 import type { WasmKernels } from '../kernels/wasm-kernels.js';
 import type { Vec } from './ops.js';
-import { WasmScans, type TrainingScans } from './scans.js';
+import { WasmTrainingKernels, type TrainingKernels } from './kernels.js';
 
 export interface Gemm {
   /** 'f32' or 'f64': the storage every array handed to this Gemm (and allocated by it) uses. */
@@ -27,8 +27,8 @@ export interface Gemm {
   backwardWeight(dw: Vec, dy: Vec, x: Vec, n: number, o: number, i: number): void;
   /** Zeroed storage for a parameter of `length` values that `forward`/`backwardInput` can read fast. */
   allocate(length: number): Vec;
-  /** The recurrences on the same kernels (scans.ts), when they have them; else the graphs' TypeScript. */
-  readonly scans?: TrainingScans;
+  /** The recurrences and element-wise operations on the same kernels (kernels.ts), when it has them; else the graphs' TypeScript. */
+  readonly kernels?: TrainingKernels;
 }
 
 /** Plain loops; float64 sums. */
@@ -93,11 +93,11 @@ export class WasmGemm implements Gemm {
   // backend's allocator never frees, so it is sized once for the largest and kept).
   private wt: Float32Array = new Float32Array(0);
 
-  readonly scans: TrainingScans;
+  readonly kernels: TrainingKernels;
 
   constructor(backend: WasmKernels) {
     this.backend = backend;
-    this.scans = new WasmScans(backend);
+    this.kernels = new WasmTrainingKernels(backend);
     this.name = `wasm ${backend.flavour} × ${backend.threads} thread(s)`;
   }
 
@@ -125,7 +125,13 @@ export class WasmGemm implements Gemm {
 
   forward(y: Vec, x: Vec, w: Vec, n: number, o: number, i: number): void {
     const m = f32Matrix('w', this.owned(w).subarray(0, o * i), o, i);
-    this.backend.matmul(m, x as Float32Array, n, y as Float32Array);
+    // Activations in the kernels' memory (the graphs' buffers) are read and written in place.
+    if (this.inMemory(x) && this.inMemory(y)) this.backend.matmulAt(m, x.byteOffset, n, y.byteOffset);
+    else this.backend.matmul(m, x as Float32Array, n, y as Float32Array);
+  }
+
+  private inMemory(a: Vec): a is Float32Array {
+    return a instanceof Float32Array && this.backend.owns(new Uint8Array(a.buffer, a.byteOffset, 0));
   }
 
   backwardInput(dx: Vec, dy: Vec, w: Vec, n: number, o: number, i: number): void {

@@ -27,7 +27,7 @@ import {
   positionBackward,
   positionForward,
 } from './gpt-ops.js';
-import { addForward, embeddingBackward, embeddingForward, layerNormBackward, layerNormForward, type Vec } from './ops.js';
+import { addForward, embeddingBackward, embeddingForward, type Vec } from './ops.js';
 
 export interface GptShape extends ModelShape {
   readonly nLayer: number;
@@ -160,7 +160,7 @@ export class GptTrain extends TrainGraph<GptShape> {
       const w = this.w[l]!;
       const x = this.buf(`x${l}`, n * C);
       const a = this.buf(`a${l}`, n * C);
-      layerNormForward(a, this.buf(`m1_${l}`, n), this.buf(`s1_${l}`, n), x, w.ln1w, w.ln1b, n, C);
+      this.ops.layerNormForward(a, this.buf(`m1_${l}`, n), this.buf(`s1_${l}`, n), x, w.ln1w, w.ln1b, n, C);
       const qkv = this.buf(`qkv${l}`, n * 3 * C);
       gemm.forward(qkv, a, w.attnW, n, 3 * C, C);
       biasForward(qkv, w.attnB, n, 3 * C);
@@ -171,7 +171,7 @@ export class GptTrain extends TrainGraph<GptShape> {
       const xm = this.buf(`xm${l}`, n * C);
       addForward(xm, x, tmp);
       const f = this.buf(`f${l}`, n * C);
-      layerNormForward(f, this.buf(`m2_${l}`, n), this.buf(`s2_${l}`, n), xm, w.ln2w, w.ln2b, n, C);
+      this.ops.layerNormForward(f, this.buf(`m2_${l}`, n), this.buf(`s2_${l}`, n), xm, w.ln2w, w.ln2b, n, C);
       const h = this.buf(`h${l}`, n * F);
       gemm.forward(h, f, w.fcW, n, F, C);
       biasForward(h, w.fcB, n, F);
@@ -218,7 +218,7 @@ export class GptTrain extends TrainGraph<GptShape> {
       // dxm = dx (residual) + LN2's backward of df.
       const dxm = this.buf('dxm', n * C);
       dxm.set(dx);
-      layerNormBackward(dxm, dw.ln2w, dw.ln2b, dtmp, xm, this.buf(`m2_${l}`, n), this.buf(`s2_${l}`, n), w.ln2w, n, C);
+      this.ops.layerNormBackward(dxm, dw.ln2w, dw.ln2b, dtmp, xm, this.buf(`m2_${l}`, n), this.buf(`s2_${l}`, n), w.ln2w, n, C);
 
       // Attention: out = y·Wprojᵀ + b, y = Attention(qkv), qkv = a·Wattnᵀ + b, a = LN1(x).
       biasBackward(dw.projB, dxm, n, C);
@@ -230,7 +230,7 @@ export class GptTrain extends TrainGraph<GptShape> {
       gemm.backwardWeight(dw.attnW, dqkv, a, n, 3 * C, C);
       gemm.backwardInput(tmp, dqkv, w.attnW, n, 3 * C, C); // da
       dx.set(dxm);
-      layerNormBackward(dx, dw.ln1w, dw.ln1b, tmp, x, this.buf(`m1_${l}`, n), this.buf(`s1_${l}`, n), w.ln1w, n, C);
+      this.ops.layerNormBackward(dx, dw.ln1w, dw.ln1b, tmp, x, this.buf(`m1_${l}`, n), this.buf(`s1_${l}`, n), w.ln1w, n, C);
     }
     positionBackward(this.param('wpe.weight').grad, dx, b, t, C);
     embeddingBackward(this.param('wte.weight').grad, this.ids, dx, C);

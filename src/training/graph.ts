@@ -12,7 +12,8 @@
 import { ArgumentError } from '../errors.js';
 import type { ModelShape, TrainModel } from './architecture.js';
 import type { Gemm } from './gemm.js';
-import { crossEntropy, IGNORE_TARGET, layerNormBackward, layerNormForward, type Vec } from './ops.js';
+import { crossEntropy, IGNORE_TARGET, type Vec } from './ops.js';
+import { TYPESCRIPT_OPS, type TrainingOps } from './kernels.js';
 
 export interface Param {
   /** Official name, e.g. 'blocks.0.att.key.weight'. */
@@ -119,15 +120,24 @@ export abstract class TrainGraph<S extends ModelShape> implements TrainModel {
   protected checkWindow(_t: number): void {}
 
   /** A fresh array of the Gemm's precision. */
+  /** The element-wise operations: the Gemm's kernels where it has them, else ops.ts's TypeScript. */
+  protected get ops(): TrainingOps {
+    return this.gemm.kernels ?? TYPESCRIPT_OPS;
+  }
+
   protected vec(length: number): Vec {
     return this.gemm.precision === 'f64' ? new Float64Array(length) : new Float32Array(length);
   }
 
-  /** A named activation buffer of `length` values (contents undefined), kept for the model's lifetime. */
+  /**
+   * A named activation buffer of `length` values (contents undefined), kept for the model's lifetime. From
+   * the Gemm's own storage: with the WebAssembly kernels, their memory, so products and scans read and
+   * write it in place instead of through copies.
+   */
   protected buf(name: string, length: number): Vec {
     let a = this.buffers.get(name);
     if (a === undefined || a.length < length) {
-      a = this.vec(length);
+      a = this.gemm.allocate(length);
       this.buffers.set(name, a);
     }
     return a.subarray(0, length);
@@ -192,7 +202,7 @@ export abstract class TrainGraph<S extends ModelShape> implements TrainModel {
     const C = this.shape.nEmbd;
     const n = b * t;
     this.residual = this.bodyForward(ids, b, t);
-    layerNormForward(this.buf('xo', n * C), this.buf('mo', n), this.buf('so', n), this.residual, this.normW.data, this.normB.data, n, C);
+    this.ops.layerNormForward(this.buf('xo', n * C), this.buf('mo', n), this.buf('so', n), this.residual, this.normW.data, this.normB.data, n, C);
   }
 
   /** Row chunks of the head: all rows at once when their logits fit the budget. */
@@ -248,7 +258,7 @@ export abstract class TrainGraph<S extends ModelShape> implements TrainModel {
     this.logitsKept = false;
     // dx: the gradient of the body's output, carried down through the layers.
     const dx = this.zeroed('dx', n * C);
-    layerNormBackward(dx, this.normW.grad, this.normB.grad, dxo, this.residual, this.buf('mo', n), this.buf('so', n), this.normW.data, n, C);
+    this.ops.layerNormBackward(dx, this.normW.grad, this.normB.grad, dxo, this.residual, this.buf('mo', n), this.buf('so', n), this.normW.data, n, C);
     this.bodyBackward(dx);
   }
 }

@@ -20,15 +20,7 @@ import {
   addForward,
   embeddingBackward,
   embeddingForward,
-  layerNormBackward,
-  layerNormForward,
   multiplyForward,
-  reluSquaredBackward,
-  reluSquaredForward,
-  sigmoidGateBackward,
-  sigmoidGateForward,
-  tokenShiftMixBackward,
-  tokenShiftMixForward,
   type Vec,
   wkvBackward,
   wkvForward,
@@ -147,7 +139,7 @@ export class Rwkv4Train extends TrainGraph<Rwkv4Shape> {
     const gemm = this.gemm;
     const emb = this.buf('emb', n * C);
     embeddingForward(emb, ids, this.param('emb.weight').data, C);
-    layerNormForward(this.buf('x0', n * C), this.buf('m0', n), this.buf('s0', n), emb, this.param('blocks.0.ln0.weight').data, this.param('blocks.0.ln0.bias').data, n, C);
+    this.ops.layerNormForward(this.buf('x0', n * C), this.buf('m0', n), this.buf('s0', n), emb, this.param('blocks.0.ln0.weight').data, this.param('blocks.0.ln0.bias').data, n, C);
     const tmp = this.buf('tmp', n * C);
     const tmp2 = this.buf('tmp2', n * C);
     const tmpF = this.buf('tmpF', n * F);
@@ -155,35 +147,35 @@ export class Rwkv4Train extends TrainGraph<Rwkv4Shape> {
       const w = this.w[l]!;
       const x = this.buf(`x${l}`, n * C);
       const xa = this.buf(`xa${l}`, n * C);
-      layerNormForward(xa, this.buf(`m1_${l}`, n), this.buf(`s1_${l}`, n), x, w.ln1w, w.ln1b, n, C);
+      this.ops.layerNormForward(xa, this.buf(`m1_${l}`, n), this.buf(`s1_${l}`, n), x, w.ln1w, w.ln1b, n, C);
       const k = this.buf(`k${l}`, n * C);
       const v = this.buf(`v${l}`, n * C);
       const r = this.buf(`r${l}`, n * C);
-      tokenShiftMixForward(tmp, xa, w.muK, b, t, C);
+      this.ops.tokenShiftMixForward(tmp, xa, w.muK, b, t, C);
       gemm.forward(k, tmp, w.wk, n, C, C);
-      tokenShiftMixForward(tmp, xa, w.muV, b, t, C);
+      this.ops.tokenShiftMixForward(tmp, xa, w.muV, b, t, C);
       gemm.forward(v, tmp, w.wv, n, C, C);
-      tokenShiftMixForward(tmp, xa, w.muR, b, t, C);
+      this.ops.tokenShiftMixForward(tmp, xa, w.muR, b, t, C);
       gemm.forward(r, tmp, w.wr, n, C, C);
       const y = this.buf(`y${l}`, n * C);
-      if (gemm.scans?.takes(C, y, k, v) === true) gemm.scans.wkv4Forward(y, k, v, w.decay, w.first, b, t, C);
+      if (gemm.kernels?.takes(C, y, k, v) === true) gemm.kernels.wkv4Forward(y, k, v, w.decay, w.first, b, t, C);
       else wkvForward(y, k, v, w.decay, w.first, b, t, C);
-      sigmoidGateForward(tmp, r, r, y); // r becomes σ(r)
+      this.ops.sigmoidGateForward(tmp, r, r, y); // r becomes σ(r)
       gemm.forward(tmp2, tmp, w.wo, n, C, C);
       const xm = this.buf(`xm${l}`, n * C);
       addForward(xm, x, tmp2);
       const xf = this.buf(`xf${l}`, n * C);
-      layerNormForward(xf, this.buf(`m2_${l}`, n), this.buf(`s2_${l}`, n), xm, w.ln2w, w.ln2b, n, C);
+      this.ops.layerNormForward(xf, this.buf(`m2_${l}`, n), this.buf(`s2_${l}`, n), xm, w.ln2w, w.ln2b, n, C);
       const fk = this.buf(`fk${l}`, n * F);
-      tokenShiftMixForward(tmp, xf, w.fMuK, b, t, C);
+      this.ops.tokenShiftMixForward(tmp, xf, w.fMuK, b, t, C);
       gemm.forward(fk, tmp, w.fwk, n, F, C);
-      reluSquaredForward(tmpF, fk);
+      this.ops.reluSquaredForward(tmpF, fk);
       const kv = this.buf(`kv${l}`, n * C);
       gemm.forward(kv, tmpF, w.fwv, n, C, F);
       const fr = this.buf(`fr${l}`, n * C);
-      tokenShiftMixForward(tmp, xf, w.fMuR, b, t, C);
+      this.ops.tokenShiftMixForward(tmp, xf, w.fMuR, b, t, C);
       gemm.forward(fr, tmp, w.fwr, n, C, C);
-      sigmoidGateForward(tmp, fr, fr, kv); // fr becomes σ(fr)
+      this.ops.sigmoidGateForward(tmp, fr, fr, kv); // fr becomes σ(fr)
       addForward(this.buf(`x${l + 1}`, n * C), xm, tmp);
     }
     return this.buf(`x${L}`, n * C);
@@ -217,25 +209,25 @@ export class Rwkv4Train extends TrainGraph<Rwkv4Shape> {
       // Channel mix: out = σ(fr) ⊙ kv, with dx the gradient of the layer's output.
       const dfr = this.zeroed('dfr', n * C);
       const dkv = this.zeroed('dkv', n * C);
-      sigmoidGateBackward(dfr, dkv, dx, fr, kv);
+      this.ops.sigmoidGateBackward(dfr, dkv, dx, fr, kv);
       const dxf = this.zeroed('dxf', n * C);
-      tokenShiftMixForward(tmp, xf, w.fMuR, b, t, C);
+      this.ops.tokenShiftMixForward(tmp, xf, w.fMuR, b, t, C);
       gemm.backwardWeight(dw.fwr, dfr, tmp, n, C, C);
       gemm.backwardInput(dtmp, dfr, w.fwr, n, C, C);
-      tokenShiftMixBackward(dxf, dw.fMuR, dtmp, xf, w.fMuR, b, t, C);
-      reluSquaredForward(tmpF, fk);
+      this.ops.tokenShiftMixBackward(dxf, dw.fMuR, dtmp, xf, w.fMuR, b, t, C);
+      this.ops.reluSquaredForward(tmpF, fk);
       gemm.backwardWeight(dw.fwv, dkv, tmpF, n, C, F);
       gemm.backwardInput(dtmpF, dkv, w.fwv, n, C, F);
       const dfk = this.zeroed('dfk', n * F);
-      reluSquaredBackward(dfk, dtmpF, fk);
-      tokenShiftMixForward(tmp, xf, w.fMuK, b, t, C);
+      this.ops.reluSquaredBackward(dfk, dtmpF, fk);
+      this.ops.tokenShiftMixForward(tmp, xf, w.fMuK, b, t, C);
       gemm.backwardWeight(dw.fwk, dfk, tmp, n, F, C);
       gemm.backwardInput(dtmp, dfk, w.fwk, n, F, C);
-      tokenShiftMixBackward(dxf, dw.fMuK, dtmp, xf, w.fMuK, b, t, C);
+      this.ops.tokenShiftMixBackward(dxf, dw.fMuK, dtmp, xf, w.fMuK, b, t, C);
       // The residual: d(xm) = dx + LN2's backward of dxf.
       const dxm = this.buf('dxm', n * C);
       dxm.set(dx);
-      layerNormBackward(dxm, dw.ln2w, dw.ln2b, dxf, xm, this.buf(`m2_${l}`, n), this.buf(`s2_${l}`, n), w.ln2w, n, C);
+      this.ops.layerNormBackward(dxm, dw.ln2w, dw.ln2b, dxf, xm, this.buf(`m2_${l}`, n), this.buf(`s2_${l}`, n), w.ln2w, n, C);
 
       // Time mix: xm = x + (σ(r) ⊙ y)·Woᵀ.
       multiplyForward(tmp, r, y);
@@ -243,11 +235,11 @@ export class Rwkv4Train extends TrainGraph<Rwkv4Shape> {
       gemm.backwardInput(dtmp, dxm, w.wo, n, C, C);
       const dr = this.zeroed('dr', n * C);
       const dy = this.zeroed('dy', n * C);
-      sigmoidGateBackward(dr, dy, dtmp, r, y);
+      this.ops.sigmoidGateBackward(dr, dy, dtmp, r, y);
       const dk = this.zeroed('dk', n * C);
       const dv = this.zeroed('dv', n * C);
-      const scans = this.gemm.scans;
-      if (scans?.takes(C, dk, dv, dy, k, v) === true) scans.wkv4Backward(dk, dv, dw.decay, dw.first, dy, k, v, w.decay, w.first, b, t, C);
+      const kernels = this.gemm.kernels;
+      if (kernels?.takes(C, dk, dv, dy, k, v) === true) kernels.wkv4Backward(dk, dv, dw.decay, dw.first, dy, k, v, w.decay, w.first, b, t, C);
       else wkvBackward(dk, dv, dw.decay, dw.first, dy, k, v, w.decay, w.first, b, t, C);
       const dxa = this.zeroed('dxa', n * C);
       const projections: [Vec, Vec, Vec, Vec, Vec][] = [
@@ -256,17 +248,17 @@ export class Rwkv4Train extends TrainGraph<Rwkv4Shape> {
         [dr, w.wr, dw.wr, w.muR, dw.muR],
       ];
       for (const [d, wt, dwt, mu, dmu] of projections) {
-        tokenShiftMixForward(tmp, xa, mu, b, t, C);
+        this.ops.tokenShiftMixForward(tmp, xa, mu, b, t, C);
         gemm.backwardWeight(dwt, d, tmp, n, C, C);
         gemm.backwardInput(dtmp, d, wt, n, C, C);
-        tokenShiftMixBackward(dxa, dmu, dtmp, xa, mu, b, t, C);
+        this.ops.tokenShiftMixBackward(dxa, dmu, dtmp, xa, mu, b, t, C);
       }
       // The residual: d(x) = dxm + LN1's backward of dxa (dx has been consumed: reuse it).
       dx.set(dxm);
-      layerNormBackward(dx, dw.ln1w, dw.ln1b, dxa, x, this.buf(`m1_${l}`, n), this.buf(`s1_${l}`, n), w.ln1w, n, C);
+      this.ops.layerNormBackward(dx, dw.ln1w, dw.ln1b, dxa, x, this.buf(`m1_${l}`, n), this.buf(`s1_${l}`, n), w.ln1w, n, C);
     }
     const demb = this.zeroed('demb', n * C);
-    layerNormBackward(demb, this.param('blocks.0.ln0.weight').grad, this.param('blocks.0.ln0.bias').grad, dx, this.buf('emb', n * C), this.buf('m0', n), this.buf('s0', n), this.param('blocks.0.ln0.weight').data, n, C);
+    this.ops.layerNormBackward(demb, this.param('blocks.0.ln0.weight').grad, this.param('blocks.0.ln0.bias').grad, dx, this.buf('emb', n * C), this.buf('m0', n), this.buf('s0', n), this.param('blocks.0.ln0.weight').data, n, C);
     embeddingBackward(this.param('emb.weight').grad, this.ids, demb, C);
   }
 }

@@ -36,10 +36,6 @@ import {
   addForward,
   embeddingBackward,
   embeddingForward,
-  layerNormBackward,
-  layerNormForward,
-  reluSquaredBackward,
-  reluSquaredForward,
   type Vec,
 } from './ops.js';
 import {
@@ -392,7 +388,7 @@ export class Rwkv7Train extends TrainGraph<Rwkv7Shape> {
     const gemm = this.gemm;
     const emb = this.buf('emb', n * C);
     embeddingForward(emb, ids, this.param('emb.weight').data, C);
-    layerNormForward(this.buf('x0', n * C), this.buf('m0', n), this.buf('s0', n), emb, this.param('blocks.0.ln0.weight').data, this.param('blocks.0.ln0.bias').data, n, C);
+    this.ops.layerNormForward(this.buf('x0', n * C), this.buf('m0', n), this.buf('s0', n), emb, this.param('blocks.0.ln0.weight').data, this.param('blocks.0.ln0.bias').data, n, C);
     const tmp = this.buf('tmp', n * C);
     const tmpF = this.buf('tmpF', n * F);
     const mixes = ['r', 'w', 'k', 'v', 'a', 'g'].map((m) => this.buf(`mix_${m}`, n * C));
@@ -400,7 +396,7 @@ export class Rwkv7Train extends TrainGraph<Rwkv7Shape> {
       const w = this.w[l]!;
       const x = this.buf(`x${l}`, n * C);
       const xa = this.buf(`xa${l}`, n * C);
-      layerNormForward(xa, this.buf(`m1_${l}`, n), this.buf(`s1_${l}`, n), x, w.ln1w, w.ln1b, n, C);
+      this.ops.layerNormForward(xa, this.buf(`m1_${l}`, n), this.buf(`s1_${l}`, n), x, w.ln1w, w.ln1b, n, C);
       for (let m = 0; m < 6; m++) shiftMixForward(mixes[m]!, xa, w.mu[m]!, b, t, C);
       const [xr, xw, xk, xv, xA, xg] = mixes as [Vec, Vec, Vec, Vec, Vec, Vec];
 
@@ -458,8 +454,8 @@ export class Rwkv7Train extends TrainGraph<Rwkv7Shape> {
       const y = this.buf(`y${l}`, n * C);
       const checkpoints = this.buf(`ck${l}`, wkv7CheckpointLength(b, t, H, C));
       const s0 = this.states?.[l]!.data;
-      const scans = this.gemm.scans;
-      if (s0 === undefined && scans?.takes(C / H, y, r, wd, k, v, kk, a, checkpoints) === true) scans.wkv7Forward(y, r, wd, k, v, kk, a, b, t, H, C, checkpoints);
+      const kernels = this.gemm.kernels;
+      if (s0 === undefined && kernels?.takes(C / H, y, r, wd, k, v, kk, a, checkpoints) === true) kernels.wkv7Forward(y, r, wd, k, v, kk, a, b, t, H, C, checkpoints);
       else wkv7Forward(y, r, wd, k, v, kk, a, b, t, H, C, checkpoints, s0);
       const yb = this.buf(`yb${l}`, n * C);
       groupNormForward(yb, this.buf(`mx${l}`, n * H), this.buf(`sx${l}`, n * H), y, w.lnxw, w.lnxb, n, H, LN_X_EPS);
@@ -472,11 +468,11 @@ export class Rwkv7Train extends TrainGraph<Rwkv7Shape> {
 
       // Channel mix.
       const xf = this.buf(`xf${l}`, n * C);
-      layerNormForward(xf, this.buf(`m2_${l}`, n), this.buf(`s2_${l}`, n), xm, w.ln2w, w.ln2b, n, C);
+      this.ops.layerNormForward(xf, this.buf(`m2_${l}`, n), this.buf(`s2_${l}`, n), xm, w.ln2w, w.ln2b, n, C);
       shiftMixForward(tmp, xf, w.fMuK, b, t, C);
       const fk = this.buf(`fk${l}`, n * F);
       gemm.forward(fk, tmp, w.fwk, n, F, C);
-      reluSquaredForward(tmpF, fk);
+      this.ops.reluSquaredForward(tmpF, fk);
       gemm.forward(out, tmpF, w.fwv, n, C, F);
       addForward(this.buf(`x${l + 1}`, n * C), xm, out);
     }
@@ -527,11 +523,11 @@ export class Rwkv7Train extends TrainGraph<Rwkv7Shape> {
       const fk = this.buf(`fk${l}`, n * F);
 
       // Channel mix: x_{l+1} = xm + relu(mix(xf)·Wk'ᵀ)²·Wv'ᵀ, with dx the gradient of x_{l+1}.
-      reluSquaredForward(tmpF, fk);
+      this.ops.reluSquaredForward(tmpF, fk);
       backwardWeight(dw.fwv, dx, tmpF, n, C, F);
       gemm.backwardInput(dtmpF, dx, w.fwv, n, C, F);
       const dfk = this.zeroed('dfk', n * F);
-      reluSquaredBackward(dfk, dtmpF, fk);
+      this.ops.reluSquaredBackward(dfk, dtmpF, fk);
       shiftMixForward(tmp, xf, w.fMuK, b, t, C);
       backwardWeight(dw.fwk, dfk, tmp, n, F, C);
       gemm.backwardInput(dtmp, dfk, w.fwk, n, F, C);
@@ -539,7 +535,7 @@ export class Rwkv7Train extends TrainGraph<Rwkv7Shape> {
       shiftMixBackward(dxf, dw.fMuK, dtmp, xf, w.fMuK, b, t, C);
       const dxm = this.buf('dxm', n * C);
       dxm.set(dx);
-      layerNormBackward(dxm, dw.ln2w, dw.ln2b, dxf, xm, this.buf(`m2_${l}`, n), this.buf(`s2_${l}`, n), w.ln2w, n, C);
+      this.ops.layerNormBackward(dxm, dw.ln2w, dw.ln2b, dxf, xm, this.buf(`m2_${l}`, n), this.buf(`s2_${l}`, n), w.ln2w, n, C);
 
       // Time mix output: xm = x + (yb ⊙ g)·Woᵀ.
       multiply(tmp, yb, g);
@@ -560,9 +556,9 @@ export class Rwkv7Train extends TrainGraph<Rwkv7Shape> {
       const da = this.zeroed('da', n * C);
       const checkpoints = this.buf(`ck${l}`, wkv7CheckpointLength(b, t, H, C));
       const ds0 = this.states?.[l]!.grad;
-      const scans = this.gemm.scans;
-      if (ds0 === undefined && scans?.takes(C / H, dr, dwd, dk, dv, dkk, da, dy, r, wd, k, v, kk, a, checkpoints) === true) {
-        scans.wkv7Backward(dr, dwd, dk, dv, dkk, da, dy, r, wd, k, v, kk, a, checkpoints, b, t, H, C);
+      const kernels = this.gemm.kernels;
+      if (ds0 === undefined && kernels?.takes(C / H, dr, dwd, dk, dv, dkk, da, dy, r, wd, k, v, kk, a, checkpoints) === true) {
+        kernels.wkv7Backward(dr, dwd, dk, dv, dkk, da, dy, r, wd, k, v, kk, a, checkpoints, b, t, H, C);
       } else wkv7Backward(dr, dwd, dk, dv, dkk, da, dy, r, wd, k, v, kk, a, checkpoints, b, t, H, C, ds0);
       // Frozen: below layer 0's WKV only weight gradients remain (its inputs come from the fixed embedding).
       if (frozen && l === 0) return;
@@ -636,10 +632,10 @@ export class Rwkv7Train extends TrainGraph<Rwkv7Shape> {
 
       // The residual: d(x) = dxm + LN1's backward of dxa (dx has been consumed: reuse it).
       dx.set(dxm);
-      layerNormBackward(dx, dw.ln1w, dw.ln1b, dxa, x, this.buf(`m1_${l}`, n), this.buf(`s1_${l}`, n), w.ln1w, n, C);
+      this.ops.layerNormBackward(dx, dw.ln1w, dw.ln1b, dxa, x, this.buf(`m1_${l}`, n), this.buf(`s1_${l}`, n), w.ln1w, n, C);
     }
     const demb = this.zeroed('demb', n * C);
-    layerNormBackward(demb, this.param('blocks.0.ln0.weight').grad, this.param('blocks.0.ln0.bias').grad, dx, this.buf('emb', n * C), this.buf('m0', n), this.buf('s0', n), this.param('blocks.0.ln0.weight').data, n, C);
+    this.ops.layerNormBackward(demb, this.param('blocks.0.ln0.weight').grad, this.param('blocks.0.ln0.bias').grad, dx, this.buf('emb', n * C), this.buf('m0', n), this.buf('s0', n), this.param('blocks.0.ln0.weight').data, n, C);
     embeddingBackward(this.param('emb.weight').grad, this.ids, demb, C);
   }
 }

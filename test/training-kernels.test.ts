@@ -1,4 +1,4 @@
-// The trainer's WKV-4 and WKV-7 scans on the WebAssembly kernels (scans.ts, asm/kernels.ts wkv4Train*) against the
+// The trainer's WKV-4 and WKV-7 scans and element-wise operations on the WebAssembly kernels (scans.ts, asm/kernels.ts wkv4Train*) against the
 // float64 TypeScript ones (ops.ts wkvForward / wkvBackward, ops-v7.ts wkv7Forward / wkv7Backward, themselves
 // checked by finite differences in test/training-ops.test.ts and test/training-rwkv7.test.ts): y, dk, dv, dTimeDecay and dTimeFirst on random inputs with a wide spread of
 // keys and decays (the stable form's every branch), widths that split unevenly over the pool's threads, and
@@ -7,11 +7,12 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { wkvBackward, wkvForward } from '../src/training/ops.js';
 import { wkv7Backward, wkv7CheckpointLength, wkv7Forward } from '../src/training/ops-v7.js';
-import { WasmScans } from '../src/training/scans.js';
+import { WasmGemm } from '../src/training/gemm.js';
+import { TYPESCRIPT_OPS, WasmTrainingKernels } from '../src/training/kernels.js';
 import { Rng } from '../src/util/rng.js';
 import { testBackend } from './helpers/backend.js';
 
-const scans = new WasmScans((await testBackend()).kernels);
+const scans = new WasmTrainingKernels((await testBackend()).kernels);
 
 function random(rng: Rng, n: number, lo: number, hi: number): Float32Array {
   const a = new Float32Array(n);
@@ -116,4 +117,95 @@ test('the scans take f32 arrays of a width that is a multiple of 4, and leave th
   assert.equal(scans.takes(8, new Float32Array(8)), true);
   assert.equal(scans.takes(6, new Float32Array(6)), false);
   assert.equal(scans.takes(8, new Float64Array(8)), false);
+});
+
+test("the kernels' element-wise operations equal the TypeScript ones on arrays in their memory (f32)", async () => {
+  const backend = await testBackend();
+  const gemm = new WasmGemm(backend.kernels);
+  const ops = gemm.kernels;
+  const rng = new Rng(99);
+  const [b, t, c] = [3, 17, 20];
+  const n = b * t;
+  const size = n * c;
+  // Activations in the kernels' memory (as the graphs' buffers are), per-channel arrays on the heap.
+  const inMemory = (lo: number, hi: number): Float32Array => {
+    const a = gemm.allocate(size);
+    a.set(random(rng, size, lo, hi));
+    return a;
+  };
+  const perChannel = (lo: number, hi: number): Float32Array => random(rng, c, lo, hi);
+  const f64 = (a: Float32Array): Float64Array => Float64Array.from(a);
+  const x = inMemory(-2, 2);
+  const dout = inMemory(-1, 1);
+  const y = inMemory(-1, 1);
+  const mu = perChannel(0, 1);
+  const weight = perChannel(0.5, 1.5);
+  const bias = perChannel(-0.5, 0.5);
+  const errors: Record<string, number> = {};
+  const check = (name: string, got: Float32Array, want: Float64Array): void => {
+    errors[name] = relativeError(got, want);
+  };
+
+  // Token shift and mix, forward and backward (which adds).
+  const out = inMemory(0, 0);
+  ops.tokenShiftMixForward(out, x, mu, b, t, c);
+  const outRef = new Float64Array(size);
+  TYPESCRIPT_OPS.tokenShiftMixForward(outRef, f64(x), f64(mu), b, t, c);
+  check('shift', out, outRef);
+  const dx = inMemory(-1, 1);
+  const dmu = perChannel(-1, 1);
+  const [dxRef, dmuRef] = [f64(dx), f64(dmu)];
+  ops.tokenShiftMixBackward(dx, dmu, dout, x, mu, b, t, c);
+  TYPESCRIPT_OPS.tokenShiftMixBackward(dxRef, dmuRef, f64(dout), f64(x), f64(mu), b, t, c);
+  check('shift dx', dx, dxRef);
+  check('shift dmu', dmu, dmuRef);
+
+  // LayerNorm with its statistics, and its backward.
+  const ln = inMemory(0, 0);
+  const mean = gemm.allocate(n);
+  const rstd = gemm.allocate(n);
+  ops.layerNormForward(ln, mean, rstd, x, weight, bias, n, c);
+  const [lnRef, meanRef, rstdRef] = [new Float64Array(size), new Float64Array(n), new Float64Array(n)];
+  TYPESCRIPT_OPS.layerNormForward(lnRef, meanRef, rstdRef, f64(x), f64(weight), f64(bias), n, c);
+  check('layerNorm', ln, lnRef);
+  check('layerNorm mean', mean, meanRef);
+  check('layerNorm rstd', rstd, rstdRef);
+  const dxl = inMemory(-1, 1);
+  const dw = perChannel(-1, 1);
+  const db = perChannel(-1, 1);
+  const [dxlRef, dwRef, dbRef] = [f64(dxl), f64(dw), f64(db)];
+  ops.layerNormBackward(dxl, dw, db, dout, x, mean, rstd, weight, n, c);
+  TYPESCRIPT_OPS.layerNormBackward(dxlRef, dwRef, dbRef, f64(dout), f64(x), meanRef, rstdRef, f64(weight), n, c);
+  check('layerNorm dx', dxl, dxlRef);
+  check('layerNorm dweight', dw, dwRef);
+  check('layerNorm dbias', db, dbRef);
+
+  // Squared ReLU and the receptance gate.
+  const sq = inMemory(0, 0);
+  ops.reluSquaredForward(sq, x);
+  const sqRef = new Float64Array(size);
+  TYPESCRIPT_OPS.reluSquaredForward(sqRef, f64(x));
+  check('relu²', sq, sqRef);
+  const dxr = inMemory(-1, 1);
+  const dxrRef = f64(dxr);
+  ops.reluSquaredBackward(dxr, dout, x);
+  TYPESCRIPT_OPS.reluSquaredBackward(dxrRef, f64(dout), f64(x));
+  check('relu² dx', dxr, dxrRef);
+  const gate = inMemory(0, 0);
+  const s = inMemory(0, 0);
+  ops.sigmoidGateForward(gate, s, x, y);
+  const [gateRef, sRef] = [new Float64Array(size), new Float64Array(size)];
+  TYPESCRIPT_OPS.sigmoidGateForward(gateRef, sRef, f64(x), f64(y));
+  check('gate', gate, gateRef);
+  check('gate σ', s, sRef);
+  const dr = inMemory(-1, 1);
+  const dy = inMemory(-1, 1);
+  const [drRef, dyRef] = [f64(dr), f64(dy)];
+  ops.sigmoidGateBackward(dr, dy, dout, s, y);
+  TYPESCRIPT_OPS.sigmoidGateBackward(drRef, dyRef, f64(dout), sRef, f64(y));
+  check('gate dr', dr, drRef);
+  check('gate dy', dy, dyRef);
+
+  console.log(`# element-wise: ${Object.entries(errors).map(([name, e]) => `${name} ${e.toExponential(1)}`).join(', ')}`);
+  for (const [name, e] of Object.entries(errors)) assert.ok(e < 1e-5, `${name}: relative error ${e}`);
 });
