@@ -160,6 +160,20 @@ test("the kernels' element-wise operations equal the TypeScript ones on arrays i
   check('shift dx', dx, dxRef);
   check('shift dmu', dmu, dmuRef);
 
+  // RWKV-6/7's mix (lerp(x, prev, μ)), forward and backward.
+  const out7 = inMemory(0, 0);
+  ops.shiftMixForward(out7, x, mu, b, t, c);
+  const out7Ref = new Float64Array(size);
+  TYPESCRIPT_OPS.shiftMixForward(out7Ref, f64(x), f64(mu), b, t, c);
+  check('v7 shift', out7, out7Ref);
+  const dx7 = inMemory(-1, 1);
+  const dmu7 = perChannel(-1, 1);
+  const [dx7Ref, dmu7Ref] = [f64(dx7), f64(dmu7)];
+  ops.shiftMixBackward(dx7, dmu7, dout, x, mu, b, t, c);
+  TYPESCRIPT_OPS.shiftMixBackward(dx7Ref, dmu7Ref, f64(dout), f64(x), f64(mu), b, t, c);
+  check('v7 shift dx', dx7, dx7Ref);
+  check('v7 shift dmu', dmu7, dmu7Ref);
+
   // LayerNorm with its statistics, and its backward.
   const ln = inMemory(0, 0);
   const mean = gemm.allocate(n);

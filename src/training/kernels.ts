@@ -18,7 +18,7 @@ import {
   tokenShiftMixForward,
   type Vec,
 } from './ops.js';
-import { WKV7_CHUNK } from './ops-v7.js';
+import { shiftMixBackward, shiftMixForward, WKV7_CHUNK } from './ops-v7.js';
 
 /** The element-wise operations a graph runs through `TrainGraph.ops` (ops.ts signatures). */
 export interface TrainingOps {
@@ -30,6 +30,9 @@ export interface TrainingOps {
   reluSquaredBackward: typeof reluSquaredBackward;
   sigmoidGateForward: typeof sigmoidGateForward;
   sigmoidGateBackward: typeof sigmoidGateBackward;
+  /** RWKV-6/7's token shift and mix (ops-v7.ts): lerp(x[t], x[t−1], μ). */
+  shiftMixForward: typeof shiftMixForward;
+  shiftMixBackward: typeof shiftMixBackward;
 }
 
 /** The TypeScript of ops.ts. */
@@ -42,6 +45,8 @@ export const TYPESCRIPT_OPS: TrainingOps = {
   reluSquaredBackward,
   sigmoidGateForward,
   sigmoidGateBackward,
+  shiftMixForward,
+  shiftMixBackward,
 };
 
 export interface TrainingKernels extends TrainingOps {
@@ -197,5 +202,28 @@ export class WasmTrainingKernels implements TrainingKernels {
   sigmoidGateBackward(dr: Vec, dy: Vec, dout: Vec, s: Vec, y: Vec): void {
     if (!this.inMemory(s.length, [dr, dy, dout, s, y])) return sigmoidGateBackward(dr, dy, dout, s, y);
     this.kernels.exports.trainSigmoidGateBackward(dr.byteOffset, dy.byteOffset, dout.byteOffset, s.byteOffset, y.byteOffset, s.length);
+  }
+
+  // RWKV-6/7's mix lerp(x, prev, μ) is RWKV-4's lerp(prev, x, 1 − μ): the same kernels with 1 − μ, and
+  // ∂L/∂μ the negative of what they sum for 1 − μ.
+  private oneMinus(mu: Vec): Float32Array {
+    const m = new Float32Array(mu.length);
+    for (let i = 0; i < mu.length; i++) m[i] = 1 - mu[i]!;
+    return m;
+  }
+
+  shiftMixForward(out: Vec, x: Vec, mu: Vec, b: number, t: number, c: number): void {
+    if (!this.inMemory(c, [out, x])) return shiftMixForward(out, x, mu, b, t, c);
+    const [pm] = this.channelPointers([this.oneMinus(mu)]);
+    this.kernels.exports.trainShiftMixForward(out.byteOffset, x.byteOffset, pm!, b, t, c);
+  }
+
+  shiftMixBackward(dx: Vec, dmu: Vec, dout: Vec, x: Vec, mu: Vec, b: number, t: number, c: number): void {
+    if (!this.inMemory(c, [dx, dout, x])) return shiftMixBackward(dx, dmu, dout, x, mu, b, t, c);
+    const dOneMinus = new Float32Array(c);
+    const p = this.channelPointers([dOneMinus, this.oneMinus(mu)]);
+    this.kernels.exports.trainShiftMixBackward(dx.byteOffset, p[0]!, dout.byteOffset, x.byteOffset, p[1]!, b, t, c);
+    this.channelsBack([dOneMinus], p);
+    for (let i = 0; i < c; i++) dmu[i] = dmu[i]! - dOneMinus[i]!;
   }
 }

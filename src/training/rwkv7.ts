@@ -54,8 +54,6 @@ import {
   kkForward,
   multiply,
   multiplyBackward,
-  shiftMixBackward,
-  shiftMixForward,
   sigmoidBackwardInPlace,
   sigmoidInPlace,
   tanhBackwardInPlace,
@@ -397,7 +395,7 @@ export class Rwkv7Train extends TrainGraph<Rwkv7Shape> {
       const x = this.buf(`x${l}`, n * C);
       const xa = this.buf(`xa${l}`, n * C);
       this.ops.layerNormForward(xa, this.buf(`m1_${l}`, n), this.buf(`s1_${l}`, n), x, w.ln1w, w.ln1b, n, C);
-      for (let m = 0; m < 6; m++) shiftMixForward(mixes[m]!, xa, w.mu[m]!, b, t, C);
+      for (let m = 0; m < 6; m++) this.ops.shiftMixForward(mixes[m]!, xa, w.mu[m]!, b, t, C);
       const [xr, xw, xk, xv, xA, xg] = mixes as [Vec, Vec, Vec, Vec, Vec, Vec];
 
       const r = this.buf(`r${l}`, n * C);
@@ -469,7 +467,7 @@ export class Rwkv7Train extends TrainGraph<Rwkv7Shape> {
       // Channel mix.
       const xf = this.buf(`xf${l}`, n * C);
       this.ops.layerNormForward(xf, this.buf(`m2_${l}`, n), this.buf(`s2_${l}`, n), xm, w.ln2w, w.ln2b, n, C);
-      shiftMixForward(tmp, xf, w.fMuK, b, t, C);
+      this.ops.shiftMixForward(tmp, xf, w.fMuK, b, t, C);
       const fk = this.buf(`fk${l}`, n * F);
       gemm.forward(fk, tmp, w.fwk, n, F, C);
       this.ops.reluSquaredForward(tmpF, fk);
@@ -528,11 +526,11 @@ export class Rwkv7Train extends TrainGraph<Rwkv7Shape> {
       gemm.backwardInput(dtmpF, dx, w.fwv, n, C, F);
       const dfk = this.zeroed('dfk', n * F);
       this.ops.reluSquaredBackward(dfk, dtmpF, fk);
-      shiftMixForward(tmp, xf, w.fMuK, b, t, C);
+      this.ops.shiftMixForward(tmp, xf, w.fMuK, b, t, C);
       backwardWeight(dw.fwk, dfk, tmp, n, F, C);
       gemm.backwardInput(dtmp, dfk, w.fwk, n, F, C);
       const dxf = this.zeroed('dxf', n * C);
-      shiftMixBackward(dxf, dw.fMuK, dtmp, xf, w.fMuK, b, t, C);
+      this.ops.shiftMixBackward(dxf, dw.fMuK, dtmp, xf, w.fMuK, b, t, C);
       const dxm = this.buf('dxm', n * C);
       dxm.set(dx);
       this.ops.layerNormBackward(dxm, dw.ln2w, dw.ln2b, dxf, xm, this.buf(`m2_${l}`, n), this.buf(`s2_${l}`, n), w.ln2w, n, C);
@@ -570,9 +568,9 @@ export class Rwkv7Train extends TrainGraph<Rwkv7Shape> {
       // Back through each mix's consumers into d(x?), then the token shift into dxa.
       const dxa = this.zeroed('dxa', n * C);
       const mix = (m: number, consumers: () => void): void => {
-        shiftMixForward(tmp, xa, w.mu[m]!, b, t, C); // x?, read by `consumers`
+        this.ops.shiftMixForward(tmp, xa, w.mu[m]!, b, t, C); // x?, read by `consumers`
         consumers(); // leaves d(x?) in dtmp
-        shiftMixBackward(dxa, dw.mu[m]!, dtmp, xa, w.mu[m]!, b, t, C);
+        this.ops.shiftMixBackward(dxa, dw.mu[m]!, dtmp, xa, w.mu[m]!, b, t, C);
       };
       const dmix = this.buf('dmix', n * C);
       mix(MIX_R, () => {
