@@ -1705,8 +1705,11 @@ export function wkv7TrainScratchBytes(n: i32, chunk: i32): i32 {
   return ((chunk + 2) * n * n + chunk * n + 5 * n) << 2;
 }
 
-/** The forward of pairs [p0, p1) (pair = sequence · heads + head): y, and the checkpoints. */
-export function wkv7TrainForward(base: usize, b: i32, t: i32, heads: i32, n: i32, chunk: i32, scratch: usize, p0: i32, p1: i32): void {
+/**
+ * The forward of pairs [p0, p1) (pair = sequence · heads + head): y, and the checkpoints. Each sequence
+ * starts from zero, or (s0 ≠ 0) from s0's state of its head (heads × n × n: a tuned initial state).
+ */
+export function wkv7TrainForward(base: usize, b: i32, t: i32, heads: i32, n: i32, chunk: i32, scratch: usize, s0: usize, p0: i32, p1: i32): void {
   const c = heads * n;
   const plane = ((b * t * c) as usize) << 2;
   const nn = (n * n) as usize;
@@ -1716,7 +1719,8 @@ export function wkv7TrainForward(base: usize, b: i32, t: i32, heads: i32, n: i32
   const s = scratch;
   for (let pair = p0; pair < p1; pair++) {
     const seq = pair / heads, h = pair % heads;
-    memory.fill(s, 0, nn << 2);
+    if (s0 != 0) memory.copy(s, s0 + (((h as usize) * nn) << 2), nn << 2);
+    else memory.fill(s, 0, nn << 2);
     for (let p = 0; p < t; p++) {
       if (p % chunk == 0) memory.copy(ck + ((((seq * chunks + p / chunk) * heads + h) as usize) * nn << 2), s, nn << 2);
       const o = ((seq * t + p) as usize) * cb + ((h * n) as usize << 2);
@@ -1725,8 +1729,12 @@ export function wkv7TrainForward(base: usize, b: i32, t: i32, heads: i32, n: i32
   }
 }
 
-/** The backward of pairs [p0, p1): re-runs each chunk from its checkpoint, then walks it backwards. */
-export function wkv7TrainBackward(base: usize, b: i32, t: i32, heads: i32, n: i32, chunk: i32, scratch: usize, p0: i32, p1: i32): void {
+/**
+ * The backward of pairs [p0, p1): re-runs each chunk from its checkpoint, then walks it backwards. With
+ * ds0 ≠ 0, writes each pair's ∂L/∂(initial state) there (B·H × n × n, [pair][n × n]) for the caller to
+ * sum over the sequences.
+ */
+export function wkv7TrainBackward(base: usize, b: i32, t: i32, heads: i32, n: i32, chunk: i32, scratch: usize, ds0: usize, p0: i32, p1: i32): void {
   const c = heads * n;
   const plane = ((b * t * c) as usize) << 2;
   const nn = (n * n) as usize;
@@ -1794,6 +1802,8 @@ export function wkv7TrainBackward(base: usize, b: i32, t: i32, heads: i32, n: i3
         }
       }
     }
+    // g is now G_{−1}: the gradient of the state this sequence started from.
+    if (ds0 != 0) memory.copy(ds0 + (((pair as usize) * nn) << 2), g, nn << 2);
   }
 }
 

@@ -66,12 +66,13 @@ for (const [b, t, c, kSpread] of [
   });
 }
 
-for (const [b, t, heads, n] of [
-  [1, 1, 1, 4],
-  [2, 21, 3, 8],
-  [3, 40, 2, 64],
+for (const [b, t, heads, n, tuned] of [
+  [1, 1, 1, 4, false],
+  [2, 21, 3, 8, false],
+  [3, 40, 2, 64, false],
+  [3, 37, 2, 8, true],
 ] as const) {
-  test(`the kernels' WKV-7 and its chunked backward equal the float64 TypeScript: B ${b}, T ${t}, ${heads} heads of ${n}`, () => {
+  test(`the kernels' WKV-7 and its chunked backward equal the float64 TypeScript: B ${b}, T ${t}, ${heads} heads of ${n}${tuned ? ', from a tuned initial state (its gradient too)' : ''}`, () => {
     const rng = new Rng(b * 7919 + t * 31 + heads * 7 + n);
     const c = heads * n;
     const size = b * t * c;
@@ -90,24 +91,28 @@ for (const [b, t, heads, n] of [
     const dy = random(rng, size, -1, 1);
     const f64 = (x: Float32Array): Float64Array => Float64Array.from(x);
     const ck = wkv7CheckpointLength(b, t, heads, c);
+    const s0 = tuned ? random(rng, heads * n * n, -1, 1) : undefined;
+    const ds0 = tuned ? random(rng, heads * n * n, -1, 1) : undefined;
+    const ds0Ref = ds0 === undefined ? undefined : f64(ds0);
 
     const y = new Float32Array(size);
     const checkpoints = new Float32Array(ck);
-    scans.wkv7Forward(y, r, w, k, v, kk, a, b, t, heads, c, checkpoints);
+    scans.wkv7Forward(y, r, w, k, v, kk, a, b, t, heads, c, checkpoints, s0);
     const yRef = new Float64Array(size);
     const ckRef = new Float64Array(ck);
     const ins = [r, w, k, v, kk, a].map(f64) as [Float64Array, Float64Array, Float64Array, Float64Array, Float64Array, Float64Array];
-    wkv7Forward(yRef, ...ins, b, t, heads, c, ckRef);
+    wkv7Forward(yRef, ...ins, b, t, heads, c, ckRef, s0 === undefined ? undefined : f64(s0));
 
     const start = random(rng, size, -1, 1);
     const grads = Array.from({ length: 6 }, () => start.slice()) as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array];
-    scans.wkv7Backward(...grads, dy, r, w, k, v, kk, a, checkpoints, b, t, heads, c);
+    scans.wkv7Backward(...grads, dy, r, w, k, v, kk, a, checkpoints, b, t, heads, c, ds0);
     const gradsRef = Array.from({ length: 6 }, () => f64(start)) as [Float64Array, Float64Array, Float64Array, Float64Array, Float64Array, Float64Array];
-    wkv7Backward(...gradsRef, f64(dy), ...ins, ckRef, b, t, heads, c);
+    wkv7Backward(...gradsRef, f64(dy), ...ins, ckRef, b, t, heads, c, ds0Ref);
 
     const names = ['dr', 'dw', 'dk', 'dv', 'dkk', 'da'];
     const errors: Record<string, number> = { y: relativeError(y, yRef), checkpoints: relativeError(checkpoints, ckRef) };
     names.forEach((name, i) => (errors[name] = relativeError(grads[i]!, gradsRef[i]!)));
+    if (ds0 !== undefined) errors.ds0 = relativeError(ds0, ds0Ref!);
     console.log(`# WKV-7 B ${b} T ${t} H ${heads} N ${n}: ${Object.entries(errors).map(([name, e]) => `${name} ${e.toExponential(1)}`).join(', ')}`);
     for (const [name, e] of Object.entries(errors)) assert.ok(e < 2e-4, `${name}: relative error ${e}`);
   });

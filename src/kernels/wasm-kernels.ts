@@ -719,20 +719,25 @@ export class WasmKernels {
    * Training's RWKV-7 WKV (asm/kernels.ts wkv7TrainForward): y of b sequences of t tokens from a zero state,
    * and the state before every `chunk`-th token of each (sequence, head) in `checkpoints` (b·⌈t/chunk⌉·H·n²,
    * [sequence][chunk][head][n × n]). r, w (the decay factor), k, v, kk, a, y: (b·t) × C, C = heads·n, n a
-   * multiple of 4. The (sequence, head) pairs are split over the pool.
+   * multiple of 4; with `s0` (heads × n × n), every sequence starts from that state. The (sequence, head)
+   * pairs are split over the pool.
    */
-  wkv7TrainForward(y: Float32Array, checkpoints: Float32Array, inputs: readonly Float32Array[], b: number, t: number, heads: number, n: number, chunk: number): void {
+  wkv7TrainForward(y: Float32Array, checkpoints: Float32Array, inputs: readonly Float32Array[], b: number, t: number, heads: number, n: number, chunk: number, s0?: Float32Array): void {
     const size = b * t * heads * n;
     const ck = b * Math.ceil(t / chunk) * heads * n * n;
     checkScan(n, size, [...inputs, y], []);
     if (inputs.length !== 6 || checkpoints.length < ck) throw new ArgumentError(`wkv7TrainForward: r, w, k, v, kk, a and ${ck} checkpoint values`);
     const scratch = (this.threads + 1) * this.kernels.wkv7TrainScratchBytes(n, chunk);
-    const bytes = 7 * size * 4 + ck * 4 + scratch;
+    const state = s0 === undefined ? 0 : heads * n * n;
+    if (s0 !== undefined && s0.length !== state) throw new ArgumentError(`wkv7TrainForward: an initial state of ${s0.length} values, expected ${state}`);
+    const bytes = 7 * size * 4 + ck * 4 + scratch + state * 4;
     const base = this.malloc(bytes);
     try {
       const at = base / 4;
       inputs.forEach((x, i) => this.f32.set(x.subarray(0, size), at + i * size));
-      this.dispatch(Op.Wkv7TrainForward, [base, b, t, heads, n, chunk, base + 4 * (7 * size + ck)], b * heads, 1);
+      const ps0 = base + 4 * (7 * size + ck) + scratch;
+      if (s0 !== undefined) this.f32.set(s0, ps0 / 4);
+      this.dispatch(Op.Wkv7TrainForward, [base, b, t, heads, n, chunk, base + 4 * (7 * size + ck), s0 === undefined ? 0 : ps0], b * heads, 1);
       y.set(this.f32.subarray(at + 6 * size, at + 7 * size));
       checkpoints.set(this.f32.subarray(at + 7 * size, at + 7 * size + ck));
     } finally {
@@ -743,23 +748,32 @@ export class WasmKernels {
   /**
    * Its backward (asm/kernels.ts wkv7TrainBackward): writes ∂L/∂(r, w, k, v, kk, a) into `grads` (six
    * (b·t) × C arrays) given dy and the forward's checkpoints, re-running each chunk from its checkpoint.
+   * With `ds0` (heads × n × n), adds ∂L/∂(the initial state every sequence started from) there.
    */
-  wkv7TrainBackward(grads: readonly Float32Array[], dy: Float32Array, checkpoints: Float32Array, inputs: readonly Float32Array[], b: number, t: number, heads: number, n: number, chunk: number): void {
+  wkv7TrainBackward(grads: readonly Float32Array[], dy: Float32Array, checkpoints: Float32Array, inputs: readonly Float32Array[], b: number, t: number, heads: number, n: number, chunk: number, ds0?: Float32Array): void {
     const size = b * t * heads * n;
     const ck = b * Math.ceil(t / chunk) * heads * n * n;
     checkScan(n, size, [...inputs, dy, ...grads], []);
     if (inputs.length !== 6 || grads.length !== 6 || checkpoints.length < ck) throw new ArgumentError(`wkv7TrainBackward: r, w, k, v, kk, a, their six gradients and ${ck} checkpoint values`);
     const scratch = (this.threads + 1) * this.kernels.wkv7TrainScratchBytes(n, chunk);
-    const bytes = 13 * size * 4 + ck * 4 + scratch;
+    const nn = n * n;
+    if (ds0 !== undefined && ds0.length !== heads * nn) throw new ArgumentError(`wkv7TrainBackward: an initial state's gradient of ${ds0.length} values, expected ${heads * nn}`);
+    const perPair = ds0 === undefined ? 0 : b * heads * nn; // each (sequence, head)'s G_{−1}, summed here
+    const bytes = 13 * size * 4 + ck * 4 + scratch + perPair * 4;
     const base = this.malloc(bytes);
     try {
       const at = base / 4;
       inputs.forEach((x, i) => this.f32.set(x.subarray(0, size), at + i * size));
       this.f32.set(dy.subarray(0, size), at + 6 * size);
       this.f32.set(checkpoints.subarray(0, ck), at + 7 * size);
-      this.dispatch(Op.Wkv7TrainBackward, [base, b, t, heads, n, chunk, base + 4 * (13 * size + ck)], b * heads, 1);
+      const pds0 = base + 4 * (13 * size + ck) + scratch;
+      this.dispatch(Op.Wkv7TrainBackward, [base, b, t, heads, n, chunk, base + 4 * (13 * size + ck), ds0 === undefined ? 0 : pds0], b * heads, 1);
       const out = at + 7 * size + ck;
       grads.forEach((g, i) => g.set(this.f32.subarray(out + i * size, out + (i + 1) * size)));
+      if (ds0 !== undefined) {
+        const g = this.f32.subarray(pds0 / 4, pds0 / 4 + perPair);
+        for (let seq = 0; seq < b; seq++) for (let e = 0; e < heads * nn; e++) ds0[e]! += g[seq * heads * nn + e]!;
+      }
     } finally {
       this.release(base, bytes);
     }

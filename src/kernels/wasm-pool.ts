@@ -100,8 +100,8 @@ export interface KernelExports {
   wkv4TrainForward(base: number, w: number, u: number, b: number, t: number, c: number, c0: number, c1: number): void;
   wkv4TrainBackward(base: number, w: number, u: number, gw: number, gu: number, scratch: number, b: number, t: number, c: number, c0: number, c1: number): void;
   wkv4TrainScratchBytes(t: number): number;
-  wkv7TrainForward(base: number, b: number, t: number, heads: number, n: number, chunk: number, scratch: number, p0: number, p1: number): void;
-  wkv7TrainBackward(base: number, b: number, t: number, heads: number, n: number, chunk: number, scratch: number, p0: number, p1: number): void;
+  wkv7TrainForward(base: number, b: number, t: number, heads: number, n: number, chunk: number, scratch: number, s0: number, p0: number, p1: number): void;
+  wkv7TrainBackward(base: number, b: number, t: number, heads: number, n: number, chunk: number, scratch: number, ds0: number, p0: number, p1: number): void;
   wkv7TrainScratchBytes(n: number, chunk: number): number;
   wkv5(s: number, r: number, k: number, v: number, w: number, u: number, y: number, heads: number, n: number): void;
   wkv7(s: number, r: number, w: number, k: number, v: number, kk: number, a: number, y: number, heads: number, n: number): void;
@@ -133,7 +133,7 @@ function runChunk(k: KernelExports, ctrl: Int32Array, index: number, u0: number,
   } else if (op === Op.Wkv7TrainForward || op === Op.Wkv7TrainBackward) {
     const scratch = a(6) + index * k.wkv7TrainScratchBytes(a(4), a(5));
     const run = op === Op.Wkv7TrainForward ? k.wkv7TrainForward : k.wkv7TrainBackward;
-    run(a(0), a(1), a(2), a(3), a(4), a(5), scratch, u0, u1);
+    run(a(0), a(1), a(2), a(3), a(4), a(5), scratch, a(7), u0, u1);
   } else if (op === Op.ReadSum) {
     k.readSum(a(0) + u0, u1 - u0);
   }

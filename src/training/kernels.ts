@@ -4,7 +4,7 @@
 // shift, squared ReLU, the receptance gate: train*) on the calling thread. Same contracts as ops.ts and
 // ops-v7.ts, whose float64 TypeScript is the reference they are tested against (test/training-kernels.test.ts).
 // The TypeScript runs instead for a Gemm without kernels, f64 training, widths or head sizes that are not a
-// multiple of 4, activations outside the kernels' memory, and a tuned initial state (state tuning).
+// multiple of 4, and activations outside the kernels' memory.
 import type { WasmKernels } from '../kernels/wasm-kernels.js';
 import { LN_EPS } from '../models/blocks.js';
 import {
@@ -54,10 +54,10 @@ export interface TrainingKernels extends TrainingOps {
   wkv4Forward(y: Vec, k: Vec, v: Vec, timeDecay: Vec, timeFirst: Vec, b: number, t: number, c: number): void;
   /** dk, dv, dTimeDecay, dTimeFirst += their gradients given dy (ops.ts wkvBackward). */
   wkv4Backward(dk: Vec, dv: Vec, dTimeDecay: Vec, dTimeFirst: Vec, dy: Vec, k: Vec, v: Vec, timeDecay: Vec, timeFirst: Vec, b: number, t: number, c: number): void;
-  /** y = WKV7(r, w, k, v, kk, a) from a zero state, keeping the checkpoints (ops-v7.ts wkv7Forward). */
-  wkv7Forward(y: Vec, r: Vec, w: Vec, k: Vec, v: Vec, kk: Vec, a: Vec, b: number, t: number, heads: number, c: number, checkpoints: Vec): void;
-  /** dr, dw, dk, dv, dkk, da += their gradients given dy (ops-v7.ts wkv7Backward, without a tuned state). */
-  wkv7Backward(dr: Vec, dw: Vec, dk: Vec, dv: Vec, dkk: Vec, da: Vec, dy: Vec, r: Vec, w: Vec, k: Vec, v: Vec, kk: Vec, a: Vec, checkpoints: Vec, b: number, t: number, heads: number, c: number): void;
+  /** y = WKV7(r, w, k, v, kk, a) from a zero state or `s0`, keeping the checkpoints (ops-v7.ts wkv7Forward). */
+  wkv7Forward(y: Vec, r: Vec, w: Vec, k: Vec, v: Vec, kk: Vec, a: Vec, b: number, t: number, heads: number, c: number, checkpoints: Vec, s0?: Vec): void;
+  /** dr, dw, dk, dv, dkk, da (and ds0, the tuned state's) += their gradients given dy (ops-v7.ts wkv7Backward). */
+  wkv7Backward(dr: Vec, dw: Vec, dk: Vec, dv: Vec, dkk: Vec, da: Vec, dy: Vec, r: Vec, w: Vec, k: Vec, v: Vec, kk: Vec, a: Vec, checkpoints: Vec, b: number, t: number, heads: number, c: number, ds0?: Vec): void;
   /** Whether these kernels take arrays of this kind and a width (RWKV-4: channels; RWKV-7: head size) of `width`. */
   takes(width: number, ...arrays: Vec[]): boolean;
 }
@@ -113,16 +113,16 @@ export class WasmTrainingKernels implements TrainingKernels {
     }
   }
 
-  wkv7Forward(y: Vec, r: Vec, w: Vec, k: Vec, v: Vec, kk: Vec, a: Vec, b: number, t: number, heads: number, c: number, checkpoints: Vec): void {
+  wkv7Forward(y: Vec, r: Vec, w: Vec, k: Vec, v: Vec, kk: Vec, a: Vec, b: number, t: number, heads: number, c: number, checkpoints: Vec, s0?: Vec): void {
     const inputs = [r, w, k, v, kk, a] as Float32Array[];
-    this.kernels.wkv7TrainForward(y as Float32Array, checkpoints as Float32Array, inputs, b, t, heads, c / heads, WKV7_CHUNK);
+    this.kernels.wkv7TrainForward(y as Float32Array, checkpoints as Float32Array, inputs, b, t, heads, c / heads, WKV7_CHUNK, s0 as Float32Array | undefined);
   }
 
-  wkv7Backward(dr: Vec, dw: Vec, dk: Vec, dv: Vec, dkk: Vec, da: Vec, dy: Vec, r: Vec, w: Vec, k: Vec, v: Vec, kk: Vec, a: Vec, checkpoints: Vec, b: number, t: number, heads: number, c: number): void {
+  wkv7Backward(dr: Vec, dw: Vec, dk: Vec, dv: Vec, dkk: Vec, da: Vec, dy: Vec, r: Vec, w: Vec, k: Vec, v: Vec, kk: Vec, a: Vec, checkpoints: Vec, b: number, t: number, heads: number, c: number, ds0?: Vec): void {
     const n = b * t * c;
     if (this.grads7.length === 0 || this.grads7[0]!.length < n) this.grads7 = Array.from({ length: 6 }, () => new Float32Array(n));
     const grads = this.grads7.map((g) => g.subarray(0, n));
-    this.kernels.wkv7TrainBackward(grads, dy as Float32Array, checkpoints as Float32Array, [r, w, k, v, kk, a] as Float32Array[], b, t, heads, c / heads, WKV7_CHUNK);
+    this.kernels.wkv7TrainBackward(grads, dy as Float32Array, checkpoints as Float32Array, [r, w, k, v, kk, a] as Float32Array[], b, t, heads, c / heads, WKV7_CHUNK, ds0 as Float32Array | undefined);
     [dr, dw, dk, dv, dkk, da].forEach((d, j) => {
       const g = grads[j]!;
       for (let i = 0; i < n; i++) d[i] += g[i]!;

@@ -453,7 +453,7 @@ export class Rwkv7Train extends TrainGraph<Rwkv7Shape> {
       const checkpoints = this.buf(`ck${l}`, wkv7CheckpointLength(b, t, H, C));
       const s0 = this.states?.[l]!.data;
       const kernels = this.gemm.kernels;
-      if (s0 === undefined && kernels?.takes(C / H, y, r, wd, k, v, kk, a, checkpoints) === true) kernels.wkv7Forward(y, r, wd, k, v, kk, a, b, t, H, C, checkpoints);
+      if (kernels?.takes(C / H, y, r, wd, k, v, kk, a, checkpoints, ...(s0 === undefined ? [] : [s0])) === true) kernels.wkv7Forward(y, r, wd, k, v, kk, a, b, t, H, C, checkpoints, s0);
       else wkv7Forward(y, r, wd, k, v, kk, a, b, t, H, C, checkpoints, s0);
       const yb = this.buf(`yb${l}`, n * C);
       groupNormForward(yb, this.buf(`mx${l}`, n * H), this.buf(`sx${l}`, n * H), y, w.lnxw, w.lnxb, n, H, LN_X_EPS);
@@ -555,8 +555,8 @@ export class Rwkv7Train extends TrainGraph<Rwkv7Shape> {
       const checkpoints = this.buf(`ck${l}`, wkv7CheckpointLength(b, t, H, C));
       const ds0 = this.states?.[l]!.grad;
       const kernels = this.gemm.kernels;
-      if (ds0 === undefined && kernels?.takes(C / H, dr, dwd, dk, dv, dkk, da, dy, r, wd, k, v, kk, a, checkpoints) === true) {
-        kernels.wkv7Backward(dr, dwd, dk, dv, dkk, da, dy, r, wd, k, v, kk, a, checkpoints, b, t, H, C);
+      if (kernels?.takes(C / H, dr, dwd, dk, dv, dkk, da, dy, r, wd, k, v, kk, a, checkpoints, ...(ds0 === undefined ? [] : [ds0])) === true) {
+        kernels.wkv7Backward(dr, dwd, dk, dv, dkk, da, dy, r, wd, k, v, kk, a, checkpoints, b, t, H, C, ds0);
       } else wkv7Backward(dr, dwd, dk, dv, dkk, da, dy, r, wd, k, v, kk, a, checkpoints, b, t, H, C, ds0);
       // Frozen: below layer 0's WKV only weight gradients remain (its inputs come from the fixed embedding).
       if (frozen && l === 0) return;
