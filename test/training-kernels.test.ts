@@ -1,8 +1,12 @@
-// The trainer's WKV-4 and WKV-7 scans and element-wise operations on the WebAssembly kernels (scans.ts, asm/kernels.ts wkv4Train*) against the
-// float64 TypeScript ones (ops.ts wkvForward / wkvBackward, ops-v7.ts wkv7Forward / wkv7Backward, themselves
-// checked by finite differences in test/training-ops.test.ts and test/training-rwkv7.test.ts): y, dk, dv, dTimeDecay and dTimeFirst on random inputs with a wide spread of
-// keys and decays (the stable form's every branch), widths that split unevenly over the pool's threads, and
-// several sequences; for WKV-7 sequences whose length is not a multiple of the chunk. f32 against float64: each output within 2e-4 of its scale (largest magnitude).
+// The trainer's kernels (src/training/kernels.ts, asm/kernels.ts wkv4Train*, wkv7Train*, train*) against the
+// float64 TypeScript they replace (ops.ts, ops-v7.ts, themselves checked by finite differences in
+// test/training-ops.test.ts and test/training-rwkv7.test.ts):
+// - WKV-4: y, dk, dv, dTimeDecay, dTimeFirst on random inputs with a wide spread of keys and decays (every
+//   branch of the stable form), widths that split unevenly over the pool's threads, several sequences;
+// - WKV-7: y, the checkpoints and all six gradients, lengths that are not a multiple of the chunk, and a
+//   tuned initial state with its gradient;
+// - the element-wise ops on arrays in the kernels' memory.
+// f32 against float64: each output within 2e-4 of its scale (largest magnitude); the element-wise ops 1e-5.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { wkvBackward, wkvForward } from '../src/training/ops.js';
