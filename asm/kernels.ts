@@ -1556,34 +1556,53 @@ export function trainSigmoidGateBackward(dr: usize, dy: usize, dout: usize, s: u
 /** A fresh state's pp (training/ops.ts, kernels/rwkv4-wkv.ts WKV4_FRESH_PP). */
 const FRESH_PP: f32 = -1e30;
 
+/**
+ * One sequence of 4 channels at byte offset i (rows `cb` bytes apart from s0) from a fresh state: y (when
+ * not 0) and, with `keep` (not 0), what the backward needs per position (wkv4TrainBackward's scratch:
+ * the state before it aa, bb, pp, the max q, r = 1/den, eu = e^{u+k−q}·r, y).
+ */
+@inline function wkv4TrainSequence(k: usize, v: usize, y: usize, keep: usize, uu: v128, wd: v128, s0: usize, cb: usize, i: usize, t: i32): void {
+  const lane = (t as usize) << 4;
+  let aa = f32x4.splat(0), bb = f32x4.splat(0), pp = f32x4.splat(FRESH_PP);
+  for (let p = 0; p < t; p++) {
+    const o = s0 + (p as usize) * cb + i;
+    const kk = v128.load(k + o);
+    const vv = v128.load(v + o);
+    const ww = f32x4.add(uu, kk);
+    const q = f32x4.max(pp, ww);
+    const e1 = expx4(f32x4.sub(pp, q));
+    const e2 = expx4(f32x4.sub(ww, q));
+    const r = f32x4.div(f32x4.splat(1), fma(e1, bb, e2));
+    const yy = f32x4.mul(fma(e1, aa, f32x4.mul(e2, vv)), r);
+    if (y != 0) v128.store(y + o, yy);
+    if (keep != 0) {
+      const so = keep + ((p as usize) << 4);
+      v128.store(so, aa);
+      v128.store(so + lane, bb);
+      v128.store(so + 2 * lane, pp);
+      v128.store(so + 3 * lane, q);
+      v128.store(so + 4 * lane, f32x4.mul(e2, r));
+      v128.store(so + 5 * lane, r);
+      v128.store(so + 6 * lane, yy);
+    }
+    const wp = f32x4.add(wd, pp);
+    const q2 = f32x4.max(wp, kk);
+    const f1 = expx4(f32x4.sub(wp, q2));
+    const f2 = expx4(f32x4.sub(kk, q2));
+    aa = fma(f1, aa, f32x4.mul(f2, vv));
+    bb = fma(f1, bb, f2);
+    pp = q2;
+  }
+}
+
 /** y = WKV(k, v) for channels [c0, c1); w = −exp(time_decay), u = time_first (C each). */
 export function wkv4TrainForward(base: usize, w: usize, u: usize, b: i32, t: i32, c: i32, c0: i32, c1: i32): void {
   const cb = (c as usize) << 2;
   const plane = (b as usize) * (t as usize) * cb;
-  const k = base, v = base + plane, y = base + 2 * plane;
   for (let seq = 0; seq < b; seq++) {
     const s0 = (seq as usize) * (t as usize) * cb;
     for (let i = (c0 as usize) << 2; i < ((c1 as usize) << 2); i += 16) {
-      const uu = v128.load(u + i);
-      const wd = v128.load(w + i);
-      let aa = f32x4.splat(0), bb = f32x4.splat(0), pp = f32x4.splat(FRESH_PP);
-      for (let p = 0; p < t; p++) {
-        const o = s0 + (p as usize) * cb + i;
-        const kk = v128.load(k + o);
-        const vv = v128.load(v + o);
-        const ww = f32x4.add(uu, kk);
-        const q = f32x4.max(pp, ww);
-        const e1 = expx4(f32x4.sub(pp, q));
-        const e2 = expx4(f32x4.sub(ww, q));
-        v128.store(y + o, f32x4.div(fma(e1, aa, f32x4.mul(e2, vv)), fma(e1, bb, e2)));
-        const wp = f32x4.add(wd, pp);
-        const q2 = f32x4.max(wp, kk);
-        const f1 = expx4(f32x4.sub(wp, q2));
-        const f2 = expx4(f32x4.sub(kk, q2));
-        aa = fma(f1, aa, f32x4.mul(f2, vv));
-        bb = fma(f1, bb, f2);
-        pp = q2;
-      }
+      wkv4TrainSequence(base, base + plane, base + 2 * plane, 0, v128.load(u + i), v128.load(w + i), s0, cb, i, t);
     }
   }
 }
@@ -1603,6 +1622,7 @@ export function wkv4TrainBackward(base: usize, w: usize, u: usize, gw: usize, gu
   const plane = (b as usize) * (t as usize) * cb;
   const k = base, v = base + plane, dy = base + 2 * plane, dk = base + 3 * plane, dv = base + 4 * plane;
   const lane = (t as usize) << 4;
+  // The scratch's seven lanes, in wkv4TrainSequence's order.
   const sa = scratch, sb = sa + lane, sp = sb + lane, sq = sp + lane, seu = sq + lane, sr = seu + lane, sy = sr + lane;
   for (let i = (c0 as usize) << 2; i < ((c1 as usize) << 2); i += 16) {
     const uu = v128.load(u + i);
@@ -1610,32 +1630,7 @@ export function wkv4TrainBackward(base: usize, w: usize, u: usize, gw: usize, gu
     let gwAcc = f32x4.splat(0), guAcc = f32x4.splat(0);
     for (let seq = 0; seq < b; seq++) {
       const s0 = (seq as usize) * (t as usize) * cb;
-      let aa = f32x4.splat(0), bb = f32x4.splat(0), pp = f32x4.splat(FRESH_PP);
-      for (let p = 0; p < t; p++) {
-        const o = s0 + (p as usize) * cb + i;
-        const so = (p as usize) << 4;
-        const kk = v128.load(k + o);
-        const vv = v128.load(v + o);
-        const ww = f32x4.add(uu, kk);
-        const q = f32x4.max(pp, ww);
-        const e1 = expx4(f32x4.sub(pp, q));
-        const e2 = expx4(f32x4.sub(ww, q));
-        const r = f32x4.div(f32x4.splat(1), fma(e1, bb, e2));
-        v128.store(sa + so, aa);
-        v128.store(sb + so, bb);
-        v128.store(sp + so, pp);
-        v128.store(sq + so, q);
-        v128.store(sr + so, r);
-        v128.store(seu + so, f32x4.mul(e2, r));
-        v128.store(sy + so, f32x4.mul(fma(e1, aa, f32x4.mul(e2, vv)), r));
-        const wp = f32x4.add(wd, pp);
-        const q2 = f32x4.max(wp, kk);
-        const f1 = expx4(f32x4.sub(wp, q2));
-        const f2 = expx4(f32x4.sub(kk, q2));
-        aa = fma(f1, aa, f32x4.mul(f2, vv));
-        bb = fma(f1, bb, f2);
-        pp = q2;
-      }
+      wkv4TrainSequence(k, v, 0, scratch, uu, wd, s0, cb, i, t);
       // Reverse scan: adjoints G, H of the next A, B, kept as g·e^o, h·e^o.
       let g = f32x4.splat(0), h = f32x4.splat(0), og = f32x4.splat(FRESH_PP);
       for (let p = t - 1; p >= 0; p--) {

@@ -155,33 +155,24 @@ test("the kernels' element-wise operations equal the TypeScript ones on arrays i
     errors[name] = relativeError(got, want);
   };
 
-  // Token shift and mix, forward and backward (which adds).
-  const out = inMemory(0, 0);
-  ops.tokenShiftMixForward(out, x, mu, b, t, c);
-  const outRef = new Float64Array(size);
-  TYPESCRIPT_OPS.tokenShiftMixForward(outRef, f64(x), f64(mu), b, t, c);
-  check('shift', out, outRef);
-  const dx = inMemory(-1, 1);
-  const dmu = perChannel(-1, 1);
-  const [dxRef, dmuRef] = [f64(dx), f64(dmu)];
-  ops.tokenShiftMixBackward(dx, dmu, dout, x, mu, b, t, c);
-  TYPESCRIPT_OPS.tokenShiftMixBackward(dxRef, dmuRef, f64(dout), f64(x), f64(mu), b, t, c);
-  check('shift dx', dx, dxRef);
-  check('shift dmu', dmu, dmuRef);
-
-  // RWKV-6/7's mix (lerp(x, prev, μ)), forward and backward.
-  const out7 = inMemory(0, 0);
-  ops.shiftMixForward(out7, x, mu, b, t, c);
-  const out7Ref = new Float64Array(size);
-  TYPESCRIPT_OPS.shiftMixForward(out7Ref, f64(x), f64(mu), b, t, c);
-  check('v7 shift', out7, out7Ref);
-  const dx7 = inMemory(-1, 1);
-  const dmu7 = perChannel(-1, 1);
-  const [dx7Ref, dmu7Ref] = [f64(dx7), f64(dmu7)];
-  ops.shiftMixBackward(dx7, dmu7, dout, x, mu, b, t, c);
-  TYPESCRIPT_OPS.shiftMixBackward(dx7Ref, dmu7Ref, f64(dout), f64(x), f64(mu), b, t, c);
-  check('v7 shift dx', dx7, dx7Ref);
-  check('v7 shift dmu', dmu7, dmu7Ref);
+  // Token shift and mix, forward and backward (which adds): RWKV-4's lerp(prev, x, μ), RWKV-6/7's lerp(x, prev, μ).
+  for (const [name, fwd, bwd] of [
+    ['shift', 'tokenShiftMixForward', 'tokenShiftMixBackward'],
+    ['v7 shift', 'shiftMixForward', 'shiftMixBackward'],
+  ] as const) {
+    const out = inMemory(0, 0);
+    ops[fwd](out, x, mu, b, t, c);
+    const outRef = new Float64Array(size);
+    TYPESCRIPT_OPS[fwd](outRef, f64(x), f64(mu), b, t, c);
+    check(name, out, outRef);
+    const dx = inMemory(-1, 1);
+    const dmu = perChannel(-1, 1);
+    const [dxRef, dmuRef] = [f64(dx), f64(dmu)];
+    ops[bwd](dx, dmu, dout, x, mu, b, t, c);
+    TYPESCRIPT_OPS[bwd](dxRef, dmuRef, f64(dout), f64(x), f64(mu), b, t, c);
+    check(`${name} dx`, dx, dxRef);
+    check(`${name} dmu`, dmu, dmuRef);
+  }
 
   // LayerNorm with its statistics, and its backward.
   const ln = inMemory(0, 0);

@@ -662,6 +662,16 @@ export class WasmKernels {
     );
   }
 
+  /** Runs `work` on a region of `bytes` bytes from `malloc` (the training kernels' staging), then gives it back. */
+  private staged(bytes: number, work: (base: number) => void): void {
+    const base = this.malloc(bytes);
+    try {
+      work(base);
+    } finally {
+      this.release(base, bytes);
+    }
+  }
+
   /**
    * Training's RWKV-4 WKV (asm/kernels.ts wkv4TrainForward): y = WKV(k, v) of b sequences of t tokens,
    * each from a fresh state, no σ(r) gate. k, v, y: (b·t) × c host arrays; w (the decay, −exp(time_decay))
@@ -671,8 +681,7 @@ export class WasmKernels {
     const n = b * t * c;
     checkScan(c, n, [k, v, y], [w, u]);
     const bytes = 3 * n * 4 + 2 * c * 4;
-    const base = this.malloc(bytes);
-    try {
+    this.staged(bytes, (base) => {
       const at = base / 4;
       this.f32.set(k.subarray(0, n), at);
       this.f32.set(v.subarray(0, n), at + n);
@@ -680,9 +689,7 @@ export class WasmKernels {
       this.f32.set(u.subarray(0, c), at + 3 * n + c);
       this.dispatch(Op.Wkv4TrainForward, [base, base + 12 * n, base + 12 * n + 4 * c, b, t, c], c, 4);
       y.set(this.f32.subarray(at + 2 * n, at + 3 * n));
-    } finally {
-      this.release(base, bytes);
-    }
+    });
   }
 
   /**
@@ -694,8 +701,7 @@ export class WasmKernels {
     checkScan(c, n, [k, v, dy, dk, dv], [w, u, gw, gu]);
     const scratch = (this.threads + 1) * this.kernels.wkv4TrainScratchBytes(t);
     const bytes = 5 * n * 4 + 4 * c * 4 + scratch;
-    const base = this.malloc(bytes);
-    try {
+    this.staged(bytes, (base) => {
       const at = base / 4;
       this.f32.set(k.subarray(0, n), at);
       this.f32.set(v.subarray(0, n), at + n);
@@ -710,9 +716,7 @@ export class WasmKernels {
       dv.set(this.f32.subarray(at + 4 * n, at + 5 * n));
       gw.set(this.f32.subarray(p + 2 * c, p + 3 * c));
       gu.set(this.f32.subarray(p + 3 * c, p + 4 * c));
-    } finally {
-      this.release(base, bytes);
-    }
+    });
   }
 
   /**
@@ -731,8 +735,7 @@ export class WasmKernels {
     const state = s0 === undefined ? 0 : heads * n * n;
     if (s0 !== undefined && s0.length !== state) throw new ArgumentError(`wkv7TrainForward: an initial state of ${s0.length} values, expected ${state}`);
     const bytes = 7 * size * 4 + ck * 4 + scratch + state * 4;
-    const base = this.malloc(bytes);
-    try {
+    this.staged(bytes, (base) => {
       const at = base / 4;
       inputs.forEach((x, i) => this.f32.set(x.subarray(0, size), at + i * size));
       const ps0 = base + 4 * (7 * size + ck) + scratch;
@@ -740,9 +743,7 @@ export class WasmKernels {
       this.dispatch(Op.Wkv7TrainForward, [base, b, t, heads, n, chunk, base + 4 * (7 * size + ck), s0 === undefined ? 0 : ps0], b * heads, 1);
       y.set(this.f32.subarray(at + 6 * size, at + 7 * size));
       checkpoints.set(this.f32.subarray(at + 7 * size, at + 7 * size + ck));
-    } finally {
-      this.release(base, bytes);
-    }
+    });
   }
 
   /**
@@ -760,8 +761,7 @@ export class WasmKernels {
     if (ds0 !== undefined && ds0.length !== heads * nn) throw new ArgumentError(`wkv7TrainBackward: an initial state's gradient of ${ds0.length} values, expected ${heads * nn}`);
     const perPair = ds0 === undefined ? 0 : b * heads * nn; // each (sequence, head)'s G_{−1}, summed here
     const bytes = 13 * size * 4 + ck * 4 + scratch + perPair * 4;
-    const base = this.malloc(bytes);
-    try {
+    this.staged(bytes, (base) => {
       const at = base / 4;
       inputs.forEach((x, i) => this.f32.set(x.subarray(0, size), at + i * size));
       this.f32.set(dy.subarray(0, size), at + 6 * size);
@@ -774,9 +774,7 @@ export class WasmKernels {
         const g = this.f32.subarray(pds0 / 4, pds0 / 4 + perPair);
         for (let seq = 0; seq < b; seq++) for (let e = 0; e < heads * nn; e++) ds0[e]! += g[seq * heads * nn + e]!;
       }
-    } finally {
-      this.release(base, bytes);
-    }
+    });
   }
 
   /**
